@@ -1,0 +1,89 @@
+"""Quantile prediction and post-processing: the ONE place for the forecast limits.
+
+Every forecast value leaving pvcast goes through :func:`apply_limits`:
+quantiles sorted (no crossing), scaled by AC capacity, clipped to
+``[0, min(capacity_ac_kw, export_limit_kw)]`` and exactly 0 when the sun is
+at or below the horizon.
+"""
+
+import numpy as np
+
+QUANTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
+ALPHAS = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def predict_normalised(model, features):
+    """Raw MultiQuantile prediction, power / capacity_ac, for a whole batch.
+
+    One CatBoost call: a ``MultiQuantile`` model returns all quantile columns.
+
+    Parameters
+    ----------
+    model : catboost.CatBoost
+        Fitted MultiQuantile model.
+    features : DataFrame or ndarray
+        Model features in the model's feature order, shape (n, n_features).
+
+    Returns
+    -------
+    ndarray
+        Shape (n, 5): normalised P10..P90 (unitless, fraction of capacity_ac),
+        not yet sorted or clipped.
+    """
+    raw = np.asarray(model.predict(features), dtype=float)
+    if raw.ndim != 2 or raw.shape[1] != len(ALPHAS):
+        raise ValueError(f"model.predict returned shape {raw.shape}, expected (n, {len(ALPHAS)}) quantiles")
+    return raw
+
+
+def power_limit_kw(capacity_ac_kw, export_limit_kw):
+    """Upper bound of the forecast, kW: ``min(capacity_ac_kw, export_limit_kw)``.
+
+    Parameters
+    ----------
+    capacity_ac_kw : array_like
+        kW, > 0.
+    export_limit_kw : array_like
+        kW; NaN = no export limit.
+
+    Returns
+    -------
+    ndarray
+        kW.
+    """
+    return np.fmin(np.asarray(capacity_ac_kw, dtype=float), np.asarray(export_limit_kw, dtype=float))
+
+
+def apply_limits(q_norm, capacity_ac_kw, export_limit_kw, solar_elevation):
+    """Sort, scale, clip and zero the quantiles.
+
+    Sorting along the quantile axis removes crossing (the rearrangement of
+    Chernozhukov et al. 2010, which never increases pinball loss); clipping is
+    monotone, so the order survives it. As in pvlib's ``inverter.pvwatts``
+    the result is floored at 0 and capped with ``np.minimum``.
+
+    Parameters
+    ----------
+    q_norm : ndarray
+        Shape (n, k): quantiles as fraction of capacity_ac, any order.
+    capacity_ac_kw, export_limit_kw : array_like
+        Shape (n,), kW (export NaN = none).
+    solar_elevation : array_like
+        Shape (n,), apparent solar elevation, deg.
+
+    Returns
+    -------
+    ndarray
+        Shape (n, k): quantiles, kW, non-decreasing along axis 1, within
+        ``[0, min(capacity_ac_kw, export_limit_kw)]``, exactly 0 where
+        ``solar_elevation <= 0``.
+    """
+    q = np.asarray(q_norm, dtype=float)
+    if not np.isfinite(q).all():
+        raise ValueError("quantiles contain NaN/inf before limits (check features)")
+    cap = np.asarray(capacity_ac_kw, dtype=float)[:, None]
+    limit = power_limit_kw(capacity_ac_kw, export_limit_kw)[:, None]
+    kw = np.sort(q, axis=1) * cap
+    kw = np.minimum(np.maximum(kw, 0.0), limit)
+    kw[np.asarray(solar_elevation) <= 0.0, :] = 0.0
+    return kw
