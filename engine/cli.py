@@ -1,0 +1,153 @@
+"""``pvcast`` command line: train, evaluate, db.
+
+``pvcast train``     re-trains the global model from the real data, prints the
+                     2013 hold-out table, compares it with the committed model
+                     card (tolerances in configs/training.yaml) and writes the
+                     model + card.
+``pvcast evaluate``  loads the committed model (checksum and features verified),
+                     prints the hold-out table (ml vs physics vs baseline vs
+                     clear-sky persistence) and writes the fan chart and
+                     reliability PNGs.
+``pvcast db migrate|status``  applies migrations / prints database capabilities.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine import modelio, plots, training
+
+DEFAULT_CONFIG = "configs/training.yaml"
+
+
+def progress_callback(bar):
+    """A ``step(msg)`` callback advancing a tqdm bar."""
+    def step(msg):
+        bar.set_description(msg)
+        bar.update(1)
+    return step
+
+
+def train_steps(config):
+    """Number of progress steps of a training run."""
+    return 4 + config["periods"]["calibration_folds"] + 1 + 1
+
+
+def compare_metrics(new, old, tolerance):
+    """Differences of hold-out ml metrics against a committed card.
+
+    Returns
+    -------
+    list of (name, new, old, ok)
+    """
+    return [(k, new["ml"][k], old["ml"][k], abs(new["ml"][k] - old["ml"][k]) <= tol)
+            for k, tol in tolerance.items()]
+
+
+def cmd_train(args):
+    from engine import features
+    config = training.load_config(args.config)
+    models_dir = Path(args.models_dir)
+    previous = None
+    card_path = models_dir / f"{config['model_id']}.json"
+    if card_path.is_file():
+        previous = json.loads(card_path.read_text())
+    with tqdm(total=train_steps(config), unit="step") as bar:
+        step = progress_callback(bar)
+        bundle, ds = training.train(config, features.feature_frame, features.MODEL_FEATURES, step)
+        step("hold-out evaluation (2013)")
+        table = training.holdout_table(training.holdout_forecasts(bundle, ds, config))
+    print(training.format_table(table))
+    card = dict(bundle["card"], physics=bundle["physics"], calibration=bundle["calibration"],
+                holdout_metrics=table, reproduce_tolerance=config["reproduce_tolerance"])
+    ok = True
+    if previous is not None:
+        print(f"\ncomparison with {card_path} (tolerance from {args.config}):")
+        for name, new, old, within in compare_metrics(table, previous["holdout_metrics"],
+                                                      config["reproduce_tolerance"]):
+            print(f"  {name:24s} new {100 * new:7.3f} %  committed {100 * old:7.3f} %  "
+                  f"{'ok' if within else 'OUT OF TOLERANCE'}")
+            ok &= within
+    out_dir = Path(args.output_dir or args.models_dir)
+    written = modelio.save_model(out_dir, config["model_id"], bundle["model"], card)
+    print(f"\nwrote {out_dir / written['model_file']} (sha256 {written['sha256'][:16]}...) and card")
+    return 0 if ok else 1
+
+
+def cmd_evaluate(args):
+    from engine import features
+    config = training.load_config(args.config)
+    bundle = modelio.load_model(args.models_dir, config["model_id"])
+    with tqdm(total=4, unit="step") as bar:
+        ds = training.build_dataset(config, features.feature_frame, progress_callback(bar))
+    fx = training.holdout_forecasts(bundle, ds, config)
+    table = training.holdout_table(fx)
+    print(training.format_table(table))
+    img = Path(args.img_dir or config["evaluate"]["img_dir"])
+    img.mkdir(parents=True, exist_ok=True)
+    ev = config["evaluate"]
+    local = fx["times"].tz_convert(config["site"]["timezone"]).tz_localize(None)
+    sel = np.asarray((local >= ev["fan_chart_start"]) & (local < ev["fan_chart_end"]))
+    plots.fan_chart(fx["times"][sel], fx["obs_kw"][sel], fx["ml"][sel], img / "fan_chart.png",
+                    f"pvcast ml P10-P90 vs measured, SERF East, {ev['fan_chart_start']} .. {ev['fan_chart_end']}"
+                    " (hold-out)")
+    day = fx["daylight"]
+    plots.reliability(fx["obs_kw"][day], {m: fx[m][day] for m in ("ml", "ml_uncalibrated", "physics")},
+                      img / "reliability.png", "Reliability, 2013 hold-out, daylight")
+    print(f"\nwrote {img / 'fan_chart.png'} and {img / 'reliability.png'}")
+    return 0
+
+
+def cmd_db(args):
+    import asyncio
+
+    import asyncpg
+
+    from engine import schema, store
+
+    async def run():
+        conn = await asyncpg.connect(store.database_url())
+        try:
+            if args.action == "migrate":
+                applied = await schema.apply_migrations(conn)
+                print("applied:", ", ".join(applied) if applied else "nothing (up to date)")
+            print(json.dumps(await schema.capabilities(conn), indent=2, default=str))
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def parser():
+    """The argparse parser of ``pvcast``."""
+    p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the global model from the real data and print hold-out metrics")
+    t.add_argument("--config", default=DEFAULT_CONFIG)
+    t.add_argument("--models-dir", default="models", help="committed models to compare with")
+    t.add_argument("--output-dir", default=None, help="where to write the model (default: --models-dir)")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="hold-out table + fan chart and reliability PNGs")
+    e.add_argument("--config", default=DEFAULT_CONFIG)
+    e.add_argument("--models-dir", default="models")
+    e.add_argument("--img-dir", default=None)
+    e.set_defaults(func=cmd_evaluate)
+    d = sub.add_parser("db", help="database migrations / status")
+    d.add_argument("action", choices=["migrate", "status"])
+    d.set_defaults(func=cmd_db)
+    return p
+
+
+def main(argv=None):
+    """Entry point of the ``pvcast`` script."""
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The serving pipeline as pure functions (what the Ray Serve replicas call).
+
+``forecast_times`` gives the forecast grid; ``features.feature_frame`` builds
+the features; :func:`forecast_quantiles` turns them into the forecast frame
+with every limit applied by :mod:`engine.quantiles`.
+"""
+
+import numpy as np
+import pandas as pd
+
+from engine import calibration, quantiles
+
+FORECAST_TYPES = ("ml", "physics")
+
+
+def forecast_times(issue_time, horizon_hours, resolution_minutes):
+    """The forecast grid after ``issue_time``.
+
+    Parameters
+    ----------
+    issue_time : Timestamp
+        tz-aware.
+    horizon_hours : int
+        Length of the forecast, h.
+    resolution_minutes : int
+        Grid step, min; must divide 1440.
+
+    Returns
+    -------
+    DatetimeIndex
+        UTC; first step = first grid point strictly after ``issue_time``;
+        ``horizon_hours * 60 / resolution_minutes`` steps.
+    """
+    issue_time = pd.Timestamp(issue_time)
+    if issue_time.tzinfo is None:
+        raise ValueError(f"issue_time {issue_time} must be tz-aware (UTC)")
+    if resolution_minutes <= 0 or 1440 % resolution_minutes:
+        raise ValueError(f"resolution_minutes {resolution_minutes} must divide 1440")
+    if horizon_hours <= 0 or (horizon_hours * 60) % resolution_minutes:
+        raise ValueError(f"horizon_hours {horizon_hours} must be a positive multiple of the resolution")
+    step = pd.Timedelta(minutes=resolution_minutes)
+    first = issue_time.tz_convert("UTC").floor(step) + step
+    return pd.date_range(first, periods=horizon_hours * 60 // resolution_minutes, freq=step)
+
+
+def location_columns(locations, location_ids, columns):
+    """Columns of ``locations`` repeated for each row's ``location_id`` (vectorised).
+
+    Raises
+    ------
+    LookupError
+        If a feature row's location is not in ``locations``.
+    """
+    table = locations.set_index("location_id")[list(columns)]
+    rows = table.reindex(location_ids)
+    missing = rows.index[rows[columns[0]].isna()]
+    if len(missing):
+        raise LookupError(f"location_id {missing[0]} of the features is not in locations")
+    return rows
+
+
+def baseline_normalised(features, capacity_ac_kw, scale):
+    """Physical baseline as fraction of capacity: ``scale * physical_ac_kw / capacity_ac_kw``."""
+    return scale * features["physical_ac_kw"].to_numpy() / capacity_ac_kw
+
+
+def ml_raw_quantiles(features, capacity_ac_kw, model):
+    """Uncalibrated normalised quantiles of the ``ml`` type, shape (n, 5).
+
+    The model predicts the residual of power/capacity around the scaled
+    physical baseline; the baseline is added back here.
+    """
+    card = model["card"]
+    raw = quantiles.predict_normalised(model["model"], features[card["features"]])
+    return raw + baseline_normalised(features, capacity_ac_kw, model["physics"]["scale"])[:, None]
+
+
+def ml_quantiles(features, capacity_ac_kw, model):
+    """Calibrated normalised quantiles of the ``ml`` forecast type, shape (n, 5)."""
+    cal = model["calibration"]
+    groups = calibration.bin_index(features["solar_elevation"].to_numpy(), cal["elevation_edges"])
+    return calibration.apply_offsets(ml_raw_quantiles(features, capacity_ac_kw, model), groups,
+                                     np.asarray(cal["offsets"]))
+
+
+def physics_quantiles(features, capacity_ac_kw, model):
+    """Normalised quantiles of the ``physics`` forecast type, shape (n, 5).
+
+    Physical estimate (``physical_ac_kw`` / capacity, times the baseline scale
+    fitted on the training period) plus empirical residual quantiles of the
+    training period, looked up by solar-elevation bin and physical-power bin.
+    """
+    phys = model["physics"]
+    norm = baseline_normalised(features, capacity_ac_kw, phys["scale"])
+    e = calibration.bin_index(features["solar_elevation"].to_numpy(), phys["elevation_edges"])
+    p = calibration.bin_index(norm, phys["norm_edges"])
+    residual = np.asarray(phys["residual_quantiles"])[e, p]
+    return norm[:, None] + residual
+
+
+def forecast_quantiles(features, locations, model, forecast_type, issue_time):
+    """Quantile forecast frame for a batch of plants (one predict call).
+
+    Parameters
+    ----------
+    features : DataFrame
+        From ``features.feature_frame``: indexed by (location_id, valid_time),
+        holding the model features, ``physical_ac_kw`` (kW) and
+        ``solar_elevation`` (deg).
+    locations : DataFrame
+        Locations frame with ``location_id``, ``capacity_ac_kw``,
+        ``export_limit_kw``, ``model_id``.
+    model : dict
+        From ``modelio.load_model``.
+    forecast_type : {'ml', 'physics'}
+    issue_time : Timestamp
+        tz-aware; ``horizon_minutes`` is counted from it.
+
+    Returns
+    -------
+    DataFrame
+        location_id, valid_time (UTC), p10..p90 (kW), horizon_minutes (int).
+
+    Raises
+    ------
+    ValueError
+        Unknown forecast type, or a location asks for another model id.
+    LookupError
+        A feature row's location is missing from ``locations``.
+    """
+    if forecast_type not in FORECAST_TYPES:
+        raise ValueError(f"forecast_type {forecast_type!r} must be one of {FORECAST_TYPES}")
+    lid = features.index.get_level_values("location_id")
+    valid_time = features.index.get_level_values("valid_time")
+    loc = location_columns(locations, lid, ["capacity_ac_kw", "export_limit_kw", "model_id"])
+    wrong = loc["model_id"].to_numpy() != model["card"]["model_id"]
+    if wrong.any():
+        raise ValueError(f"location_id {lid[wrong][0]} has model_id {loc['model_id'].to_numpy()[wrong][0]!r}, "
+                         f"not the loaded model {model['card']['model_id']!r}")
+    cap = loc["capacity_ac_kw"].to_numpy(dtype=float)
+    if forecast_type == "ml":
+        q_norm = ml_quantiles(features, cap, model)
+    else:
+        q_norm = physics_quantiles(features, cap, model)
+    kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].to_numpy(dtype=float),
+                                features["solar_elevation"].to_numpy())
+    frame = pd.DataFrame(kw, columns=list(quantiles.QUANTILE_COLUMNS))
+    frame.insert(0, "location_id", np.asarray(lid, dtype="int64"))
+    frame.insert(1, "valid_time", pd.DatetimeIndex(valid_time).tz_convert("UTC"))
+    issue = pd.Timestamp(issue_time).tz_convert("UTC")
+    frame["horizon_minutes"] = ((frame["valid_time"] - issue) // pd.Timedelta(minutes=1)).astype("int64")
+    return frame

@@ -1,0 +1,78 @@
+"""Fan chart and reliability (calibration) PNGs for ``pvcast evaluate``."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engine.quantiles import ALPHAS  # noqa: E402
+
+
+def fan_chart(times, obs_kw, q_kw, path, title):
+    """Fan chart of P10..P90 (kW) against measured power (kW), written to ``path``.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        UTC.
+    obs_kw : ndarray, shape (n,)
+    q_kw : ndarray, shape (n, 5)
+    path : str or Path
+    title : str
+    """
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.fill_between(times, q_kw[:, 0], q_kw[:, 4], color="tab:blue", alpha=0.2, step="mid", label="P10-P90")
+    ax.fill_between(times, q_kw[:, 1], q_kw[:, 3], color="tab:blue", alpha=0.35, step="mid", label="P25-P75")
+    ax.plot(times, q_kw[:, 2], color="tab:blue", lw=1.2, label="P50")
+    ax.plot(times, obs_kw, color="black", lw=0.9, marker=".", ms=2, label="measured")
+    ax.set_ylabel("AC power (kW)")
+    ax.set_xlabel("time (UTC)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", ncols=4, fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def observed_frequencies(obs, q):
+    """Fraction of observations at or below each quantile column (reliability).
+
+    Parameters
+    ----------
+    obs : ndarray, shape (n,)
+    q : ndarray, shape (n, k)
+
+    Returns
+    -------
+    ndarray, shape (k,)
+    """
+    return np.mean(np.asarray(obs)[:, None] <= np.asarray(q), axis=0)
+
+
+def reliability(obs_kw, forecasts, path, title):
+    """Reliability diagram: nominal quantile level vs observed frequency.
+
+    Parameters
+    ----------
+    obs_kw : ndarray, shape (n,)
+        Daylight observations.
+    forecasts : dict
+        name -> (n, 5) quantiles, kW.
+    path : str or Path
+    title : str
+    """
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="ideal")
+    for name, q in forecasts.items():
+        ax.plot(ALPHAS, observed_frequencies(obs_kw, q), marker="o", label=name)
+    ax.set_xlabel("nominal quantile level")
+    ax.set_ylabel("observed frequency (obs <= quantile)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,96 @@
+"""Metric functions on small slices of the real SERF East measurements."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from engine import data, metrics
+
+CONFIG = yaml.safe_load((Path(__file__).parents[2] / "configs" / "training.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def july_day():
+    """Measured power (kW) of 2012-07-10 (local), 15-min, and the next sample as a 'forecast'."""
+    power = data.load_power(CONFIG)[0]
+    day = power["2012-07-10 06:00":"2012-07-11 06:00"].dropna()
+    return day.to_numpy()[:-1], day.to_numpy()[1:]
+
+
+def test_mae_rmse_bias_match_hand_computation(july_day):
+    obs, fx = july_day
+    n = len(obs)
+    assert metrics.mae(obs, fx) == pytest.approx(sum(abs(f - o) for o, f in zip(obs, fx)) / n)
+    assert metrics.rmse(obs, fx) == pytest.approx((sum((f - o) ** 2 for o, f in zip(obs, fx)) / n) ** 0.5)
+    assert metrics.bias(obs, fx) == pytest.approx(sum(f - o for o, f in zip(obs, fx)) / n)
+    assert metrics.mae(obs, obs) == 0.0
+
+
+def test_pinball_median_is_half_mae(july_day):
+    obs, fx = july_day
+    assert metrics.pinball(obs, fx, 0.5) == pytest.approx(0.5 * metrics.mae(obs, fx))
+
+
+def test_pinball_penalises_under_forecast_at_high_quantile(july_day):
+    obs, _ = july_day
+    low, high = obs - 0.1, obs + 0.1
+    assert metrics.pinball(obs, low, 0.9) == pytest.approx(0.09)
+    assert metrics.pinball(obs, high, 0.9) == pytest.approx(0.01)
+
+
+def test_crps_of_a_point_forecast_equals_mae(july_day):
+    obs, fx = july_day
+    q = np.repeat(fx[:, None], 5, axis=1)
+    assert metrics.crps_from_quantiles(obs, q) == pytest.approx(metrics.mae(obs, fx))
+
+
+def test_coverage_counts_inside_interval(july_day):
+    obs, fx = july_day
+    lower, upper = np.minimum(obs, fx), np.maximum(obs, fx)
+    assert metrics.coverage(obs, lower, upper) == 1.0
+    above = obs > fx
+    assert metrics.coverage(obs, lower - 1.0, fx) == pytest.approx(1.0 - above.mean())
+
+
+def test_skill_score():
+    assert metrics.skill(0.06, 0.08) == pytest.approx(0.25)
+    assert metrics.skill(0.08, 0.08) == 0.0
+
+
+def test_evaluate_normalises_by_capacity_and_reports_daylight(july_day):
+    obs, fx = july_day
+    q = np.column_stack([fx * 0.8, fx * 0.9, fx, fx * 1.1, fx * 1.2])
+    daylight = obs > 0
+    out = metrics.evaluate(obs, q, 3.0, daylight)
+    assert out["mae_all"] == pytest.approx(metrics.mae(obs, fx) / 3.0)
+    assert out["mae_day"] == pytest.approx(metrics.mae(obs[daylight], fx[daylight]) / 3.0)
+    assert "coverage_p10_p90_all" not in out
+    assert 0.0 <= out["coverage_p10_p90_day"] <= 1.0
+    assert set(f"{m}_day" for m in metrics.METRICS) <= set(out)
+
+
+def test_evaluate_refuses_missing_observations(july_day):
+    obs, fx = july_day
+    obs = obs.copy()
+    obs[3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        metrics.evaluate(obs, np.repeat(fx[:, None], 5, axis=1), 3.0, obs > 0)
+
+
+def test_clear_sky_persistence_uses_yesterdays_index():
+    power = data.load_power(CONFIG)[0]["2012-07-09 06:00":"2012-07-11 06:00"]
+    # reference curve: the measured power of the first day repeated (a real diurnal shape)
+    first = power.iloc[:96].fillna(0).to_numpy()
+    clear = np.resize(first, len(power)) + 0.01
+    day_key = power.index.tz_convert("America/Denver").tz_localize(None).normalize()
+    fx = metrics.clear_sky_persistence(power, clear, day_key)
+    days = day_key.unique()
+    d0 = np.asarray(day_key == days[0])
+    d1 = np.asarray(day_key == days[1])
+    ok = d0 & power.notna().to_numpy()
+    k0 = power.to_numpy()[ok].sum() / clear[ok].sum()
+    assert np.isnan(fx[d0]).all()
+    np.testing.assert_allclose(fx[d1], k0 * clear[d1])
