@@ -94,3 +94,24 @@ def test_clear_sky_persistence_uses_yesterdays_index():
     k0 = power.to_numpy()[ok].sum() / clear[ok].sum()
     assert np.isnan(fx[d0]).all()
     np.testing.assert_allclose(fx[d1], k0 * clear[d1])
+
+
+def test_conformal_offsets_restore_nominal_coverage_on_real_errors():
+    """Too-narrow quantiles around yesterday's power, widened by conformal offsets per bin."""
+    from engine import calibration
+
+    power = data.load_power(CONFIG)[0]["2012-05-01":"2012-09-01"]
+    obs = power.to_numpy()
+    prev_day = power.shift(96).to_numpy()
+    ok = np.isfinite(obs) & np.isfinite(prev_day) & (obs > 0)
+    obs, prev_day = obs[ok], prev_day[ok]
+    narrow = np.column_stack([prev_day * f for f in (0.97, 0.99, 1.0, 1.01, 1.03)])
+    assert metrics.coverage(obs, narrow[:, 0], narrow[:, 4]) < 0.5
+    groups = calibration.bin_index(prev_day, [0.0, 1.0, 2.0, 10.0])
+    offsets = calibration.fit_offsets(obs, narrow, [0.1, 0.25, 0.5, 0.75, 0.9], groups, 3)
+    q = calibration.apply_offsets(narrow, groups, offsets)
+    assert metrics.coverage(obs, q[:, 0], q[:, 4]) == pytest.approx(0.8, abs=0.01)
+    assert metrics.coverage(obs, q[:, 1], q[:, 3]) == pytest.approx(0.5, abs=0.01)
+    for g in range(3):
+        sel = groups == g
+        assert np.mean(obs[sel] <= q[sel, 2]) == pytest.approx(0.5, abs=0.02)
