@@ -1,0 +1,1 @@
+"""Ray Serve deployments of pvcast (ingress, forecaster, writer): thin glue over engine/."""

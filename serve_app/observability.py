@@ -1,0 +1,24 @@
+"""Structured JSON logs and Ray Serve metrics of the forecast path."""
+
+import json
+import logging
+import time
+
+from ray.serve import metrics
+
+log = logging.getLogger("pvcast")
+
+FORECASTS = metrics.Counter("pvcast_forecasts_produced", description="Location forecasts stored",
+                            tag_keys=("forecast_type",))
+LOCATION_ERRORS = metrics.Counter("pvcast_location_errors", description="Locations that failed to forecast")
+CLIPPED = metrics.Counter("pvcast_clipped_values",
+                          description="Quantile values at the plant power limit (capacity or export limit)")
+LOCATIONS_PER_REQUEST = metrics.Histogram("pvcast_locations_per_request", description="Locations per request",
+                                          boundaries=[1, 10, 100, 1000, 10000])
+LATENCY = metrics.Histogram("pvcast_task_seconds", description="Forecast task wall time, s",
+                            boundaries=[0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300])
+
+
+def event(name, **fields):
+    """Log one JSON line ``{"event": name, **fields}`` (task_id, run ids, counts, timings)."""
+    log.info(json.dumps({"event": name, "ts": time.time(), **fields}, default=str))
