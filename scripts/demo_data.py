@@ -31,6 +31,10 @@ def weather_rows(location_ids, window, training):
 def main(base):
     demo = yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())
     training = yaml.safe_load((ROOT / "configs/training.yaml").read_text())
+    card = json.loads((ROOT / "models/global.json").read_text())
+    for plant in demo["plants"]:
+        if plant.pop("capacity_from_model_card", False):  # SERF East: the capacity derived in training
+            plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
     client = httpx.Client(base_url=base, timeout=300)
     saved = client.post("/api/v1/locations", json={"locations": demo["plants"]})
     saved.raise_for_status()

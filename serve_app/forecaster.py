@@ -17,6 +17,11 @@ from serve_app.observability import CLIPPED, event
 LOCATION_IN_MESSAGE = re.compile(r"location_id[^0-9]{0,4}(\d+)")
 
 
+def model_version(card):
+    """``<model_id>@<first 12 hex of the model file sha256>`` (the card's identity of the file)."""
+    return f"{card['model_id']}@{card['sha256'][:12]}"
+
+
 @ray.remote
 def feature_task(locations, weather, times):
     """``engine.features.feature_frame`` as a Ray task (never on a replica's event loop)."""
@@ -37,7 +42,7 @@ class Forecaster:
 
     async def ready(self):
         """Model ids and versions (called by the ingress' /readyz)."""
-        return {m: model["card"].get("model_version", model["card"].get("version")) for m, model in self.models.items()}
+        return {m: model_version(model["card"]) for m, model in self.models.items()}
 
     async def forecast(self, locations, params, task_id):
         """Forecast, store and summarise one batch of plants.
@@ -119,6 +124,6 @@ class Forecaster:
         return pd.DataFrame({
             "location_id": locations["location_id"].to_numpy(dtype="int64"), "issue_time": issue,
             "model_id": locations["model_id"].to_numpy(),
-            "model_version": [str(card[m].get("model_version", card[m].get("version"))) for m in locations["model_id"]],
+            "model_version": [model_version(card[m]) for m in locations["model_id"]],
             "forecast_type": params["forecast_type"], "resolution_minutes": params["resolution_minutes"],
             "horizon_hours": params["horizon_hours"], "task_id": task_id, "timings": [{}] * len(locations)})

@@ -1,5 +1,6 @@
 """Helpers of the API tests: real weather rows, the forecast invariant, OpenAPI validation."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,13 @@ ISSUE = "2013-07-01T06:00:00Z"  # perfect-prognosis issue time of that weather
 
 
 def demo_plants():
-    return yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())["plants"]
+    """configs/demo_plants.yaml plants; SERF East gets the capacity derived in training (model card)."""
+    card = json.loads((ROOT / "models/global.json").read_text())
+    plants = yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())["plants"]
+    for plant in plants:
+        if plant.pop("capacity_from_model_card", False):
+            plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
+    return plants
 
 
 def weather_rows(location_ids, training_config, start=WINDOW[0], end=WINDOW[1], issue=ISSUE):
