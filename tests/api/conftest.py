@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from engine import data, schema
+from engine import data
 
 from apihelpers import ROOT, WINDOW, demo_plants, weather_rows
 
@@ -44,6 +44,7 @@ def api_db_url():
     url = admin.rsplit("/", 1)[0] + "/" + name
 
     async def setup():
+        from engine import schema  # storage layer
         conn = await asyncpg.connect(admin)
         await conn.execute(f"create database {name}")
         await conn.close()
