@@ -4,6 +4,7 @@ import functools
 import json
 import math
 
+import asyncpg
 import numpy as np
 import pandas as pd
 from starlette.responses import Response
@@ -45,7 +46,10 @@ def error_response(status, message, field=None):
 
 
 def handles_errors(handler):
-    """ValueError -> 422 (413 for body too large), LookupError -> 404, RuntimeError -> 503."""
+    """ValueError -> 422 (400 malformed, 413 too large), LookupError -> 404, database down -> 503.
+
+    A ``KeyError`` is a bug, not an unknown id: it propagates (500).
+    """
     @functools.wraps(handler)
     async def wrapped(request):
         try:
@@ -56,8 +60,10 @@ def handles_errors(handler):
                 status = 400
             return error_response(status, exc, "body" if status in (400, 413) else None)
         except LookupError as exc:
+            if isinstance(exc, KeyError):
+                raise
             return error_response(404, exc.args[0] if exc.args else exc)
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
             event("request_failed", path=request.url.path, error=repr(exc))
             return error_response(503, f"service unavailable: {exc}", "database")
     return wrapped
