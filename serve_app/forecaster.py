@@ -12,7 +12,7 @@ from ray import serve
 
 from engine import forecast, modelio, quantiles, store
 from engine.features import feature_frame
-from serve_app.observability import CLIPPED, event
+from serve_app.observability import CLIPPED, event, reason
 
 LOCATION_IN_MESSAGE = re.compile(r"location_id[^0-9]{0,4}(\d+)")
 
@@ -97,11 +97,11 @@ class Forecaster:
                 feats = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times)
                 return feats, locations
             except ValueError as exc:
-                match = LOCATION_IN_MESSAGE.search(str(exc))
+                match = LOCATION_IN_MESSAGE.search(reason(exc))
                 bad = int(match.group(1)) if match else None
                 if bad not in set(locations["location_id"].tolist()):
                     raise
-                errors[bad] = str(exc)
+                errors[bad] = reason(exc)
                 locations = locations[locations["location_id"] != bad]
         return None, locations
 

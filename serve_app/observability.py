@@ -22,3 +22,9 @@ LATENCY = metrics.Histogram("pvcast_task_seconds", description="Forecast task wa
 def event(name, **fields):
     """Log one JSON line ``{"event": name, **fields}`` (task_id, run ids, counts, timings)."""
     log.info(json.dumps({"event": name, "ts": time.time(), **fields}, default=str))
+
+
+def reason(exc):
+    """Message of an exception; for a Ray task/actor error, that of its original cause."""
+    cause = getattr(exc, "cause", None)
+    return str(cause if isinstance(cause, BaseException) else exc).strip()

@@ -4,7 +4,7 @@ import asyncio
 import time
 
 from engine import store
-from serve_app.observability import LATENCY, LOCATION_ERRORS, LOCATIONS_PER_REQUEST, event
+from serve_app.observability import LATENCY, LOCATION_ERRORS, LOCATIONS_PER_REQUEST, event, reason
 
 
 def batches(locations, size):
@@ -36,7 +36,7 @@ async def run_task(pool, forecaster, task_id, locations, params, batch_size):
         try:
             return batch, await ref
         except Exception as exc:  # a failed batch is reported per location, never dropped
-            return batch, {"run_ids": {}, "errors": {int(i): f"batch failed: {exc}" for i in batch["location_id"]},
+            return batch, {"run_ids": {}, "errors": {int(i): f"batch failed: {reason(exc)}" for i in batch["location_id"]},
                            "timings": {}, "forecast": None}
 
     for done in asyncio.as_completed([one(b, r) for b, r in calls]):
