@@ -17,6 +17,7 @@ import uuid
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -63,6 +64,7 @@ def api_db_url():
 
 
 def stop(proc, timeout=60):
+    """SIGTERM the process group of ``proc``; then end what remains of its session (ray workers)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -70,6 +72,21 @@ def stop(proc, timeout=60):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    deadline = time.monotonic() + 30
+    while True:
+        left = [p for p in psutil.process_iter() if p.pid != os.getpid() and session_of(p) == proc.pid]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for p in left:
+        p.kill()
+
+
+def session_of(process):
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return None
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +101,7 @@ def service(api_db_url, tmp_path_factory):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PVCAST_DATABASE_URL": api_db_url}
     bin_dir = ROOT / ".venv/bin"
     head = subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs}",
-                             f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true",
-                             f"--temp-dir={tmp / 'ray'}"],
+                             f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true"],
                             cwd=ROOT, env=env, start_new_session=True,
                             stdout=open(tmp / "ray.log", "w"), stderr=subprocess.STDOUT)
     serve = None
