@@ -1,8 +1,11 @@
 """JSON responses and the mapping of engine errors to HTTP status codes."""
 
+import datetime
+import decimal
 import functools
 import json
 import math
+import uuid
 
 import asyncpg
 import numpy as np
@@ -14,12 +17,16 @@ from serve_app.observability import event
 
 
 def to_json(value):
-    """JSON text; Timestamps as ISO-8601 UTC, NaN as null, numpy scalars as numbers."""
+    """JSON text; times as ISO-8601, NaN as null, numpy scalars and decimals as numbers."""
     def default(obj):
-        if isinstance(obj, pd.Timestamp):
-            return obj.isoformat()
+        if isinstance(obj, (datetime.datetime, datetime.date)):
+            return pd.Timestamp(obj).isoformat()
         if isinstance(obj, np.generic):
-            return obj.item()
+            return clean_nan(obj.item())
+        if isinstance(obj, decimal.Decimal):
+            return float(obj)
+        if isinstance(obj, (uuid.UUID, datetime.timedelta)):
+            return str(obj)
         raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
     return json.dumps(clean_nan(value), default=default, separators=(",", ":"))
 
