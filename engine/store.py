@@ -1,0 +1,604 @@
+"""Reads and writes of the pvcast database (asyncpg, plain SQL, no ORM).
+
+Every function takes an asyncpg connection or pool as its first argument.
+Bulk writes go through binary COPY into a temporary staging table and ONE
+``INSERT ... SELECT ... ON CONFLICT`` inside one transaction: all rows or
+none, and re-writing the same rows is idempotent. Timestamps cross the COPY
+as int64 microseconds since the Unix epoch (vectorised in numpy; no Python
+datetime per row) and become ``timestamptz`` in the INSERT.
+
+Frames and their units are those of ARCHITECTURE "Frames"; bad input is
+refused by :mod:`engine.validation` before anything is written.
+"""
+
+import contextlib
+import json
+import os
+import time
+import urllib.parse
+
+import asyncpg
+import numpy as np
+import pandas as pd
+
+from engine import validation
+from engine.quantiles import QUANTILE_COLUMNS
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:55432/pvcast"
+FROM_MICROS = "(timestamptz 'epoch' + {} * interval '1 microsecond')"
+BUCKETS = ("1 hour", "1 day")
+TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
+FINAL_STATUSES = ("succeeded", "partial", "failed")
+LOCATION_COLUMNS = ("location_id", *validation.LOCATION_COLUMNS)
+WEATHER_COLUMNS = validation.WEATHER_COLUMNS
+RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version", "forecast_type",
+              "resolution_minutes", "horizon_hours", "n_steps", "status", "task_id", "timings", "written_at")
+
+
+def database_url():
+    """Connection URL: env ``PVCAST_DATABASE_URL``, default the server of ``scripts/tsdb``."""
+    return os.environ.get("PVCAST_DATABASE_URL", DEFAULT_URL)
+
+
+async def ensure_database(url):
+    """Create the database named in ``url`` if it does not exist.
+
+    Connects to the ``postgres`` database of the same server.
+
+    Returns
+    -------
+    bool
+        True when it was created by this call.
+    """
+    name = urllib.parse.unquote(urllib.parse.urlparse(url).path.lstrip("/"))
+    if not name:
+        raise ValueError(f"database url {url!r} names no database")
+    conn = await asyncpg.connect(url, database="postgres")
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        try:
+            await conn.execute('CREATE DATABASE "{}"'.format(name.replace('"', '""')))
+        except asyncpg.DuplicateDatabaseError:  # created concurrently by another starter
+            return False
+        return True
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def connection(db):
+    """A connection from ``db`` (a pool is acquired from, a connection used as is)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+
+def utc(value, field):
+    """A tz-aware time as a UTC datetime for a query parameter (None stays None)."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        raise ValueError(f"{field}: {value!r} is naive (no UTC offset); times must be tz-aware UTC")
+    return ts.tz_convert("UTC").to_pydatetime()
+
+
+def micros(series):
+    """tz-aware timestamps -> int64 microseconds since the Unix epoch (UTC)."""
+    return pd.DatetimeIndex(series).as_unit("us").asi8
+
+
+def nullable(values):
+    """Float array -> list with None where NaN (SQL NULL; a float NaN would be stored as NaN)."""
+    out = values.astype(object)
+    out[np.isnan(values)] = None
+    return out
+
+
+def records(*columns):
+    """Rows for binary COPY from column arrays: one ``tolist`` per column, zipped."""
+    return list(zip(*[c.tolist() for c in columns]))
+
+
+def frame(rows, columns, times=(), floats=(), ints=()):
+    """DataFrame of query rows; ``times`` UTC tz-aware, ``floats`` NULL -> NaN, ``ints`` int64."""
+    df = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
+    for c in times:
+        df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[us, UTC]")
+    for c in floats:
+        df[c] = df[c].astype("float64")
+    for c in ints:
+        df[c] = df[c].astype("int64")
+    return df
+
+
+def to_json(value):
+    """JSON text of a dict holding numpy scalars (task fields)."""
+    return json.dumps(value, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
+
+
+async def copy_upsert(conn, staging, columns, rows, insert, *args):
+    """COPY ``rows`` into a temporary table dropped at commit, then run ``insert`` (caller's transaction).
+
+    Returns
+    -------
+    int
+        Rows inserted or updated by ``insert``.
+    """
+    await conn.execute(f"CREATE TEMP TABLE {staging} ({columns}) ON COMMIT DROP")
+    await conn.copy_records_to_table(staging, records=rows)
+    status = await conn.execute(insert, *args)
+    return int(status.split()[-1])
+
+
+def unknown_location(exc):
+    """ValueError for a foreign-key violation on location_id."""
+    return ValueError(f"location_id: not a known location ({exc.detail or exc})")
+
+
+# --- locations ------------------------------------------------------------------------------
+
+async def upsert_locations(db, df):
+    """Create or update plants by ``name`` (the natural key).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    df : DataFrame
+        Locations frame (ARCHITECTURE "locations"); ``location_id`` ignored.
+
+    Returns
+    -------
+    DataFrame
+        The stored rows, with ``location_id``, in the order of ``df``.
+    """
+    validation.validate_locations(df)
+    cols = validation.LOCATION_COLUMNS
+    text = {"name", "timezone", "tracking", "model_id"}
+    args = [df[c].astype(str).tolist() if c in text else
+            (nullable(df[c].to_numpy("float64")) if c == "export_limit_kw" else df[c].to_numpy("float64")).tolist()
+            for c in cols]
+    types = ["text" if c in text else "float8" for c in cols]
+    rows = await db.fetch(f"""
+        INSERT INTO locations ({", ".join(cols)})
+        SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
+        ON CONFLICT (name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
+                                         updated_at = now()
+        RETURNING {", ".join(LOCATION_COLUMNS)}""", *args)
+    saved = location_frame(rows).set_index("name", drop=False)
+    return saved.loc[df["name"].astype(str).tolist()].reset_index(drop=True)
+
+
+def location_frame(rows):
+    return frame(rows, LOCATION_COLUMNS, ints=("location_id",),
+                 floats=[c for c in LOCATION_COLUMNS
+                         if c not in ("location_id", "name", "timezone", "tracking", "model_id")])
+
+
+async def fetch_locations(db, ids=None):
+    """Plants by id (all when ``ids`` is None), ordered by id; unknown ids are simply absent.
+
+    Returns
+    -------
+    DataFrame
+        Locations frame with ``location_id``; ``export_limit_kw`` NaN = no limit.
+    """
+    ids = None if ids is None else [int(i) for i in ids]
+    rows = await db.fetch(f"""
+        SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
+        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id""", ids)
+    return location_frame(rows)
+
+
+# --- weather and actuals --------------------------------------------------------------------
+
+async def write_weather(db, df):
+    """Store weather issues (COPY + one upsert on location, valid_time, issue_time, source).
+
+    A row with the key of a stored row replaces it; other issues are never
+    touched (a later issue does not overwrite an earlier one).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    df : DataFrame
+        Weather frame (ARCHITECTURE "weather"); extra columns are ignored.
+
+    Returns
+    -------
+    int
+        Rows stored (inserted or replaced).
+
+    Raises
+    ------
+    ValueError
+        Bad values (see :func:`engine.validation.validate_weather`) or an
+        unknown location.
+    """
+    validation.validate_weather(df, None)
+    num = {c: df[c].to_numpy("float64") for c in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")}
+    rows = records(df["location_id"].to_numpy("int64"), micros(df["valid_time"]), micros(df["issue_time"]),
+                   df["source"].to_numpy(object), num["ghi"], nullable(num["dni"]), nullable(num["dhi"]),
+                   num["temp_air"], num["wind_speed"], nullable(num["cloud_cover"]),
+                   df["period_minutes"].to_numpy("int64"))
+    values = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover", "period_minutes")
+    async with connection(db) as conn, conn.transaction():
+        try:
+            return await copy_upsert(
+                conn, "weather_staging",
+                "location_id bigint, valid_us bigint, issue_us bigint, source text, ghi float8, dni float8, "
+                "dhi float8, temp_air float8, wind_speed float8, cloud_cover float8, period_minutes int",
+                rows, f"""
+                INSERT INTO weather (location_id, valid_time, issue_time, source, {", ".join(values)})
+                SELECT location_id, {FROM_MICROS.format("valid_us")}, {FROM_MICROS.format("issue_us")}, source,
+                       {", ".join(values)}
+                FROM weather_staging
+                ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE
+                SET {", ".join(f"{c} = EXCLUDED.{c}" for c in values)}, ingested_at = now()""")
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise unknown_location(exc) from None
+
+
+async def write_actuals(db, df):
+    """Store measured power (COPY + one upsert on location_id, time; a re-sent value replaces).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    df : DataFrame
+        Columns ``location_id``, ``time`` (UTC, end of interval), ``power_kw`` (kW).
+
+    Returns
+    -------
+    int
+        Rows stored (inserted or replaced).
+    """
+    validation.validate_actuals(df, None)
+    rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"))
+    async with connection(db) as conn, conn.transaction():
+        try:
+            return await copy_upsert(
+                conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
+                INSERT INTO actuals (location_id, time, power_kw)
+                SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
+                ON CONFLICT (location_id, time) DO UPDATE SET power_kw = EXCLUDED.power_kw, ingested_at = now()""")
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise unknown_location(exc) from None
+
+
+async def read_weather(db, location_ids, start, end, issued_before):
+    """Weather of many locations as one frame, as known at ``issued_before``.
+
+    For each location and valid_time the row of the latest issue at or before
+    ``issued_before`` (ties between sources: first source by name).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_ids : sequence of int
+    start, end : tz-aware Timestamp or None
+        valid_time window, inclusive (None: open).
+    issued_before : tz-aware Timestamp
+        Issue time bound, inclusive.
+
+    Returns
+    -------
+    DataFrame
+        Weather frame (ARCHITECTURE "weather"), sorted by location_id,
+        valid_time; NaN where ``dni``/``dhi``/``cloud_cover`` were not given.
+    """
+    rows = await db.fetch(f"""
+        SELECT DISTINCT ON (location_id, valid_time) {", ".join(WEATHER_COLUMNS)}
+        FROM weather
+        WHERE location_id = ANY($1::bigint[])
+          AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
+          AND issue_time <= $4::timestamptz
+        ORDER BY location_id, valid_time, issue_time DESC, source""",
+        [int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
+    return frame(rows, WEATHER_COLUMNS, times=("valid_time", "issue_time"), ints=("location_id", "period_minutes"),
+                 floats=("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"))
+
+
+# --- forecasts ------------------------------------------------------------------------------
+
+async def write_forecasts(db, runs, forecast, timings=None):
+    """Store one forecast run per location with its values, in ONE transaction.
+
+    The runs are upserted on their natural key (location_id, issue_time,
+    forecast_type, model_version, resolution_minutes, horizon_hours): a new
+    issue or model version is a new run, never an overwrite of an older
+    one, while re-writing the same run replaces its values (idempotent).
+    The values go through binary COPY into a staging table dropped at commit
+    and one ``INSERT ... SELECT ... ON CONFLICT (run_id, valid_time) DO UPDATE``.
+    Any failure rolls back everything: no run is left without its values.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    runs : DataFrame
+        ARCHITECTURE "runs", one row per location of ``forecast``.
+    forecast : DataFrame
+        ARCHITECTURE "forecast", p10..p90 in kW.
+    timings : dict, optional
+        Filled with seconds per stage: ``validate_s``, ``records_s``,
+        ``runs_s``, ``copy_s``, ``insert_s``.
+
+    Returns
+    -------
+    dict
+        location_id -> run_id.
+
+    Raises
+    ------
+    ValueError
+        Bad frames (:func:`engine.validation.validate_forecast`) or an unknown location.
+    """
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    valid_us = validation.validate_forecast(runs, forecast)
+    t1 = time.perf_counter()
+    ids = forecast["location_id"].to_numpy("int64")
+    rows = records(ids, valid_us, *[forecast[q].to_numpy("float64") for q in QUANTILE_COLUMNS],
+                   forecast["horizon_minutes"].to_numpy("int64"))
+    run_ids_in = runs["location_id"].to_numpy("int64")
+    uniq, counts = np.unique(ids, return_counts=True)
+    n_steps = counts[np.searchsorted(uniq, run_ids_in)]
+    run_args = [run_ids_in.tolist(), micros(runs["issue_time"]).tolist(), runs["model_id"].astype(str).tolist(),
+                runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
+                runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
+                n_steps.tolist(), [None if t is None or t != t else str(t) for t in runs["task_id"]],
+                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
+    t2 = time.perf_counter()
+    async with connection(db) as conn, conn.transaction():
+        try:
+            stored = await conn.fetch(f"""
+                INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type,
+                                           resolution_minutes, horizon_hours, n_steps, task_id, timings)
+                SELECT location_id, {FROM_MICROS.format("issue_us")}, model_id, model_version, forecast_type,
+                       resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb
+                FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+                            $8::int[], $9::text[], $10::text[])
+                     AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
+                          horizon_hours, n_steps, task_id, timings)
+                ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours)
+                DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps, task_id = EXCLUDED.task_id,
+                              timings = EXCLUDED.timings, written_at = now()
+                RETURNING location_id, run_id, issue_time""", *run_args)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise unknown_location(exc) from None
+        t3 = time.perf_counter()
+        await conn.execute(
+            "CREATE TEMP TABLE forecast_staging (location_id bigint, valid_us bigint, p10 float8, p25 float8, "
+            "p50 float8, p75 float8, p90 float8, horizon_minutes int) ON COMMIT DROP")
+        await conn.copy_records_to_table("forecast_staging", records=rows)
+        t4 = time.perf_counter()
+        quantiles = ", ".join(QUANTILE_COLUMNS)
+        await conn.execute(f"""
+            INSERT INTO forecasts (run_id, location_id, issue_time, valid_time, {quantiles}, horizon_minutes)
+            SELECT r.run_id, s.location_id, r.issue_time, {FROM_MICROS.format("s.valid_us")}, {quantiles},
+                   s.horizon_minutes
+            FROM forecast_staging s
+            JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS r(location_id, run_id, issue_time)
+              USING (location_id)
+            ON CONFLICT (run_id, valid_time) DO UPDATE
+            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in (*QUANTILE_COLUMNS, "horizon_minutes"))}""",
+            [r["location_id"] for r in stored], [r["run_id"] for r in stored], [r["issue_time"] for r in stored])
+    t5 = time.perf_counter()
+    timings.update(validate_s=t1 - t0, records_s=t2 - t1, runs_s=t3 - t2, copy_s=t4 - t3, insert_s=t5 - t4)
+    return {int(r["location_id"]): int(r["run_id"]) for r in stored}
+
+
+def run_dict(row):
+    """A forecast_runs row as a JSON-ready dict (times stay datetimes)."""
+    run = dict(row)
+    run["task_id"] = None if run["task_id"] is None else str(run["task_id"])
+    run["timings"] = json.loads(run["timings"])
+    return run
+
+
+async def read_forecast(db, location_id, start, end, run_id=None):
+    """One stored run of a location and its values over a window.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_id : int
+    start, end : tz-aware Timestamp or None
+        valid_time window, inclusive (None: open).
+    run_id : int, optional
+        The run to read; default the latest issued run of the location whose
+        horizon (issue_time, issue_time + horizon_hours] overlaps the window
+        (ties: the latest written).
+
+    Returns
+    -------
+    run : dict
+        run_id, location_id, issue_time, model_id, model_version,
+        forecast_type, resolution_minutes, horizon_hours, n_steps, status,
+        task_id, timings, written_at.
+    forecast : DataFrame
+        Forecast frame (kW) of the window, sorted by valid_time.
+
+    Raises
+    ------
+    LookupError
+        No such run for this location.
+    """
+    start, end = utc(start, "start"), utc(end, "end")
+    fields = ", ".join(RUN_FIELDS)
+    if run_id is None:
+        row = await db.fetchrow(f"""
+            SELECT {fields} FROM forecast_runs
+            WHERE location_id = $1
+              AND issue_time + horizon_hours * interval '1 hour' >= coalesce($2::timestamptz, '-infinity')
+              AND issue_time < coalesce($3::timestamptz, 'infinity')
+            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end)
+    else:
+        row = await db.fetchrow(f"SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2",
+                                int(run_id), int(location_id))
+    if row is None:
+        raise LookupError(f"run_id {run_id} of location_id {location_id} not found" if run_id is not None
+                          else f"location_id {location_id}: no forecast run overlaps the window")
+    rows = await db.fetch(f"""
+        SELECT location_id, valid_time, {", ".join(QUANTILE_COLUMNS)}, horizon_minutes FROM forecasts
+        WHERE run_id = $1 AND valid_time >= coalesce($2::timestamptz, '-infinity')
+          AND valid_time <= coalesce($3::timestamptz, 'infinity')
+        ORDER BY valid_time""", row["run_id"], start, end)
+    return run_dict(row), frame(rows, validation.FORECAST_COLUMNS, times=("valid_time",),
+                                ints=("location_id", "horizon_minutes"), floats=QUANTILE_COLUMNS)
+
+
+async def read_forecast_with_actuals(db, location_id, start, end):
+    """Every stored run's values of a location joined to the measured power at valid_time.
+
+    Returns
+    -------
+    DataFrame
+        Columns run_id, valid_time, p10..p90 (kW), power_kw (kW, NaN where
+        nothing was measured), sorted by valid_time, run_id.
+    """
+    rows = await db.fetch(f"""
+        SELECT f.run_id, f.valid_time, {", ".join(f"f.{q}" for q in QUANTILE_COLUMNS)}, a.power_kw
+        FROM forecasts f
+        LEFT JOIN actuals a ON a.location_id = f.location_id AND a.time = f.valid_time
+        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1)
+          AND f.valid_time >= coalesce($2::timestamptz, '-infinity')
+          AND f.valid_time <= coalesce($3::timestamptz, 'infinity')
+        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"))
+    return frame(rows, ("run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"), times=("valid_time",),
+                 ints=("run_id",), floats=(*QUANTILE_COLUMNS, "power_kw"))
+
+
+async def has_timescaledb(db):
+    """Whether the timescaledb extension is installed in this database."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+
+
+async def read_energy(db, run_id, bucket):
+    """Energy of a run per hour or day of the plant's local time, kWh.
+
+    A step labelled ``valid_time`` covers (valid_time - resolution,
+    valid_time] and holds power x resolution of energy, so it is bucketed by
+    the start of its period. Buckets are aligned in the location's time zone
+    (``time_bucket`` with a time zone on TimescaleDB, ``date_bin`` on local
+    times on plain PostgreSQL).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    run_id : int
+    bucket : {'1 hour', '1 day'}
+
+    Returns
+    -------
+    DataFrame
+        Columns time (bucket start, UTC), p10..p90 (kWh).
+
+    Raises
+    ------
+    ValueError
+        Unknown bucket.
+    LookupError
+        Unknown run.
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {list(BUCKETS)}, got {bucket!r}")
+    run = await db.fetchrow("""
+        SELECT r.resolution_minutes, l.timezone FROM forecast_runs r JOIN locations l USING (location_id)
+        WHERE r.run_id = $1""", int(run_id))
+    if run is None:
+        raise LookupError(f"run_id {run_id} not found")
+    start = "f.valid_time - $2::int * interval '1 minute'"
+    if await has_timescaledb(db):
+        time_expr = f"time_bucket($3::text::interval, {start}, $4::text)"
+    else:
+        time_expr = f"date_bin($3::text::interval, ({start}) AT TIME ZONE $4::text, timestamp '2000-01-01') AT TIME ZONE $4::text"
+    rows = await db.fetch(f"""
+        SELECT {time_expr} AS time, {", ".join(f"sum(f.{q}) * $2::int / 60.0 AS {q}" for q in QUANTILE_COLUMNS)}
+        FROM forecasts f WHERE f.run_id = $1 GROUP BY 1 ORDER BY 1""",
+        int(run_id), run["resolution_minutes"], bucket, run["timezone"])
+    return frame(rows, ("time", *QUANTILE_COLUMNS), times=("time",), floats=QUANTILE_COLUMNS)
+
+
+# --- tasks ----------------------------------------------------------------------------------
+
+async def create_task(db, task_id, request, total):
+    """Record a new task, status 'queued', with its request parameters and ``total`` locations."""
+    await db.execute("INSERT INTO forecast_tasks (task_id, request, progress_total) VALUES ($1::uuid, $2::jsonb, $3)",
+                     str(task_id), to_json(request), int(total))
+
+
+async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None):
+    """Change the given fields of a task; the others stay.
+
+    ``run_ids``, ``errors`` and ``timings`` are merged into the stored
+    objects (a key given again replaces its value). Status 'running' sets
+    ``started_at`` (once); a final status (succeeded, partial, failed) sets
+    ``finished_at``.
+
+    Raises
+    ------
+    ValueError
+        Unknown status.
+    LookupError
+        Unknown task.
+    """
+    if status is not None and status not in TASK_STATUSES:
+        raise ValueError(f"status must be one of {list(TASK_STATUSES)}, got {status!r}")
+    merged = [None if d is None else to_json({str(k): v for k, v in d.items()}) for d in (run_ids, errors, timings)]
+    result = await db.execute("""
+        UPDATE forecast_tasks SET
+            status = coalesce($2, status),
+            progress_done = coalesce($3, progress_done),
+            run_ids = run_ids || coalesce($4::jsonb, '{}'),
+            errors = errors || coalesce($5::jsonb, '{}'),
+            timings = timings || coalesce($6::jsonb, '{}'),
+            started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+            finished_at = CASE WHEN $2 = ANY($7::text[]) THEN now() ELSE finished_at END
+        WHERE task_id = $1::uuid""",
+        str(task_id), status, None if progress_done is None else int(progress_done), *merged, list(FINAL_STATUSES))
+    if result.split()[-1] == "0":
+        raise LookupError(f"task_id {task_id} is unknown")
+
+
+async def read_task(db, task_id):
+    """A task as a JSON-ready dict, or None when unknown (or not a uuid).
+
+    Returns
+    -------
+    dict or None
+        task_id, status, progress_done, progress_total, run_ids
+        {location_id: run_id}, errors {location_id or "task": reason},
+        timings {stage: s}, request, created_at, started_at, finished_at
+        (ISO-8601 UTC or None).
+    """
+    try:
+        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid", str(task_id))
+    except asyncpg.DataError:  # not a uuid: no such task
+        return None
+    if row is None:
+        return None
+    task = dict(row)
+    task["task_id"] = str(task["task_id"])
+    for key in ("request", "run_ids", "errors", "timings"):
+        task[key] = json.loads(task[key])
+    for key in ("created_at", "started_at", "finished_at"):
+        task[key] = None if task[key] is None else task[key].isoformat()
+    return task
+
+
+async def fail_interrupted_tasks(db):
+    """Mark every 'queued' or 'running' task failed (its process died); returns how many.
+
+    The error under key ``task`` says the task was interrupted; runs it had
+    stored stay complete (each write is one transaction).
+    """
+    result = await db.execute("""
+        UPDATE forecast_tasks SET status = 'failed', finished_at = now(),
+            errors = errors || jsonb_build_object('task', 'interrupted: the service stopped while the task was '
+                     || status || '; runs stored before stay complete, resubmit for the rest')
+        WHERE status IN ('queued', 'running')""")
+    return int(result.split()[-1])
