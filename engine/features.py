@@ -1,0 +1,348 @@
+"""Model features from weather and plant configuration, for many plants at once.
+
+:func:`feature_frame` is the one entry point, used by training and by the
+serving Ray tasks alike. It works on flat arrays with one element per
+(location, timestamp), location-major, so no step loops over plants in Python:
+
+1. solar position (:mod:`engine.solarposition`: SPA time terms once per
+   timestamp) at the weather's own instants and at the forecast times;
+2. Ineichen clear sky with the Linke turbidity climatology shipped in pvlib;
+3. weather brought to the forecast times through the clear-sky index
+   (:mod:`engine.resample`);
+4. GHI decomposed with Erbs where the weather has no DNI/DHI;
+5. orientation (fixed or single-axis tracking), Perez plane of array, IAM,
+   Faiman cell temperature, PVWatts power (:mod:`engine.physics`);
+6. normalised, plant-independent model features (:data:`MODEL_FEATURES`).
+"""
+
+import calendar
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pvlib
+from pvlib import atmosphere, clearsky, irradiance
+
+from engine import physics, resample, solarposition
+
+#: Model input columns, in the order the model was trained with.
+MODEL_FEATURES = (
+    "solar_elevation", "aoi", "solar_hour_sin", "solar_hour_cos", "doy_sin", "doy_cos",
+    "ghi_clear", "csi", "csi_lag30", "csi_lag15", "csi_lead15", "csi_lead30", "csi_std_1h",
+    "diffuse_fraction", "poa_global", "temp_air", "temp_cell", "airmass", "physical_norm",
+)
+
+#: Weather columns ``feature_frame`` reads (pvlib names and units).
+WEATHER_COLUMNS = ("location_id", "valid_time", "ghi", "dni", "dhi", "temp_air", "wind_speed", "period_minutes")
+
+#: Location columns ``feature_frame`` reads.
+LOCATION_COLUMNS = ("location_id", "latitude", "longitude", "altitude", "capacity_ac_kw", "capacity_dc_kw", "tilt",
+                    "azimuth", "tracking", "axis_azimuth", "max_angle", "gcr", "losses_pct", "gamma_pdc",
+                    "temp_model_u0", "temp_model_u1")
+
+CONTEXT_SHIFTS_MINUTES = {"csi_lag30": -30, "csi_lag15": -15, "csi_lead15": 15, "csi_lead30": 30}
+LINKE_FILE = Path(pvlib.__file__).parent / "data" / "LinkeTurbidities.h5"
+
+
+def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
+    """Monthly Linke turbidity of each site from pvlib's climatology file.
+
+    Reads only the bounding box of the sites (not the 112 MB grid) and maps
+    coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``.
+
+    Parameters
+    ----------
+    latitude, longitude : ndarray
+        deg, one per site.
+
+    Returns
+    -------
+    ndarray
+        Shape (n_sites, 12), Linke turbidity (dimensionless, already / 20).
+    """
+    rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(int)
+    cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(int)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    with h5py.File(filepath, "r") as f:
+        box = f["LinkeTurbidity"][r0:r1, c0:c1, :]
+    return box[rows - r0, cols - c0, :].astype(float) / 20.0
+
+
+def linke_turbidity(monthly, site_index, times):
+    """Daily-interpolated Linke turbidity (as ``lookup_linke_turbidity(interp_turbidity=True)``).
+
+    Parameters
+    ----------
+    monthly : ndarray
+        (n_sites, 12) from :func:`linke_turbidity_monthly`.
+    site_index : ndarray of int
+        Site of each element.
+    times : DatetimeIndex
+        UTC time of each element.
+
+    Returns
+    -------
+    ndarray
+    """
+    lts = np.concatenate([monthly[:, -1:], monthly, monthly[:, :1]], axis=1)
+    doy = times.day_of_year.to_numpy()
+    position = np.where(times.is_leap_year,
+                        np.interp(doy, month_middles(2016), np.arange(14.0)),
+                        np.interp(doy, month_middles(2015), np.arange(14.0)))
+    lo = np.floor(position).astype(int)
+    hi = np.minimum(lo + 1, 13)
+    frac = position - lo
+    return lts[site_index, lo] * (1.0 - frac) + lts[site_index, hi] * frac
+
+
+def month_middles(year):
+    """Day of year of the middle of each month, with the previous Dec and next Jan (14 values)."""
+    mdays = np.array(calendar.mdays[1:], dtype=float)
+    if calendar.isleap(year):
+        mdays[1] += 1
+    return np.concatenate([[-15.5], np.cumsum(mdays) - mdays / 2.0, [mdays.sum() + 15.5]])
+
+
+def sun_and_clear_sky(times, inverse, site_index, sites, monthly_linke):
+    """Solar position, air mass, extraterrestrial and clear-sky irradiance on flat arrays.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        Distinct UTC timestamps.
+    inverse : ndarray of int
+        Timestamp of each element (index into ``times``).
+    site_index : ndarray of int
+        Site of each element (index into ``sites`` arrays).
+    sites : dict of ndarray
+        ``latitude``, ``longitude`` (deg), ``altitude`` (m), one per site.
+    monthly_linke : ndarray
+        (n_sites, 12).
+
+    Returns
+    -------
+    dict of ndarray
+        Solar position (:func:`engine.solarposition.solar_position`) plus
+        ``dni_extra``, ``airmass_relative``, ``airmass_absolute``,
+        ``ghi_clear``, ``dni_clear``, ``dhi_clear`` (W/m^2).
+    """
+    altitude = sites["altitude"][site_index]
+    sun = solarposition.solar_position_flat(times, inverse, sites["latitude"][site_index],
+                                            sites["longitude"][site_index], altitude)
+    sun["dni_extra"] = np.asarray(irradiance.get_extra_radiation(times), dtype=float)[inverse]
+    sun["airmass_relative"] = np.asarray(atmosphere.get_relative_airmass(sun["apparent_zenith"]))
+    sun["airmass_absolute"] = np.asarray(atmosphere.get_absolute_airmass(sun["airmass_relative"], sun["pressure"]))
+    linke = linke_turbidity(monthly_linke, site_index, times[inverse])
+    with np.errstate(divide="ignore", invalid="ignore"):  # sun below the horizon: air mass NaN, clear sky 0
+        cs = clearsky.ineichen(sun["apparent_zenith"], sun["airmass_absolute"], linke, altitude, sun["dni_extra"])
+    for k in ("ghi", "dni", "dhi"):
+        sun[f"{k}_clear"] = np.nan_to_num(np.asarray(cs[k], dtype=float), nan=0.0)
+    return sun
+
+
+def location_arrays(locations):
+    """Numeric arrays of the locations frame (one value per plant).
+
+    Raises
+    ------
+    ValueError
+        A column is missing or a required value is not finite.
+    """
+    missing = [c for c in LOCATION_COLUMNS if c not in locations.columns]
+    if missing:
+        raise ValueError(f"locations: missing column(s) {missing}")
+    out = {"location_id": locations["location_id"].to_numpy(dtype="int64"),
+           "tracking": locations["tracking"].astype(str).str.upper().to_numpy()}
+    bad = ~np.isin(out["tracking"], ["FIXED", "SINGLE_AXIS"])
+    if bad.any():
+        raise ValueError(f"tracking: location_id {out['location_id'][bad][0]} has {out['tracking'][bad][0]!r}, "
+                         "not FIXED or SINGLE_AXIS")
+    for c in LOCATION_COLUMNS[1:]:
+        if c == "tracking":
+            continue
+        out[c] = locations[c].to_numpy(dtype=float)
+        if not np.isfinite(out[c]).all():
+            raise ValueError(f"{c}: location_id {out['location_id'][~np.isfinite(out[c])][0]} is not finite")
+    if len(np.unique(out["location_id"])) != len(out["location_id"]):
+        raise ValueError("location_id: duplicate locations")
+    return out
+
+
+def prepare_weather(weather, location_ids):
+    """Weather rows of the given locations, sorted by (location, valid_time), checked.
+
+    Returns
+    -------
+    DataFrame
+        With an added ``site`` column (index into ``location_ids``).
+
+    Raises
+    ------
+    ValueError
+        ``location_id <N>: ...`` when a location has no weather, duplicate
+        valid times, or a non-finite required value.
+    """
+    missing = [c for c in WEATHER_COLUMNS if c not in weather.columns]
+    if missing:
+        raise ValueError(f"weather: missing column(s) {missing}")
+    site = pd.Index(location_ids).get_indexer(weather["location_id"].to_numpy())
+    w = weather.loc[site >= 0, list(WEATHER_COLUMNS)].assign(site=site[site >= 0])
+    w = w.sort_values(["site", "valid_time"], kind="stable").reset_index(drop=True)
+    if pd.DatetimeIndex(w["valid_time"]).tz is None:
+        raise ValueError("valid_time: weather times must be tz-aware (UTC)")
+    present = np.zeros(len(location_ids), dtype=bool)
+    present[w["site"].to_numpy()] = True
+    if not present.all():
+        raise ValueError(f"location_id {location_ids[~present][0]}: no weather")
+    dup = w.duplicated(["site", "valid_time"]).to_numpy()
+    if dup.any():
+        raise ValueError(f"location_id {location_ids[w['site'].to_numpy()[dup][0]]}: duplicate weather valid_time "
+                         f"{w['valid_time'][dup].iloc[0]}")
+    for c in ("ghi", "temp_air", "wind_speed", "period_minutes"):
+        bad = ~np.isfinite(w[c].to_numpy(dtype=float))
+        if bad.any():
+            raise ValueError(f"location_id {location_ids[w['site'].to_numpy()[bad][0]]}: weather {c} is not finite "
+                             f"at {w['valid_time'][bad].iloc[0]}")
+    return w
+
+
+def cyclic(values, period):
+    """(sin, cos) of ``2 pi values / period``."""
+    angle = 2.0 * np.pi * np.asarray(values, dtype=float) / period
+    return np.sin(angle), np.cos(angle)
+
+
+def feature_frame(locations, weather, times):
+    """Model features + physical estimate for every (location, time).
+
+    Parameters
+    ----------
+    locations : DataFrame
+        Locations frame (``docs/ARCHITECTURE.md``), one row per plant.
+    weather : DataFrame
+        Weather frame (long, pvlib names: ``ghi``/``dni``/``dhi`` W/m^2,
+        ``temp_air`` degC, ``wind_speed`` m/s, ``period_minutes``);
+        ``dni``/``dhi`` NaN means decompose from ``ghi`` (Erbs). Rows of
+        other locations and extra columns are ignored.
+    times : DatetimeIndex
+        Target times, tz-aware; the same for every plant.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by (location_id, valid_time), location-major in the order of
+        ``locations``; :data:`MODEL_FEATURES` plus ``physical_ac_kw`` (kW, in
+        [0, capacity_ac_kw]), ``ghi``, ``dni``, ``dhi``, ``ghi_clear``,
+        ``poa_global`` (W/m^2), ``wind_speed`` (m/s), ``solar_zenith``.
+
+    Raises
+    ------
+    ValueError
+        ``location_id <N>: ...`` when that plant's weather is missing, not
+        finite or does not cover ``times`` (never shortened or filled).
+    """
+    times = pd.DatetimeIndex(times)
+    if times.tz is None:
+        raise ValueError("times must be tz-aware (UTC)")
+    times = times.tz_convert("UTC")
+    loc = location_arrays(locations)
+    ids = loc["location_id"]
+    n_sites, n_times = len(ids), len(times)
+    w = prepare_weather(weather, ids)
+    linke = linke_turbidity_monthly(loc["latitude"], loc["longitude"])
+
+    # weather at its own instants: clear-sky index (and diffuse fraction where given)
+    instants = resample.weather_instants(w)
+    inst_sec = solarposition.unixtime(instants)
+    uniq, inv = np.unique(inst_sec, return_inverse=True)
+    w_site = w["site"].to_numpy()
+    native = sun_and_clear_sky(pd.to_datetime(uniq, unit="s", utc=True), inv, w_site, loc, linke)
+    ghi_w = w["ghi"].to_numpy(dtype=float)
+    csi_w = resample.clear_sky_index(ghi_w, native["ghi_clear"])
+    dhi_w = w["dhi"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kd_w = np.where((ghi_w > 0) & np.isfinite(dhi_w), np.clip(dhi_w / ghi_w, 0.0, 1.0), np.nan)
+    measured_diffuse = pd.Series(np.isfinite(dhi_w) & np.isfinite(w["dni"].to_numpy(dtype=float))).groupby(
+        w_site).all().reindex(range(n_sites)).to_numpy()
+
+    # coverage: first period start .. last label of each plant
+    label_sec = solarposition.unixtime(w["valid_time"])
+    period_sec = w["period_minutes"].to_numpy(dtype=float) * 60.0
+    bounds = pd.DataFrame({"site": w_site, "start": label_sec - period_sec, "end": label_sec}).groupby("site")
+    starts, ends = bounds["start"].min().to_numpy(), bounds["end"].max().to_numpy()
+    t_sec = solarposition.unixtime(times)
+    resample.check_coverage(ids, starts, ends, inst_sec, w_site, t_sec, n_times)
+
+    # forecast grid, flat, location-major
+    site = np.repeat(np.arange(n_sites), n_times)
+    step = np.tile(np.arange(n_times), n_sites)
+    sun = sun_and_clear_sky(times, step, site, loc, linke)
+    base = min(inst_sec.min(), t_sec.min()) - 86400.0
+    band = max(inst_sec.max(), t_sec.max()) - base + 86400.0
+    support = resample.band_axis(w_site, inst_sec - base, band)
+    target = resample.band_axis(site, t_sec[step] - base, band)
+
+    def at(values, axis=target):
+        return resample.interpolate_bands(support, w_site, values, axis, site, n_sites)
+
+    csi = at(csi_w)
+    ghi_clear = sun["ghi_clear"]
+    night = ghi_clear < resample.MIN_CLEAR_GHI
+    ghi = np.where(night, np.nan_to_num(csi, nan=0.0) * ghi_clear, csi * ghi_clear)
+    if not np.isfinite(ghi).all():
+        raise ValueError(f"location_id {ids[site[~np.isfinite(ghi)][0]]}: no daylight weather to interpolate")
+    temp_air, wind_speed = at(w["temp_air"].to_numpy(dtype=float)), at(w["wind_speed"].to_numpy(dtype=float))
+
+    # decomposition: interpolated measured diffuse fraction, else Erbs
+    zenith = sun["apparent_zenith"]
+    doy = times.day_of_year.to_numpy()[step]
+    erbs = irradiance.erbs(ghi, zenith, doy)
+    use_kd = measured_diffuse[site]
+    kd = at(kd_w)
+    dhi = np.where(use_kd & np.isfinite(kd), np.nan_to_num(kd) * ghi, erbs["dhi"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
+    dni = np.where(use_kd & np.isfinite(kd), np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
+
+    # plane of array, temperature, power
+    p = {k: v[site] for k, v in loc.items()}
+    surface_tilt, surface_azimuth = physics.surface_orientation(p["tracking"], p["tilt"], p["azimuth"],
+                                                                p["axis_azimuth"], p["max_angle"], p["gcr"],
+                                                                zenith, sun["azimuth"])
+    poa = physics.plane_of_array(surface_tilt, surface_azimuth, zenith, sun["azimuth"], ghi, dni, dhi,
+                                 sun["dni_extra"], sun["airmass_relative"])
+    temp_cell = physics.cell_temperature(poa["poa_global"], temp_air, wind_speed, p["temp_model_u0"],
+                                         p["temp_model_u1"])
+    ac = physics.ac_power(poa["effective_irradiance"], temp_cell, p["capacity_dc_kw"], p["capacity_ac_kw"],
+                          p["gamma_pdc"], p["losses_pct"])
+
+    # temporal context of the clear-sky index (NaN outside the plant's weather instants)
+    first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
+    last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
+    context = {}
+    for name, minutes in CONTEXT_SHIFTS_MINUTES.items():
+        shifted = t_sec[step] + minutes * 60.0
+        inside = (shifted >= first[site]) & (shifted <= last[site])
+        context[name] = np.where(inside & ~night, at(csi_w, target + minutes * 60.0), np.nan)
+    window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
+                       context["csi_lead30"]])
+    utc_hours = ((t_sec % 86400.0) / 3600.0)[step]
+    solar_hour = (utc_hours + p["longitude"] / 15.0 + sun["equation_of_time"] / 60.0) % 24.0
+    hour_sin, hour_cos = cyclic(solar_hour, 24.0)
+    doy_sin, doy_cos = cyclic(doy - 1, 365.25)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diffuse_fraction = np.where(ghi > 0, dhi / ghi, np.nan)
+    columns = {
+        "solar_elevation": sun["apparent_elevation"], "aoi": poa["aoi"],
+        "solar_hour_sin": hour_sin, "solar_hour_cos": hour_cos, "doy_sin": doy_sin, "doy_cos": doy_cos,
+        "ghi_clear": ghi_clear, "csi": np.where(night, np.nan, csi), **context,
+        "csi_std_1h": np.where(night, np.nan, np.std(window, axis=0)),
+        "diffuse_fraction": diffuse_fraction, "poa_global": poa["poa_global"], "temp_air": temp_air,
+        "temp_cell": temp_cell, "airmass": np.where(night, np.nan, sun["airmass_relative"]),
+        "physical_norm": ac / p["capacity_ac_kw"],
+        "physical_ac_kw": ac, "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed,
+        "solar_zenith": zenith,
+    }
+    index = pd.MultiIndex.from_arrays([ids[site], times[step]], names=["location_id", "valid_time"])
+    return pd.DataFrame(columns, index=index)

@@ -1,0 +1,180 @@
+"""Feature frames for many plants at once equal pvlib's per-site results, on real PSM3 weather."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pvlib
+import pytest
+import yaml
+
+from engine import data, features, forecast, physics
+
+ROOT = Path(__file__).parents[2]
+CONFIG = yaml.safe_load((ROOT / "configs" / "training.yaml").read_text())
+ISSUE = pd.Timestamp("2013-06-01 06:00", tz="UTC")
+TIMES = forecast.forecast_times(ISSUE, 48, 15)
+
+
+@pytest.fixture(scope="module")
+def psm3():
+    """Real NSRDB PSM3 weather of SERF East around the forecast window."""
+    w = data.load_weather(CONFIG, 0)
+    return w[(w["valid_time"] >= "2013-05-31") & (w["valid_time"] < "2013-06-05")].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def plants():
+    """Six plants: SERF East as configured plus other sites, orientations and single-axis trackers."""
+    base = data.site_location(CONFIG["site"], 0, 3.2, 3.6)
+    rows = base.loc[np.zeros(6, dtype=int)].reset_index(drop=True)
+    rows["location_id"] = [11, 12, 13, 14, 15, 16]
+    rows["latitude"] = [39.742, 35.05, 44.5, 39.0, 31.9, 47.6]
+    rows["longitude"] = [-105.1727, -106.6, -100.3, -104.0, -110.9, -117.4]
+    rows["altitude"] = [1730.0, 1600.0, 500.0, 1500.0, 800.0, 700.0]
+    rows["tilt"] = [45.0, 20.0, 35.0, 0.0, 0.0, 10.0]
+    rows["azimuth"] = [158.0, 180.0, 225.0, 180.0, 180.0, 135.0]
+    rows["tracking"] = ["FIXED", "FIXED", "FIXED", "SINGLE_AXIS", "SINGLE_AXIS", "FIXED"]
+    rows["axis_azimuth"] = [0.0, 0.0, 0.0, 180.0, 170.0, 0.0]
+    rows["max_angle"] = [0.0, 0.0, 0.0, 60.0, 52.0, 0.0]
+    rows["gcr"] = [0.0, 0.0, 0.0, 0.35, 0.4, 0.0]
+    rows["capacity_ac_kw"] = [3.2, 100.0, 5.0, 2000.0, 900.0, 10.0]
+    rows["capacity_dc_kw"] = [3.6, 130.0, 5.0, 2600.0, 1000.0, 14.0]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def frame(plants, psm3):
+    weather = pd.concat([psm3.assign(location_id=i) for i in plants["location_id"]], ignore_index=True)
+    return features.feature_frame(plants, weather, TIMES)
+
+
+def per_site(frame, location_id):
+    return frame.xs(location_id, level="location_id")
+
+
+def test_frame_is_location_major_with_every_feature(frame, plants):
+    assert frame.index.names == ["location_id", "valid_time"]
+    assert list(frame.index.get_level_values("location_id").unique()) == list(plants["location_id"])
+    assert set(features.MODEL_FEATURES) <= set(frame.columns)
+    assert len(frame) == len(plants) * len(TIMES)
+    assert str(frame.index.get_level_values("valid_time").tz) == "UTC"
+
+
+def test_solar_position_equals_pvlib_per_site(frame, plants):
+    for _, p in plants.iterrows():
+        ref = pvlib.solarposition.get_solarposition(TIMES, p["latitude"], p["longitude"], p["altitude"],
+                                                    method="nrel_numpy", delta_t=None)
+        got = per_site(frame, p["location_id"])
+        np.testing.assert_allclose(got["solar_elevation"], ref["apparent_elevation"], atol=1e-9)
+        np.testing.assert_allclose(got["solar_zenith"], ref["apparent_zenith"], atol=1e-9)
+
+
+def test_clear_sky_equals_pvlib_location_per_site(frame, plants):
+    for _, p in plants.iterrows():
+        ref = pvlib.location.Location(p["latitude"], p["longitude"], altitude=p["altitude"]).get_clearsky(TIMES)
+        # Location.get_solarposition uses a constant delta_t of 67 s, pvcast the year's delta_t: ~1e-6 relative
+        np.testing.assert_allclose(per_site(frame, p["location_id"])["ghi_clear"], ref["ghi"], rtol=1e-5, atol=1e-3)
+
+
+def test_plane_of_array_and_power_equal_pvlib_per_site(frame, plants):
+    """Given the frame's own GHI/DNI/DHI, pvlib's scalar-per-site calls give the same POA and power."""
+    for _, p in plants.iterrows():
+        got = per_site(frame, p["location_id"])
+        sp = pvlib.solarposition.get_solarposition(TIMES, p["latitude"], p["longitude"], p["altitude"],
+                                                   delta_t=None)
+        if p["tracking"] == "SINGLE_AXIS":
+            orient = pvlib.tracking.singleaxis(sp["apparent_zenith"], sp["azimuth"], axis_azimuth=p["axis_azimuth"],
+                                               max_angle=p["max_angle"], backtrack=True, gcr=p["gcr"])
+            tilt = orient["surface_tilt"].fillna(0.0)
+            azimuth = orient["surface_azimuth"].fillna(p["axis_azimuth"] + 90.0)
+        else:
+            tilt, azimuth = p["tilt"], p["azimuth"]
+        poa = pvlib.irradiance.get_total_irradiance(
+            tilt, azimuth, sp["apparent_zenith"], sp["azimuth"], got["dni"], got["ghi"], got["dhi"],
+            dni_extra=pvlib.irradiance.get_extra_radiation(TIMES),
+            airmass=pvlib.atmosphere.get_relative_airmass(sp["apparent_zenith"]), model="perez").fillna(0.0)
+        np.testing.assert_allclose(got["poa_global"], poa["poa_global"], rtol=1e-9, atol=1e-6)
+        aoi = pvlib.irradiance.aoi(tilt, azimuth, sp["apparent_zenith"], sp["azimuth"])
+        eff = poa["poa_direct"] * pvlib.iam.physical(aoi).fillna(0.0) + poa["poa_diffuse"]
+        cell = pvlib.temperature.faiman(poa["poa_global"], got["temp_air"], got["wind_speed"],
+                                        p["temp_model_u0"], p["temp_model_u1"])
+        pdc = pvlib.pvsystem.pvwatts_dc(eff, cell, p["capacity_dc_kw"], p["gamma_pdc"]) * (1 - p["losses_pct"] / 100)
+        pac = pvlib.inverter.pvwatts(pdc, p["capacity_ac_kw"] / physics.ETA_INV_NOM)
+        np.testing.assert_allclose(got["physical_ac_kw"], pac.clip(0, p["capacity_ac_kw"]), rtol=1e-9, atol=1e-9)
+
+
+def test_power_is_zero_at_night_and_bounded_by_capacity(frame, plants):
+    cap = frame.index.get_level_values("location_id").map(plants.set_index("location_id")["capacity_ac_kw"])
+    night = frame["solar_elevation"].to_numpy() < -1.0
+    assert night.sum() > 100
+    assert (frame["physical_ac_kw"].to_numpy()[night] == 0).all()
+    assert (frame["physical_ac_kw"].to_numpy() <= cap.to_numpy()).all()
+    assert (frame["physical_ac_kw"].to_numpy() >= 0).all()
+
+
+def test_instantaneous_weather_is_reproduced_at_its_own_instants(plants, psm3):
+    """period_minutes 0: at a PSM3 label the interpolated GHI and temperature are the PSM3 values."""
+    p = plants.iloc[:1]
+    weather = psm3.assign(location_id=p["location_id"].iloc[0])
+    labels = pd.DatetimeIndex(psm3["valid_time"]).tz_convert("UTC")
+    day = labels[(labels >= "2013-06-01 13:00") & (labels <= "2013-06-01 23:00")]
+    got = features.feature_frame(p, weather, day)
+    want = psm3.set_index("valid_time").loc[day]
+    np.testing.assert_allclose(got["ghi"].to_numpy(), want["ghi"].to_numpy(), rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(got["temp_air"].to_numpy(), want["temp_air"].to_numpy())
+
+
+def test_hourly_period_averages_are_placed_mid_period(plants, psm3):
+    """Hourly means of the real PSM3 (labelled at the hour's end) give the same energy and shape."""
+    p = plants.iloc[:1]
+    inst = psm3.set_index("valid_time")[["ghi", "temp_air", "wind_speed"]]
+    # trapezoidal mean over (T - 60 min, T] of the 30-min instants = the hour's period average
+    hourly = (0.25 * inst.shift(2) + 0.5 * inst.shift(1) + 0.25 * inst).iloc[2::2].dropna()
+    hourly = hourly.reset_index().assign(location_id=p["location_id"].iloc[0], dni=np.nan, dhi=np.nan,
+                                         period_minutes=60)
+    got_h = features.feature_frame(p, hourly, TIMES)
+    got_i = features.feature_frame(p, psm3.assign(location_id=p["location_id"].iloc[0]), TIMES)
+    assert abs(got_h["ghi"].sum() / got_i["ghi"].sum() - 1) < 0.03
+    # labelled at the END of the hour: treating them as instants would shift the day by 30 min
+    naive = features.feature_frame(p, hourly.assign(period_minutes=0), TIMES)
+    err = lambda f: np.abs(f["ghi"].to_numpy() - got_i["ghi"].to_numpy()).mean()  # noqa: E731
+    assert err(got_h) < 0.8 * err(naive)
+
+
+def test_weather_not_covering_the_horizon_names_the_location(plants, psm3):
+    weather = pd.concat([psm3.assign(location_id=i) for i in plants["location_id"]], ignore_index=True)
+    short = weather[~((weather["location_id"] == 13) & (weather["valid_time"] > "2013-06-02 12:00"))]
+    with pytest.raises(ValueError, match="location_id 13: weather covers"):
+        features.feature_frame(plants, short, TIMES)
+
+
+def test_gap_in_the_weather_names_the_location(plants, psm3):
+    weather = pd.concat([psm3.assign(location_id=i) for i in plants["location_id"]], ignore_index=True)
+    t = weather["valid_time"]
+    holed = weather[~((weather["location_id"] == 14) & (t > "2013-06-02 10:00") & (t < "2013-06-02 16:00"))]
+    with pytest.raises(ValueError, match="location_id 14: weather has a gap"):
+        features.feature_frame(plants, holed, TIMES)
+
+
+def test_missing_temperature_is_refused_not_filled(plants, psm3):
+    weather = psm3.assign(location_id=11)
+    weather.loc[100, "temp_air"] = np.nan
+    with pytest.raises(ValueError, match="location_id 11: weather temp_air is not finite"):
+        features.feature_frame(plants.iloc[:1], weather, TIMES)
+
+
+def test_given_dni_dhi_are_used_instead_of_erbs(plants, psm3):
+    """PSM3 clear-sky components as weather: the frame keeps their diffuse fraction, Erbs would not."""
+    p = plants.iloc[:1]
+    raw = pd.read_parquet(data.data_file(CONFIG["data"]["weather_file"]))
+    components = raw.set_index(pd.DatetimeIndex(raw["index"]).tz_convert("UTC"))[["dni_clear", "dhi_clear"]]
+    components = components.reindex(pd.DatetimeIndex(psm3["valid_time"]))
+    clear = psm3.assign(location_id=11, ghi=psm3["ghi_clear"].to_numpy(), dni=components["dni_clear"].to_numpy(),
+                        dhi=components["dhi_clear"].to_numpy())
+    got = features.feature_frame(p, clear, TIMES)
+    erbs = features.feature_frame(p, clear.assign(dni=np.nan, dhi=np.nan), TIMES)
+    noon = got["solar_elevation"].to_numpy() > 40
+    kd_given = (clear["dhi"] / clear["ghi"])[clear["ghi"] > 800].median()
+    assert abs(got["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) < 0.03
+    assert abs(erbs["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) > 0.03
