@@ -126,12 +126,19 @@ async def copy_upsert(conn, staging, columns, rows, insert, *args):
     Returns
     -------
     int
-        Rows inserted or updated by ``insert``.
+        Rows copied (all stored once ``insert`` succeeds: new, replaced or identical).
     """
     await conn.execute(f"CREATE TEMP TABLE {staging} ({columns}) ON COMMIT DROP")
     await conn.copy_records_to_table(staging, records=rows)
-    status = await conn.execute(insert, *args)
-    return int(status.split()[-1])
+    await conn.execute(insert, *args)
+    return len(rows)
+
+
+def upsert_set(table, columns):
+    """``SET`` clause of an upsert that leaves an identical stored row untouched (no dead tuple)."""
+    return (f"SET {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)} "
+            f"WHERE ({', '.join(f'{table}.{c}' for c in columns)}) IS DISTINCT FROM "
+            f"({', '.join(f'EXCLUDED.{c}' for c in columns)})")
 
 
 def unknown_location(exc):
@@ -198,8 +205,9 @@ async def fetch_locations(db, ids=None):
 async def write_weather(db, df):
     """Store weather issues (COPY + one upsert on location, valid_time, issue_time, source).
 
-    A row with the key of a stored row replaces it; other issues are never
-    touched (a later issue does not overwrite an earlier one).
+    A row with the key of a stored row replaces it (left untouched when
+    identical); other issues are never touched (a later issue does not
+    overwrite an earlier one).
 
     Parameters
     ----------
@@ -210,7 +218,7 @@ async def write_weather(db, df):
     Returns
     -------
     int
-        Rows stored (inserted or replaced).
+        Rows stored (new, replaced or already stored identically).
 
     Raises
     ------
@@ -236,8 +244,7 @@ async def write_weather(db, df):
                 SELECT location_id, {FROM_MICROS.format("valid_us")}, {FROM_MICROS.format("issue_us")}, source,
                        {", ".join(values)}
                 FROM weather_staging
-                ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE
-                SET {", ".join(f"{c} = EXCLUDED.{c}" for c in values)}, ingested_at = now()""")
+                ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE {upsert_set("weather", values)}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
@@ -254,7 +261,7 @@ async def write_actuals(db, df):
     Returns
     -------
     int
-        Rows stored (inserted or replaced).
+        Rows stored (new, replaced or already stored identically).
     """
     validation.validate_actuals(df, None)
     rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"))
@@ -264,7 +271,7 @@ async def write_actuals(db, df):
                 conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
                 INSERT INTO actuals (location_id, time, power_kw)
                 SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
-                ON CONFLICT (location_id, time) DO UPDATE SET power_kw = EXCLUDED.power_kw, ingested_at = now()""")
+                ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
@@ -310,7 +317,8 @@ async def write_forecasts(db, runs, forecast, timings=None):
     The runs are upserted on their natural key (location_id, issue_time,
     forecast_type, model_version, resolution_minutes, horizon_hours): a new
     issue or model version is a new run, never an overwrite of an older
-    one, while re-writing the same run replaces its values (idempotent).
+    one, while re-writing the same run replaces its values (idempotent;
+    identical values are left untouched).
     The values go through binary COPY into a staging table dropped at commit
     and one ``INSERT ... SELECT ... ON CONFLICT (run_id, valid_time) DO UPDATE``.
     Any failure rolls back everything: no run is left without its values.
@@ -323,8 +331,9 @@ async def write_forecasts(db, runs, forecast, timings=None):
     forecast : DataFrame
         ARCHITECTURE "forecast", p10..p90 in kW.
     timings : dict, optional
-        Filled with seconds per stage: ``validate_s``, ``records_s``,
-        ``runs_s``, ``copy_s``, ``insert_s``.
+        Filled with seconds per stage: ``validate_s`` (checks, run
+        arrays), ``runs_s`` (run upsert), ``records_s`` (COPY rows),
+        ``copy_s``, ``insert_s`` (the upsert incl. commit).
 
     Returns
     -------
@@ -339,19 +348,19 @@ async def write_forecasts(db, runs, forecast, timings=None):
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     valid_us = validation.validate_forecast(runs, forecast)
-    t1 = time.perf_counter()
     ids = forecast["location_id"].to_numpy("int64")
-    rows = records(ids, valid_us, *[forecast[q].to_numpy("float64") for q in QUANTILE_COLUMNS],
-                   forecast["horizon_minutes"].to_numpy("int64"))
-    run_ids_in = runs["location_id"].to_numpy("int64")
+    run_locations = runs["location_id"].to_numpy("int64")
+    issue_us = micros(runs["issue_time"])
     uniq, counts = np.unique(ids, return_counts=True)
-    n_steps = counts[np.searchsorted(uniq, run_ids_in)]
-    run_args = [run_ids_in.tolist(), micros(runs["issue_time"]).tolist(), runs["model_id"].astype(str).tolist(),
+    run_args = [run_locations.tolist(), issue_us.tolist(), runs["model_id"].astype(str).tolist(),
                 runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
                 runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
-                n_steps.tolist(), [None if t is None or t != t else str(t) for t in runs["task_id"]],
+                counts[np.searchsorted(uniq, run_locations)].tolist(),
+                [None if t is None or t != t else str(t) for t in runs["task_id"]],
                 [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
-    t2 = time.perf_counter()
+    order = np.argsort(run_locations)
+    row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
+    t1 = time.perf_counter()
     async with connection(db) as conn, conn.transaction():
         try:
             stored = await conn.fetch(f"""
@@ -366,29 +375,31 @@ async def write_forecasts(db, runs, forecast, timings=None):
                 ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours)
                 DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps, task_id = EXCLUDED.task_id,
                               timings = EXCLUDED.timings, written_at = now()
-                RETURNING location_id, run_id, issue_time""", *run_args)
+                RETURNING location_id, run_id""", *run_args)
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
+        run_ids = dict(stored)
+        sorted_run_ids = np.array([run_ids[i] for i in run_locations[order].tolist()], dtype="int64")
+        t2 = time.perf_counter()
+        rows = records(sorted_run_ids[row_run], ids, issue_us[order][row_run], valid_us,
+                       *[forecast[q].to_numpy("float64") for q in QUANTILE_COLUMNS],
+                       forecast["horizon_minutes"].to_numpy("int64"))
         t3 = time.perf_counter()
         await conn.execute(
-            "CREATE TEMP TABLE forecast_staging (location_id bigint, valid_us bigint, p10 float8, p25 float8, "
-            "p50 float8, p75 float8, p90 float8, horizon_minutes int) ON COMMIT DROP")
+            "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_us bigint, valid_us bigint, "
+            "p10 float8, p25 float8, p50 float8, p75 float8, p90 float8, horizon_minutes int) ON COMMIT DROP")
         await conn.copy_records_to_table("forecast_staging", records=rows)
         t4 = time.perf_counter()
         quantiles = ", ".join(QUANTILE_COLUMNS)
         await conn.execute(f"""
             INSERT INTO forecasts (run_id, location_id, issue_time, valid_time, {quantiles}, horizon_minutes)
-            SELECT r.run_id, s.location_id, r.issue_time, {FROM_MICROS.format("s.valid_us")}, {quantiles},
-                   s.horizon_minutes
-            FROM forecast_staging s
-            JOIN unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS r(location_id, run_id, issue_time)
-              USING (location_id)
-            ON CONFLICT (run_id, valid_time) DO UPDATE
-            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in (*QUANTILE_COLUMNS, "horizon_minutes"))}""",
-            [r["location_id"] for r in stored], [r["run_id"] for r in stored], [r["issue_time"] for r in stored])
+            SELECT run_id, location_id, {FROM_MICROS.format("issue_us")}, {FROM_MICROS.format("valid_us")},
+                   {quantiles}, horizon_minutes
+            FROM forecast_staging
+            ON CONFLICT (run_id, valid_time) DO UPDATE {upsert_set("forecasts", (*QUANTILE_COLUMNS, "horizon_minutes"))}""")
     t5 = time.perf_counter()
-    timings.update(validate_s=t1 - t0, records_s=t2 - t1, runs_s=t3 - t2, copy_s=t4 - t3, insert_s=t5 - t4)
-    return {int(r["location_id"]): int(r["run_id"]) for r in stored}
+    timings.update(validate_s=t1 - t0, runs_s=t2 - t1, records_s=t3 - t2, copy_s=t4 - t3, insert_s=t5 - t4)
+    return {int(k): int(v) for k, v in run_ids.items()}
 
 
 def run_dict(row):

@@ -1,0 +1,148 @@
+"""engine.validation: bad input is refused naming column and row, never coerced (pure)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import data, validation
+
+from storehelpers import TRAINING, demo_locations, forecast_of, real_weather
+
+KNOWN = {1, 2, 3, 4}
+
+
+@pytest.fixture
+def weather():
+    return real_weather(1)
+
+
+@pytest.fixture
+def locations():
+    return demo_locations()
+
+
+@pytest.fixture
+def actuals():
+    power, _ = data.load_power(TRAINING)
+    power = power["2013-07-01":"2013-07-03"].dropna()
+    return pd.DataFrame({"location_id": 1, "time": power.index, "power_kw": power.to_numpy()})
+
+
+def test_real_psm3_weather_passes_with_nan_dni_dhi_cloud_cover(weather):
+    assert weather[["dni", "dhi", "cloud_cover"]].isna().all().all()
+    validation.validate_weather(weather, KNOWN)
+
+
+def test_real_plants_pass(locations):
+    validation.validate_locations(locations)
+
+
+def test_negative_ghi_names_column_row_and_value(weather):
+    weather.loc[3, "ghi"] = -5.0
+    with pytest.raises(ValueError, match=r"^ghi: row 3 is negative \(-5\.0\)$"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_negative_dni_is_refused(weather):
+    weather.loc[7, "dni"] = -1.0
+    with pytest.raises(ValueError, match=r"^dni: row 7 is negative"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_missing_temperature_is_refused_not_filled(weather):
+    weather.loc[10, "temp_air"] = np.nan
+    with pytest.raises(ValueError, match=r"^temp_air: row 10 is missing \(NaN\)"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_infinite_wind_speed_is_refused(weather):
+    weather.loc[2, "wind_speed"] = np.inf
+    with pytest.raises(ValueError, match=r"^wind_speed: row 2 is infinite"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_temperature_in_kelvin_is_refused(weather):
+    weather["temp_air"] = weather["temp_air"] + 273.15
+    with pytest.raises(ValueError, match=r"^temp_air: row 0 is out of range \[-90, 70\] degC"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_unknown_location_id_is_refused(weather):
+    weather.loc[5, "location_id"] = 999
+    with pytest.raises(ValueError, match=r"^location_id: row 5 is not a known location \(999\)"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_naive_valid_time_is_refused(weather):
+    weather["valid_time"] = weather["valid_time"].dt.tz_localize(None)
+    with pytest.raises(ValueError, match=r"^valid_time: row 0 is naive"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_naive_timestamp_among_aware_ones_is_refused(weather):
+    weather["issue_time"] = weather["issue_time"].astype(object)
+    weather.loc[4, "issue_time"] = pd.Timestamp("2013-07-01 02:00")
+    with pytest.raises(ValueError, match=r"^issue_time: row 4 is naive"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_duplicate_weather_key_names_both_rows(weather):
+    weather = pd.concat([weather, weather.iloc[[6]]], ignore_index=True)
+    last = len(weather) - 1
+    with pytest.raises(ValueError, match=rf"^valid_time: row {last} repeats the key \(location_id, valid_time, "
+                                         rf"issue_time, source\) of row 6"):
+        validation.validate_weather(weather, KNOWN)
+
+
+def test_missing_column_is_named(weather):
+    with pytest.raises(ValueError, match=r"^wind_speed: column is missing"):
+        validation.validate_weather(weather.drop(columns=["wind_speed"]), KNOWN)
+
+
+@pytest.mark.parametrize("column, value, reason", [
+    ("latitude", 91.0, r"is out of range \[-90, 90\] deg \(91\.0\)"),
+    ("longitude", -180.5, r"is out of range \[-180, 180\] deg \(-180\.5\)"),
+    ("tilt", 95.0, r"is out of range \[0, 90\] deg"),
+    ("azimuth", 360.0, r"is out of range \[0, 360\) deg"),
+    ("capacity_ac_kw", 0.0, r"must be > 0 kW \(0\.0\)"),
+    ("capacity_dc_kw", -3.0, r"must be > 0 kW"),
+    ("tracking", "DUAL_AXIS", r"must be one of \['FIXED', 'SINGLE_AXIS'\] \('DUAL_AXIS'\)"),
+    ("timezone", "Mars/Olympus", r"is not an IANA time zone"),
+])
+def test_out_of_range_plant_configuration_is_refused(locations, column, value, reason):
+    locations[column] = locations[column].astype(object)
+    locations.loc[2, column] = value
+    with pytest.raises(ValueError, match=rf"^{column}: row 2 {reason}"):
+        validation.validate_locations(locations.infer_objects())
+
+
+def test_duplicate_plant_name_is_refused(locations):
+    locations.loc[3, "name"] = locations.loc[0, "name"]
+    with pytest.raises(ValueError, match=r"^name: row 3 repeats the key \(name\) of row 0"):
+        validation.validate_locations(locations)
+
+
+def test_actuals_missing_power_is_refused(actuals):
+    actuals.loc[8, "power_kw"] = np.nan
+    with pytest.raises(ValueError, match=r"^power_kw: row 8 is missing"):
+        validation.validate_actuals(actuals, KNOWN)
+
+
+def test_actuals_duplicate_time_is_refused(actuals):
+    actuals = pd.concat([actuals, actuals.iloc[[0]]], ignore_index=True)
+    with pytest.raises(ValueError, match=rf"^time: row {len(actuals) - 1} repeats the key \(location_id, time\) of row 0"):
+        validation.validate_actuals(actuals, KNOWN)
+
+
+def test_crossing_quantiles_are_refused():
+    runs, forecast = forecast_of(demo_locations().assign(location_id=[1, 2, 3, 4]))
+    day = int(np.flatnonzero(forecast["p50"].to_numpy() > 0)[0])
+    forecast.loc[day, "p75"] = forecast.loc[day, "p50"] / 2
+    with pytest.raises(ValueError, match=rf"^p75: row {day} is below p50 \(quantiles cross\)"):
+        validation.validate_forecast(runs, forecast)
+
+
+def test_run_without_forecast_rows_is_refused():
+    runs, forecast = forecast_of(demo_locations().assign(location_id=[1, 2, 3, 4]))
+    with pytest.raises(ValueError, match=r"^location_id: row 3 has a run row but no forecast rows \(4\)"):
+        validation.validate_forecast(runs, forecast[forecast["location_id"] != 4])
