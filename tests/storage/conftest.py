@@ -38,9 +38,9 @@ def plants(db_url):
     return run(db_url, lambda conn: store.upsert_locations(conn, demo_locations()))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def plain_url():
-    """A fresh migrated database on the plain PostgreSQL server (no TimescaleDB), dropped at the end."""
+    """A fresh empty database on the plain PostgreSQL server (no TimescaleDB), dropped after the test."""
     try:
         url = fresh_database(PLAIN_POSTGRES, "pvcast_plain")
     except OSError as exc:

@@ -1,0 +1,292 @@
+"""engine.store against the project's TimescaleDB: COPY writes, upserts, bitemporal reads, tasks."""
+
+import uuid
+
+import asyncpg
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import data, store
+from engine.quantiles import QUANTILE_COLUMNS
+
+from storehelpers import ISSUE, TRAINING, WINDOW, demo_locations, forecast_of, real_weather, run
+
+
+def count(url, sql, *args):
+    return run(url, lambda conn: conn.fetchval(sql, *args))
+
+
+def new_plants(url, tag):
+    """The demo plants under new names (a test's own locations)."""
+    return run(url, lambda conn: store.upsert_locations(conn, demo_locations(f" [{tag}]")))
+
+
+# --- locations
+
+def test_upsert_locations_is_idempotent_by_name(db_url, plants):
+    again = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations()))
+    assert again["location_id"].tolist() == plants["location_id"].tolist()
+    assert count(db_url, "SELECT count(*) FROM locations WHERE name = ANY($1)", plants["name"].tolist()) == len(plants)
+
+
+def test_upsert_locations_updates_the_configuration(db_url):
+    locations = demo_locations(" [update]")
+    first = run(db_url, lambda conn: store.upsert_locations(conn, locations))
+    changed = run(db_url, lambda conn: store.upsert_locations(conn, locations.assign(tilt=30.0)))
+    assert changed["location_id"].tolist() == first["location_id"].tolist()
+    assert (changed["tilt"] == 30.0).all()
+
+
+def test_fetch_locations_round_trips_the_configuration(db_url, plants):
+    fetched = run(db_url, lambda conn: store.fetch_locations(conn, plants["location_id"].tolist()))
+    expected = demo_locations()
+    pd.testing.assert_frame_equal(fetched.drop(columns="location_id")[expected.columns].reset_index(drop=True),
+                                  expected, check_dtype=False)
+    assert np.isnan(fetched["export_limit_kw"].iloc[0])  # no limit: NULL -> NaN, not 0
+
+
+def test_fetch_locations_of_unknown_ids_is_empty(db_url, plants):
+    fetched = run(db_url, lambda conn: store.fetch_locations(conn, [int(plants["location_id"].max()) + 1000]))
+    assert len(fetched) == 0 and "location_id" in fetched.columns
+
+
+# --- weather
+
+def test_real_weather_round_trips_with_nan_kept(db_url, plants):
+    lid = int(plants["location_id"].iloc[0])
+    weather = real_weather(lid)
+    assert run(db_url, lambda conn: store.write_weather(conn, weather)) == len(weather)
+    read = run(db_url, lambda conn: store.read_weather(conn, [lid], *WINDOW, WINDOW[1]))
+    assert str(read["valid_time"].dt.tz) == "UTC"
+    pd.testing.assert_frame_equal(read, weather[read.columns].astype(read.dtypes.to_dict()))
+    assert read["dni"].isna().all()  # decompose from ghi later; never stored as 0
+
+
+def test_rewriting_the_same_weather_is_idempotent(db_url, plants):
+    lid = int(plants["location_id"].iloc[1])
+    weather = real_weather(lid)
+    run(db_url, lambda conn: store.write_weather(conn, weather))
+    run(db_url, lambda conn: store.write_weather(conn, weather))
+    assert count(db_url, "SELECT count(*) FROM weather WHERE location_id = $1", lid) == len(weather)
+
+
+def test_read_weather_picks_the_latest_issue_at_or_before(db_url, plants):
+    lid = int(plants["location_id"].iloc[2])
+    first = real_weather(lid).assign(issue_time=pd.Timestamp("2013-06-30T00:00:00Z"), source="nwp")
+    revised = first.assign(issue_time=pd.Timestamp("2013-06-30T12:00:00Z"), ghi=first["ghi"] * 0.5)
+    run(db_url, lambda conn: store.write_weather(conn, first))
+    run(db_url, lambda conn: store.write_weather(conn, revised))
+
+    def read(issued_before):
+        return run(db_url, lambda conn: store.read_weather(conn, [lid], *WINDOW, pd.Timestamp(issued_before)))
+    np.testing.assert_array_equal(read("2013-06-30T11:59:59Z")["ghi"], first["ghi"])
+    np.testing.assert_array_equal(read("2013-06-30T12:00:00Z")["ghi"], revised["ghi"])
+    assert len(read("2013-06-29T23:59:59Z")) == 0
+    assert count(db_url, "SELECT count(*) FROM weather WHERE location_id = $1", lid) == 2 * len(first)
+
+
+def test_read_weather_of_many_locations_is_one_frame(db_url):
+    locations = new_plants(db_url, "many")
+    ids = locations["location_id"].tolist()
+    run(db_url, lambda conn: store.write_weather(conn, pd.concat([real_weather(i) for i in ids], ignore_index=True)))
+    read = run(db_url, lambda conn: store.read_weather(conn, ids, *WINDOW, WINDOW[1]))
+    assert read.groupby("location_id").size().to_dict() == {i: len(real_weather(i)) for i in ids}
+
+
+def test_weather_of_an_unknown_location_is_refused(db_url, plants):
+    weather = real_weather(int(plants["location_id"].max()) + 1000)
+    with pytest.raises(ValueError, match="^location_id: not a known location"):
+        run(db_url, lambda conn: store.write_weather(conn, weather))
+
+
+def test_bad_weather_is_refused_before_writing(db_url, plants):
+    lid = int(plants["location_id"].iloc[3])
+    weather = real_weather(lid, WINDOW[0], WINDOW[0] + pd.Timedelta(hours=6))
+    weather.loc[4, "ghi"] = -5.0
+    with pytest.raises(ValueError, match=r"^ghi: row 4 is negative"):
+        run(db_url, lambda conn: store.write_weather(conn, weather))
+    assert count(db_url, "SELECT count(*) FROM weather WHERE location_id = $1 AND valid_time <= $2",
+                 lid, WINDOW[0] + pd.Timedelta(hours=6)) == 0
+
+
+# --- forecasts
+
+def test_write_forecasts_copies_every_value(db_url):
+    locations = new_plants(db_url, "copy")
+    runs, forecast = forecast_of(locations)
+    run_ids = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
+    assert sorted(run_ids) == sorted(locations["location_id"].tolist())
+    for lid, run_id in run_ids.items():
+        stored, frame = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, run_id))
+        expected = forecast[forecast["location_id"] == lid].reset_index(drop=True)
+        pd.testing.assert_frame_equal(frame, expected.astype(frame.dtypes.to_dict()))
+        assert stored["issue_time"] == ISSUE and stored["n_steps"] == 192 and stored["timings"] == {"predict_s": 0.1}
+
+
+def test_rewriting_the_same_run_is_idempotent(db_url):
+    locations = new_plants(db_url, "rewrite")
+    runs, forecast = forecast_of(locations)
+    first = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
+    again = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
+    assert again == first
+    assert count(db_url, "SELECT count(*) FROM forecasts WHERE run_id = ANY($1)", list(first.values())) == len(forecast)
+
+
+def test_a_later_run_never_overwrites_an_earlier_one(db_url):
+    locations = new_plants(db_url, "bitemporal")
+    lid = int(locations["location_id"].iloc[0])
+    early = forecast_of(locations, ISSUE)
+    late = forecast_of(locations, ISSUE + pd.Timedelta(hours=6), scale=0.5)
+    early_ids = run(db_url, lambda conn: store.write_forecasts(conn, *early))
+    late_ids = run(db_url, lambda conn: store.write_forecasts(conn, *late))
+    assert early_ids[lid] != late_ids[lid]
+    _, kept = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, early_ids[lid]))
+    np.testing.assert_array_equal(kept["p50"], early[1].loc[early[1]["location_id"] == lid, "p50"])
+    latest, _ = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None))
+    assert latest["run_id"] == late_ids[lid]
+
+
+def test_latest_run_is_chosen_within_the_window(db_url):
+    locations = new_plants(db_url, "window")
+    lid = int(locations["location_id"].iloc[0])
+    early_ids = run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations, ISSUE)))
+    run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations, ISSUE + pd.Timedelta(days=3))))
+    window = (ISSUE + pd.Timedelta(hours=1), ISSUE + pd.Timedelta(hours=5))
+    chosen, frame = run(db_url, lambda conn: store.read_forecast(conn, lid, *window))
+    assert chosen["run_id"] == early_ids[lid]
+    assert len(frame) == 17 and frame["valid_time"].min() == window[0] and frame["valid_time"].max() == window[1]
+
+
+def test_a_write_that_fails_midway_leaves_no_run(db_url):
+    locations = new_plants(db_url, "atomic")
+    victim = int(locations["location_id"].iloc[-1])
+    runs, forecast = forecast_of(locations)
+
+    async def write_with_failing_row(conn):
+        # a row-level trigger refuses the victim's values: the run upsert already happened
+        await conn.execute(f"""
+            CREATE FUNCTION refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.location_id = {victim} THEN RAISE EXCEPTION 'disk full (simulated)'; END IF;
+                  RETURN NEW; END $$;
+            CREATE TRIGGER refuse_victim BEFORE INSERT ON forecasts FOR EACH ROW EXECUTE FUNCTION refuse_victim();""")
+        try:
+            with pytest.raises(asyncpg.RaiseError, match="disk full"):
+                await store.write_forecasts(conn, runs, forecast)
+        finally:
+            await conn.execute("DROP TRIGGER refuse_victim ON forecasts; DROP FUNCTION refuse_victim();")
+    run(db_url, write_with_failing_row)
+    ids = locations["location_id"].tolist()
+    assert count(db_url, "SELECT count(*) FROM forecast_runs WHERE location_id = ANY($1)", ids) == 0
+    assert count(db_url, "SELECT count(*) FROM forecasts WHERE location_id = ANY($1)", ids) == 0
+
+
+def test_forecast_of_an_unknown_location_is_refused(db_url, plants):
+    ghost = demo_locations().iloc[:1].assign(location_id=int(plants["location_id"].max()) + 1000)
+    with pytest.raises(ValueError, match="^location_id: not a known location"):
+        run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(ghost)))
+
+
+def test_reading_an_unknown_run_is_a_lookup_error(db_url, plants):
+    lid = int(plants["location_id"].iloc[0])
+    with pytest.raises(LookupError, match=f"location_id {lid}"):
+        run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, 10**12))
+
+
+@pytest.mark.parametrize("bucket, n", [("1 hour", 48), ("1 day", 2)])
+def test_energy_buckets_add_up_to_the_run(db_url, bucket, n):
+    locations = new_plants(db_url, f"energy {bucket}")
+    runs, forecast = forecast_of(locations)
+    run_ids = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
+    lid = int(locations["location_id"].iloc[1])
+    energy = run(db_url, lambda conn: store.read_energy(conn, run_ids[lid], bucket))
+    kw = forecast[forecast["location_id"] == lid]
+    assert len(energy) == n and list(energy.columns) == ["time", *QUANTILE_COLUMNS]
+    for q in QUANTILE_COLUMNS:  # a 15-min step of P kW holds P x 0.25 kWh
+        assert energy[q].sum() == pytest.approx(kw[q].sum() * 0.25, rel=1e-9)
+    if bucket == "1 day":  # 48 h from local midnight = 2 days of the plant's time zone (Denver, UTC-6)
+        assert energy["time"].iloc[1] == pd.Timestamp("2013-07-02T06:00:00Z")
+
+
+def test_forecasts_join_real_actuals_by_time(db_url):
+    locations = new_plants(db_url, "actuals")
+    lid = int(locations["location_id"].iloc[0])
+    power, _ = data.load_power(TRAINING)
+    power = power[WINDOW[0]:WINDOW[1]].dropna()
+    actuals = pd.DataFrame({"location_id": lid, "time": power.index, "power_kw": power.to_numpy()})
+    assert run(db_url, lambda conn: store.write_actuals(conn, actuals)) == len(actuals)
+    run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations)))
+    joined = run(db_url, lambda conn: store.read_forecast_with_actuals(conn, lid, *WINDOW))
+    assert list(joined.columns) == ["run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"]
+    measured = joined.dropna(subset=["power_kw"])
+    assert len(measured) > 100
+    np.testing.assert_array_equal(measured["power_kw"], power.reindex(pd.DatetimeIndex(measured["valid_time"])))
+
+
+def test_rewriting_the_same_actuals_is_idempotent(db_url, plants):
+    lid = int(plants["location_id"].iloc[0])
+    power, _ = data.load_power(TRAINING)
+    power = power["2013-08-01":"2013-08-02"].dropna()
+    actuals = pd.DataFrame({"location_id": lid, "time": power.index, "power_kw": power.to_numpy()})
+    run(db_url, lambda conn: store.write_actuals(conn, actuals))
+    run(db_url, lambda conn: store.write_actuals(conn, actuals))
+    assert count(db_url, "SELECT count(*) FROM actuals WHERE location_id = $1 AND time >= $2 AND time <= $3",
+                 lid, power.index[0], power.index[-1]) == len(actuals)
+
+
+# --- tasks
+
+def test_task_lifecycle_keeps_progress_runs_errors_and_times(db_url):
+    task_id = str(uuid.uuid4())
+
+    async def lifecycle(conn):
+        await store.create_task(conn, task_id, {"location_ids": [1, 2, 3], "horizon_hours": 48}, 3)
+        queued = await store.read_task(conn, task_id)
+        await store.update_task(conn, task_id, status="running")
+        await store.update_task(conn, task_id, progress_done=2, run_ids={1: 10, 2: 11})
+        await store.update_task(conn, task_id, progress_done=3, errors={3: "no weather"})
+        await store.update_task(conn, task_id, status="partial", timings={"wall_s": 1.5})
+        return queued, await store.read_task(conn, task_id)
+    queued, done = run(db_url, lifecycle)
+    assert queued["status"] == "queued" and queued["started_at"] is None and queued["progress_total"] == 3
+    assert done["status"] == "partial" and done["progress_done"] == 3
+    assert done["run_ids"] == {"1": 10, "2": 11} and done["errors"] == {"3": "no weather"}
+    assert done["timings"] == {"wall_s": 1.5} and done["request"]["horizon_hours"] == 48
+    assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+
+
+def test_interrupted_tasks_are_failed_on_start(db_url):
+    running, finished = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def restart(conn):
+        for task_id in (running, finished):
+            await store.create_task(conn, task_id, {}, 1)
+            await store.update_task(conn, task_id, status="running")
+        await store.update_task(conn, finished, status="succeeded")
+        failed = await store.fail_interrupted_tasks(conn)
+        return failed, await store.read_task(conn, running), await store.read_task(conn, finished)
+    failed, interrupted, kept = run(db_url, restart)
+    assert failed >= 1
+    assert interrupted["status"] == "failed" and "interrupted" in interrupted["errors"]["task"]
+    assert interrupted["finished_at"] is not None
+    assert kept["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid"])
+def test_unknown_task_reads_none(db_url, task_id):
+    assert run(db_url, lambda conn: store.read_task(conn, task_id)) is None
+
+
+def test_updating_an_unknown_task_is_a_lookup_error(db_url):
+    with pytest.raises(LookupError, match="task_id"):
+        run(db_url, lambda conn: store.update_task(conn, str(uuid.uuid4()), status="running"))
+
+
+def test_pool_is_accepted_like_a_connection(db_url, plants):
+    async def with_pool(_):
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+        try:
+            return await store.fetch_locations(pool, plants["location_id"].tolist())
+        finally:
+            await pool.close()
+    assert len(run(db_url, with_pool)) == len(plants)
