@@ -1,0 +1,129 @@
+"""Write throughput of ``engine.store.write_forecasts`` (binary COPY + one upsert).
+
+Writes 5,208 locations x 192 steps (15 min, 48 h) = 999,936 forecast rows into a
+scratch database on the server of ``PVCAST_DATABASE_URL`` (default: the
+``scripts/tsdb`` TimescaleDB), prints rows/s with the time split by stage, then,
+in the same process and database, the baseline the COPY path replaces:
+``executemany`` of a plain ``INSERT`` on a 20,000-row subset, extrapolated to the
+same row count (labelled as such). The scratch database is dropped at the end.
+
+The values are not a model forecast: P50 is capacity x (real NSRDB PSM3 GHI of
+2013-07-01 at SERF East, from the pvanalytics wheel, interpolated to 15 min) /
+1000 W/m^2 x 0.85, the other quantiles fixed multiples of it, clipped to the
+capacity; plants differ only in capacity. Deterministic, no random noise.
+
+    .venv/bin/python bench/bench_writer.py [--locations 5208] [--baseline-rows 20000]
+"""
+
+import argparse
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pandas as pd
+import yaml
+
+from engine import data, schema, store
+from engine.quantiles import QUANTILE_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 192
+ISSUE = pd.Timestamp("2013-07-01T06:00:00Z")
+FACTORS = (0.55, 0.8, 1.0, 1.1, 1.2)  # p10..p90 as multiples of p50
+
+
+def plants(n):
+    """``n`` copies of the demo 'Golden rooftop' plant with capacities 5..500 kW."""
+    defaults = yaml.safe_load((ROOT / "configs/service.yaml").read_text())["location_defaults"]
+    base = {**defaults, **yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())["plants"][1]}
+    frame = pd.DataFrame([base] * n)
+    frame["name"] = [f"bench plant {i}" for i in range(n)]
+    frame["capacity_ac_kw"] = np.linspace(5.0, 500.0, n)
+    frame["capacity_dc_kw"] = frame["capacity_ac_kw"] * 1.2
+    frame["export_limit_kw"] = np.nan
+    return frame
+
+
+def forecast_frames(locations):
+    """Runs and forecast frames: every plant, 192 steps from ISSUE, values from the real PSM3 GHI."""
+    training = yaml.safe_load((ROOT / "configs/training.yaml").read_text())
+    weather = data.load_weather(training, 0)
+    times = pd.date_range(ISSUE + pd.Timedelta(minutes=15), periods=STEPS, freq="15min")
+    ghi = data.weather_at(weather, times, "ghi")
+    ids = locations["location_id"].to_numpy("int64")
+    cap = locations["capacity_ac_kw"].to_numpy()
+    p50 = np.minimum(np.outer(cap, ghi / 1000.0 * 0.85), cap[:, None]).ravel()
+    forecast = pd.DataFrame({"location_id": np.repeat(ids, STEPS), "valid_time": np.tile(times, len(ids)),
+                             **{q: np.minimum(p50 * f, np.repeat(cap, STEPS)) for q, f in zip(QUANTILE_COLUMNS, FACTORS)},
+                             "horizon_minutes": np.tile(np.arange(1, STEPS + 1) * 15, len(ids))})
+    runs = pd.DataFrame({"location_id": ids, "issue_time": ISSUE, "model_id": "global", "model_version": "bench@0",
+                         "forecast_type": "ml", "resolution_minutes": 15, "horizon_hours": 48, "task_id": None,
+                         "timings": [{}] * len(ids)})
+    return runs, forecast
+
+
+async def baseline(conn, runs, forecast, n_rows):
+    """executemany INSERT of the first ``n_rows`` forecast rows into new runs; seconds."""
+    subset = forecast.iloc[:n_rows]
+    lids = subset["location_id"].unique().tolist()
+    issue = (ISSUE + pd.Timedelta(days=1)).to_pydatetime()
+    run_ids = {}
+    for lid in lids:  # the baseline: one statement per row
+        run_ids[lid] = await conn.fetchval(
+            "INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type, "
+            "resolution_minutes, horizon_hours, n_steps) VALUES ($1, $2, 'global', 'bench@0', 'ml', 15, 48, $3) "
+            "RETURNING run_id", lid, issue, STEPS)
+    t0 = time.perf_counter()
+    rows = [(run_ids[lid], lid, issue, t.to_pydatetime(), *q, h) for lid, t, *q, h in subset.itertuples(index=False)]
+    await conn.executemany(
+        "INSERT INTO forecasts (run_id, location_id, issue_time, valid_time, p10, p25, p50, p75, p90, "
+        "horizon_minutes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows)
+    return time.perf_counter() - t0
+
+
+def report(label, n, timings):
+    total = sum(timings.values())
+    split = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timings.items())
+    print(f"{label}: {n:,} rows in {total:.2f} s = {n / total:,.0f} rows/s  ({split})")
+    return n / total
+
+
+async def main(args):
+    admin = store.database_url()
+    url = admin.rsplit("/", 1)[0] + f"/pvcast_bench_{uuid.uuid4().hex[:8]}"
+    await store.ensure_database(url)
+    try:
+        conn = await asyncpg.connect(url)
+        await schema.apply_migrations(conn)
+        caps = await schema.capabilities(conn)
+        print(f"server: PostgreSQL {caps['postgres']}, TimescaleDB {caps['timescaledb_version']} "
+              f"({caps['license']}), hypertables {caps['hypertables']}")
+        locations = await store.upsert_locations(conn, plants(args.locations))
+        runs, forecast = forecast_frames(locations)
+        n = len(forecast)
+        print(f"{args.locations:,} locations x {STEPS} steps = {n:,} rows (values: real PSM3 GHI scaled, not a model)")
+        first, again = {}, {}
+        await store.write_forecasts(conn, runs, forecast, first)
+        rate = report("write_forecasts, new runs       ", n, first)
+        await store.write_forecasts(conn, runs, forecast, again)
+        report("write_forecasts, same runs again", n, again)
+        seconds = await baseline(conn, runs, forecast, args.baseline_rows)
+        base_rate = args.baseline_rows / seconds
+        print(f"baseline executemany INSERT: {args.baseline_rows:,} rows in {seconds:.2f} s = {base_rate:,.0f} rows/s "
+              f"(extrapolated to {n:,} rows: {n / base_rate:.0f} s)")
+        print(f"ratio COPY path / executemany: {rate / base_rate:.1f}x")
+        await conn.close()
+    finally:
+        conn = await asyncpg.connect(admin.rsplit("/", 1)[0] + "/postgres")
+        await conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        await conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--locations", type=int, default=5208)
+    parser.add_argument("--baseline-rows", type=int, default=20_000)
+    asyncio.run(main(parser.parse_args()))
