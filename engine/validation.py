@@ -52,7 +52,10 @@ def numbers(df, column, allow_nan=False):
     """``df[column]`` as float64, refusing non-numeric dtypes, inf and (unless allowed) NaN."""
     series = df[column]
     if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
-        raise ValueError(f"{column}: must be numeric, got dtype {series.dtype}")
+        cells = series.to_numpy(dtype=object)
+        bad = np.fromiter((isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) or v is None)
+                           for v in cells), bool, len(cells))
+        reject(column, bad, "must be a number", cells)
     values = series.to_numpy(dtype="float64", na_value=np.nan)
     reject(column, np.isinf(values), "is infinite", values)
     if not allow_nan:

@@ -116,6 +116,13 @@ def test_out_of_range_plant_configuration_is_refused(locations, column, value, r
         validation.validate_locations(locations.infer_objects())
 
 
+def test_text_in_a_number_column_is_refused(locations):
+    locations["latitude"] = locations["latitude"].astype(object)
+    locations.loc[1, "latitude"] = "39.7N"
+    with pytest.raises(ValueError, match=r"^latitude: row 1 must be a number \('39.7N'\)"):
+        validation.validate_locations(locations)
+
+
 def test_duplicate_plant_name_is_refused(locations):
     locations.loc[3, "name"] = locations.loc[0, "name"]
     with pytest.raises(ValueError, match=r"^name: row 3 repeats the key \(name\) of row 0"):
