@@ -16,6 +16,7 @@ serving Ray tasks alike. It works on flat arrays with one element per
 """
 
 import calendar
+import warnings
 from pathlib import Path
 
 import h5py
@@ -31,6 +32,7 @@ MODEL_FEATURES = (
     "solar_elevation", "aoi", "solar_hour_sin", "solar_hour_cos", "doy_sin", "doy_cos",
     "ghi_clear", "csi", "csi_lag30", "csi_lag15", "csi_lead15", "csi_lead30", "csi_std_1h",
     "diffuse_fraction", "poa_global", "temp_air", "temp_cell", "airmass", "physical_norm",
+    "solar_azimuth", "csi_mean_3h", "csi_min_3h", "csi_max_3h", "csi_mean_6h", "csi_std_6h",
 )
 
 #: Weather columns ``feature_frame`` reads (pvlib names and units).
@@ -42,6 +44,7 @@ LOCATION_COLUMNS = ("location_id", "latitude", "longitude", "altitude", "capacit
                     "temp_model_u0", "temp_model_u1")
 
 CONTEXT_SHIFTS_MINUTES = {"csi_lag30": -30, "csi_lag15": -15, "csi_lead15": 15, "csi_lead30": 30}
+WINDOW_SHIFTS_MINUTES = np.arange(-180, 181, 30)  # centred 6 h window of the clear-sky index (3 h: |shift| <= 90)
 LINKE_FILE = Path(pvlib.__file__).parent / "data" / "LinkeTurbidities.h5"
 
 
@@ -213,6 +216,38 @@ def cyclic(values, period):
     return np.sin(angle), np.cos(angle)
 
 
+def csi_window_stats(csi_at, seconds, first, last):
+    """Mean/min/max of the clear-sky index over 3 h and mean/std over 6 h, centred.
+
+    Clouds seen by the weather a few hours around a time tell the model how
+    variable the sky is; weather models and satellites misplace clouds in time
+    by about that much. Points outside a plant's weather are left out (NaN
+    when none is inside).
+
+    Parameters
+    ----------
+    csi_at : callable
+        ``csi_at(minutes)`` -> clear-sky index at every element's time + minutes.
+    seconds : ndarray
+        s since epoch of every element.
+    first, last : ndarray
+        s since epoch, the plant's first/last weather instant, per element.
+
+    Returns
+    -------
+    dict of ndarray
+        ``csi_mean_3h``, ``csi_min_3h``, ``csi_max_3h``, ``csi_mean_6h``, ``csi_std_6h``.
+    """
+    window = np.stack([np.where((seconds + m * 60.0 >= first) & (seconds + m * 60.0 <= last), csi_at(m), np.nan)
+                       for m in WINDOW_SHIFTS_MINUTES])
+    inner = window[np.abs(WINDOW_SHIFTS_MINUTES) <= 90]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as documented
+        return {"csi_mean_3h": np.nanmean(inner, axis=0), "csi_min_3h": np.nanmin(inner, axis=0),
+                "csi_max_3h": np.nanmax(inner, axis=0), "csi_mean_6h": np.nanmean(window, axis=0),
+                "csi_std_6h": np.nanstd(window, axis=0)}
+
+
 def feature_frame(locations, weather, times):
     """Model features + physical estimate for every (location, time).
 
@@ -327,6 +362,8 @@ def feature_frame(locations, weather, times):
         context[name] = np.where(inside & ~night, at(csi_w, target + minutes * 60.0), np.nan)
     window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
                        context["csi_lead30"]])
+    window_stats = csi_window_stats(lambda minutes: at(csi_w, target + minutes * 60.0),
+                                    t_sec[step], first[site], last[site])
     utc_hours = ((t_sec % 86400.0) / 3600.0)[step]
     solar_hour = (utc_hours + p["longitude"] / 15.0 + sun["equation_of_time"] / 60.0) % 24.0
     hour_sin, hour_cos = cyclic(solar_hour, 24.0)
@@ -340,7 +377,7 @@ def feature_frame(locations, weather, times):
         "csi_std_1h": np.where(night, np.nan, np.std(window, axis=0)),
         "diffuse_fraction": diffuse_fraction, "poa_global": poa["poa_global"], "temp_air": temp_air,
         "temp_cell": temp_cell, "airmass": np.where(night, np.nan, sun["airmass_relative"]),
-        "physical_norm": ac / p["capacity_ac_kw"],
+        "physical_norm": ac / p["capacity_ac_kw"], "solar_azimuth": sun["azimuth"], **window_stats,
         "physical_ac_kw": ac, "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed,
         "solar_zenith": zenith,
     }
