@@ -1,6 +1,7 @@
 """Forecaster deployment: holds the verified CatBoost models, forecasts batches of plants."""
 
 import asyncio
+import functools
 import re
 import time
 
@@ -36,8 +37,9 @@ class Forecaster:
         self.settings = settings
         self.writer = writer
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
-        for model in self.models.values():
-            model["model"].set_params(thread_count=settings["forecast"]["predict_threads"])
+        for model in self.models.values():  # a fitted CatBoost refuses set_params: bind predict's thread_count
+            model["model"].predict = functools.partial(model["model"].predict,
+                                                       thread_count=settings["forecast"]["predict_threads"])
         self.pool = None
 
     async def ready(self):
@@ -77,7 +79,8 @@ class Forecaster:
                                           for c in ("capacity_ac_kw", "export_limit_kw")]) if len(frame) else 0
         clipped = int(((frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy() >= np.reshape(limit, (-1, 1)))
                        & (frame[["p90"]].to_numpy() > 0)).sum()) if len(frame) else 0
-        CLIPPED.inc(clipped)
+        if clipped:  # a Ray Counter refuses inc(0)
+            CLIPPED.inc(clipped)
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred}
         event("batch_done", task_id=task_id, locations=len(ids), errors=len(errors), runs=len(run_ids),

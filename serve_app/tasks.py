@@ -53,7 +53,8 @@ async def run_task(pool, forecaster, task_id, locations, params, batch_size):
     status = final_status(len(run_ids), len(errors))
     await store.update_task(pool, task_id, status=status, run_ids=run_ids, errors=errors, timings=timings)
     LATENCY.observe(timings["wall_s"])
-    LOCATION_ERRORS.inc(len(errors))
+    if errors:  # a Ray Counter refuses inc(0)
+        LOCATION_ERRORS.inc(len(errors))
     event("task_done", task_id=task_id, status=status, locations=len(locations), runs=len(run_ids),
           errors=len(errors), timings=timings)
     return {"task_id": task_id, "status": status, "run_ids": run_ids, "errors": errors, "timings": timings,
