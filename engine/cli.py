@@ -110,6 +110,8 @@ def cmd_db(args):
     from engine import schema, store
 
     async def run():
+        if args.action == "migrate":
+            await store.ensure_database(store.database_url())
         conn = await asyncpg.connect(store.database_url())
         try:
             if args.action == "migrate":
