@@ -7,7 +7,8 @@ A seeded fleet of plants around four real weather sites (``bench/fleet.py``) is 
 and its weather ingested through ``POST /api/v1/locations`` and ``POST /api/v1/weather``
 (timed separately). For each N one ``POST /api/v1/forecast/generate`` (ml, 48 h,
 15 min, wait, no forecast in the response) is timed from request to response; the rows
-are committed when it returns (counted in ``forecasts`` by run id). Peak memory of the
+are committed when it returns (counted in ``forecasts`` by run id). One untimed warm-up
+request (two batches) precedes the timed ones: a running service has warm workers. Peak memory of the
 Ray processes (both process sessions: head + ``serve run``) is sampled every 0.2 s.
 Then the baseline (``bench/baseline.py``) runs on the first ``--baseline-n`` plants in
 this process and is extrapolated linearly (labelled EXTRAPOLATED).
@@ -254,7 +255,11 @@ def main(args):
             print(f"ingestion (not in forecast times): {g['plants']:,} plants in {g['locations_s']:.1f} s; "
                   f"{g['weather_rows']:,} weather rows in {g['requests']} requests ({g['body_mib']:.0f} MiB JSON) "
                   f"in {g['weather_post_s']:.1f} s = {g['weather_rows_per_s']:,.0f} rows/s")
-            k = 0
+            # untimed warm-up: two batches, so that both feature-task workers and the replicas' pools exist
+            warm = min(2 * settings["forecast"]["batch_locations"], len(ids))
+            report["warmup"] = generate(client, url, sessions, ids[:warm], ISSUE)
+            print(f"warm-up (untimed, first request after start) N={warm:,}: {report['warmup']['wall_s']:.2f} s")
+            k = 1
             for rep in range(args.repeat):
                 for n in sizes:
                     r = generate(client, url, sessions, ids[:n], ISSUE + pd.Timedelta(minutes=k))
