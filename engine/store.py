@@ -12,6 +12,7 @@ refused by :mod:`engine.validation` before anything is written.
 """
 
 import contextlib
+import io
 import json
 import os
 import time
@@ -101,6 +102,38 @@ def nullable(values):
 def records(*columns):
     """Rows for binary COPY from column arrays: one ``tolist`` per column, zipped."""
     return list(zip(*[c.tolist() for c in columns]))
+
+
+PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+PGCOPY_TRAILER = b"\xff\xff"
+
+
+def binary_copy(columns):
+    """PostgreSQL binary COPY payload of non-NULL columns, built in numpy (no Python row objects).
+
+    Each tuple is a big-endian int16 field count followed by, per field, an
+    int32 byte length and the big-endian value (PostgreSQL "COPY ... FORMAT
+    binary" file format); one structured numpy array holds all tuples.
+
+    Parameters
+    ----------
+    columns : list of (name, ndarray, dtype)
+        dtype ``'>i8'`` (bigint), ``'>i4'`` (int) or ``'>f8'`` (float8); no NaN-as-NULL.
+
+    Returns
+    -------
+    bytes
+    """
+    n = len(columns[0][1])
+    layout = [("n_fields", ">i2")]
+    for name, _, dtype in columns:
+        layout += [(f"len_{name}", ">i4"), (name, dtype)]
+    tuples = np.empty(n, dtype=np.dtype(layout))
+    tuples["n_fields"] = len(columns)
+    for name, values, dtype in columns:
+        tuples[f"len_{name}"] = np.dtype(dtype).itemsize
+        tuples[name] = values
+    return PGCOPY_HEADER + tuples.tobytes() + PGCOPY_TRAILER
 
 
 def frame(rows, columns, times=(), floats=(), ints=()):
@@ -381,14 +414,15 @@ async def write_forecasts(db, runs, forecast, timings=None):
         run_ids = dict(stored)
         sorted_run_ids = np.array([run_ids[i] for i in run_locations[order].tolist()], dtype="int64")
         t2 = time.perf_counter()
-        rows = records(sorted_run_ids[row_run], ids, issue_us[order][row_run], valid_us,
-                       *[forecast[q].to_numpy("float64") for q in QUANTILE_COLUMNS],
-                       forecast["horizon_minutes"].to_numpy("int64"))
+        payload = binary_copy([("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
+                               ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
+                               *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
+                               ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
         t3 = time.perf_counter()
         await conn.execute(
             "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_us bigint, valid_us bigint, "
             "p10 float8, p25 float8, p50 float8, p75 float8, p90 float8, horizon_minutes int) ON COMMIT DROP")
-        await conn.copy_records_to_table("forecast_staging", records=rows)
+        await conn.copy_to_table("forecast_staging", source=io.BytesIO(payload), format="binary")
         t4 = time.perf_counter()
         quantiles = ", ".join(QUANTILE_COLUMNS)
         await conn.execute(f"""
