@@ -318,31 +318,34 @@ def feature_frame(locations, weather, times):
     support = resample.band_axis(w_site, inst_sec - base, band)
     target = resample.band_axis(site, t_sec[step] - base, band)
 
-    def at(values, axis=target):
-        return resample.interpolate_bands(support, w_site, values, axis, site, n_sites)
+    def interpolator(values):
+        return resample.band_interpolator(support, w_site, values, site, n_sites)
 
-    csi = at(csi_w)
+    csi_at = interpolator(csi_w)
+    csi = csi_at(target)
     ghi_clear = sun["ghi_clear"]
     night = ghi_clear < resample.MIN_CLEAR_GHI
     ghi = np.where(night, np.nan_to_num(csi, nan=0.0) * ghi_clear, csi * ghi_clear)
     if not np.isfinite(ghi).all():
         raise ValueError(f"location_id {ids[site[~np.isfinite(ghi)][0]]}: no daylight weather to interpolate")
-    temp_air, wind_speed = at(w["temp_air"].to_numpy(dtype=float)), at(w["wind_speed"].to_numpy(dtype=float))
+    temp_air = interpolator(w["temp_air"].to_numpy(dtype=float))(target)
+    wind_speed = interpolator(w["wind_speed"].to_numpy(dtype=float))(target)
 
     # decomposition: interpolated measured diffuse fraction, else Erbs
     zenith = sun["apparent_zenith"]
     doy = times.day_of_year.to_numpy()[step]
     erbs = irradiance.erbs(ghi, zenith, doy)
     use_kd = measured_diffuse[site]
-    kd = at(kd_w)
+    kd = interpolator(kd_w)(target)
     dhi = np.where(use_kd & np.isfinite(kd), np.nan_to_num(kd) * ghi, erbs["dhi"])
     with np.errstate(invalid="ignore", divide="ignore"):
         dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
     dni = np.where(use_kd & np.isfinite(kd), np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
 
     # plane of array, temperature, power
-    p = {k: v[site] for k, v in loc.items()}
-    surface_tilt, surface_azimuth = physics.surface_orientation(p["tracking"], p["tilt"], p["azimuth"],
+    p = {k: v[site] for k, v in loc.items() if k not in ("location_id", "tracking")}
+    p["single_axis"] = (loc["tracking"] == "SINGLE_AXIS")[site]
+    surface_tilt, surface_azimuth = physics.surface_orientation(p["single_axis"], p["tilt"], p["azimuth"],
                                                                 p["axis_azimuth"], p["max_angle"], p["gcr"],
                                                                 zenith, sun["azimuth"])
     poa = physics.plane_of_array(surface_tilt, surface_azimuth, zenith, sun["azimuth"], ghi, dni, dhi,
@@ -359,10 +362,10 @@ def feature_frame(locations, weather, times):
     for name, minutes in CONTEXT_SHIFTS_MINUTES.items():
         shifted = t_sec[step] + minutes * 60.0
         inside = (shifted >= first[site]) & (shifted <= last[site])
-        context[name] = np.where(inside & ~night, at(csi_w, target + minutes * 60.0), np.nan)
+        context[name] = np.where(inside & ~night, csi_at(target + minutes * 60.0), np.nan)
     window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
                        context["csi_lead30"]])
-    window_stats = csi_window_stats(lambda minutes: at(csi_w, target + minutes * 60.0),
+    window_stats = csi_window_stats(lambda minutes: csi_at(target + minutes * 60.0),
                                     t_sec[step], first[site], last[site])
     utc_hours = ((t_sec % 86400.0) / 3600.0)[step]
     solar_hour = (utc_hours + p["longitude"] / 15.0 + sun["equation_of_time"] / 60.0) % 24.0

@@ -23,7 +23,7 @@ ALBEDO = 0.25  # ground reflectance (pvlib default)
 ETA_INV_NOM = 0.96  # PVWatts nominal inverter efficiency
 
 
-def surface_orientation(tracking_mode, tilt, azimuth, axis_azimuth, max_angle, gcr, apparent_zenith,
+def surface_orientation(single_axis, tilt, azimuth, axis_azimuth, max_angle, gcr, apparent_zenith,
                         solar_azimuth):
     """Module tilt and azimuth of fixed and single-axis tracking plants.
 
@@ -32,8 +32,8 @@ def surface_orientation(tracking_mode, tilt, azimuth, axis_azimuth, max_angle, g
 
     Parameters
     ----------
-    tracking_mode : ndarray of str
-        'FIXED' or 'SINGLE_AXIS' per element.
+    single_axis : ndarray of bool
+        True for elements of single-axis tracking plants, False for fixed tilt.
     tilt, azimuth : ndarray
         deg, fixed plants' orientation.
     axis_azimuth, max_angle : ndarray
@@ -50,7 +50,7 @@ def surface_orientation(tracking_mode, tilt, azimuth, axis_azimuth, max_angle, g
     """
     surface_tilt = np.asarray(tilt, dtype=float).copy()
     surface_azimuth = np.asarray(azimuth, dtype=float).copy()
-    tracker = np.asarray(tracking_mode) == "SINGLE_AXIS"
+    tracker = np.asarray(single_axis, dtype=bool)
     if tracker.any():
         t = tracking.singleaxis(apparent_zenith[tracker], solar_azimuth[tracker], axis_tilt=0.0,
                                 axis_azimuth=axis_azimuth[tracker],

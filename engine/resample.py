@@ -97,42 +97,52 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
                          f"{pd.Timestamp(left[k], unit='s', tz='UTC').isoformat()} inside the forecast times")
 
 
-def interpolate_bands(support_axis, support_location, values, target_axis, target_location, n_locations):
-    """Per-location linear interpolation of ``values`` (all locations in one call).
+def band_interpolator(support_axis, support_location, values, target_location, n_locations):
+    """Per-location linear interpolation of ``values``, all locations in one ``numpy.interp``.
 
     NaN support values are skipped. Outside a location's first/last finite
     support instant the nearest finite value of the SAME location is held
     (never a value of the neighbouring band). A location without any finite
-    value gives NaN.
+    value gives NaN. The support is prepared once, so evaluating the same
+    values at several shifted target axes (temporal context) is cheap.
 
     Parameters
     ----------
-    support_axis, target_axis : ndarray
-        Band axes (:func:`band_axis`), support sorted ascending.
-    support_location, target_location : ndarray of int
-        Location index of each support / target element.
+    support_axis : ndarray
+        Band axis (:func:`band_axis`) of the support, sorted ascending.
+    support_location : ndarray of int
+        Location index of each support element (sorted).
     values : ndarray
         One value per support element.
+    target_location : ndarray of int
+        Location index of each target element.
     n_locations : int
 
     Returns
     -------
-    ndarray
-        One value per target element.
+    callable
+        ``f(target_axis) -> ndarray``, one value per target element.
     """
     ok = np.isfinite(values)
-    out = np.full(target_axis.shape, np.nan)
-    if not ok.any():
-        return out
     x, y, loc = support_axis[ok], values[ok], support_location[ok]
     first = np.searchsorted(loc, np.arange(n_locations), side="left")  # support is sorted by location
     last = np.searchsorted(loc, np.arange(n_locations), side="right") - 1
-    has = (last >= first)[target_location]
-    out[has] = np.interp(target_axis[has], x, y)
-    f, l = first[target_location[has]], last[target_location[has]]
-    t = target_axis[has]
-    out[has] = np.where(t < x[f], y[f], np.where(t > x[l], y[l], out[has]))
-    return out
+    has = last >= first
+    if not has.any():
+        return lambda target_axis: np.full(target_axis.shape, np.nan)
+    lo_x = np.where(has, x[np.minimum(first, len(x) - 1)], np.inf)[target_location]
+    hi_x = np.where(has, x[np.maximum(last, 0)], -np.inf)[target_location]
+    lo_y = np.where(has, y[np.minimum(first, len(x) - 1)], np.nan)[target_location]
+    hi_y = np.where(has, y[np.maximum(last, 0)], np.nan)[target_location]
+    missing = ~has[target_location]
+
+    def evaluate(target_axis):
+        out = np.interp(target_axis, x, y)
+        out = np.where(target_axis < lo_x, lo_y, np.where(target_axis > hi_x, hi_y, out))
+        out[missing] = np.nan
+        return out
+
+    return evaluate
 
 
 def clear_sky_index(ghi, ghi_clear):
