@@ -245,7 +245,7 @@ def main(args):
     print(f"         TMY calendar days relabelled to {WEATHER_START.year} (values unchanged); window "
           f"{WEATHER_START} .. {WEATHER_END}, ingested as issued {WEATHER_ISSUE}")
     results, report = [], {"machine": info, "args": vars(args), "sizes": sizes}
-    with service.scratch_database() as (url, caps), service.serve_instance(url, out_dir / "serve") as (base_url, sessions):
+    with service.scratch_database("pvcast_bench") as (url, caps), service.serve_instance(url, out_dir / "serve") as (base_url, sessions):
         print(f"database: {url.rsplit('/', 1)[1]} (PostgreSQL {caps['postgres']}, TimescaleDB "
               f"{caps['timescaledb_version']}, hypertables {caps['hypertables']}); service {base_url}")
         with httpx.Client(base_url=base_url, timeout=1800) as client:

@@ -1,141 +1,15 @@
-"""The benchmark's own pvcast instance: scratch database, Ray head, ``serve run``, memory sampling.
+"""Memory of the processes of a running pvcast instance (PSS where readable), sampled in a thread.
 
-The same approach as ``tests/api/conftest.py`` (which benchmarks cannot import):
-``ray start --head --block`` on free ports with RAY_AUTH_MODE disabled, then
-``serve run`` of a copy of serve_config.yaml whose only changes are the HTTP port
-and PVCAST_DATABASE_URL. Both run in their own process sessions and are stopped
-with SIGTERM to the process group (background ``serve run`` ignores SIGINT), then
-whatever remains of their sessions is killed.
+The instance itself (scratch database, Ray head, ``serve run``) comes from
+``serve_app.local``, shared with the end-to-end tests.
 """
 
-import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import threading
-import time
-import uuid
-from pathlib import Path
 
-import asyncpg
-import httpx
 import psutil
-import yaml
 
-from engine import schema
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / ".venv/bin"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_url():
-    """Admin URL of the project's TimescaleDB (``scripts/tsdb url``), started if needed."""
-    subprocess.run([str(ROOT / "scripts/tsdb"), "start"], check=True, capture_output=True)
-    return subprocess.run([str(ROOT / "scripts/tsdb"), "url"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-@contextlib.contextmanager
-def scratch_database():
-    """URL of a new migrated database ``pvcast_bench_<random>``, dropped on exit."""
-    admin = server_url()
-    name = f"pvcast_bench_{uuid.uuid4().hex[:8]}"
-    url = admin.rsplit("/", 1)[0] + "/" + name
-
-    async def create():
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f"create database {name}")
-        await conn.close()
-        conn = await asyncpg.connect(url)
-        await schema.apply_migrations(conn)
-        caps = await schema.capabilities(conn)
-        await conn.close()
-        return caps
-
-    async def drop():
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f"drop database if exists {name} with (force)")
-        await conn.close()
-
-    try:
-        caps = asyncio.run(create())
-        yield url, caps
-    finally:
-        asyncio.run(drop())
-
-
-def session_of(pid):
-    try:
-        return os.getsid(pid)
-    except OSError:
-        return None
-
-
-def stop(proc, timeout=60):
-    """SIGTERM the process group of ``proc``; then kill what remains of its session."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    deadline = time.monotonic() + 30
-    while True:
-        left = [p for p in psutil.process_iter() if p.pid != os.getpid() and session_of(p.pid) == proc.pid]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    for p in left:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-
-
-@contextlib.contextmanager
-def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num_cpus=2):
-    """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    gcs, dash, http_port = free_port(), free_port(), free_port()
-    cfg = yaml.safe_load(Path(serve_config).read_text())
-    cfg["http_options"]["port"] = http_port
-    cfg["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] = db_url
-    (workdir / "serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PVCAST_DATABASE_URL": db_url}
-    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
-                             f"--dashboard-port={dash}", f"--num-cpus={num_cpus}", "--include-dashboard=true"],
-                            cwd=ROOT, env=env, start_new_session=True,
-                            stdout=open(workdir / "ray.log", "w"), stderr=subprocess.STDOUT)
-    serve = None
-    try:
-        time.sleep(8)
-        serve = subprocess.Popen([str(BIN / "serve"), "run", "--address", f"127.0.0.1:{gcs}",
-                                  str(workdir / "serve_config.yaml")], cwd=ROOT, env=env, start_new_session=True,
-                                 stdout=open(workdir / "serve.log", "w"), stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if serve.poll() is not None or head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready:\n{(workdir / 'serve.log').read_text()[-4000:]}")
-            time.sleep(2)
-        yield base, {head.pid, serve.pid}
-    finally:
-        if serve is not None:
-            stop(serve)
-        stop(head)
+from serve_app.local import BIN, ROOT, scratch_database, serve_instance, session_of  # noqa: F401
 
 
 def memory_bytes(sessions):
