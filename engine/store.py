@@ -330,16 +330,38 @@ async def read_weather(db, location_ids, start, end, issued_before):
         Weather frame (ARCHITECTURE "weather"), sorted by location_id,
         valid_time; NaN where ``dni``/``dhi``/``cloud_cover`` were not given.
     """
-    rows = await db.fetch(f"""
-        SELECT DISTINCT ON (location_id, valid_time) {", ".join(WEATHER_COLUMNS)}
+    micros_of = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
+    columns = [micros_of.format(c) if c in ("valid_time", "issue_time") else c for c in WEATHER_COLUMNS]
+    query = f"""
+        SELECT DISTINCT ON (weather.location_id, weather.valid_time) {", ".join(columns)}
         FROM weather
         WHERE location_id = ANY($1::bigint[])
           AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
           AND issue_time <= $4::timestamptz
-        ORDER BY location_id, valid_time, issue_time DESC, source""",
-        [int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
-    return frame(rows, WEATHER_COLUMNS, times=("valid_time", "issue_time"), ints=("location_id", "period_minutes"),
-                 floats=("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"))
+        ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
+    args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
+    return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
+                                  texts=("source",))
+
+
+async def copy_query_frame(db, query, args, columns, times=(), texts=()):
+    """DataFrame of a query's rows read through COPY (CSV) and pandas' C parser.
+
+    Many rows (a whole fleet's weather) come back without one Python object
+    per value. ``times`` are selected as int64 microseconds since the epoch
+    and returned tz-aware UTC; empty fields (SQL NULL) become NaN.
+    """
+    buffer = io.BytesIO()
+    async with connection(db) as conn:
+        await conn.copy_from_query(query, *args, output=buffer, format="csv")
+    buffer.seek(0)
+    dtypes = {c: ("str" if c in texts else "int64" if c in times else "float64") for c in columns}
+    dtypes.update({c: "int64" for c in columns if c in ("location_id", "period_minutes")})
+    df = pd.read_csv(buffer, names=list(columns), dtype=dtypes, keep_default_na=False,
+                     na_values={c: [""] for c in columns if c not in texts})
+    for c in times:
+        df[c] = pd.to_datetime(df[c].to_numpy(), unit="us", utc=True)
+    return df
 
 
 # --- forecasts ------------------------------------------------------------------------------
