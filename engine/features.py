@@ -216,30 +216,26 @@ def cyclic(values, period):
     return np.sin(angle), np.cos(angle)
 
 
-def csi_window_stats(csi_at, seconds, first, last):
+def csi_window_stats(shifted):
     """Mean/min/max of the clear-sky index over 3 h and mean/std over 6 h, centred.
 
     Clouds seen by the weather a few hours around a time tell the model how
     variable the sky is; weather models and satellites misplace clouds in time
-    by about that much. Points outside a plant's weather are left out (NaN
-    when none is inside).
+    by about that much. Points outside a plant's weather are NaN and left out
+    (NaN when none is inside).
 
     Parameters
     ----------
-    csi_at : callable
-        ``csi_at(minutes)`` -> clear-sky index at every element's time + minutes.
-    seconds : ndarray
-        s since epoch of every element.
-    first, last : ndarray
-        s since epoch, the plant's first/last weather instant, per element.
+    shifted : dict of int to ndarray
+        Clear-sky index at every element's time + minutes, for every minutes
+        in :data:`WINDOW_SHIFTS_MINUTES` (NaN outside the plant's weather).
 
     Returns
     -------
     dict of ndarray
         ``csi_mean_3h``, ``csi_min_3h``, ``csi_max_3h``, ``csi_mean_6h``, ``csi_std_6h``.
     """
-    window = np.stack([np.where((seconds + m * 60.0 >= first) & (seconds + m * 60.0 <= last), csi_at(m), np.nan)
-                       for m in WINDOW_SHIFTS_MINUTES])
+    window = np.stack([shifted[m] for m in WINDOW_SHIFTS_MINUTES])
     inner = window[np.abs(WINDOW_SHIFTS_MINUTES) <= 90]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as documented
@@ -307,7 +303,7 @@ def feature_frame(locations, weather, times):
     bounds = pd.DataFrame({"site": w_site, "start": label_sec - period_sec, "end": label_sec}).groupby("site")
     starts, ends = bounds["start"].min().to_numpy(), bounds["end"].max().to_numpy()
     t_sec = solarposition.unixtime(times)
-    resample.check_coverage(ids, starts, ends, inst_sec, w_site, t_sec, n_times)
+    resample.check_coverage(ids, starts, ends, inst_sec, w_site, t_sec)
 
     # forecast grid, flat, location-major
     site = np.repeat(np.arange(n_sites), n_times)
@@ -336,7 +332,7 @@ def feature_frame(locations, weather, times):
     doy = times.day_of_year.to_numpy()[step]
     erbs = irradiance.erbs(ghi, zenith, doy)
     use_kd = measured_diffuse[site]
-    kd = interpolator(kd_w)(target)
+    kd = interpolator(kd_w)(target) if measured_diffuse.any() else np.full(len(site), np.nan)
     dhi = np.where(use_kd & np.isfinite(kd), np.nan_to_num(kd) * ghi, erbs["dhi"])
     with np.errstate(invalid="ignore", divide="ignore"):
         dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
@@ -358,15 +354,18 @@ def feature_frame(locations, weather, times):
     # temporal context of the clear-sky index (NaN outside the plant's weather instants)
     first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
     last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
-    context = {}
-    for name, minutes in CONTEXT_SHIFTS_MINUTES.items():
-        shifted = t_sec[step] + minutes * 60.0
-        inside = (shifted >= first[site]) & (shifted <= last[site])
-        context[name] = np.where(inside & ~night, csi_at(target + minutes * 60.0), np.nan)
+    seconds = t_sec[step]
+
+    def csi_inside(minutes):
+        shifted = seconds + minutes * 60.0
+        return np.where((shifted >= first[site]) & (shifted <= last[site]), csi_at(target + minutes * 60.0), np.nan)
+
+    shifts = sorted({*CONTEXT_SHIFTS_MINUTES.values(), *WINDOW_SHIFTS_MINUTES.tolist()})
+    shifted = {m: csi_inside(m) for m in shifts}  # each shift interpolated once, shared below
+    context = {name: np.where(night, np.nan, shifted[m]) for name, m in CONTEXT_SHIFTS_MINUTES.items()}
     window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
                        context["csi_lead30"]])
-    window_stats = csi_window_stats(lambda minutes: csi_at(target + minutes * 60.0),
-                                    t_sec[step], first[site], last[site])
+    window_stats = csi_window_stats(shifted)
     utc_hours = ((t_sec % 86400.0) / 3600.0)[step]
     solar_hour = (utc_hours + p["longitude"] / 15.0 + sun["equation_of_time"] / 60.0) % 24.0
     hour_sin, hour_cos = cyclic(solar_hour, 24.0)

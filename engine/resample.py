@@ -49,7 +49,7 @@ def weather_instants(weather):
     return pd.DatetimeIndex(weather["valid_time"]).tz_convert("UTC") - half
 
 
-def check_coverage(location_ids, starts, ends, seconds_support, support_location, times_seconds, n_times,
+def check_coverage(location_ids, starts, ends, seconds_support, support_location, times_seconds,
                    max_gap_minutes=MAX_GAP_MINUTES):
     """Raise if a location's weather does not cover every target time.
 
@@ -66,7 +66,6 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
         Location index of every weather instant.
     times_seconds : ndarray
         s since epoch of the target times (same for every location).
-    n_times : int
     max_gap_minutes : float
 
     Raises
