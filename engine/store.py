@@ -341,22 +341,22 @@ async def read_weather(db, location_ids, start, end, issued_before):
         ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
     args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
     return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
-                                  texts=("source",))
+                                  ints=("location_id", "period_minutes"), texts=("source",))
 
 
-async def copy_query_frame(db, query, args, columns, times=(), texts=()):
+async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()):
     """DataFrame of a query's rows read through COPY (CSV) and pandas' C parser.
 
     Many rows (a whole fleet's weather) come back without one Python object
     per value. ``times`` are selected as int64 microseconds since the epoch
-    and returned tz-aware UTC; empty fields (SQL NULL) become NaN.
+    and returned tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest
+    float64 with empty fields (SQL NULL) as NaN.
     """
     buffer = io.BytesIO()
     async with connection(db) as conn:
         await conn.copy_from_query(query, *args, output=buffer, format="csv")
     buffer.seek(0)
-    dtypes = {c: ("str" if c in texts else "int64" if c in times else "float64") for c in columns}
-    dtypes.update({c: "int64" for c in columns if c in ("location_id", "period_minutes")})
+    dtypes = {c: ("str" if c in texts else "int64" if c in (*times, *ints) else "float64") for c in columns}
     df = pd.read_csv(buffer, names=list(columns), dtype=dtypes, keep_default_na=False,
                      na_values={c: [""] for c in columns if c not in texts})
     for c in times:

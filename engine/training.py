@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import calibration, data, forecast, metrics, quantiles
+from engine import calibration, data, forecast, metrics, quantiles, validation
 
-WEATHER_COLUMNS = ["location_id", "valid_time", "issue_time", "source", "ghi", "dni", "dhi",
-                   "temp_air", "wind_speed", "cloud_cover", "period_minutes"]
+WEATHER_COLUMNS = list(validation.WEATHER_COLUMNS)  # the weather frame of ARCHITECTURE "Frames"
 
 
 def load_config(path):
