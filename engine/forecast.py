@@ -64,7 +64,7 @@ def baseline_normalised(features, capacity_ac_kw, scale):
     return scale * features["physical_ac_kw"].to_numpy() / capacity_ac_kw
 
 
-def ml_raw_quantiles(features, capacity_ac_kw, model):
+def ml_raw_quantiles(features, capacity_ac_kw, model, thread_count=-1):
     """Uncalibrated normalised quantiles of the ``ml`` type, shape (n, 5).
 
     The model predicts the residual of power/capacity around the scaled
@@ -76,15 +76,15 @@ def ml_raw_quantiles(features, capacity_ac_kw, model):
     day = features["solar_elevation"].to_numpy() > 0.0
     raw = np.zeros((len(features), len(quantiles.ALPHAS)))
     if day.any():  # night rows are exactly 0 after quantiles.apply_limits: not worth a model evaluation
-        raw[day] = quantiles.predict_normalised(model["model"], features.loc[day, card["features"]])
+        raw[day] = quantiles.predict_normalised(model["model"], features.loc[day, card["features"]], thread_count)
     return raw + baseline_normalised(features, capacity_ac_kw, model["physics"]["scale"])[:, None]
 
 
-def ml_quantiles(features, capacity_ac_kw, model):
+def ml_quantiles(features, capacity_ac_kw, model, thread_count=-1):
     """Calibrated normalised quantiles of the ``ml`` forecast type, shape (n, 5)."""
     cal = model["calibration"]
     groups = calibration.bin_index(features["solar_elevation"].to_numpy(), cal["elevation_edges"])
-    return calibration.apply_offsets(ml_raw_quantiles(features, capacity_ac_kw, model), groups,
+    return calibration.apply_offsets(ml_raw_quantiles(features, capacity_ac_kw, model, thread_count), groups,
                                      np.asarray(cal["offsets"]))
 
 
@@ -103,7 +103,7 @@ def physics_quantiles(features, capacity_ac_kw, model):
     return norm[:, None] + residual
 
 
-def forecast_quantiles(features, locations, model, forecast_type, issue_time):
+def forecast_quantiles(features, locations, model, forecast_type, issue_time, thread_count=-1):
     """Quantile forecast frame for a batch of plants (one predict call).
 
     Parameters
@@ -120,6 +120,8 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time):
     forecast_type : {'ml', 'physics'}
     issue_time : Timestamp
         tz-aware; ``horizon_minutes`` is counted from it.
+    thread_count : int
+        CatBoost threads of the predict call (-1: all cores).
 
     Returns
     -------
@@ -144,7 +146,7 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time):
                          f"not the loaded model {model['card']['model_id']!r}")
     cap = loc["capacity_ac_kw"].to_numpy(dtype=float)
     if forecast_type == "ml":
-        q_norm = ml_quantiles(features, cap, model)
+        q_norm = ml_quantiles(features, cap, model, thread_count)
     else:
         q_norm = physics_quantiles(features, cap, model)
     kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].to_numpy(dtype=float),

@@ -12,7 +12,7 @@ QUANTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 ALPHAS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def predict_normalised(model, features):
+def predict_normalised(model, features, thread_count=-1):
     """Raw MultiQuantile prediction, power / capacity_ac, for a whole batch.
 
     One CatBoost call: a ``MultiQuantile`` model returns all quantile columns.
@@ -23,6 +23,9 @@ def predict_normalised(model, features):
         Fitted MultiQuantile model.
     features : DataFrame or ndarray
         Model features in the model's feature order, shape (n, n_features).
+    thread_count : int
+        CatBoost threads for this call (-1: all cores; a serving replica
+        passes its CPU share).
 
     Returns
     -------
@@ -30,7 +33,7 @@ def predict_normalised(model, features):
         Shape (n, 5): normalised P10..P90 (unitless, fraction of capacity_ac),
         not yet sorted or clipped.
     """
-    raw = np.asarray(model.predict(features), dtype=float)
+    raw = np.asarray(model.predict(features, thread_count=thread_count), dtype=float)
     if raw.ndim != 2 or raw.shape[1] != len(ALPHAS):
         raise ValueError(f"model.predict returned shape {raw.shape}, expected (n, {len(ALPHAS)}) quantiles")
     return raw

@@ -1,7 +1,6 @@
 """Forecaster deployment: holds the verified CatBoost models, forecasts batches of plants."""
 
 import asyncio
-import functools
 import re
 import time
 
@@ -37,9 +36,6 @@ class Forecaster:
         self.settings = settings
         self.writer = writer
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
-        for model in self.models.values():  # a fitted CatBoost refuses set_params: bind predict's thread_count
-            model["model"].predict = functools.partial(model["model"].predict,
-                                                       thread_count=settings["forecast"]["predict_threads"])
         self.pool = None
 
     async def ready(self):
@@ -118,7 +114,8 @@ class Forecaster:
                 raise LookupError(f"model_id {model_id!r} is not loaded (configured: {list(self.models)})")
             rows = feats[feats.index.get_level_values("location_id").isin(group["location_id"])]
             frames.append(forecast.forecast_quantiles(rows, group, self.models[model_id],
-                                                      params["forecast_type"], issue))
+                                                      params["forecast_type"], issue,
+                                                      self.settings["forecast"]["predict_threads"]))
         return pd.concat(frames, ignore_index=True)
 
     def runs_frame(self, locations, params, issue, task_id):
