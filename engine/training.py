@@ -274,6 +274,27 @@ def train(config, feature_frame, model_features, step=lambda msg: None):
     return {"model": model, "card": card, "physics": physics, "calibration": cal}, ds
 
 
+def holdout_rows(ds, config):
+    """Rows every method is scored on, and the clear-sky persistence forecast.
+
+    Rows: hold-out period, measurement present, persistence defined (the
+    previous local day has measurements).
+
+    Returns
+    -------
+    rows : ndarray of bool
+        One per ``ds["times"]``.
+    persistence : ndarray
+        Day-ahead clear-sky persistence, kW, one per ``ds["times"]``.
+    """
+    periods = config["periods"]
+    day_key = ds["times"].tz_convert(config["site"]["timezone"]).tz_localize(None).normalize()
+    persistence = metrics.clear_sky_persistence(ds["y_kw"], ds["clear_physical_kw"], day_key)
+    rows = (period_mask(ds["times"], periods["holdout_start"], periods["holdout_end"])
+            & np.isfinite(ds["y_kw"]) & np.isfinite(persistence))
+    return rows, persistence
+
+
 def holdout_forecasts(bundle, ds, config):
     """Forecasts of every method on the 2013 hold-out rows with measurements.
 
@@ -294,10 +315,7 @@ def holdout_forecasts(bundle, ds, config):
     cap = ds["capacity_ac_kw"]
     loc = ds["location"]
     elevation = f["solar_elevation"].to_numpy()
-    day_key = ds["times"].tz_convert(config["site"]["timezone"]).tz_localize(None).normalize()
-    persistence = metrics.clear_sky_persistence(ds["y_kw"], ds["clear_physical_kw"], day_key)
-    rows = (period_mask(ds["times"], periods["holdout_start"], periods["holdout_end"])
-            & np.isfinite(ds["y_kw"]) & np.isfinite(persistence))
+    rows, persistence = holdout_rows(ds, config)
     fr = f[rows]
     issue = pd.Timestamp(periods["holdout_start"], tz="UTC")
     cols = list(quantiles.QUANTILE_COLUMNS)

@@ -21,7 +21,7 @@ from scipy.optimize import minimize_scalar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import data, features, metrics, quantiles, training  # noqa: E402
+from engine import data, features, quantiles, training  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "training.yaml"
 
@@ -72,10 +72,8 @@ def main():
     y = ds["y_kw"] / ds["capacity_ac_kw"]
     el = f["solar_elevation"].to_numpy()
     day_key = times.tz_convert(config["site"]["timezone"]).tz_localize(None).normalize()
-    pers = metrics.clear_sky_persistence(ds["y_kw"], ds["clear_physical_kw"], day_key)
     train = training.period_mask(times, per["train_start"], per["train_end"]) & np.isfinite(y) & (el > 0)
-    hold = (training.period_mask(times, per["holdout_start"], per["holdout_end"]) & np.isfinite(y)
-            & np.isfinite(pers) & (el > 0))
+    hold = training.holdout_rows(ds, config)[0] & (el > 0)
     pn = f["physical_ac_kw"].to_numpy() / ds["capacity_ac_kw"]
     scale = training.least_squares_scale(y[train], pn[train])
     base = scale * pn
@@ -119,8 +117,7 @@ def main():
     report("+ same, learning rate 0.04, 1200 iterations", p50(slow, wide, resid, train, hold) + base[hold])
     report("MODEL_FEATURES, target = power (not residual)", p50(config, x, y, train, hold))
 
-    weather = data.load_serf_east(config)["weather"]
-    temp = weather["temp_air"].to_numpy()
+    temp = data.load_weather(config, location_id=0)["temp_air"].to_numpy()
     print(f"PSM3 temp_air: min {temp.min():.1f} C, {int((temp == 0).sum())} of {len(temp)} values exactly 0 C "
           "(below-zero temperatures censored at 0 in the shipped file)")
 
