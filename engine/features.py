@@ -10,9 +10,19 @@ serving Ray tasks alike. It works on flat arrays with one element per
 3. weather brought to the forecast times through the clear-sky index
    (:mod:`engine.resample`);
 4. GHI decomposed with Erbs where the weather has no DNI/DHI;
-5. orientation (fixed or single-axis tracking), Perez plane of array, IAM,
-   Faiman cell temperature, PVWatts power (:mod:`engine.physics`);
+5. per plane row (:mod:`engine.planes`: a plant has 1..N planes): orientation
+   (fixed or single-axis tracking), Perez plane of array, horizon shading
+   (:mod:`engine.horizon`), IAM, Faiman cell temperature, PVWatts DC
+   (:mod:`engine.physics`); DC summed per plant, ONE inverter clip;
 6. normalised, plant-independent model features (:data:`MODEL_FEATURES`).
+
+How the global model sees a multi-plane plant: every feature that depends on
+the plant is either plant-level (``physical_norm``, the plant's AC estimate
+after the shared inverter clip, / AC capacity: the model's anchor) or a
+plane quantity averaged with the planes' DC capacity as weights
+(``poa_global``, ``aoi``, ``temp_cell``). A one-plane plant's weights are 1,
+so its features, and the committed model's output on them, are exactly those
+of a plant without plane rows.
 """
 
 import calendar
@@ -25,7 +35,9 @@ import pandas as pd
 import pvlib
 from pvlib import atmosphere, clearsky, irradiance
 
+from engine import horizon as shading
 from engine import physics, resample, solarposition
+from engine.planes import GEOMETRY_COLUMNS, plane_arrays
 
 #: Model input columns, in the order the model was trained with.
 MODEL_FEATURES = (
@@ -244,7 +256,107 @@ def csi_window_stats(shifted):
                 "csi_std_6h": np.nanstd(window, axis=0)}
 
 
-def feature_frame(locations, weather, times):
+def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_speed):
+    """Plane-of-array irradiance, cell temperature and DC power of every plane row, per plant.
+
+    Every plane row is computed at once on flat (plane row, timestamp)
+    arrays; DC power is summed per plant (:func:`engine.physics.plant_sum`)
+    and the plane quantities the model sees are averaged with the planes' DC
+    capacity as weights. A plant of one plane skips the sums, so its values
+    are exactly those of the plane.
+
+    Parameters
+    ----------
+    pl : dict of ndarray
+        :func:`engine.planes.plane_arrays`.
+    profiles : dict or None
+        :func:`engine.horizon.profiles` (None: no location has a horizon).
+    n_times : int
+    sun : dict of ndarray
+        :func:`sun_and_clear_sky` on the forecast grid (flat, location-major).
+    ghi, dni, dhi : ndarray
+        W/m^2, flat, location-major.
+    temp_air, wind_speed : ndarray
+        degC, m/s.
+
+    Returns
+    -------
+    dict of ndarray
+        One value per (location, timestamp): ``pdc`` (kW, DC of all planes
+        after losses, before the inverter); DC-weighted plane means
+        ``poa_global``, ``poa_direct`` (W/m^2), ``aoi`` (deg), ``temp_cell`` (degC).
+    """
+    n_planes, n_sites = len(pl["site"]), len(pl["first"])
+    take = None if n_planes == n_sites else (pl["site"][:, None] * n_times + np.arange(n_times)).ravel()
+
+    def on_planes(values):
+        return values if take is None else values[take]
+
+    row = np.repeat(np.arange(n_planes), n_times)
+    q = {k: pl[k][row] for k in (*GEOMETRY_COLUMNS, "single_axis", "backtrack")}
+    zenith, azimuth = on_planes(sun["apparent_zenith"]), on_planes(sun["azimuth"])
+    surface_tilt, surface_azimuth, rotation = physics.surface_orientation(
+        q["single_axis"], q["tilt"], q["azimuth"], q["axis_azimuth"], q["max_angle"], q["gcr"], zenith, azimuth,
+        q["backtrack"])
+    poa = physics.plane_of_array(surface_tilt, surface_azimuth, zenith, azimuth, on_planes(ghi), on_planes(dni),
+                                 on_planes(dhi), on_planes(sun["dni_extra"]), on_planes(sun["airmass_relative"]),
+                                 components=profiles is not None)
+    if profiles is not None:
+        shade_planes(poa, profiles, pl, row, rotation, on_planes(sun["apparent_elevation"]), azimuth)
+    temp_cell = physics.cell_temperature(poa["poa_global"], on_planes(temp_air), on_planes(wind_speed),
+                                         q["temp_model_u0"], q["temp_model_u1"])
+    pdc = physics.dc_power(poa["effective_irradiance"], temp_cell, q["capacity_dc_kw"], q["gamma_pdc"],
+                           q["losses_pct"])
+    means = {"poa_global": poa["poa_global"], "poa_direct": poa["poa_direct"], "aoi": poa["aoi"],
+             "temp_cell": temp_cell}
+    if take is None:  # one plane per plant: nothing to sum
+        return {"pdc": pdc, **means}
+    share = (pl["capacity_dc_kw"] / np.add.reduceat(pl["capacity_dc_kw"], pl["first"])[pl["site"]])[row]
+    return {"pdc": physics.plant_sum(pdc, pl["first"], n_times),
+            **{k: physics.plant_sum(v * share, pl["first"], n_times) for k, v in means.items()}}
+
+
+def shade_planes(poa, profiles, pl, row, rotation, apparent_elevation, solar_azimuth):
+    """Apply the horizon profiles to the plane-of-array irradiance of the plane rows behind one (in place).
+
+    Parameters
+    ----------
+    poa : dict of ndarray
+        ``engine.physics.plane_of_array(..., components=True)``, one value per
+        (plane row, timestamp); the shaded elements are replaced.
+    profiles : dict
+        :func:`engine.horizon.profiles`.
+    pl : dict of ndarray
+        :func:`engine.planes.plane_arrays`.
+    row : ndarray of int
+        Plane row of each element.
+    rotation : ndarray
+        deg, tracker rotation of each element.
+    apparent_elevation, solar_azimuth : ndarray
+        deg, of each element.
+    """
+    profile = profiles["site"][pl["site"]]  # profile of each plane row, -1: none
+    elements = np.flatnonzero(profile[row] >= 0)
+    plane = row[elements]
+    visible = shading.beam_visible(profiles["support"], profile[plane], apparent_elevation[elements],
+                                   solar_azimuth[elements])
+    shaded = np.flatnonzero(profile >= 0)
+    fixed, trackers = shaded[~pl["single_axis"][shaded]], shaded[pl["single_axis"][shaded]]
+    view = np.ones(len(profile))
+    view[fixed] = shading.sky_view_fraction(profiles["grid"], profile[fixed], pl["tilt"][fixed], pl["azimuth"][fixed])
+    sky_view = view[plane]
+    if len(trackers):
+        table = shading.tracker_sky_view(profiles["grid"], profile[trackers], pl["axis_azimuth"][trackers])
+        slot = np.full(len(profile), -1)
+        slot[trackers] = np.arange(len(trackers))
+        moving = pl["single_axis"][plane]
+        sky_view[moving] = shading.rotation_lookup(table, slot[plane[moving]], rotation[elements[moving]])
+    behind = shading.shade({k: v[elements] for k, v in poa.items()}, visible, sky_view)
+    for k, v in behind.items():
+        poa[k][elements] = v
+
+
+def feature_frame(locations, weather, times, planes=None, horizon=None):
     """Model features + physical estimate for every (location, time).
 
     Parameters
@@ -258,20 +370,34 @@ def feature_frame(locations, weather, times):
         other locations and extra columns are ignored.
     times : DatetimeIndex
         Target times, tz-aware; the same for every plant.
+    planes : DataFrame, optional
+        Planes frame (``docs/ARCHITECTURE.md``) keyed by ``location_id``. A
+        location without rows is one plane from its own columns (bit for bit
+        the features it had before planes existed). DC of all planes of a
+        plant is summed before its one inverter clip; ``poa_global``,
+        ``poa_direct``, ``aoi`` and ``temp_cell`` are the planes' values
+        averaged with their DC capacity as weights.
+    horizon : DataFrame, optional
+        Horizon frame keyed by ``location_id`` (profile points, azimuth
+        increasing); locations without rows have a free horizon
+        (:mod:`engine.horizon`).
 
     Returns
     -------
     DataFrame
         Indexed by (location_id, valid_time), location-major in the order of
         ``locations``; :data:`MODEL_FEATURES` plus ``physical_ac_kw`` (kW, in
-        [0, capacity_ac_kw]), ``ghi``, ``dni``, ``dhi``, ``ghi_clear``,
-        ``poa_global`` (W/m^2), ``wind_speed`` (m/s), ``solar_zenith``.
+        [0, capacity_ac_kw]), ``physical_dc_kw`` (kW, all planes after
+        losses, before the inverter), ``ghi``, ``dni``, ``dhi``,
+        ``ghi_clear``, ``poa_global``, ``poa_direct`` (W/m^2), ``wind_speed``
+        (m/s), ``solar_zenith``.
 
     Raises
     ------
     ValueError
         ``location_id <N>: ...`` when that plant's weather is missing, not
-        finite or does not cover ``times`` (never shortened or filled).
+        finite or does not cover ``times`` (never shortened or filled), or a
+        plane or horizon value of it is not usable.
     """
     times = pd.DatetimeIndex(times)
     if times.tz is None:
@@ -338,18 +464,11 @@ def feature_frame(locations, weather, times):
         dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
     dni = np.where(use_kd & np.isfinite(kd), np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
 
-    # plane of array, temperature, power
-    p = {k: v[site] for k, v in loc.items() if k not in ("location_id", "tracking")}
-    p["single_axis"] = (loc["tracking"] == "SINGLE_AXIS")[site]
-    surface_tilt, surface_azimuth = physics.surface_orientation(p["single_axis"], p["tilt"], p["azimuth"],
-                                                                p["axis_azimuth"], p["max_angle"], p["gcr"],
-                                                                zenith, sun["azimuth"])
-    poa = physics.plane_of_array(surface_tilt, surface_azimuth, zenith, sun["azimuth"], ghi, dni, dhi,
-                                 sun["dni_extra"], sun["airmass_relative"])
-    temp_cell = physics.cell_temperature(poa["poa_global"], temp_air, wind_speed, p["temp_model_u0"],
-                                         p["temp_model_u1"])
-    ac = physics.ac_power(poa["effective_irradiance"], temp_cell, p["capacity_dc_kw"], p["capacity_ac_kw"],
-                          p["gamma_pdc"], p["losses_pct"])
+    # planes: POA, temperature and DC per plane row, summed per plant before ONE inverter clip
+    phys = plant_physics(plane_arrays(loc, planes), shading.profiles(horizon, ids), n_times, sun, ghi, dni, dhi,
+                         temp_air, wind_speed)
+    p = {"longitude": loc["longitude"][site], "capacity_ac_kw": loc["capacity_ac_kw"][site]}
+    ac = physics.inverter_ac(phys["pdc"], p["capacity_ac_kw"])
 
     # temporal context of the clear-sky index (NaN outside the plant's weather instants)
     first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
@@ -373,14 +492,14 @@ def feature_frame(locations, weather, times):
     with np.errstate(invalid="ignore", divide="ignore"):
         diffuse_fraction = np.where(ghi > 0, dhi / ghi, np.nan)
     columns = {
-        "solar_elevation": sun["apparent_elevation"], "aoi": poa["aoi"],
+        "solar_elevation": sun["apparent_elevation"], "aoi": phys["aoi"],
         "solar_hour_sin": hour_sin, "solar_hour_cos": hour_cos, "doy_sin": doy_sin, "doy_cos": doy_cos,
         "ghi_clear": ghi_clear, "csi": np.where(night, np.nan, csi), **context,
         "csi_std_1h": np.where(night, np.nan, np.std(window, axis=0)),
-        "diffuse_fraction": diffuse_fraction, "poa_global": poa["poa_global"], "temp_air": temp_air,
-        "temp_cell": temp_cell, "airmass": np.where(night, np.nan, sun["airmass_relative"]),
+        "diffuse_fraction": diffuse_fraction, "poa_global": phys["poa_global"], "temp_air": temp_air,
+        "temp_cell": phys["temp_cell"], "airmass": np.where(night, np.nan, sun["airmass_relative"]),
         "physical_norm": ac / p["capacity_ac_kw"], "solar_azimuth": sun["azimuth"], **window_stats,
-        "physical_ac_kw": ac, "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed,
+        "physical_ac_kw": ac, "physical_dc_kw": phys["pdc"], "poa_direct": phys["poa_direct"], "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed,
         "solar_zenith": zenith,
     }
     index = pd.MultiIndex.from_arrays([ids[site], times[step]], names=["location_id", "valid_time"])

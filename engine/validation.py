@@ -26,6 +26,16 @@ ACTUALS_COLUMNS = ("location_id", "time", "power_kw")
 FORECAST_COLUMNS = ("location_id", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")
 RUN_COLUMNS = ("location_id", "issue_time", "model_id", "model_version", "forecast_type", "resolution_minutes",
                "horizon_hours", "task_id", "timings")
+#: Planes frame (ARCHITECTURE "planes"): one row per plane of a location given with explicit planes;
+#: keyed by the location's ``name`` on writes and by ``location_id`` on reads.
+PLANE_COLUMNS = ("plane", "tilt", "azimuth", "capacity_dc_kw", "tracking", "axis_azimuth", "max_angle", "gcr",
+                 "backtrack", "losses_pct", "gamma_pdc", "temp_model_u0", "temp_model_u1")
+#: Plane columns that may be NaN: the plane then uses its location's value.
+PLANE_INHERITED = ("losses_pct", "gamma_pdc", "temp_model_u0", "temp_model_u1")
+#: Horizon frame (ARCHITECTURE "horizon"): one row per profile point, keyed like the planes frame.
+HORIZON_COLUMNS = ("azimuth", "elevation")
+MAX_PLANES = 8  # planes per location (east/west + carport + ... ; bounds the feature batch memory)
+MAX_HORIZON_POINTS = 720  # profile points per location (0.5 deg spacing all around)
 MAX_IRRADIANCE = 2000.0  # W/m^2: above ~1.5 x the solar constant no measurement or model is plausible
 TEMP_AIR_RANGE = (-90.0, 70.0)  # degC, beyond the recorded extremes on Earth (catches kelvin input)
 
@@ -281,3 +291,110 @@ def validate_forecast(runs, forecast):
             else {"location_id": ids, "valid_time": valid})
     unique_keys("valid_time", keys, ("location_id", "valid_time"), forecast["valid_time"])
     return valid
+
+
+def location_keys(df, key, frame):
+    """The location key column of a planes/horizon frame: names (str) or location ids (int)."""
+    if key not in ("name", "location_id"):
+        raise ValueError(f"key must be 'name' or 'location_id', got {key!r}")
+    require_columns(df, (key,), frame)
+    return labels(df, key) if key == "name" else integers(df, key)
+
+
+def booleans(df, column):
+    """``df[column]`` as bool; every cell must be a bool (no 0/1, no strings, no NaN)."""
+    values = df[column].to_numpy(dtype=object)
+    bad = np.fromiter((not isinstance(v, (bool, np.bool_)) for v in values), bool, len(values))
+    reject(column, bad, "must be true or false", values)
+    return values.astype(bool)
+
+
+def group_rank(keys):
+    """0-based position of every row among the rows of its key, in frame order."""
+    return pd.Series(np.zeros(len(keys))).groupby(pd.factorize(keys)[0]).cumcount().to_numpy()
+
+
+def validate_planes(df, key="name"):
+    """Check a planes frame (ARCHITECTURE "planes"); messages name ``planes.<column>`` and the frame row.
+
+    Parameters
+    ----------
+    df : DataFrame
+        :data:`PLANE_COLUMNS` plus the key column.
+    key : {'name', 'location_id'}
+        Column naming each plane's location.
+
+    Raises
+    ------
+    ValueError
+        Missing column or value, NaN/inf (NaN allowed in :data:`PLANE_INHERITED`),
+        more than :data:`MAX_PLANES` planes for one location, plane index outside
+        [0, MAX_PLANES) or repeated for a location, tilt outside [0, 90],
+        azimuth outside [0, 360), capacity_dc_kw <= 0, unknown tracking,
+        axis_azimuth outside [0, 360], max_angle outside [0, 90], gcr outside
+        [0, 1], backtrack not a bool, losses_pct outside [0, 100), negative
+        temperature-model coefficients.
+    """
+    require_columns(df, PLANE_COLUMNS, "planes")
+    planes = df.rename(columns=lambda c: f"planes.{c}")
+    keys = location_keys(planes, f"planes.{key}", "planes")
+    reject(f"planes.{key}", group_rank(keys) >= MAX_PLANES,
+           f"has more than {MAX_PLANES} planes (at most {MAX_PLANES} per location)", keys)
+    plane = integers(planes, "planes.plane")
+    in_range("planes.plane", plane, 0, MAX_PLANES, high_open=True)
+    unique_keys("planes.plane", {key: keys, "plane": plane}, (key, "plane"), plane)
+    in_range("planes.tilt", numbers(planes, "planes.tilt"), 0, 90, unit=" deg")
+    in_range("planes.azimuth", numbers(planes, "planes.azimuth"), 0, 360, high_open=True, unit=" deg")
+    dc = numbers(planes, "planes.capacity_dc_kw")
+    reject("planes.capacity_dc_kw", dc <= 0, "must be > 0 kW", dc)
+    labels(planes, "planes.tracking", TRACKING)
+    in_range("planes.axis_azimuth", numbers(planes, "planes.axis_azimuth"), 0, 360, unit=" deg")
+    in_range("planes.max_angle", numbers(planes, "planes.max_angle"), 0, 90, unit=" deg")
+    in_range("planes.gcr", numbers(planes, "planes.gcr"), 0, 1)
+    booleans(planes, "planes.backtrack")
+    in_range("planes.losses_pct", numbers(planes, "planes.losses_pct", allow_nan=True), 0, 100, high_open=True,
+             unit=" %")
+    numbers(planes, "planes.gamma_pdc", allow_nan=True)
+    for column in ("planes.temp_model_u0", "planes.temp_model_u1"):
+        values = numbers(planes, column, allow_nan=True)
+        reject(column, values < 0, "must be >= 0", values)
+
+
+def validate_horizon(df, key="name"):
+    """Check a horizon frame (ARCHITECTURE "horizon"): each location's profile is a function of azimuth.
+
+    Parameters
+    ----------
+    df : DataFrame
+        ``azimuth`` (deg, [0, 360), 0 = north, clockwise), ``elevation`` (deg,
+        [0, 90)) and the key column; the rows of one location in increasing
+        azimuth.
+    key : {'name', 'location_id'}
+
+    Raises
+    ------
+    ValueError
+        ``horizon.<column>: row <i> ...``: missing column or value, NaN/inf,
+        azimuth outside [0, 360) (360 is 0: drop the repeated point), elevation
+        outside [0, 90), an azimuth not above the previous one of the same
+        location (unsorted or repeated: the profile would not be a function of
+        azimuth), more than :data:`MAX_HORIZON_POINTS` points for one location.
+    """
+    require_columns(df, HORIZON_COLUMNS, "horizon")
+    horizon = df.rename(columns=lambda c: f"horizon.{c}")
+    keys = location_keys(horizon, f"horizon.{key}", "horizon")
+    reject(f"horizon.{key}", group_rank(keys) >= MAX_HORIZON_POINTS,
+           f"has more than {MAX_HORIZON_POINTS} horizon points (at most {MAX_HORIZON_POINTS} per location)", keys)
+    azimuth = numbers(horizon, "horizon.azimuth")
+    in_range("horizon.azimuth", azimuth, 0, 360, high_open=True, unit=" deg (360 is 0: drop the repeated point)")
+    in_range("horizon.elevation", numbers(horizon, "horizon.elevation"), 0, 90, high_open=True, unit=" deg")
+    order = np.argsort(pd.factorize(keys)[0], kind="stable")  # each location's rows together, in frame order
+    same = keys[order][1:] == keys[order][:-1]
+    step = np.diff(azimuth[order])
+    bad = np.zeros(len(keys), dtype=bool)
+    bad[order[1:][same & (step == 0)]] = True
+    reject("horizon.azimuth", bad, "repeats the previous azimuth of its location (a profile is a function of "
+           "azimuth)", azimuth)
+    bad[order[1:][same & (step < 0)]] = True
+    reject("horizon.azimuth", bad, "is below the previous azimuth of its location (give each profile in increasing "
+           "azimuth)", azimuth)
