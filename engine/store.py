@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from engine import validation
+from engine.planes import empty_planes, summarise
 from engine.quantiles import QUANTILE_COLUMNS
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:55432/pvcast"
@@ -181,20 +182,46 @@ def unknown_location(exc):
 
 # --- locations ------------------------------------------------------------------------------
 
-async def upsert_locations(db, df):
-    """Create or update plants by ``name`` (the natural key).
+async def upsert_locations(db, df, planes=None, horizon=None):
+    """Create or update plants by ``name`` (the natural key), with their planes and horizon, in ONE transaction.
+
+    The configuration of every location of ``df`` is replaced whole: its
+    stored plane and horizon rows are those given here (none given: one plane
+    from its own columns, a free horizon).
 
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Locations frame (ARCHITECTURE "locations"); ``location_id`` ignored.
+        A location with planes may leave ``capacity_dc_kw``, ``tilt``,
+        ``azimuth``, ``tracking``, ``axis_azimuth``, ``max_angle``, ``gcr``
+        empty: they are derived from its planes (:func:`engine.planes.summarise`).
+    planes : DataFrame, optional
+        Planes frame keyed by ``name`` (ARCHITECTURE "planes").
+    horizon : DataFrame, optional
+        Horizon frame keyed by ``name`` (ARCHITECTURE "horizon").
 
     Returns
     -------
     DataFrame
         The stored rows, with ``location_id``, in the order of ``df``.
+
+    Raises
+    ------
+    ValueError
+        Bad locations, planes or horizon (:mod:`engine.validation`), or plane
+        / horizon rows of a location not in ``df``.
     """
+    planes = empty_planes("name") if planes is None else planes
+    horizon = pd.DataFrame({"name": [], "azimuth": [], "elevation": []}) if horizon is None else horizon
+    validation.validate_planes(planes, key="name")
+    validation.validate_horizon(horizon, key="name")
+    names = df["name"].astype(str).to_numpy()
+    for rows, what in ((planes, "planes"), (horizon, "horizon")):
+        keys = rows["name"].astype(str).to_numpy()
+        validation.reject(f"{what}.name", ~np.isin(keys, names), "is not a location of this write", keys)
+    df = summarise(df, planes, key="name")
     validation.validate_locations(df)
     cols = validation.LOCATION_COLUMNS
     text = {"name", "timezone", "tracking", "model_id"}
@@ -202,14 +229,45 @@ async def upsert_locations(db, df):
             (nullable(df[c].to_numpy("float64")) if c == "export_limit_kw" else df[c].to_numpy("float64")).tolist()
             for c in cols]
     types = ["text" if c in text else "float8" for c in cols]
-    rows = await db.fetch(f"""
-        INSERT INTO locations ({", ".join(cols)})
-        SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
-        ON CONFLICT (name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
-                                         updated_at = now()
-        RETURNING {", ".join(LOCATION_COLUMNS)}""", *args)
-    saved = location_frame(rows).set_index("name", drop=False)
-    return saved.loc[df["name"].astype(str).tolist()].reset_index(drop=True)
+    async with connection(db) as conn, conn.transaction():
+        rows = await conn.fetch(f"""
+            INSERT INTO locations ({", ".join(cols)})
+            SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
+            ON CONFLICT (name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
+                                             updated_at = now()
+            RETURNING {", ".join(LOCATION_COLUMNS)}""", *args)
+        saved = location_frame(rows).set_index("name", drop=False)
+        ids = saved["location_id"]
+        await replace_planes(conn, ids, planes)
+        await replace_horizons(conn, ids, horizon)
+    return saved.loc[names.tolist()].reset_index(drop=True)
+
+
+async def replace_planes(conn, ids, planes):
+    """Delete the plane rows of the locations ``ids`` (name -> id) and insert ``planes`` (keyed by name)."""
+    await conn.execute("DELETE FROM location_planes WHERE location_id = ANY($1::bigint[])", ids.tolist())
+    if not len(planes):
+        return
+    floats = ("tilt", "azimuth", "capacity_dc_kw", "axis_azimuth", "max_angle", "gcr", *validation.PLANE_INHERITED)
+    args = [ids.loc[planes["name"].astype(str)].to_numpy("int64").tolist(), planes["plane"].to_numpy("int64").tolist(),
+            *[(nullable(planes[c].to_numpy("float64")) if c in validation.PLANE_INHERITED
+               else planes[c].to_numpy("float64")).tolist() for c in floats],
+            planes["tracking"].astype(str).tolist(), planes["backtrack"].to_numpy(bool).tolist()]
+    types = ["bigint", "smallint", *["float8"] * len(floats), "text", "boolean"]
+    await conn.execute(f"""
+        INSERT INTO location_planes (location_id, plane, {", ".join(floats)}, tracking, backtrack)
+        SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})""", *args)
+
+
+async def replace_horizons(conn, ids, horizon):
+    """Delete the horizon rows of the locations ``ids`` (name -> id) and insert ``horizon`` (keyed by name)."""
+    await conn.execute("DELETE FROM location_horizons WHERE location_id = ANY($1::bigint[])", ids.tolist())
+    if not len(horizon):
+        return
+    rows = records(ids.loc[horizon["name"].astype(str)].to_numpy("int64"), horizon["azimuth"].to_numpy("float64"),
+                   horizon["elevation"].to_numpy("float64"))
+    await conn.copy_records_to_table("location_horizons", records=rows,
+                                     columns=["location_id", "azimuth", "elevation"])
 
 
 def location_frame(rows):
@@ -231,6 +289,61 @@ async def fetch_locations(db, ids=None):
         SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
         WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id""", ids)
     return location_frame(rows)
+
+
+async def fetch_planes(db, ids=None):
+    """Stored plane rows of locations (all when ``ids`` is None): one COPY query, ordered by location, plane.
+
+    Locations without rows are one plane from their own columns
+    (:func:`engine.planes.plane_arrays`).
+
+    Returns
+    -------
+    DataFrame
+        Planes frame keyed by ``location_id`` (ARCHITECTURE "planes"); NaN in
+        the inherited columns = the location's value.
+    """
+    columns = ("location_id", *validation.PLANE_COLUMNS)
+    select = ", ".join("backtrack::int" if c == "backtrack" else c for c in columns)
+    query = f"""
+        SELECT {select} FROM location_planes
+        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id, plane"""
+    planes = await copy_query_frame(db, query, [None if ids is None else [int(i) for i in ids]], columns,
+                                    ints=("location_id", "plane", "backtrack"), texts=("tracking",))
+    return planes.assign(backtrack=planes["backtrack"].astype(bool))
+
+
+async def fetch_horizons(db, ids=None):
+    """Stored horizon profiles of locations (all when ``ids`` is None): one COPY query.
+
+    Returns
+    -------
+    DataFrame
+        Horizon frame keyed by ``location_id`` (ARCHITECTURE "horizon"),
+        ordered by location, azimuth; locations without rows have a free horizon.
+    """
+    columns = ("location_id", *validation.HORIZON_COLUMNS)
+    query = f"""
+        SELECT {", ".join(columns)} FROM location_horizons
+        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id, azimuth"""
+    return await copy_query_frame(db, query, [None if ids is None else [int(i) for i in ids]], columns,
+                                  ints=("location_id",))
+
+
+async def fetch_plants(db, ids=None):
+    """Everything the feature path needs about plants: three set-based queries, none per plant.
+
+    Returns
+    -------
+    dict
+        ``locations`` (:func:`fetch_locations`), ``planes``
+        (:func:`fetch_planes`), ``horizon`` (:func:`fetch_horizons`) of the
+        same locations, ready for ``features.feature_frame(locations, weather,
+        times, planes=..., horizon=...)``.
+    """
+    async with connection(db) as conn:
+        return {"locations": await fetch_locations(conn, ids), "planes": await fetch_planes(conn, ids),
+                "horizon": await fetch_horizons(conn, ids)}
 
 
 # --- weather and actuals --------------------------------------------------------------------

@@ -294,11 +294,12 @@ def validate_forecast(runs, forecast):
 
 
 def location_keys(df, key, frame):
-    """The location key column of a planes/horizon frame: names (str) or location ids (int)."""
+    """Key column ``<frame>.<key>`` of a prefixed planes/horizon frame: names (str) or location ids (int)."""
     if key not in ("name", "location_id"):
         raise ValueError(f"key must be 'name' or 'location_id', got {key!r}")
-    require_columns(df, (key,), frame)
-    return labels(df, key) if key == "name" else integers(df, key)
+    column = f"{frame}.{key}"
+    require_columns(df, (column,), frame)
+    return labels(df, column) if key == "name" else integers(df, column)
 
 
 def booleans(df, column):
@@ -337,7 +338,7 @@ def validate_planes(df, key="name"):
     """
     require_columns(df, PLANE_COLUMNS, "planes")
     planes = df.rename(columns=lambda c: f"planes.{c}")
-    keys = location_keys(planes, f"planes.{key}", "planes")
+    keys = location_keys(planes, key, "planes")
     reject(f"planes.{key}", group_rank(keys) >= MAX_PLANES,
            f"has more than {MAX_PLANES} planes (at most {MAX_PLANES} per location)", keys)
     plane = integers(planes, "planes.plane")
@@ -382,7 +383,7 @@ def validate_horizon(df, key="name"):
     """
     require_columns(df, HORIZON_COLUMNS, "horizon")
     horizon = df.rename(columns=lambda c: f"horizon.{c}")
-    keys = location_keys(horizon, f"horizon.{key}", "horizon")
+    keys = location_keys(horizon, key, "horizon")
     reject(f"horizon.{key}", group_rank(keys) >= MAX_HORIZON_POINTS,
            f"has more than {MAX_HORIZON_POINTS} horizon points (at most {MAX_HORIZON_POINTS} per location)", keys)
     azimuth = numbers(horizon, "horizon.azimuth")

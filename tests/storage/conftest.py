@@ -6,7 +6,7 @@ import pytest
 
 from engine import schema, store
 
-from storehelpers import ROOT, demo_locations, drop_database, fresh_database, run
+from storehelpers import ROOT, demo_frames, drop_database, fresh_database, run
 
 PLAIN_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -34,8 +34,8 @@ def db_url(server_url):
 
 @pytest.fixture(scope="session")
 def plants(db_url):
-    """The demo plants (real configuration), stored; locations frame with location_id."""
-    return run(db_url, lambda conn: store.upsert_locations(conn, demo_locations()))
+    """The demo plants (real configuration, with their planes and horizon), stored; locations frame with location_id."""
+    return run(db_url, lambda conn: store.upsert_locations(conn, *demo_frames()))
 
 
 @pytest.fixture

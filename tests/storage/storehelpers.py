@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import data
+from engine import data, planes, validation
 from engine.quantiles import QUANTILE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,17 +20,40 @@ ISSUE = pd.Timestamp("2013-07-01T06:00:00Z")
 FACTORS = (0.6, 0.8, 1.0, 1.1, 1.2)  # p10..p90 as multiples of the scaled GHI (p50)
 
 
-def demo_locations(suffix=""):
-    """configs/demo_plants.yaml as a locations frame (service defaults filled, SERF East capacity from the card)."""
+PLANE_DEFAULTS = {**{k: DEFAULTS[k] for k in ("tracking", "axis_azimuth", "max_angle", "gcr")}, "backtrack": True,
+                  **{k: np.nan for k in validation.PLANE_INHERITED}}
+
+
+def demo_frames(suffix=""):
+    """configs/demo_plants.yaml as (locations, planes, horizon) frames keyed by ``name``.
+
+    Service defaults filled (planes: the location defaults of their geometry,
+    backtracking on, losses and temperature model inherited), SERF East
+    capacity from the card, the plane summary of multi-plane plants derived.
+    """
     card = json.loads((ROOT / "models/global.json").read_text())
-    rows = []
+    rows, plane_rows, horizon_rows = [], [], []
     for plant in yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())["plants"]:
         if plant.pop("capacity_from_model_card", False):
             plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
-        rows.append({**DEFAULTS, **plant, "name": plant["name"] + suffix})
+        name = plant["name"] + suffix
+        plane_rows += [{"name": name, "plane": k, **PLANE_DEFAULTS, **p} for k, p in enumerate(plant.pop("planes", []))]
+        skyline = plant.pop("horizon", None)
+        if skyline:
+            horizon_rows.append(pd.DataFrame({"name": name, **skyline}))
+        defaults = {k: v for k, v in DEFAULTS.items() if not (plane_rows and plane_rows[-1]["name"] == name
+                                                              and k in planes.SUMMARY_COLUMNS)}
+        rows.append({**defaults, **plant, "name": name})
     frame = pd.DataFrame(rows)
     frame["export_limit_kw"] = frame["export_limit_kw"].astype("float64")
-    return frame
+    plane_frame = pd.DataFrame(plane_rows)
+    return (planes.summarise(frame, plane_frame), plane_frame,
+            pd.concat(horizon_rows, ignore_index=True) if horizon_rows else None)
+
+
+def demo_locations(suffix=""):
+    """configs/demo_plants.yaml as a locations frame (multi-plane plants summarised from their planes)."""
+    return demo_frames(suffix)[0]
 
 
 def real_weather(location_id, start=WINDOW[0], end=WINDOW[1]):

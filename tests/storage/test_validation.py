@@ -6,7 +6,7 @@ import pytest
 
 from engine import data, validation
 
-from storehelpers import TRAINING, demo_locations, forecast_of, real_weather
+from storehelpers import TRAINING, demo_frames, demo_locations, forecast_of, real_weather
 
 KNOWN = {1, 2, 3, 4}
 
@@ -142,7 +142,7 @@ def test_actuals_duplicate_time_is_refused(actuals):
 
 
 def test_crossing_quantiles_are_refused():
-    runs, forecast = forecast_of(demo_locations().assign(location_id=[1, 2, 3, 4]))
+    runs, forecast = forecast_of(demo_locations().iloc[:4].assign(location_id=[1, 2, 3, 4]))
     day = int(np.flatnonzero(forecast["p50"].to_numpy() > 0)[0])
     forecast.loc[day, "p75"] = forecast.loc[day, "p50"] / 2
     with pytest.raises(ValueError, match=rf"^p75: row {day} is below p50 \(quantiles cross\)"):
@@ -150,6 +150,92 @@ def test_crossing_quantiles_are_refused():
 
 
 def test_run_without_forecast_rows_is_refused():
-    runs, forecast = forecast_of(demo_locations().assign(location_id=[1, 2, 3, 4]))
+    runs, forecast = forecast_of(demo_locations().iloc[:4].assign(location_id=[1, 2, 3, 4]))
     with pytest.raises(ValueError, match=r"^location_id: row 3 has a run row but no forecast rows \(4\)"):
         validation.validate_forecast(runs, forecast[forecast["location_id"] != 4])
+
+
+# --- planes and horizon (issue 13)
+
+@pytest.fixture
+def demo_planes():
+    return demo_frames()[1]
+
+
+@pytest.fixture
+def demo_horizon():
+    return demo_frames()[2]
+
+
+def test_demo_planes_and_horizon_pass(demo_planes, demo_horizon):
+    validation.validate_planes(demo_planes)
+    validation.validate_horizon(demo_horizon)
+
+
+@pytest.mark.parametrize("column, value, reason", [
+    ("tilt", 91.0, r"is out of range \[0, 90\] deg"),
+    ("tilt", -1.0, r"is out of range \[0, 90\] deg"),
+    ("azimuth", 360.0, r"is out of range \[0, 360\) deg"),
+    ("capacity_dc_kw", 0.0, "must be > 0 kW"),
+    ("capacity_dc_kw", np.nan, "is missing"),
+    ("tracking", "DUAL_AXIS", "must be one of"),
+    ("gcr", 1.5, r"is out of range \[0, 1\]"),
+    ("backtrack", 1, "must be true or false"),
+    ("losses_pct", 100.0, r"is out of range \[0, 100\) %"),
+    ("temp_model_u1", -2.0, "must be >= 0"),
+])
+def test_bad_plane_is_refused_naming_planes_column_and_row(demo_planes, column, value, reason):
+    demo_planes[column] = demo_planes[column].astype(object)
+    demo_planes.loc[1, column] = value
+    with pytest.raises(ValueError, match=rf"^planes\.{column}: row 1 {reason}"):
+        validation.validate_planes(demo_planes.infer_objects() if column != "backtrack" else demo_planes)
+
+
+def test_inherited_plane_values_may_be_missing(demo_planes):
+    assert demo_planes.loc[0, list(validation.PLANE_INHERITED)].isna().all()
+    validation.validate_planes(demo_planes)
+
+
+def test_more_planes_than_the_limit_are_refused(demo_planes):
+    one = demo_planes.iloc[[0]]
+    many = pd.concat([one.assign(plane=k) for k in range(validation.MAX_PLANES + 1)], ignore_index=True)
+    validation.validate_planes(many.iloc[:validation.MAX_PLANES])
+    with pytest.raises(ValueError, match=rf"^planes\.name: row {validation.MAX_PLANES} has more than "
+                                         rf"{validation.MAX_PLANES} planes"):
+        validation.validate_planes(many)
+
+
+def test_repeated_plane_index_is_refused(demo_planes):
+    demo_planes.loc[1, "plane"] = 0
+    with pytest.raises(ValueError, match=r"^planes\.plane: row 1 repeats the key \(name, plane\) of row 0"):
+        validation.validate_planes(demo_planes)
+
+
+@pytest.mark.parametrize("row, azimuth, reason", [
+    (3, 60.0, "repeats the previous azimuth of its location"),
+    (3, 45.0, "is below the previous azimuth of its location"),
+    (0, 360.0, r"is out of range \[0, 360\) deg \(360 is 0"),
+    (2, -5.0, r"is out of range \[0, 360\)"),
+])
+def test_horizon_that_is_not_a_function_of_azimuth_is_refused(demo_horizon, row, azimuth, reason):
+    demo_horizon.loc[row, "azimuth"] = azimuth
+    with pytest.raises(ValueError, match=rf"^horizon\.azimuth: row {row} {reason}"):
+        validation.validate_horizon(demo_horizon)
+
+
+@pytest.mark.parametrize("elevation", [90.0, -1.0, np.nan])
+def test_horizon_elevation_outside_0_90_is_refused(demo_horizon, elevation):
+    demo_horizon.loc[4, "elevation"] = elevation
+    with pytest.raises(ValueError, match=r"^horizon\.elevation: row 4 "):
+        validation.validate_horizon(demo_horizon)
+
+
+def test_profiles_of_two_locations_are_checked_separately(demo_horizon):
+    """Interleaved rows of two locations: each location's own azimuths must increase, not the frame's."""
+    other = demo_horizon.assign(name="another plant")
+    both = pd.concat([demo_horizon, other]).sort_values("azimuth", kind="stable").reset_index(drop=True)
+    validation.validate_horizon(both)
+    too_many = pd.DataFrame({"name": "x", "azimuth": np.arange(validation.MAX_HORIZON_POINTS + 1) * 0.5,
+                             "elevation": 1.0})
+    with pytest.raises(ValueError, match=rf"^horizon\.name: row {validation.MAX_HORIZON_POINTS} has more than"):
+        validation.validate_horizon(too_many)
