@@ -14,7 +14,7 @@ Then the baseline (``bench/baseline.py``) runs on the first ``--baseline-n`` pla
 this process and is extrapolated linearly (labelled EXTRAPOLATED).
 
     .venv/bin/python bench/bench_fleet.py [--sizes 100,1000,10000] [--baseline-n 100] [--out out/bench]
-                                          [--repeat 2] [--profile]
+                                          [--repeat 2] [--profile] [--multi-plane]
 
 Writes ``<out>/bench_fleet.json`` and ``<out>/bench_fleet.png``.
 """
@@ -77,12 +77,12 @@ async def count_rows(url, run_ids):
         await conn.close()
 
 
-def ingest(client, fleet_frame, settings):
+def ingest(client, fleet_frame, settings, planes=None, horizon=None):
     """Create the plants and ingest their weather through the HTTP API; figures of the ingestion."""
     t0 = time.perf_counter()
     ids = []
     step = settings["http"]["max_locations_per_upsert"]
-    records = fleet.location_records(fleet_frame)
+    records = fleet.location_records(fleet_frame, planes, horizon)
     for i in range(0, len(records), step):
         r = client.post("/api/v1/locations", json={"locations": records[i:i + step]})
         r.raise_for_status()
@@ -133,11 +133,12 @@ def generate(client, url, sessions, ids, issue):
 async def run_baseline(url, ids, issue, margin):
     conn = await asyncpg.connect(url)
     try:
-        locations = await store.fetch_locations(conn, ids)
+        plants = await store.fetch_plants(conn, ids)
         model = modelio.load_model(str(ROOT / "models"), "global")
         times = forecast.forecast_times(issue, HORIZON_HOURS, 15)
         t0 = time.perf_counter()
-        spent = await baseline.run(conn, locations, model, times, issue, margin)
+        spent = await baseline.run(conn, plants["locations"], model, times, issue, margin, plants["planes"],
+                                   plants["horizon"])
         spent["wall_s"] = time.perf_counter() - t0
     finally:
         await conn.close()
@@ -234,6 +235,10 @@ def main(args):
     for s in fleet.SITES:  # reads site metadata (lat/lon/alt of the TMY files) before the plants are drawn
         fleet.site_weather(s, WEATHER_START, WEATHER_END)
     plants = fleet.plants(max(sizes + [args.baseline_n]), args.seed, list(fleet.SITES))
+    planes = horizon = None
+    if args.multi_plane:
+        planes, plants = fleet.multi_plane(plants, args.seed)
+        horizon = fleet.skylines(plants, args.seed)
     print(f"machine: {info['cpu_count']} CPUs ({info['cpu_model']}), {info['ram_gib']} GiB; python {info['python']}, "
           f"ray {info['ray']}, catboost {info['catboost']}, pvlib {info['pvlib']}; commit {info['git_commit'][:10]}"
           f"{' (dirty)' if info['git_dirty'] else ''}")
@@ -241,6 +246,9 @@ def main(args):
           f"trackers {(plants['tracking'] == 'SINGLE_AXIS').mean():.0%}, export-limited "
           f"{plants['export_limit_kw'].notna().mean():.0%}, AC {plants['capacity_ac_kw'].min():.1f} .. "
           f"{plants['capacity_ac_kw'].max():,.0f} kW")
+    if args.multi_plane:
+        print(f"planes: {planes['name'].nunique():,} multi-plane plants ({len(plants) - planes['name'].nunique() + len(planes):,} "
+              f"planes in all); {horizon['name'].nunique():,} plants behind a horizon profile")
     print("weather: real records, " + "; ".join(f"{k}: {v['record']}" for k, v in fleet.SITES.items()))
     print(f"         TMY calendar days relabelled to {WEATHER_START.year} (values unchanged); window "
           f"{WEATHER_START} .. {WEATHER_END}, ingested as issued {WEATHER_ISSUE}")
@@ -250,7 +258,7 @@ def main(args):
               f"{caps['timescaledb_version']}, hypertables {caps['hypertables']}); service {base_url}")
         with httpx.Client(base_url=base_url, timeout=1800) as client:
             report["readyz"] = client.get("/readyz").json()
-            ids, report["ingestion"] = ingest(client, plants, settings)
+            ids, report["ingestion"] = ingest(client, plants, settings, planes, horizon)
             g = report["ingestion"]
             print(f"ingestion (not in forecast times): {g['plants']:,} plants in {g['locations_s']:.1f} s; "
                   f"{g['weather_rows']:,} weather rows in {g['requests']} requests ({g['body_mib']:.0f} MiB JSON) "
@@ -314,4 +322,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=1, help="timed requests per N (spread between repeats)")
     parser.add_argument("--seed", type=int, default=20130630)
     parser.add_argument("--profile", action="store_true", help="py-spy an extra untimed request at the largest N")
+    parser.add_argument("--multi-plane", action="store_true",
+                        help="fleet with 2- and 3-plane plants and horizon profiles (bench/fleet.py multi_plane, "
+                             "skylines); needs the API to accept planes/horizon (issue 13)")
     main(parser.parse_args())

@@ -100,10 +100,123 @@ def plants(n, seed, site_names):
     })
 
 
-def location_records(fleet):
-    """JSON-ready ``locations`` of ``POST /api/v1/locations`` (export limit null when none)."""
+def multi_plane(fleet, seed, share_two=0.25, share_three=0.10, share_two_fields=0.10):
+    """Planes frame (keyed by ``name``) splitting some plants of ``fleet`` into 2 or 3 planes.
+
+    Drawn with ``numpy.random.default_rng(seed)``, independent of the plants'
+    own draws (the one-plane fleet is unchanged). Of the FIXED plants,
+    ``share_two`` become east/west roofs (azimuths 90 +- 15 and opposite,
+    tilt 10 .. 25 deg, DC split 40 .. 60 %) and ``share_three`` roofs of three
+    faces (south-ish + east + west, tilt 15 .. 35, DC shares 40-60 / rest
+    halved, own losses on the third face); of the trackers,
+    ``share_two_fields`` are two fields with axes 0 .. 20 deg apart (the
+    second without backtracking). The plant's total DC and its AC limit are
+    unchanged.
+
+    Returns
+    -------
+    planes : DataFrame
+        Planes frame keyed by ``name`` (:data:`engine.validation.PLANE_COLUMNS`).
+    fleet : DataFrame
+        ``fleet`` with the plane summary of its multi-plane plants
+        (``engine.planes.summarise``).
+    """
+    from engine.planes import SUMMARY_COLUMNS, summarise  # here: the one-plane fleet builds on trees without planes
+    rng = np.random.default_rng([seed, 2])
+    n = len(fleet)
+    fixed = fleet["tracking"].to_numpy() == "FIXED"
+    draw = rng.random(n)
+    two = fixed & (draw < share_two)
+    three = fixed & (draw >= share_two) & (draw < share_two + share_three)
+    fields = ~fixed & (draw < share_two_fields)
+    dc = fleet["capacity_dc_kw"].to_numpy()
+    tilt = rng.uniform(10.0, 25.0, n)
+    east = rng.uniform(75.0, 105.0, n)
+    split = rng.uniform(0.4, 0.6, n)
+    axis = fleet["axis_azimuth"].to_numpy() + rng.uniform(0.0, 20.0, n)
+    base = {"tracking": "FIXED", "axis_azimuth": 180.0, "max_angle": 60.0, "gcr": 0.35, "backtrack": True,
+            "losses_pct": np.nan, "gamma_pdc": np.nan, "temp_model_u0": np.nan, "temp_model_u1": np.nan}
+    parts = []
+
+    def add(mask, plane, **columns):
+        parts.append(pd.DataFrame({"name": fleet["name"].to_numpy()[mask], "plane": plane,
+                                   **{k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in {**base, **columns}.items()}}))
+
+    add(two, 0, tilt=tilt, azimuth=east, capacity_dc_kw=dc * split)
+    add(two, 1, tilt=tilt, azimuth=east + 180.0, capacity_dc_kw=dc * (1 - split))
+    add(three, 0, tilt=tilt + 10.0, azimuth=east + 90.0, capacity_dc_kw=dc * split)
+    add(three, 1, tilt=tilt + 10.0, azimuth=east, capacity_dc_kw=dc * (1 - split) / 2)
+    add(three, 2, tilt=tilt + 10.0, azimuth=east + 180.0, capacity_dc_kw=dc * (1 - split) / 2, losses_pct=18.0)
+    tracker = {"tilt": 0.0, "azimuth": 180.0, "tracking": "SINGLE_AXIS", "max_angle": fleet["max_angle"].to_numpy(),
+               "gcr": fleet["gcr"].to_numpy()}
+    add(fields, 0, **tracker, axis_azimuth=fleet["axis_azimuth"].to_numpy(), capacity_dc_kw=dc * split)
+    add(fields, 1, **tracker, axis_azimuth=axis, capacity_dc_kw=dc * (1 - split), backtrack=False)
+    planes = pd.concat(parts, ignore_index=True).sort_values(["name", "plane"], kind="stable").reset_index(drop=True)
+    multi = fleet["name"].isin(planes["name"]).to_numpy()
+    blank = fleet.copy()
+    for column in SUMMARY_COLUMNS:
+        blank[column] = blank[column].astype(object).where(~multi, None)
+    return planes, summarise(blank, planes)
+
+
+def skylines(fleet, seed, share=0.2):
+    """Horizon frame (keyed by ``name``) of a share of the plants: skylines of differing length and shape.
+
+    Drawn with ``numpy.random.default_rng([seed, 3])``. A third of the
+    profiles has PVGIS's 7.5 deg spacing, a third a phone app's 5 deg, a
+    third a survey's 6 .. 24 irregular points; each skyline is 0 .. 3 deg of
+    haze plus 1 .. 3 hills or buildings (5 .. 25 deg high, 15 .. 60 deg wide).
+    """
+    rng = np.random.default_rng([seed, 3])
+    names = fleet["name"].to_numpy()[rng.random(len(fleet)) < share]
+    kind = rng.integers(0, 3, len(names))
+    counts = np.where(kind == 0, 48, np.where(kind == 1, 72, rng.integers(6, 25, len(names))))
+    profile = np.repeat(np.arange(len(names)), counts)
+    rank = np.arange(len(profile)) - np.repeat(np.cumsum(counts) - counts, counts)
+    regular = rank * 360.0 / np.repeat(counts, counts)
+    irregular = rng.uniform(0.0, 360.0, len(profile))
+    irregular = irregular[np.lexsort((irregular, profile))]  # increasing within each profile
+    azimuth = np.where(np.repeat(kind, counts) == 2, np.floor(irregular * 10.0) / 10.0, regular)
+    hills = rng.integers(1, 4, len(names))
+    elevation = np.repeat(rng.uniform(0.0, 3.0, len(names)), counts)
+    for k in range(3):  # at most three hills per skyline, vectorised over all profiles
+        on = np.repeat(hills > k, counts)
+        centre = np.repeat(rng.uniform(0.0, 360.0, len(names)), counts)
+        height = np.repeat(rng.uniform(5.0, 25.0, len(names)), counts)
+        width = np.repeat(rng.uniform(15.0, 60.0, len(names)), counts)
+        distance = np.abs((azimuth - centre + 180.0) % 360.0 - 180.0)
+        elevation = elevation + np.where(on, height * np.exp(-0.5 * (distance / (width / 2.0)) ** 2), 0.0)
+    frame = pd.DataFrame({"name": names[profile], "azimuth": azimuth, "elevation": np.minimum(elevation, 85.0)})
+    return frame.drop_duplicates(["name", "azimuth"]).reset_index(drop=True)
+
+
+def location_records(fleet, planes=None, horizon=None):
+    """JSON-ready ``locations`` of ``POST /api/v1/locations`` (export limit null when none).
+
+    With ``planes``/``horizon`` (frames keyed by ``name``) a plant gets
+    ``planes: [{tilt, azimuth, capacity_dc_kw, tracking, ...}]`` (and none of
+    the plane summary fields) and ``horizon: {azimuth: [...], elevation:
+    [...]}``, the shape proposed for the API (docs/ARCHITECTURE.md).
+    """
     frame = fleet.drop(columns=["site"]).astype(object)
-    return frame.where(frame.notna(), None).to_dict(orient="records")
+    records = frame.where(frame.notna(), None).to_dict(orient="records")
+    if planes is not None and len(planes):
+        from engine.planes import SUMMARY_COLUMNS  # here: one-plane records build on trees without planes
+        rows = planes.astype(object).where(planes.notna(), None)
+        nested = {name: group.drop(columns=["name", "plane"]).to_dict(orient="records")
+                  for name, group in rows.groupby("name", sort=False)}
+        for r in records:
+            if r["name"] in nested:
+                for column in SUMMARY_COLUMNS:
+                    r.pop(column, None)
+                r["planes"] = nested[r["name"]]
+    if horizon is not None and len(horizon):
+        profiles = {name: {"azimuth": g["azimuth"].tolist(), "elevation": g["elevation"].tolist()}
+                    for name, g in horizon.groupby("name", sort=False)}
+        for r in records:
+            if r["name"] in profiles:
+                r["horizon"] = profiles[r["name"]]
+    return records
 
 
 def row_fragments(weather, issue_time, source):

@@ -176,12 +176,14 @@ def sky_view_fraction(grid, row, surface_tilt, surface_azimuth):
     For a plane of tilt beta and azimuth gamma, the sky element at elevation e
     and azimuth phi contributes ``max(0, A sin e + B cos e) cos e de dphi`` with
     ``A = cos beta``, ``B = sin beta cos(phi - gamma)`` (Dozier and Frew
-    1990). Below the profile elevation h(phi) it is hidden; the integral over
+    1990). Below the profile elevation h(phi) it is hidden. The integral over
     e has the closed form ``F(e) = A sin^2(e) / 2 + B (e / 2 + sin(2e) / 4)``,
-    taken from the plane's own horizon ``e0 = atan(-B / A)`` (where B < 0) up
-    to h. The open sky of a plane without horizon is ``pi (1 + cos beta) / 2``
-    (isotropic sky view of a tilted plane); the hidden part is summed over
-    the grid azimuths (midpoint rule).
+    taken from the plane's own horizon ``e0 = atan2(-B, A)`` (where B < 0,
+    else 0; ``F(e0) = B e0 / 2``) up to h where h > e0. The open sky of a plane
+    without horizon is ``pi (1 + cos beta) / 2`` (isotropic sky view of a
+    tilted plane); the hidden part is summed over the grid azimuths (midpoint
+    rule). The profile terms ``sin^2(h) / 2`` and ``h / 2 + sin(2h) / 4`` are
+    computed once per profile, so a row costs one ``arctan2`` per azimuth.
 
     Parameters
     ----------
@@ -199,25 +201,22 @@ def sky_view_fraction(grid, row, surface_tilt, surface_azimuth):
     """
     row = np.asarray(row)
     tilt = np.radians(np.asarray(surface_tilt, dtype=float))
-    azimuth = np.asarray(surface_azimuth, dtype=float)
-    phi = grid_azimuths()
-    step = np.radians(360.0 / len(phi))
+    gamma = np.radians(np.asarray(surface_azimuth, dtype=float))
+    h = np.radians(grid)
+    lift, side = np.sin(h) ** 2 / 2.0, h / 2.0 + np.sin(2.0 * h) / 4.0  # F(h) = A lift + B side
+    phi = np.radians(grid_azimuths())
+    step = 2.0 * np.pi / len(phi)
     out = np.empty(len(row))
     for lo in range(0, len(row), CHUNK_ROWS):  # chunks of rows bound memory; each chunk is vectorised
         part = slice(lo, lo + CHUNK_ROWS)
-        h = np.radians(grid[row[part]])
+        r = row[part]
         a = np.cos(tilt[part])[:, None]
-        b = np.sin(tilt[part])[:, None] * np.cos(np.radians(phi[None, :] - azimuth[part, None]))
-        own = np.where(b < 0.0, np.arctan2(-b, a), 0.0)  # plane's own horizon in this azimuth
-        start = np.minimum(h, own)
-        hidden = (open_sky(a, b, h) - open_sky(a, b, start)).sum(axis=1) * step
+        b = np.sin(tilt[part])[:, None] * (np.cos(phi)[None, :] * np.cos(gamma[part])[:, None]
+                                           + np.sin(phi)[None, :] * np.sin(gamma[part])[:, None])
+        own = np.arctan2(np.maximum(-b, 0.0), a)  # plane's own horizon in this azimuth (0 where it faces it)
+        hidden = np.where(h[r] > own, a * lift[r] + b * side[r] - b * own / 2.0, 0.0).sum(axis=1) * step
         out[part] = 1.0 - hidden / (np.pi * (1.0 + a[:, 0]) / 2.0)
     return np.clip(out, 0.0, 1.0)  # rounding only: 0 <= hidden <= open sky by construction
-
-
-def open_sky(a, b, e):
-    """Antiderivative ``F(e)`` of the cosine-weighted sky of :func:`sky_view_fraction`."""
-    return a * np.sin(e) ** 2 / 2.0 + b * (e / 2.0 + np.sin(2.0 * e) / 4.0)
 
 
 def tracker_sky_view(grid, row, axis_azimuth):
