@@ -247,8 +247,9 @@ def main(args):
           f"{plants['export_limit_kw'].notna().mean():.0%}, AC {plants['capacity_ac_kw'].min():.1f} .. "
           f"{plants['capacity_ac_kw'].max():,.0f} kW")
     if args.multi_plane:
-        print(f"planes: {planes['name'].nunique():,} multi-plane plants ({len(plants) - planes['name'].nunique() + len(planes):,} "
-              f"planes in all); {horizon['name'].nunique():,} plants behind a horizon profile")
+        multi = planes["name"].nunique()
+        print(f"planes: {multi:,} multi-plane plants ({len(plants) - multi + len(planes):,} planes in all); "
+              f"{horizon['name'].nunique():,} plants behind a horizon profile")
     print("weather: real records, " + "; ".join(f"{k}: {v['record']}" for k, v in fleet.SITES.items()))
     print(f"         TMY calendar days relabelled to {WEATHER_START.year} (values unchanged); window "
           f"{WEATHER_START} .. {WEATHER_END}, ingested as issued {WEATHER_ISSUE}")

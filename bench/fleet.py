@@ -139,8 +139,8 @@ def multi_plane(fleet, seed, share_two=0.25, share_three=0.10, share_two_fields=
     parts = []
 
     def add(mask, plane, **columns):
-        parts.append(pd.DataFrame({"name": fleet["name"].to_numpy()[mask], "plane": plane,
-                                   **{k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in {**base, **columns}.items()}}))
+        values = {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in {**base, **columns}.items()}
+        parts.append(pd.DataFrame({"name": fleet["name"].to_numpy()[mask], "plane": plane, **values}))
 
     add(two, 0, tilt=tilt, azimuth=east, capacity_dc_kw=dc * split)
     add(two, 1, tilt=tilt, azimuth=east + 180.0, capacity_dc_kw=dc * (1 - split))

@@ -38,6 +38,7 @@ from pvlib import atmosphere, clearsky, irradiance
 from engine import horizon as shading
 from engine import physics, resample, solarposition
 from engine.planes import GEOMETRY_COLUMNS, plane_arrays
+from engine.validation import TRACKING
 
 #: Model input columns, in the order the model was trained with.
 MODEL_FEATURES = (
@@ -169,10 +170,10 @@ def location_arrays(locations):
         raise ValueError(f"locations: missing column(s) {missing}")
     out = {"location_id": locations["location_id"].to_numpy(dtype="int64"),
            "tracking": locations["tracking"].astype(str).str.upper().to_numpy()}
-    bad = ~np.isin(out["tracking"], ["FIXED", "SINGLE_AXIS"])
+    bad = ~np.isin(out["tracking"], TRACKING)
     if bad.any():
         raise ValueError(f"tracking: location_id {out['location_id'][bad][0]} has {out['tracking'][bad][0]!r}, "
-                         "not FIXED or SINGLE_AXIS")
+                         f"not one of {list(TRACKING)}")
     for c in LOCATION_COLUMNS[1:]:
         if c == "tracking":
             continue
@@ -499,8 +500,8 @@ def feature_frame(locations, weather, times, planes=None, horizon=None):
         "diffuse_fraction": diffuse_fraction, "poa_global": phys["poa_global"], "temp_air": temp_air,
         "temp_cell": phys["temp_cell"], "airmass": np.where(night, np.nan, sun["airmass_relative"]),
         "physical_norm": ac / p["capacity_ac_kw"], "solar_azimuth": sun["azimuth"], **window_stats,
-        "physical_ac_kw": ac, "physical_dc_kw": phys["pdc"], "poa_direct": phys["poa_direct"], "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed,
-        "solar_zenith": zenith,
+        "physical_ac_kw": ac, "physical_dc_kw": phys["pdc"], "poa_direct": phys["poa_direct"],
+        "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed, "solar_zenith": zenith,
     }
     index = pd.MultiIndex.from_arrays([ids[site], times[step]], names=["location_id", "valid_time"])
     return pd.DataFrame(columns, index=index)

@@ -153,7 +153,7 @@ def test_shared_inverter_clips_once_where_separate_clips_would_lose_energy(frame
 
 
 def test_model_sees_dc_weighted_plane_features_and_the_plant_estimate(frame, fleet, psm3):
-    """poa_global, aoi, temp_cell of a 2-plane plant = DC-weighted means of each plane alone; physical_norm plant-level."""
+    """A 2-plane plant's poa_global, aoi, temp_cell: DC-weighted means of each plane; physical_norm plant-level."""
     locations, rows = fleet
     loc = locations[locations["location_id"] == 1].iloc[0].to_dict()
     alone = pd.DataFrame([{**loc, **{k: v for k, v in spec.items() if not (isinstance(v, float) and np.isnan(v))},
