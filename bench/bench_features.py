@@ -17,17 +17,20 @@ adjacent pair of runs, and writes ``<out>/bench_features.json``.
 
     .venv/bin/python bench/bench_features.py [--n 10000] [--repeat 3] [--out out/bench]
     .venv/bin/python bench/bench_features.py --one-plane-only ...   # runs on trees without planes too
+    .venv/bin/python bench/bench_features.py --store ...   # + write/read of the fleet in a scratch database
 
 Weather parsing and frame building are outside the timed calls (the service reads them
 from the database); only ``feature_frame`` is timed.
 """
 
 import argparse
+import asyncio
 import json
 import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pandas as pd
 import yaml
@@ -35,7 +38,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fleet  # noqa: E402
 
-from engine import features, forecast  # noqa: E402
+from engine import features, forecast, store  # noqa: E402
+from serve_app.local import scratch_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = pd.Timestamp("2013-06-30T06:00:00Z"), pd.Timestamp("2013-07-02T18:00:00Z")
@@ -86,6 +90,30 @@ def run(parts, times, one_plane_only):
     return time.perf_counter() - t0, rows
 
 
+def store_figures(summarised, planes, skyline, repeat):
+    """Write the multi-plane fleet into a scratch database; time its reads (fetch_locations vs fetch_plants)."""
+    async def measure(url):
+        conn = await asyncpg.connect(url)
+        try:
+            t0 = time.perf_counter()
+            plants = summarised.drop(columns=["site", "location_id"]).assign(model_id="global")
+            await store.upsert_locations(conn, plants, planes, skyline)
+            out = {"upsert_s": time.perf_counter() - t0, "fetch_locations_s": [], "fetch_plants_s": []}
+            for _ in range(repeat):
+                for name, fetch in (("fetch_locations_s", store.fetch_locations),
+                                    ("fetch_plants_s", store.fetch_plants)):
+                    t0 = time.perf_counter()
+                    got = await fetch(conn)
+                    out[name].append(time.perf_counter() - t0)
+            out["rows"] = {k: len(v) for k, v in got.items()}
+            return out
+        finally:
+            await conn.close()
+
+    with scratch_database("pvcast_bench_planes") as (url, _):
+        return asyncio.run(measure(url))
+
+
 def main(args):
     np.seterr(all="ignore")
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())["forecast"]
@@ -123,6 +151,19 @@ def main(args):
         print(f"multi / one-plane: {ratio:.3f} per plane (medians; target <= 1.20), {per_plant:.3f} per plant; "
               f"per plane in each adjacent pair: {', '.join(f'{r:.3f}' for r in pairs)} "
               f"(median {np.median(pairs):.3f})")
+    if args.store and "multi_plane" in variants:
+        _, planes, skyline = variants["multi_plane"]
+        names = dict(zip(variants["one_plane"][0]["location_id"], variants["one_plane"][0]["name"]))
+
+        def by_name(rows):
+            return rows.assign(name=rows["location_id"].map(names)).drop(columns="location_id")
+
+        report["store"] = store_figures(variants["multi_plane"][0], by_name(planes), by_name(skyline), args.repeat)
+        st = report["store"]
+        print(f"store (scratch database): upsert of {args.n:,} plants + {st['rows']['planes']:,} plane rows + "
+              f"{st['rows']['horizon']:,} horizon points {st['upsert_s']:.2f} s; read of all: fetch_locations median "
+              f"{np.median(st['fetch_locations_s']):.3f} s, fetch_plants (3 queries) median "
+              f"{np.median(st['fetch_plants_s']):.3f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_features.json").write_text(json.dumps(report, indent=1))
@@ -137,5 +178,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=0, help="plants per feature_frame call (0: service.yaml)")
     parser.add_argument("--one-plane-only", action="store_true",
                         help="only the one-plane fleet, without the planes/horizon arguments (any tree)")
+    parser.add_argument("--store", action="store_true",
+                        help="also write the multi-plane fleet to a scratch database (scripts/tsdb) and time its reads")
     parser.add_argument("--out", default="out/bench")
     main(parser.parse_args())
