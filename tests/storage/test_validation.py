@@ -239,3 +239,20 @@ def test_profiles_of_two_locations_are_checked_separately(demo_horizon):
                              "elevation": 1.0})
     with pytest.raises(ValueError, match=rf"^horizon\.name: row {validation.MAX_HORIZON_POINTS} has more than"):
         validation.validate_horizon(too_many)
+
+
+@pytest.mark.parametrize("column", ["tilt", "azimuth", "capacity_dc_kw", "axis_azimuth", "max_angle", "gcr",
+                                    "losses_pct", "temp_model_u0", "temp_model_u1"])
+def test_plane_bounds_agree_with_location_bounds(locations, demo_planes, column):
+    """A plane field and the location field of the same name accept and refuse the same values (one concept)."""
+    def refused(check, frame):
+        try:
+            check(frame)
+        except ValueError:
+            return True
+        return False
+
+    for value in (-1.0, -0.001, 0.0, 0.5, 1.0, 1.001, 45.0, 90.0, 90.001, 99.999, 100.0, 359.999, 360.0, 360.001):
+        loc = locations.assign(**{column: value})
+        plane = demo_planes.assign(**{column: value})
+        assert refused(validation.validate_locations, loc) == refused(validation.validate_planes, plane), (column, value)
