@@ -67,7 +67,7 @@ def summarise(locations, planes, key="name"):
     out = locations.copy()
     if planes is None or not len(planes):
         return out
-    order = planes.sort_values([key, "plane"], kind="stable")
+    order = planes.sort_values([key, "plane"], kind="stable").reset_index(drop=True)
     total = order.groupby(key, sort=False)["capacity_dc_kw"].sum()
     largest = order.loc[order.groupby(key, sort=False)["capacity_dc_kw"].idxmax()].set_index(key)
     derived = largest[list(SUMMARY_COLUMNS)].assign(capacity_dc_kw=total)
