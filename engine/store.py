@@ -220,7 +220,8 @@ async def upsert_locations(db, df, planes=None, horizon=None):
     names = df["name"].astype(str).to_numpy()
     for rows, what in ((planes, "planes"), (horizon, "horizon")):
         keys = rows["name"].astype(str).to_numpy()
-        validation.reject(f"{what}.name", ~np.isin(keys, names), "is not a location of this write", keys)
+        validation.reject(f"{what}.name", pd.Index(names).get_indexer(keys) < 0, "is not a location of this write",
+                          keys)  # hashed lookup: numpy.isin on object arrays is quadratic
     df = summarise(df, planes, key="name")
     validation.validate_locations(df)
     cols = validation.LOCATION_COLUMNS
