@@ -11,6 +11,7 @@ Frames and their units are those of ARCHITECTURE "Frames"; bad input is
 refused by :mod:`engine.validation` before anything is written.
 """
 
+import asyncio
 import contextlib
 import io
 import json
@@ -348,14 +349,20 @@ async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()
     """DataFrame of a query's rows read through COPY (CSV) and pandas' C parser.
 
     Many rows (a whole fleet's weather) come back without one Python object
-    per value. ``times`` are selected as int64 microseconds since the epoch
-    and returned tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest
-    float64 with empty fields (SQL NULL) as NaN.
+    per value; the parsing runs in the default executor, off the event loop.
+    ``times`` are selected as int64 microseconds since the epoch and returned
+    tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest float64 with
+    empty fields (SQL NULL) as NaN.
     """
     buffer = io.BytesIO()
     async with connection(db) as conn:
         await conn.copy_from_query(query, *args, output=buffer, format="csv")
     buffer.seek(0)
+    return await asyncio.get_running_loop().run_in_executor(None, parse_csv, buffer, columns, times, ints, texts)
+
+
+def parse_csv(buffer, columns, times=(), ints=(), texts=()):
+    """CSV of :func:`copy_query_frame` -> typed DataFrame (pandas' C parser)."""
     dtypes = {c: ("str" if c in texts else "int64" if c in (*times, *ints) else "float64") for c in columns}
     df = pd.read_csv(buffer, names=list(columns), dtype=dtypes, keep_default_na=False,
                      na_values={c: [""] for c in columns if c not in texts})
@@ -365,6 +372,32 @@ async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()
 
 
 # --- forecasts ------------------------------------------------------------------------------
+
+def forecast_write_arrays(runs, forecast):
+    """Checked arrays of a forecast write (CPU work of :func:`write_forecasts`, run in an executor).
+
+    Returns
+    -------
+    tuple
+        valid_us (forecast rows), run upsert arguments, run locations,
+        issue_us (per run), the runs' order by location and each forecast
+        row's position in that order.
+    """
+    valid_us = validation.validate_forecast(runs, forecast)
+    ids = forecast["location_id"].to_numpy("int64")
+    run_locations = runs["location_id"].to_numpy("int64")
+    issue_us = micros(runs["issue_time"])
+    uniq, counts = np.unique(ids, return_counts=True)
+    run_args = [run_locations.tolist(), issue_us.tolist(), runs["model_id"].astype(str).tolist(),
+                runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
+                runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
+                counts[np.searchsorted(uniq, run_locations)].tolist(),
+                [None if t is None or t != t else str(t) for t in runs["task_id"]],
+                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
+    order = np.argsort(run_locations)
+    row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
+    return valid_us, run_args, run_locations, issue_us, order, row_run
+
 
 async def write_forecasts(db, runs, forecast, timings=None):
     """Store one forecast run per location with its values, in ONE transaction.
@@ -402,19 +435,10 @@ async def write_forecasts(db, runs, forecast, timings=None):
     """
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    valid_us = validation.validate_forecast(runs, forecast)
+    loop = asyncio.get_running_loop()
+    valid_us, run_args, run_locations, issue_us, order, row_run = await loop.run_in_executor(
+        None, forecast_write_arrays, runs, forecast)
     ids = forecast["location_id"].to_numpy("int64")
-    run_locations = runs["location_id"].to_numpy("int64")
-    issue_us = micros(runs["issue_time"])
-    uniq, counts = np.unique(ids, return_counts=True)
-    run_args = [run_locations.tolist(), issue_us.tolist(), runs["model_id"].astype(str).tolist(),
-                runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
-                runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
-                counts[np.searchsorted(uniq, run_locations)].tolist(),
-                [None if t is None or t != t else str(t) for t in runs["task_id"]],
-                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
-    order = np.argsort(run_locations)
-    row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     t1 = time.perf_counter()
     async with connection(db) as conn, conn.transaction():
         try:
@@ -436,10 +460,11 @@ async def write_forecasts(db, runs, forecast, timings=None):
         run_ids = dict(stored)
         sorted_run_ids = np.array([run_ids[i] for i in run_locations[order].tolist()], dtype="int64")
         t2 = time.perf_counter()
-        payload = binary_copy([("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
-                               ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
-                               *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
-                               ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
+        payload = await loop.run_in_executor(None, binary_copy, [
+            ("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
+            ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
+            *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
+            ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
         t3 = time.perf_counter()
         await conn.execute(
             "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_us bigint, valid_us bigint, "
