@@ -87,10 +87,15 @@ TEXT_LENGTH = {"name": 200, "timezone": 64, "source": 64, "model_id": 64, "track
 CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
 
 
-def field_error(field, message, kind=ValueError):
-    """An exception of type ``kind`` whose message starts with ``field`` and whose ``field`` attribute is it."""
+def field_error(field, message, kind=ValueError, row=None):
+    """An exception of type ``kind`` whose message starts with ``field``.
+
+    The field (and the 0-based ``row`` of the frame, when one is at fault) are
+    also attributes of the exception: data for the caller, no parsing.
+    """
     exc = kind(f"{field}: {message}")
     exc.field = field
+    exc.row = row
     return exc
 
 
@@ -102,7 +107,7 @@ def reject(column, bad, reason, values):
         value = values.iloc[i] if isinstance(values, pd.Series) else values[i]
         value = value.item() if isinstance(value, np.generic) else value
         more = f"; {rows.size} rows in all" if rows.size > 1 else ""
-        raise field_error(column, f"row {i} {reason} ({value!r}){more}")
+        raise field_error(column, f"row {i} {reason} ({value!r}){more}", row=i)
 
 
 def require_columns(df, columns, frame):
@@ -197,7 +202,7 @@ def known(column, ids, known_ids):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise field_error(column, f"row {i} is not a known location ({int(ids[i])}); {int(bad.sum())} rows in all",
-                          LookupError)
+                          LookupError, row=i)
 
 
 def unique_keys(column, keys, key_names, values):

@@ -53,7 +53,7 @@ STATUS_OF = (
     (TimeoutError, 503),
 )
 
-app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
 
 
 def ingress():

@@ -73,6 +73,14 @@ async def check_and_write(kind, frame, tenant_id=None):
         await conn.close()
 
 
+def row_field(exc, name):
+    """(field, message) of an ``engine.validation`` error in request terms: ``rows[3].ghi``."""
+    field, row = getattr(exc, "field", None), getattr(exc, "row", None)
+    if field is None or row is None:
+        return field, str(exc)
+    return f"{name}[{row}].{field}", f"{name}[{row}].{exc}"
+
+
 def ingest(kind, body, settings):
     """Validate and store one ingestion body; the result or the error as data.
 
@@ -94,15 +102,16 @@ def ingest(kind, body, settings):
     value, error = validate_json(adapter, body)
     if error is not None:
         return {"error": error}
-    frame = rows_frame(value["rows"] if isinstance(value, dict) else value.rows, columns, times, ints)
+    frame = rows_frame(value.rows, columns, times, ints)
     try:
         return {"rows": asyncio.run(check_and_write(kind, frame))}
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status
         status = status_of(exc)
         if status == 500:
             raise
-        return {"error": (status, getattr(exc, "field", "database" if status == 503 else None),
-                          str(exc) if status != 503 else f"database unavailable: {type(exc).__name__}")}
+        if status == 503:
+            return {"error": (503, "database", f"database unavailable, retry later: {type(exc).__name__}")}
+        return {"error": (status, *row_field(exc, "rows"))}
 
 
 ingest_task = ray.remote(ingest)

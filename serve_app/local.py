@@ -99,14 +99,24 @@ def stop(proc, timeout=60):
 
 
 @contextlib.contextmanager
-def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num_cpus=2):
-    """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes."""
+def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num_cpus=2, service_settings=None):
+    """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes.
+
+    ``service_settings`` (dict of section -> {key: value}) overrides entries of
+    configs/service.yaml for this instance (written to a copy in ``workdir``).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     gcs, dash, http_port = free_port(), free_port(), free_port()
     cfg = yaml.safe_load(Path(serve_config).read_text())
     cfg["http_options"]["port"] = http_port
     cfg["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] = db_url
+    if service_settings:
+        service = yaml.safe_load((ROOT / cfg["applications"][0]["args"]["service_config"]).read_text())
+        for section, values in service_settings.items():
+            service[section].update(values)
+        (workdir / "service.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
+        cfg["applications"][0]["args"]["service_config"] = str(workdir / "service.yaml")
     (workdir / "serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PVCAST_DATABASE_URL": db_url}
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from engine import store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
-from serve_app.ingest import ingest_task
+from serve_app.ingest import ingest_task, row_field
 
 router = APIRouter(prefix="/api/v1")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
@@ -34,7 +34,10 @@ async def upsert_locations(request: Request, service=Depends(ingress)):
     body = await json_body(request, service, "LocationsUpsert")
     loop = asyncio.get_running_loop()
     frame = await loop.run_in_executor(None, locations_frame, body)
-    await loop.run_in_executor(None, validation.validate_locations, frame, service.settings["model_ids"])
+    try:
+        await loop.run_in_executor(None, validation.validate_locations, frame, service.settings["model_ids"])
+    except ValueError as exc:
+        raise HTTPException(422, row_field(exc, "locations")) from None
     saved = await store.upsert_locations(service.pool, frame)
     return await json_response_off_loop({"locations": location_records(saved)})
 

@@ -24,10 +24,16 @@ def api_db_url():
         yield url
 
 
+#: Locations per Forecaster batch in the test service: small, so that every multi-plant test runs a
+#: task of several batches (4 demo plants = 2 batches) through the same code as a 10,000-plant fleet.
+BATCH_LOCATIONS = 3
+
+
 @pytest.fixture(scope="session")
 def service(api_db_url, tmp_path_factory):
     """Base URL of the running service (waits for /readyz)."""
-    with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve")) as (base, _):
+    with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve"),
+                              service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}}) as (base, _):
         yield base
 
 
