@@ -176,8 +176,8 @@ def upsert_set(table, columns):
 
 
 def unknown_location(exc):
-    """ValueError for a foreign-key violation on location_id."""
-    return ValueError(f"location_id: not a known location ({exc.detail or exc})")
+    """``LookupError`` (an unknown id) for a foreign-key violation on location_id."""
+    return validation.field_error("location_id", f"not a known location ({exc.detail or exc})", LookupError)
 
 
 # --- locations ------------------------------------------------------------------------------
