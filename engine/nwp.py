@@ -500,7 +500,7 @@ def periodic_columns(latitude, longitude):
     on a 0..359.75 grid) lie in a cell.
     """
     row = longitude[0]
-    step = np.diff(row)
+    step = gridinterp.wrap_degrees(np.diff(row))  # longitudes may jump from 179.75 to -180
     regular = (np.allclose(longitude, row[None, :]) and len(step) > 1 and np.allclose(step, step[0]))
     if regular and np.isclose(abs(step[0]) * len(row), 360.0):
         return np.concatenate([latitude, latitude[:, :1]], axis=1), np.concatenate(
