@@ -9,6 +9,8 @@
                      clear-sky persistence) and writes the fan chart and
                      reliability PNGs.
 ``pvcast db migrate|status``  applies migrations / prints database capabilities.
+``pvcast weather import FILE...``  NWP files (GRIB2/netCDF) -> weather of the plants
+                     (engine.weatherimport; all files or nothing; prints a JSON summary).
 """
 
 import argparse
@@ -125,6 +127,34 @@ def cmd_db(args):
     return 0
 
 
+def cmd_weather_import(args):
+    """``pvcast weather import FILE...``: NWP files -> weather rows of the plants (one transaction)."""
+    import asyncio
+
+    import asyncpg
+
+    from engine import store, weatherimport
+
+    ids = None if args.location_ids is None else [int(i) for i in args.location_ids.split(",") if i.strip()]
+
+    async def run():
+        conn = await asyncpg.connect(store.database_url())
+        try:
+            with tqdm(total=len(args.files), unit="file", desc="reading") as bar:
+                return await weatherimport.import_files(conn, args.files, ids, args.source,
+                                                        progress=lambda path: bar.update(1))
+        finally:
+            await conn.close()
+
+    try:
+        summary = asyncio.run(run())
+    except (ValueError, LookupError, OSError) as exc:
+        print(f"pvcast weather import: refused, nothing stored: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def parser():
     """The argparse parser of ``pvcast``."""
     p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts")
@@ -142,6 +172,14 @@ def parser():
     d = sub.add_parser("db", help="database migrations / status")
     d.add_argument("action", choices=["migrate", "status"])
     d.set_defaults(func=cmd_db)
+    w = sub.add_parser("weather", help="weather data")
+    wsub = w.add_subparsers(dest="weather_command", required=True)
+    wi = wsub.add_parser("import", help="import NWP files (GRIB2/netCDF: GFS, GEFS, HRRR, NAM, RAP, ECMWF IFS) "
+                                        "into the weather of the plants; all files or nothing (docs/weather.md)")
+    wi.add_argument("files", nargs="+", metavar="FILE")
+    wi.add_argument("--source", default=None, help="force the source of every file (default: detected)")
+    wi.add_argument("--location-ids", default=None, help="comma-separated plant ids (default: all plants)")
+    wi.set_defaults(func=cmd_weather_import)
     return p
 
 

@@ -310,11 +310,12 @@ async def write_actuals(db, df):
             raise unknown_location(exc) from None
 
 
-async def read_weather(db, location_ids, start, end, issued_before):
+async def read_weather(db, location_ids, start, end, issued_before, sources=None):
     """Weather of many locations as one frame, as known at ``issued_before``.
 
     For each location and valid_time the row of the latest issue at or before
-    ``issued_before`` (ties between sources: first source by name).
+    ``issued_before`` (ties between sources: first source by name), among
+    ``sources`` when given (e.g. one GEFS member).
 
     Parameters
     ----------
@@ -324,6 +325,8 @@ async def read_weather(db, location_ids, start, end, issued_before):
         valid_time window, inclusive (None: open).
     issued_before : tz-aware Timestamp
         Issue time bound, inclusive.
+    sources : sequence of str, optional
+        Only these sources (default: all).
 
     Returns
     -------
@@ -339,8 +342,10 @@ async def read_weather(db, location_ids, start, end, issued_before):
         WHERE location_id = ANY($1::bigint[])
           AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
           AND issue_time <= $4::timestamptz
+          AND ($5::text[] IS NULL OR source = ANY($5::text[]))
         ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
-    args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
+    args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"),
+            None if sources is None else [str(s) for s in sources])
     return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
                                   ints=("location_id", "period_minutes"), texts=("source",))
 
