@@ -8,7 +8,7 @@
                      prints the hold-out table (ml vs physics vs baseline vs
                      clear-sky persistence) and writes the fan chart and
                      reliability PNGs.
-``pvcast db migrate|status``  applies migrations / prints database capabilities.
+``pvcast db migrate|status``  applies migrations (as the owner role) / prints database capabilities.
 """
 
 import argparse
@@ -110,12 +110,14 @@ def cmd_db(args):
     from engine import schema, store
 
     async def run():
+        # migrations as the tables' owner, granting the service role (the user of the service's URL)
+        url = store.owner_database_url() if args.action == "migrate" else store.database_url()
         if args.action == "migrate":
-            await store.ensure_database(store.database_url())
-        conn = await asyncpg.connect(store.database_url())
+            await store.ensure_database(url)
+        conn = await asyncpg.connect(url)
         try:
             if args.action == "migrate":
-                applied = await schema.apply_migrations(conn)
+                applied = await schema.apply_migrations(conn, service_role=store.url_role(store.database_url()))
                 print("applied:", ", ".join(applied) if applied else "nothing (up to date)")
             print(json.dumps(await schema.capabilities(conn), indent=2, default=str))
         finally:

@@ -25,7 +25,8 @@ import pandas as pd
 from engine import validation
 from engine.quantiles import QUANTILE_COLUMNS
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:55432/pvcast"
+DEFAULT_URL = "postgresql://pvcast_service@127.0.0.1:55432/pvcast"  # `scripts/tsdb url service`
+OWNER_URL = "postgresql://pvcast_owner@127.0.0.1:55432/pvcast"      # `scripts/tsdb url owner`
 FROM_MICROS = "(timestamptz 'epoch' + {} * interval '1 microsecond')"
 BUCKETS = ("1 hour", "1 day")
 TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
@@ -37,8 +38,22 @@ RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version"
 
 
 def database_url():
-    """Connection URL: env ``PVCAST_DATABASE_URL``, default the server of ``scripts/tsdb``."""
+    """URL the service connects with: env ``PVCAST_DATABASE_URL``, default the service role of ``scripts/tsdb``.
+
+    URLs carry no password: libpq's ``~/.pgpass`` (or ``PGPASSFILE``, or
+    ``PGPASSWORD``) supplies it, as asyncpg reads them by default.
+    """
     return os.environ.get("PVCAST_DATABASE_URL", DEFAULT_URL)
+
+
+def owner_database_url():
+    """URL the migrations run with: env ``PVCAST_OWNER_DATABASE_URL``, default the owner role of ``scripts/tsdb``."""
+    return os.environ.get("PVCAST_OWNER_DATABASE_URL", OWNER_URL)
+
+
+def url_role(url):
+    """The role (user name) a connection URL logs in as."""
+    return urllib.parse.unquote(urllib.parse.urlparse(url).username or "")
 
 
 async def ensure_database(url):

@@ -23,7 +23,7 @@ import httpx
 import psutil
 import yaml
 
-from engine import schema
+from engine import schema, store
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (editable install)
 BIN = ROOT / ".venv/bin"
@@ -35,26 +35,39 @@ def free_port():
         return s.getsockname()[1]
 
 
-def server_url():
-    """Admin URL of the project's TimescaleDB (``scripts/tsdb url``), started if needed."""
-    subprocess.run([str(ROOT / "scripts/tsdb"), "start"], check=True, capture_output=True)
-    return subprocess.run([str(ROOT / "scripts/tsdb"), "url"], capture_output=True, text=True,
+def tsdb(*args):
+    """Output of ``scripts/tsdb ARGS`` (the project's TimescaleDB)."""
+    return subprocess.run([str(ROOT / "scripts/tsdb"), *args], capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+def server_url(role="admin"):
+    """URL of ``role`` (admin, owner, service) on the project's TimescaleDB, started if needed."""
+    tsdb("start")
+    return tsdb("url", role)
+
+
+def database_url(role, name):
+    """URL of ``role`` on database ``name`` of the project's TimescaleDB (no password: ~/.pgpass)."""
+    return tsdb("url", role).rsplit("/", 1)[0] + "/" + name
 
 
 @contextlib.contextmanager
 def scratch_database(prefix="pvcast_scratch"):
-    """(URL, capabilities) of a new migrated database ``<prefix>_<random>``, dropped on exit."""
+    """(URL, capabilities) of a new migrated database ``<prefix>_<random>``, dropped on exit.
+
+    Created by ``scripts/tsdb createdb`` (owned by the owner role), migrated as the
+    owner role with the service role granted; the URL is the service role's, what
+    the service connects with (``database_url("owner", name)`` for the owner's).
+    """
     admin = server_url()
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    tsdb("createdb", name)
+    url = database_url("service", name)
 
     async def create():
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f"create database {name}")
-        await conn.close()
-        conn = await asyncpg.connect(url)
-        await schema.apply_migrations(conn)
+        conn = await asyncpg.connect(database_url("owner", name))
+        await schema.apply_migrations(conn, service_role=store.url_role(url))
         caps = await schema.capabilities(conn)
         await conn.close()
         return caps
