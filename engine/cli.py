@@ -9,6 +9,8 @@
                      clear-sky persistence) and writes the fan chart and
                      reliability PNGs.
 ``pvcast db migrate|status``  applies migrations (as the owner role) / prints database capabilities.
+``pvcast keys create|list|revoke``  API keys of tenants (stored hashed; a new key is
+                     printed once, or written to a mode-600 ``--key-file``).
 """
 
 import argparse
@@ -127,6 +129,42 @@ def cmd_db(args):
     return 0
 
 
+def cmd_keys(args):
+    import asyncio
+    import os
+
+    import asyncpg
+
+    from engine import store
+
+    async def run():
+        conn = await asyncpg.connect(store.database_url())
+        try:
+            if args.action == "create":
+                return await store.create_key(conn, args.tenant, args.scopes, args.description)
+            if args.action == "revoke":
+                return await store.revoke_key(conn, args.key_id)
+            return await store.list_keys(conn, args.tenant)
+        finally:
+            await conn.close()
+
+    try:
+        result = asyncio.run(run())
+    except (LookupError, ValueError) as exc:  # unknown key_id, bad tenant or scopes
+        print(f"pvcast keys {args.action}: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "create" and args.key_file:
+        key = result.pop("key")
+        fd = os.open(args.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        os.chmod(args.key_file, 0o600)
+        result["key_file"] = args.key_file
+    for row in result if isinstance(result, list) else [result]:
+        print(json.dumps(row, default=str))
+    return 0
+
+
 def parser():
     """The argparse parser of ``pvcast``."""
     p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts")
@@ -144,6 +182,18 @@ def parser():
     d = sub.add_parser("db", help="database migrations / status")
     d.add_argument("action", choices=["migrate", "status"])
     d.set_defaults(func=cmd_db)
+    k = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")
+    ksub = k.add_subparsers(dest="action", required=True)
+    kc = ksub.add_parser("create", help="a new key of a tenant (the tenant is created if new)")
+    kc.add_argument("--tenant", required=True, help="tenant id, e.g. acme (lower-case letters, digits, _ -)")
+    kc.add_argument("--scopes", required=True, help="comma-separated: read, write, admin")
+    kc.add_argument("--description", default="")
+    kc.add_argument("--key-file", default=None, help="write the key to this file (mode 600) instead of stdout")
+    kl = ksub.add_parser("list", help="keys (never the keys themselves), of one tenant or all")
+    kl.add_argument("--tenant", default=None)
+    kr = ksub.add_parser("revoke", help="revoke a key by its key_id")
+    kr.add_argument("key_id")
+    k.set_defaults(func=cmd_keys)
     return p
 
 
