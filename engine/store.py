@@ -260,6 +260,9 @@ async def fetch_locations(db, ids=None, *, tenant_id=None):
 async def write_weather(db, df, *, tenant_id=None):
     """Store weather issues (COPY + one upsert on location, valid_time, issue_time, source).
 
+    Rows are upserted in key order, so concurrent writers of the same keys
+    lock them in the same order and never deadlock (whatever their row order).
+
     A row with the key of a stored row replaces it (left untouched when
     identical); other issues are never touched (a later issue does not
     overwrite an earlier one).
@@ -302,6 +305,7 @@ async def write_weather(db, df, *, tenant_id=None):
                 SELECT location_id, {FROM_MICROS.format("valid_us")}, {FROM_MICROS.format("issue_us")}, source,
                        {", ".join(values)}
                 FROM weather_staging
+                ORDER BY location_id, valid_us, issue_us, source  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE {upsert_set("weather", values)}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
@@ -309,6 +313,8 @@ async def write_weather(db, df, *, tenant_id=None):
 
 async def write_actuals(db, df, *, tenant_id=None):
     """Store measured power (COPY + one upsert on location_id, time; a re-sent value replaces).
+
+    Upserted in key order: concurrent writers of the same keys never deadlock.
 
     Parameters
     ----------
@@ -332,6 +338,7 @@ async def write_actuals(db, df, *, tenant_id=None):
                 conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
                 INSERT INTO actuals (location_id, time, power_kw)
                 SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
+                ORDER BY location_id, time_us  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
