@@ -1,15 +1,17 @@
 """A local pvcast instance for the end-to-end tests and the benchmarks.
 
 A scratch database on the project's TimescaleDB, then
-``ray start --head --block`` on free ports with RAY_AUTH_MODE disabled, then
-``serve run`` of a copy of serve_config.yaml whose only changes are the HTTP port
-and PVCAST_DATABASE_URL. Both run in their own process sessions and are stopped
-with SIGTERM to the process group (background ``serve run`` ignores SIGINT), then
-whatever remains of their sessions is killed.
+``ray start --head --block`` on free ports with the environment of
+scripts/ray_env (token authentication on, every Ray server on 127.0.0.1),
+then ``serve run`` of a copy of serve_config.yaml whose only changes are the
+HTTP port and PVCAST_DATABASE_URL. Both run in their own process sessions and
+are stopped with SIGTERM to the process group (background ``serve run``
+ignores SIGINT), then whatever remains of their sessions is killed.
 """
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -84,6 +86,13 @@ def scratch_database(prefix="pvcast_scratch"):
         asyncio.run(drop())
 
 
+def ray_env():
+    """``os.environ`` with scripts/ray_env applied (RAY_AUTH_MODE=token, Ray on 127.0.0.1; token made on first use)."""
+    out = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/ray_env" && env -0'], capture_output=True,
+                         check=True).stdout.decode()
+    return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+
+
 def session_of(pid):
     try:
         return os.getsid(pid)
@@ -113,26 +122,35 @@ def stop(proc, timeout=60):
 
 @contextlib.contextmanager
 def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num_cpus=2):
-    """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes."""
+    """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes.
+
+    The ports chosen (gcs, dashboard, dashboard_agent, client, http) are written to
+    ``workdir/ports.json``.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    gcs, dash, http_port = free_port(), free_port(), free_port()
+    ports = {name: free_port() for name in ("gcs", "dashboard", "dashboard_agent", "client", "http")}
+    (workdir / "ports.json").write_text(json.dumps(ports))
     cfg = yaml.safe_load(Path(serve_config).read_text())
-    cfg["http_options"]["port"] = http_port
+    cfg["http_options"]["port"] = ports["http"]
     cfg["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] = db_url
     (workdir / "serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PVCAST_DATABASE_URL": db_url}
-    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
-                             f"--dashboard-port={dash}", f"--num-cpus={num_cpus}", "--include-dashboard=true"],
+    env = {**ray_env(), "PVCAST_DATABASE_URL": db_url}
+    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                             f"--port={ports['gcs']}", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={ports['dashboard']}",
+                             f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
+                             f"--ray-client-server-port={ports['client']}", f"--num-cpus={num_cpus}",
+                             "--include-dashboard=true"],
                             cwd=ROOT, env=env, start_new_session=True,
                             stdout=open(workdir / "ray.log", "w"), stderr=subprocess.STDOUT)
     serve = None
     try:
         time.sleep(8)
-        serve = subprocess.Popen([str(BIN / "serve"), "run", "--address", f"127.0.0.1:{gcs}",
+        serve = subprocess.Popen([str(BIN / "serve"), "run", "--address", f"127.0.0.1:{ports['gcs']}",
                                   str(workdir / "serve_config.yaml")], cwd=ROOT, env=env, start_new_session=True,
                                  stdout=open(workdir / "serve.log", "w"), stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{http_port}"
+        base = f"http://127.0.0.1:{ports['http']}"
         deadline = time.monotonic() + 300
         while True:
             try:
