@@ -23,10 +23,11 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from engine import validation
+from engine import keys, validation
 from engine.quantiles import QUANTILE_COLUMNS
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:55432/pvcast"
+DEFAULT_URL = "postgresql://pvcast_service@127.0.0.1:55432/pvcast"  # `scripts/tsdb url service`
+OWNER_URL = "postgresql://pvcast_owner@127.0.0.1:55432/pvcast"      # `scripts/tsdb url owner`
 FROM_MICROS = "(timestamptz 'epoch' + {} * interval '1 microsecond')"
 BUCKETS = ("1 hour", "1 day")
 TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
@@ -38,8 +39,22 @@ RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version"
 
 
 def database_url():
-    """Connection URL: env ``PVCAST_DATABASE_URL``, default the server of ``scripts/tsdb``."""
+    """URL the service connects with: env ``PVCAST_DATABASE_URL``, default the service role of ``scripts/tsdb``.
+
+    URLs carry no password: libpq's ``~/.pgpass`` (or ``PGPASSFILE``, or
+    ``PGPASSWORD``) supplies it, as asyncpg reads them by default.
+    """
     return os.environ.get("PVCAST_DATABASE_URL", DEFAULT_URL)
+
+
+def owner_database_url():
+    """URL the migrations run with: env ``PVCAST_OWNER_DATABASE_URL``, default the owner role of ``scripts/tsdb``."""
+    return os.environ.get("PVCAST_OWNER_DATABASE_URL", OWNER_URL)
+
+
+def url_role(url):
+    """The role (user name) a connection URL logs in as."""
+    return urllib.parse.unquote(urllib.parse.urlparse(url).username or "")
 
 
 async def ensure_database(url):
@@ -182,14 +197,17 @@ def unknown_location(exc):
 
 # --- locations ------------------------------------------------------------------------------
 
-async def upsert_locations(db, df):
-    """Create or update plants by ``name`` (the natural key).
+async def upsert_locations(db, df, *, tenant_id=None):
+    """Create or update plants by ``name`` (the natural key within a tenant).
 
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Locations frame (ARCHITECTURE "locations"); ``location_id`` ignored.
+    tenant_id : str, optional
+        The tenant owning the plants; None: the default tenant (CLI, admin).
+        A name stored by another tenant is another plant.
 
     Returns
     -------
@@ -204,11 +222,11 @@ async def upsert_locations(db, df):
             for c in cols]
     types = ["text" if c in text else "float8" for c in cols]
     rows = await db.fetch(f"""
-        INSERT INTO locations ({", ".join(cols)})
-        SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
-        ON CONFLICT (name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
+        INSERT INTO locations (tenant_id, {", ".join(cols)})
+        SELECT ${len(cols) + 1}::text, * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
+        ON CONFLICT (tenant_id, name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
                                          updated_at = now()
-        RETURNING {", ".join(LOCATION_COLUMNS)}""", *args)
+        RETURNING {", ".join(LOCATION_COLUMNS)}""", *args, tenant_id or keys.DEFAULT_TENANT)
     saved = location_frame(rows).set_index("name", drop=False)
     return saved.loc[df["name"].astype(str).tolist()].reset_index(drop=True)
 
@@ -219,8 +237,11 @@ def location_frame(rows):
                          if c not in ("location_id", "name", "timezone", "tracking", "model_id")])
 
 
-async def fetch_locations(db, ids=None):
+async def fetch_locations(db, ids=None, *, tenant_id=None):
     """Plants by id (all when ``ids`` is None), ordered by id; unknown ids are simply absent.
+
+    ``tenant_id`` given: only that tenant's plants (another tenant's ids are
+    absent like unknown ones); None: every tenant's (CLI, admin).
 
     Returns
     -------
@@ -230,14 +251,18 @@ async def fetch_locations(db, ids=None):
     ids = None if ids is None else [int(i) for i in ids]
     rows = await db.fetch(f"""
         SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
-        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id""", ids)
+        WHERE ($1::bigint[] IS NULL OR location_id = ANY($1::bigint[])) AND ($2::text IS NULL OR tenant_id = $2)
+        ORDER BY location_id""", ids, tenant_id)
     return location_frame(rows)
 
 
 # --- weather and actuals --------------------------------------------------------------------
 
-async def write_weather(db, df):
+async def write_weather(db, df, *, tenant_id=None):
     """Store weather issues (COPY + one upsert on location, valid_time, issue_time, source).
+
+    Rows are upserted in key order, so concurrent writers of the same keys
+    lock them in the same order and never deadlock (whatever their row order).
 
     A row with the key of a stored row replaces it (left untouched when
     identical); other issues are never touched (a later issue does not
@@ -248,6 +273,8 @@ async def write_weather(db, df):
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Weather frame (ARCHITECTURE "weather"); extra columns are ignored.
+    tenant_id : str, optional
+        Refuse locations of other tenants (like unknown ones); None: any.
 
     Returns
     -------
@@ -258,7 +285,7 @@ async def write_weather(db, df):
     ------
     ValueError
         Bad values (see :func:`engine.validation.validate_weather`) or an
-        unknown location.
+        unknown location (or another tenant's).
     """
     validation.validate_weather(df, None)
     num = {c: df[c].to_numpy("float64") for c in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")}
@@ -268,6 +295,7 @@ async def write_weather(db, df):
                    df["period_minutes"].to_numpy("int64"))
     values = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover", "period_minutes")
     async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
             return await copy_upsert(
                 conn, "weather_staging",
@@ -278,19 +306,24 @@ async def write_weather(db, df):
                 SELECT location_id, {FROM_MICROS.format("valid_us")}, {FROM_MICROS.format("issue_us")}, source,
                        {", ".join(values)}
                 FROM weather_staging
+                ORDER BY location_id, valid_us, issue_us, source  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE {upsert_set("weather", values)}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
 
-async def write_actuals(db, df):
+async def write_actuals(db, df, *, tenant_id=None):
     """Store measured power (COPY + one upsert on location_id, time; a re-sent value replaces).
+
+    Upserted in key order: concurrent writers of the same keys never deadlock.
 
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Columns ``location_id``, ``time`` (UTC, end of interval), ``power_kw`` (kW).
+    tenant_id : str, optional
+        Refuse locations of other tenants (like unknown ones); None: any.
 
     Returns
     -------
@@ -300,11 +333,13 @@ async def write_actuals(db, df):
     validation.validate_actuals(df, None)
     rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"))
     async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
             return await copy_upsert(
                 conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
                 INSERT INTO actuals (location_id, time, power_kw)
                 SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
+                ORDER BY location_id, time_us  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
@@ -496,7 +531,7 @@ def run_dict(row):
     return run
 
 
-async def read_forecast(db, location_id, start, end, run_id=None):
+async def read_forecast(db, location_id, start, end, run_id=None, *, tenant_id=None):
     """One stored run of a location and its values over a window.
 
     Parameters
@@ -509,6 +544,8 @@ async def read_forecast(db, location_id, start, end, run_id=None):
         The run to read; default the latest issued run of the location whose
         horizon (issue_time, issue_time + horizon_hours] overlaps the window
         (ties: the latest written).
+    tenant_id : str, optional
+        Another tenant's location reads like one without runs; None: any.
 
     Returns
     -------
@@ -529,13 +566,14 @@ async def read_forecast(db, location_id, start, end, run_id=None):
     if run_id is None:
         row = await db.fetchrow(f"""
             SELECT {fields} FROM forecast_runs
-            WHERE location_id = $1
+            WHERE location_id = $1 AND {TENANT_OWNS.format("$4")}
               AND issue_time + horizon_hours * interval '1 hour' >= coalesce($2::timestamptz, '-infinity')
               AND issue_time < coalesce($3::timestamptz, 'infinity')
-            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end)
+            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end, tenant_id)
     else:
-        row = await db.fetchrow(f"SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2",
-                                int(run_id), int(location_id))
+        row = await db.fetchrow(f"""
+            SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2 AND {TENANT_OWNS.format("$3")}""",
+            int(run_id), int(location_id), tenant_id)
     if row is None:
         raise LookupError(f"run_id {run_id} of location_id {location_id} not found" if run_id is not None
                           else f"location_id {location_id}: no forecast run overlaps the window")
@@ -548,8 +586,11 @@ async def read_forecast(db, location_id, start, end, run_id=None):
                                 ints=("location_id", "horizon_minutes"), floats=QUANTILE_COLUMNS)
 
 
-async def read_forecast_with_actuals(db, location_id, start, end):
+async def read_forecast_with_actuals(db, location_id, start, end, *, tenant_id=None):
     """Every stored run's values of a location joined to the measured power at valid_time.
+
+    ``tenant_id`` given: another tenant's location reads like one without
+    runs (empty); None: any.
 
     Returns
     -------
@@ -561,10 +602,10 @@ async def read_forecast_with_actuals(db, location_id, start, end):
         SELECT f.run_id, f.valid_time, {", ".join(f"f.{q}" for q in QUANTILE_COLUMNS)}, a.power_kw
         FROM forecasts f
         LEFT JOIN actuals a ON a.location_id = f.location_id AND a.time = f.valid_time
-        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1)
+        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1 AND {TENANT_OWNS.format("$4")})
           AND f.valid_time >= coalesce($2::timestamptz, '-infinity')
           AND f.valid_time <= coalesce($3::timestamptz, 'infinity')
-        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"))
+        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"), tenant_id)
     return frame(rows, ("run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"), times=("valid_time",),
                  ints=("run_id",), floats=(*QUANTILE_COLUMNS, "power_kw"))
 
@@ -574,7 +615,7 @@ async def has_timescaledb(db):
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
 
 
-async def read_energy(db, run_id, bucket):
+async def read_energy(db, run_id, bucket, *, tenant_id=None):
     """Energy of a run per hour or day of the plant's local time, kWh.
 
     A step labelled ``valid_time`` covers (valid_time - resolution,
@@ -588,6 +629,8 @@ async def read_energy(db, run_id, bucket):
     db : asyncpg.Connection or asyncpg.Pool
     run_id : int
     bucket : {'1 hour', '1 day'}
+    tenant_id : str, optional
+        Another tenant's run reads like an unknown one; None: any.
 
     Returns
     -------
@@ -605,7 +648,7 @@ async def read_energy(db, run_id, bucket):
         raise ValueError(f"bucket must be one of {list(BUCKETS)}, got {bucket!r}")
     run = await db.fetchrow("""
         SELECT r.resolution_minutes, l.timezone FROM forecast_runs r JOIN locations l USING (location_id)
-        WHERE r.run_id = $1""", int(run_id))
+        WHERE r.run_id = $1 AND ($2::text IS NULL OR l.tenant_id = $2)""", int(run_id), tenant_id)
     if run is None:
         raise LookupError(f"run_id {run_id} not found")
     start = "f.valid_time - $2::int * interval '1 minute'"
@@ -622,10 +665,14 @@ async def read_energy(db, run_id, bucket):
 
 # --- tasks ----------------------------------------------------------------------------------
 
-async def create_task(db, task_id, request, total):
-    """Record a new task, status 'queued', with its request parameters and ``total`` locations."""
-    await db.execute("INSERT INTO forecast_tasks (task_id, request, progress_total) VALUES ($1::uuid, $2::jsonb, $3)",
-                     str(task_id), to_json(request), int(total))
+async def create_task(db, task_id, request, total, *, tenant_id=None):
+    """Record a new task, status 'queued', with its request parameters and ``total`` locations.
+
+    ``tenant_id``: the tenant that asked (None: the default tenant).
+    """
+    await db.execute("""
+        INSERT INTO forecast_tasks (task_id, request, progress_total, tenant_id) VALUES ($1::uuid, $2::jsonb, $3, $4)""",
+        str(task_id), to_json(request), int(total), tenant_id or keys.DEFAULT_TENANT)
 
 
 async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None):
@@ -661,8 +708,8 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
         raise LookupError(f"task_id {task_id} is unknown")
 
 
-async def read_task(db, task_id):
-    """A task as a JSON-ready dict, or None when unknown (or not a uuid).
+async def read_task(db, task_id, *, tenant_id=None):
+    """A task as a JSON-ready dict, or None when unknown (or not a uuid, or another tenant's).
 
     Returns
     -------
@@ -670,10 +717,11 @@ async def read_task(db, task_id):
         task_id, status, progress_done, progress_total, run_ids
         {location_id: run_id}, errors {location_id or "task": reason},
         timings {stage: s}, request, created_at, started_at, finished_at
-        (ISO-8601 UTC or None).
+        (ISO-8601 UTC or None), tenant_id.
     """
     try:
-        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid", str(task_id))
+        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid AND ($2::text IS NULL OR tenant_id = $2)",
+                                str(task_id), tenant_id)
     except asyncpg.DataError:  # not a uuid: no such task
         return None
     if row is None:
@@ -699,3 +747,136 @@ async def fail_interrupted_tasks(db):
                      || status || '; runs stored before stay complete, resubmit for the rest')
         WHERE status IN ('queued', 'running')""")
     return int(result.split()[-1])
+
+
+# --- tenants and API keys -------------------------------------------------------------------
+# Every plant belongs to a tenant (0002_tenants_keys.sql); the functions above that take
+# ``tenant_id`` show a tenant only its own plants and what hangs off them, and refuse another
+# tenant's ids exactly like unknown ones. tenant_id None: unscoped (CLI, admin).
+
+TENANT_OWNS = "({0}::text IS NULL OR location_id IN (SELECT location_id FROM locations WHERE tenant_id = {0}))"
+KEY_FIELDS = ("key_id", "tenant_id", "scopes", "description", "created_at", "revoked_at", "last_used_at")
+KEY_TOUCH_INTERVAL = "1 minute"  # api_keys.last_used_at is written at most this often per key
+
+
+async def refuse_other_tenants(conn, location_ids, tenant_id):
+    """Refuse, like unknown locations, ids that are not plants of ``tenant_id`` (None: no check).
+
+    Raises
+    ------
+    ValueError
+        ``location_id: not a known location (...)``, the message of an
+        unknown id, so a tenant cannot tell another tenant's plant from none.
+    """
+    if tenant_id is None:
+        return
+    ids = np.unique(np.asarray(location_ids, dtype="int64"))
+    missing = await conn.fetchval("""
+        SELECT array_agg(i ORDER BY i) FROM unnest($1::bigint[]) AS i
+        WHERE NOT EXISTS (SELECT 1 FROM locations l WHERE l.location_id = i AND l.tenant_id = $2)""",
+        ids.tolist(), tenant_id)
+    if missing:
+        raise ValueError(f"location_id: not a known location (ids {missing[:10]})")
+
+
+def key_dict(row):
+    """An api_keys row as a dict (scopes a tuple; never the hash)."""
+    return {k: tuple(row[k]) if k == "scopes" else row[k] for k in KEY_FIELDS}
+
+
+async def create_key(db, tenant_id, scopes, description=""):
+    """Create an API key of ``tenant_id`` (the tenant is created if new); only its hash is stored.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    tenant_id : str
+        See :func:`engine.keys.check_tenant`.
+    scopes : str or sequence of str
+        ``"read,write"`` or ``["read", "write"]`` (:data:`engine.keys.SCOPES`).
+    description : str, optional
+
+    Returns
+    -------
+    dict
+        ``key`` (the plaintext: shown once, never stored) and the stored
+        fields :data:`KEY_FIELDS`.
+
+    Raises
+    ------
+    ValueError
+        Bad tenant id or scopes.
+    """
+    keys.check_tenant(tenant_id)
+    scopes = keys.parse_scopes(scopes if isinstance(scopes, str) else ",".join(scopes))
+    key_id, key = keys.generate_key()
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute("INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id)
+        row = await conn.fetchrow(f"""
+            INSERT INTO api_keys (key_id, tenant_id, key_sha256, scopes, description) VALUES ($1, $2, $3, $4, $5)
+            RETURNING {", ".join(KEY_FIELDS)}""", key_id, tenant_id, keys.hash_key(key), list(scopes), str(description))
+    return {"key": key, **key_dict(row)}
+
+
+async def revoke_key(db, key_id):
+    """Revoke a key (idempotent: a revoked key keeps its first ``revoked_at``).
+
+    Returns
+    -------
+    dict
+        The key's fields :data:`KEY_FIELDS`.
+
+    Raises
+    ------
+    LookupError
+        Unknown key_id.
+    """
+    row = await db.fetchrow(f"""
+        UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
+        RETURNING {", ".join(KEY_FIELDS)}""", str(key_id))
+    if row is None:
+        raise LookupError(f"key_id {key_id} is unknown")
+    return key_dict(row)
+
+
+async def list_keys(db, tenant_id=None):
+    """Keys (never their hashes) of one tenant, or of all when ``tenant_id`` is None, oldest first.
+
+    Returns
+    -------
+    list of dict
+        Fields :data:`KEY_FIELDS`.
+    """
+    rows = await db.fetch(f"""
+        SELECT {", ".join(KEY_FIELDS)} FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1
+        ORDER BY tenant_id, created_at, key_id""", tenant_id)
+    return [key_dict(r) for r in rows]
+
+
+async def key_principal(db, key):
+    """Who a presented API key is: (tenant_id, scopes), or None for a malformed, unknown or revoked key.
+
+    Looks the key up by its SHA-256 (unique index) and stamps ``last_used_at``
+    at most once per :data:`KEY_TOUCH_INTERVAL` (one statement either way).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    key : str
+        The key as presented (e.g. :func:`engine.keys.bearer_key` of the header).
+
+    Returns
+    -------
+    tuple of (str, tuple of str) or None
+    """
+    key_id = keys.key_id_of(key)
+    if key_id is None:
+        return None
+    row = await db.fetchrow(f"""
+        WITH k AS (SELECT key_id, tenant_id, scopes, last_used_at FROM api_keys
+                   WHERE key_sha256 = $1 AND key_id = $2 AND revoked_at IS NULL),
+             touched AS (UPDATE api_keys a SET last_used_at = now() FROM k
+                         WHERE a.key_id = k.key_id
+                           AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '{KEY_TOUCH_INTERVAL}'))
+        SELECT tenant_id, scopes FROM k""", keys.hash_key(key), key_id)
+    return None if row is None else (row["tenant_id"], tuple(row["scopes"]))
