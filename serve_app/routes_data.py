@@ -4,6 +4,7 @@ import asyncio
 from typing import Annotated
 
 import pandas as pd
+import ray
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from engine import store, validation
@@ -58,8 +59,11 @@ async def get_location(location_id: LocationPath, service=Depends(ingress)):
 async def ingest(request, service, kind):
     """Stream the body in, then validate + store it in a Ray task (``serve_app.ingest``)."""
     body = await read_body(request, service.settings["http"]["max_body_bytes"])
+    # copying ~100 MB into the object store is CPU work too: off the event loop
+    body_ref = await asyncio.get_running_loop().run_in_executor(None, ray.put, body)
+    del body
     result = await ingest_task.options(num_cpus=service.settings["http"]["ingest_task_num_cpus"]).remote(
-        kind, body, service.settings)
+        kind, body_ref, service.settings)
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
