@@ -1,9 +1,10 @@
 """The FastAPI application: body reading, the one table of exception types to statuses, OpenAPI.
 
 Routes live in :mod:`serve_app.routes_forecast`, :mod:`serve_app.routes_data`
-and :mod:`serve_app.routes_nwp` as plain functions; the Ray Serve ``Ingress`` deployment wraps :data:`app` with
-``@serve.ingress(app)``. A route reaches the replica's state (database pool,
-Forecaster handle, settings, schemas) through the :func:`ingress` dependency.
+and :mod:`serve_app.routes_nwp` as plain functions; the Ray Serve ``Ingress``
+deployment wraps :data:`app` with ``@serve.ingress(app)``. A route reaches the
+replica's state (database pool, Forecaster handle, settings, schemas) through
+the :func:`ingress` dependency.
 
 Bodies are read by :func:`json_body`: the content type must be JSON (415),
 the size limit is enforced while streaming (413, never read whole first:
