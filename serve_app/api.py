@@ -197,7 +197,8 @@ async def body_chunks(request, limit):
 async def read_body(request, limit):
     """The request body, bytes; 415 unless JSON, 413 as soon as more than ``limit`` bytes arrive."""
     if not is_json(request):
-        raise HTTPException(415, ("content-type", f"content-type must be application/json, got {media_type(request)!r}"))
+        raise HTTPException(415, ("content-type",
+                                  f"content-type must be application/json, got {media_type(request)!r}"))
     return b"".join([chunk async for chunk in body_chunks(request, limit)])
 
 

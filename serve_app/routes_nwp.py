@@ -123,7 +123,8 @@ async def start_forecasts(service, bodies):
 
 @router.post("/nwp", openapi_extra=body_doc("NwpImport", {UPLOAD: "NwpUpload"}),
              responses=responses_doc("NwpImportResult", errors={
-                 400: "Malformed JSON or multipart body", 403: "Path outside nwp.import_dir, or server-side import disabled",
+                 400: "Malformed JSON or multipart body",
+                 403: "Path outside nwp.import_dir, or server-side import disabled",
                  404: "Unknown location id, or no such file in nwp.import_dir",
                  413: "Upload larger than nwp.max_upload_bytes, or more than nwp.max_files files",
                  415: "Neither application/json nor multipart/form-data",
