@@ -184,7 +184,8 @@ def test_the_nwp_upload_and_the_named_import_take_the_same_options():
 
 @pytest.mark.parametrize("body, field", [
     ({"files": []}, "files"), ({"files": ["a.nc", "b\u0000.nc"]}, "files[1]"), ({"files": "a.nc"}, "files"),
-    ({"files": ["a.nc"], "source": "gefs_spr"}, "source"), ({"files": ["a.nc"], "location_ids": [1, 1]}, "location_ids"),
+    ({"files": ["a.nc"], "source": "gefs_spr"}, "source"),
+    ({"files": ["a.nc"], "location_ids": [1, 1]}, "location_ids"),
     ({"files": ["a.nc"], "location_ids": ["1"]}, "location_ids[0]"), ({"files": ["a.nc"], "directory": "/etc"}, "directory"),
 ])
 def test_bad_named_nwp_imports_name_the_field(body, field):
