@@ -71,6 +71,8 @@ NETCDF_NAMES = {"dswrf": "ghi", "vbdsf": "dni", "vddsf": "dhi", "t2m": "temp_air
 NETCDF_STEMS = {"gfs_0p25": "gfs", "hrrr_hourly": "hrrr", "hrrr_subhourly": "hrrr_subhourly", "nam_12km": "nam",
                 "rap": "rap"}
 GEFS_MEMBERS = ("avg", "c00", *(f"p{k:02d}" for k in range(1, 31)))
+#: Every source name a file can be imported as (the ``source`` stored; GEFS one name per member).
+SOURCE_NAMES = (*(s for s in SOURCES if s != "gefs"), *(f"gefs_{m}" for m in GEFS_MEMBERS))
 #: GRIB (shortName, typeOfLevel, level) -> pvlib name; level None = any.
 GRIB_NAMES = {("dswrf", "surface"): "ghi", ("sdswrf", "surface"): "ghi", ("ssrd", "surface"): "ghi",
               ("vbdsf", "surface"): "dni", ("vddsf", "surface"): "dhi",
@@ -152,10 +154,9 @@ def netcdf_source(path, source):
 
 def check_source(path, name):
     """``name`` if it is a known source (GEFS: ``gefs_<member>``), else ``ValueError``."""
-    base, _, member = name.partition("_") if name.startswith("gefs_") else (name, "", "")
-    if base == "gefs" and member == "spr":
+    if name == "gefs_spr":
         raise refuse(path, "gefs_spr is the ensemble spread (a statistic, not weather); import the members")
-    if base not in SOURCES or (base == "gefs" and member not in GEFS_MEMBERS):
+    if name not in SOURCE_NAMES:
         raise refuse(path, f"source {name!r} unknown (one of {sorted(SOURCES)}; GEFS: gefs_<member>, member in "
                            f"{GEFS_MEMBERS[0]}, {GEFS_MEMBERS[1]}, p01..)")
     return name
@@ -439,6 +440,14 @@ def trapezoid_to_periods(values, steps, period):
     return np.where((period == 0).reshape(shape), values, (earlier + values) / 2.0)
 
 
+def separated(fields, name, steps):
+    """:func:`demix` of the variable ``name`` of a field set; its error names the file(s) and the variable."""
+    try:
+        return demix(fields[name].values, fields[f"{name}_start"].values, steps)
+    except ValueError as exc:
+        raise refuse(fields.attrs["file"], f"{name}: {exc}") from None
+
+
 def period_means(fields):
     """Field set with radiation and cloud cover as means since the previous step.
 
@@ -465,12 +474,12 @@ def period_means(fields):
     """
     steps = fields["step"].values.astype("int64")
     out = {}
-    ghi, period = demix(fields["ghi"].values, fields["ghi_start"].values, steps)
+    ghi, period = separated(fields, "ghi", steps)
     out["ghi"] = np.maximum(ghi, 0.0)
     for f in ("dni", "dhi", "cloud_cover"):
         if f not in fields:
             continue
-        means, p = demix(fields[f].values, fields[f"{f}_start"].values, steps)
+        means, p = separated(fields, f, steps)
         if f == "cloud_cover":
             out[f] = np.clip(means, 0.0, 100.0)
             continue

@@ -82,17 +82,27 @@ def read_files(paths, source=None, progress=None):
     Raises
     ------
     ValueError
-        The first bad file (named), or no files.
+        The first bad file: field ``files[k]`` (its position in ``paths``)
+        and a message naming it; ``files`` for files that are each readable
+        but do not go together (same step twice, grids differ), or no files.
+    FileNotFoundError
+        ``files[k]`` does not exist.
     """
     if not paths:
-        raise ValueError("files: no file given")
+        raise validation.field_error("files", "no file given")
     groups = {}
-    for path in paths:
-        fields = nwp.read_nwp(path, source)
+    for k, path in enumerate(paths):
+        try:
+            fields = nwp.read_nwp(path, source)
+        except (ValueError, FileNotFoundError) as exc:
+            raise validation.field_error(f"files[{k}]", exc, type(exc)) from None
         groups.setdefault((fields.attrs["source"], fields.attrs["issue_time"]), []).append(fields)
         if progress is not None:
             progress(path)
-    return [nwp.period_means(nwp.combine(group)) for group in groups.values()]
+    try:
+        return [nwp.period_means(nwp.combine(group)) for group in groups.values()]
+    except ValueError as exc:
+        raise validation.field_error("files", exc) from None
 
 
 def weather_rows(field_sets, locations):
@@ -121,8 +131,8 @@ def weather_rows(field_sets, locations):
     weather = pd.concat(frames, ignore_index=True)
     if weather.empty:
         files = ", ".join(fs.attrs["file"] for fs in field_sets)
-        raise ValueError(f"files: no plant lies inside the grid of {files} "
-                         f"({len(locations)} plants checked); nothing stored")
+        raise validation.field_error("files", f"no plant lies inside the grid of {files} "
+                                              f"({len(locations)} plants checked); nothing stored")
     validation.validate_weather(weather, None)
     ends = weather.groupby(["location_id", "source", "issue_time"])["valid_time"].max().reset_index()
     covered = {}
@@ -166,18 +176,21 @@ async def import_files(db, paths, location_ids=None, source=None, progress=None)
     ------
     ValueError
         A bad file (named), no plant inside any grid, bad rows; nothing stored.
+        The exception's ``field`` attribute says which: ``files[k]`` (the
+        k-th of ``paths``) or ``files``.
     LookupError
-        A requested location id is unknown.
+        A requested location id is unknown (``field`` ``location_ids``).
     FileNotFoundError
-        A path does not exist.
+        A path does not exist (``field`` ``files[k]``).
     """
     locations = await store.fetch_locations(db, location_ids)
     if location_ids is not None:
         unknown = sorted(set(int(i) for i in location_ids) - set(locations["location_id"].tolist()))
         if unknown:
-            raise LookupError(f"location_ids: unknown location {unknown[:5]} ({len(unknown)} unknown)")
+            raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
+                                         LookupError)
     if locations.empty:
-        raise LookupError("location_ids: there are no plants to import weather for")
+        raise validation.field_error("location_ids", "there are no plants to import weather for", LookupError)
     loop = asyncio.get_running_loop()
     field_sets = await loop.run_in_executor(None, read_files, list(paths), source, progress)
     weather, covered, uncovered = await loop.run_in_executor(None, weather_rows, field_sets, locations)
@@ -205,7 +218,8 @@ def forecast_trigger(summary, settings):
     One request per weather issue time: the covered plants whose newest
     imported cycle it is, issued at that cycle time (so the forecast sees
     exactly the weather of that cycle and nothing later), over the hours the
-    imported weather covers after it, within the configured bounds.
+    imported weather covers after it, within the configured bounds; split
+    into requests of at most ``forecast.max_locations`` plants.
 
     Parameters
     ----------
@@ -238,8 +252,10 @@ def forecast_trigger(summary, settings):
     newest = newest[newest["horizon_hours"] >= fc["horizon_hours_min"]]
     requests = []
     for (issue, horizon), group in newest.groupby(["issue_time", "horizon_hours"], sort=True):
-        requests.append({"location_ids": sorted(group["location_id"].astype(int).tolist()),
-                         "issue_time": issue.isoformat(), "horizon_hours": int(horizon),
-                         "resolution": cfg.get("trigger_resolution", fc["default_resolution"]),
-                         "forecast_type": cfg.get("trigger_forecast_type", "ml")})
+        ids = sorted(group["location_id"].astype(int).tolist())
+        for start in range(0, len(ids), fc["max_locations"]):
+            requests.append({"location_ids": ids[start:start + fc["max_locations"]],
+                             "issue_time": issue.isoformat(), "horizon_hours": int(horizon),
+                             "resolution": cfg.get("trigger_resolution", fc["default_resolution"]),
+                             "forecast_type": cfg.get("trigger_forecast_type", "ml")})
     return requests

@@ -1,12 +1,14 @@
 """The FastAPI application: body reading, the one table of exception types to statuses, OpenAPI.
 
-Routes live in :mod:`serve_app.routes_forecast` and :mod:`serve_app.routes_data`
-as plain functions; the Ray Serve ``Ingress`` deployment wraps :data:`app` with
-``@serve.ingress(app)``. A route reaches the replica's state (database pool,
-Forecaster handle, settings, schemas) through the :func:`ingress` dependency.
+Routes live in :mod:`serve_app.routes_forecast`, :mod:`serve_app.routes_data`
+and :mod:`serve_app.routes_nwp` as plain functions; the Ray Serve ``Ingress``
+deployment wraps :data:`app` with ``@serve.ingress(app)``. A route reaches the
+replica's state (database pool, Forecaster handle, settings, schemas) through
+the :func:`ingress` dependency.
 
 Bodies are read by :func:`json_body`: the content type must be JSON (415),
-the size limit is enforced while streaming (413, never read whole first), and
+the size limit is enforced while streaming (413, never read whole first:
+:func:`body_chunks`, which the NWP upload also streams to its spool file), and
 the bytes are validated by the route's pydantic schema off the event loop.
 Errors are answered ``{"error": {"status", "field", "message"}}``; the field
 comes from the error's data (pydantic's ``loc``, ``engine.validation``'s
@@ -45,6 +47,7 @@ STATUS_OF = (
     (PermissionError, 403),
     (KeyError, 500),
     (LookupError, 404),
+    (FileNotFoundError, 404),  # an OSError: before ConnectionError/TimeoutError (also OSErrors)
     (ValueError, 422),
     (asyncpg.PostgresConnectionError, 503),
     (asyncpg.InterfaceError, 503),
@@ -168,21 +171,35 @@ app.add_exception_handler(Exception, on_error)
 
 # --- bodies ---------------------------------------------------------------------------------
 
-async def read_body(request, limit):
-    """The request body, bytes; 415 unless JSON, 413 as soon as more than ``limit`` bytes arrive."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
-        raise HTTPException(415, ("content-type", f"content-type must be application/json, got {content_type!r}"))
+def media_type(request):
+    """The request's media type, lower case, without parameters (``multipart/form-data``)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def is_json(request):
+    kind = media_type(request)
+    return kind in JSON_TYPES or kind.endswith("+json")
+
+
+async def body_chunks(request, limit):
+    """The request body as it streams in; 413 as soon as more than ``limit`` bytes are declared or arrive."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
-    chunks, size = [], 0
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+async def read_body(request, limit):
+    """The request body, bytes; 415 unless JSON, 413 as soon as more than ``limit`` bytes arrive."""
+    if not is_json(request):
+        raise HTTPException(415, ("content-type",
+                                  f"content-type must be application/json, got {media_type(request)!r}"))
+    return b"".join([chunk async for chunk in body_chunks(request, limit)])
 
 
 def validate_json(adapter, body):
@@ -216,19 +233,31 @@ def ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def body_doc(name):
-    """``openapi_extra`` of a route whose JSON body is the schema ``name``."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref(name)}}}}
+def body_doc(name, others=None):
+    """``openapi_extra`` of a route whose JSON body is the schema ``name``.
+
+    ``others``: {media type: schema name} of the other bodies the route takes.
+    """
+    content = {"application/json": {"schema": ref(name)}}
+    content.update({kind: {"schema": ref(other)} for kind, other in (others or {}).items()})
+    return {"requestBody": {"required": True, "content": content}}
 
 
-def responses_doc(ok, status=200, more=None, media_type="application/json"):
-    """``responses`` of a route: ``ok`` schema (or None for non-JSON) and the error statuses."""
+ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 415: "Not JSON", 422: "Invalid field",
+              503: "Database unavailable (Retry-After)"}
+
+
+def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None):
+    """``responses`` of a route: ``ok`` schema (or None for non-JSON) and the error statuses.
+
+    ``more``: {status: schema name} of other successful answers; ``errors``:
+    {status: description} added to, or replacing, :data:`ERRORS_DOC`.
+    """
     content = {media_type: {"schema": ref(ok)}} if ok else {media_type: {}}
     out = {status: {"description": "OK" if status == 200 else "Accepted", "content": content}}
     for code, name in (more or {}).items():
         out[code] = {"description": name, "content": {"application/json": {"schema": ref(name)}}}
-    for code, why in ((400, "Malformed JSON"), (404, "Unknown id"), (413, "Body too large"), (415, "Not JSON"), (422, "Invalid field"),
-                      (503, "Database unavailable (Retry-After)")):
+    for code, why in sorted({**ERRORS_DOC, **(errors or {})}.items()):
         out.setdefault(code, {"description": why, "content": {"application/json": {"schema": ref("Error")}}})
     return out
 

@@ -6,7 +6,7 @@ pydantic schema, turned into a columnar frame, checked by
 storage layer's COPY, all inside one Ray task: the ingress replica only streams
 the body in and awaits the task, so ``/healthz`` and every other request keep
 being answered meanwhile. The task returns its result or its error as data
-(``{"rows": n}`` or ``{"error": (status, field, message)}``).
+(``{"rows": n}`` or ``{"error": (status, field, message)}``, :func:`error_data`).
 """
 
 import asyncio
@@ -106,12 +106,24 @@ def ingest(kind, body, settings):
     try:
         return {"rows": asyncio.run(check_and_write(kind, frame))}
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status
-        status = status_of(exc)
-        if status == 500:
+        error = error_data(exc, "rows")
+        if error is None:
             raise
-        if status == 503:
-            return {"error": (503, "database", f"database unavailable, retry later: {type(exc).__name__}")}
-        return {"error": (status, *row_field(exc, "rows"))}
+        return {"error": error}
+
+
+def error_data(exc, name):
+    """(status, field, message) of an exception crossing a Ray task boundary; None for a bug (500: re-raise).
+
+    The status comes from the one table (:data:`serve_app.api.STATUS_OF`), the
+    field from the exception's data (:func:`row_field`, rows of ``name``).
+    """
+    status = status_of(exc)
+    if status == 500:
+        return None
+    if status == 503:
+        return 503, "database", f"database unavailable, retry later: {type(exc).__name__}"
+    return (status, *row_field(exc, name))
 
 
 ingest_task = ray.remote(ingest)

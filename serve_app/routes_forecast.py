@@ -69,12 +69,23 @@ def generate_result(result, params, locations):
     return to_json(out)
 
 
-@router.post("/generate", openapi_extra=body_doc("GenerateRequest"),
-             responses=responses_doc("GenerateResult", more={202: "TaskAccepted"}),
-             summary="Forecast plants (wait=true: the result; else 202 and a task to poll)")
-async def generate(request: Request, service=Depends(ingress)):
-    body = await json_body(request, service, "GenerateRequest")
-    params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
+async def start_task(service, params):
+    """Record a forecast task of ``params`` and start it: ``generate`` and the NWP import trigger.
+
+    Returns
+    -------
+    task : dict
+        ``TaskAccepted`` (task id, status 'queued', status URL).
+    locations : DataFrame
+        The task's plants.
+    job : coroutine or None
+        The task to await when ``params['wait']``; else None (it runs in the background).
+
+    Raises
+    ------
+    LookupError
+        An unknown location id (field ``location_ids``); no task is recorded.
+    """
     locations = await store.fetch_locations(service.pool, params["location_ids"])
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
@@ -86,8 +97,19 @@ async def generate(request: Request, service=Depends(ingress)):
                    service.settings["forecast"]["batch_locations"])
     if not params["wait"]:
         service.start_background(task_id, job)
-        return json_response({"task_id": task_id, "status": "queued",
-                              "status_url": f"/api/v1/forecast/task/{task_id}"}, 202)
+        job = None
+    return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
+
+
+@router.post("/generate", openapi_extra=body_doc("GenerateRequest"),
+             responses=responses_doc("GenerateResult", more={202: "TaskAccepted"}),
+             summary="Forecast plants (wait=true: the result; else 202 and a task to poll)")
+async def generate(request: Request, service=Depends(ingress)):
+    body = await json_body(request, service, "GenerateRequest")
+    params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
+    task, locations, job = await start_task(service, params)
+    if job is None:
+        return json_response(task, 202)
     result = await job
     body = await asyncio.get_running_loop().run_in_executor(None, generate_result, result, params, locations)
     return Response(body, media_type="application/json")

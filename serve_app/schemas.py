@@ -9,7 +9,8 @@ outside the Ray Serve deployments. Nothing here is a second copy of a rule:
 - bounds, text lengths and the DC/AC ratio come from :mod:`engine.validation`;
 - forecast types, quantile columns and tracking modes from the engine modules
   that use them;
-- limits, defaults, resolutions and model ids from ``configs/service.yaml``.
+- limits, defaults, resolutions and model ids from ``configs/service.yaml``;
+- NWP source names from :mod:`engine.nwp`.
 
 Validation is strict (JSON types only: no ``"24"`` or ``true`` for a number,
 no ``24.9`` for an id), refuses unknown fields, NaN/inf, control characters
@@ -22,7 +23,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from engine import validation
+from engine import nwp, validation
 from engine.forecast import FORECAST_TYPES
 from engine.quantiles import QUANTILE_COLUMNS
 
@@ -31,6 +32,7 @@ OPEN = ConfigDict(extra="allow")  # responses: documented fields, more may be ad
 TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
 FINAL_STATUSES = ("succeeded", "partial", "failed")
 TEXT_PATTERN = f"^[^{validation.CONTROL_CHARACTERS[1:-1]}]*$"  # no control characters
+PATH_MAX = 4096  # bytes of a path on Linux (limits.h): longest file name accepted
 
 
 def bounds_of(spec):
@@ -138,6 +140,26 @@ def generate_request(settings):
         wait=(bool, False), include_forecast=(bool, True))
 
 
+def nwp_import(settings, name, file_item, description):
+    """Body of ``POST /api/v1/weather/nwp``: the files and the options of an NWP import.
+
+    The JSON body (``NwpImport``) names files under ``nwp.import_dir``; the
+    multipart body (``NwpUpload``) carries them, with the same options as
+    form fields (``location_ids`` one part per id). Both are built here so
+    their options cannot differ.
+    """
+    n, f = settings["nwp"], settings["forecast"]
+    ids = Annotated[list[LocationId], Field(min_length=1, max_length=f["max_locations"],
+                                            json_schema_extra={"uniqueItems": True}), AfterValidator(unique)]
+    return create_model(
+        name, __config__=STRICT,
+        files=(Annotated[list[file_item], Field(min_length=1, max_length=n["max_files"], description=description)],
+               ...),
+        location_ids=(Optional[ids], Field(None, description="plants to import the weather for (default: all)")),
+        source=(Optional[Literal[nwp.SOURCE_NAMES]],
+                Field(None, description="source of every file (default: detected per file, docs/weather.md)")))
+
+
 def rows_body(name, row, field, max_rows):
     return create_model(name, __config__=STRICT,
                         **{field: (Annotated[list[row], Field(min_length=1, max_length=max_rows)], ...)})
@@ -157,6 +179,12 @@ def responses(settings):
         "valid_time": list[datetime.datetime], "horizon_minutes": list[int],
         **{q: NotRequired[list[float]] for q in quantile}})
     timings = dict[str, float]
+    task_accepted = TypedDict("TaskAccepted", {"task_id": str, "status": Literal["queued"], "status_url": str})
+    nwp_file = TypedDict("NwpFile", {
+        "file": str, "source": Literal[nwp.SOURCE_NAMES], "issue_time": datetime.datetime, "steps": int,
+        "first_valid_time": datetime.datetime, "last_valid_time": datetime.datetime, "period_minutes": list[int]})
+    nwp_cycle = TypedDict("NwpCycle", {"source": Literal[nwp.SOURCE_NAMES], "issue_time": datetime.datetime,
+                                       "last_valid_time": datetime.datetime})
     resolutions = tuple(settings["forecast"]["resolutions"].values())
     generate_result = TypedDict("GenerateResult", {
         "task_id": str, "status": Literal[FINAL_STATUSES], "issue_time": datetime.datetime,
@@ -177,7 +205,7 @@ def responses(settings):
     return {
         "Error": TypedDict("Error", {"error": error}),
         "GenerateResult": generate_result,
-        "TaskAccepted": TypedDict("TaskAccepted", {"task_id": str, "status": Literal["queued"], "status_url": str}),
+        "TaskAccepted": task_accepted,
         "Task": task,
         "Location": location_out,
         "LocationList": TypedDict("LocationList", {"locations": list[location_out]}),
@@ -189,6 +217,10 @@ def responses(settings):
                                            "end": datetime.datetime, "metrics": dict[str, Optional[float]],
                                            "normalised_by": Literal["capacity_ac_kw"]}),
         "RowCount": TypedDict("RowCount", {"rows": int}),
+        "NwpImportResult": TypedDict("NwpImportResult", {
+            "rows": int, "files": list[nwp_file], "location_ids": list[int],
+            "covered": dict[str, list[nwp_cycle]], "uncovered": dict[str, str],
+            "forecast_tasks": list[task_accepted]}),
         "Health": TypedDict("Health", {"status": Literal["ok"]}),
         "Ready": TypedDict("Ready", {"status": Literal["ready"], "models": dict[str, str],
                                      "database": Literal["reachable"]}),
@@ -218,6 +250,10 @@ def build(settings):
         "WeatherIngest": rows_body("WeatherIngest", weather_row(), "rows", http["max_rows"]),
         "ActualRow": actual_row(),
         "ActualsIngest": rows_body("ActualsIngest", actual_row(), "rows", http["max_rows"]),
+        "NwpImport": nwp_import(settings, "NwpImport", Annotated[str, Field(min_length=1, max_length=PATH_MAX,
+                                                                            pattern=TEXT_PATTERN)],
+                                "file names relative to nwp.import_dir"),
+        "NwpUpload": nwp_import(settings, "NwpUpload", bytes, "the files (one part each, with its file name)"),
         **responses(settings),
     }
 

@@ -1,31 +1,10 @@
 """Every invalid request gets a 4xx JSON error naming the field, and nothing of it is stored."""
 
-import asyncio
-
-import asyncpg
 import pytest
 
-from apihelpers import ISSUE, demo_plants, openapi_validator
+from apihelpers import ISSUE, assert_error, count, demo_plants
 
 pytestmark = pytest.mark.slow
-
-
-def assert_error(client, response, status, field):
-    assert response.status_code == status, response.text
-    body = response.json()
-    openapi_validator(client, "Error").validate(body)
-    assert body["error"]["status"] == status and body["error"]["field"] == field, body
-    assert body["error"]["message"].startswith(field) or status in (413, 415), body
-
-
-def count(url, sql, *args):
-    async def run():
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetchval(sql, *args)
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 def post_generate(client, **body):

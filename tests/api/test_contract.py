@@ -171,3 +171,31 @@ def test_plant_defaults_come_from_the_service_config():
     plant = validate("LocationsUpsert", {"locations": [PLANT]}).locations[0].model_dump()
     for column, default in SETTINGS["location_defaults"].items():
         assert plant[column] == default, column
+
+
+def test_the_nwp_upload_and_the_named_import_take_the_same_options():
+    doc = ingress.document(SETTINGS)["components"]["schemas"]
+    upload, named = doc["NwpUpload"]["properties"], doc["NwpImport"]["properties"]
+    assert set(upload) == set(named) == {"files", "location_ids", "source"}
+    assert upload["location_ids"] == named["location_ids"] and upload["source"] == named["source"]
+    assert upload["files"]["items"] == {"type": "string", "format": "binary"}
+    assert upload["files"]["maxItems"] == named["files"]["maxItems"] == SETTINGS["nwp"]["max_files"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"files": []}, "files"), ({"files": ["a.nc", "b\u0000.nc"]}, "files[1]"), ({"files": "a.nc"}, "files"),
+    ({"files": ["a.nc"], "source": "gefs_spr"}, "source"),
+    ({"files": ["a.nc"], "location_ids": [1, 1]}, "location_ids"),
+    ({"files": ["a.nc"], "location_ids": ["1"]}, "location_ids[0]"), ({"files": ["a.nc"], "directory": "/etc"}, "directory"),
+])
+def test_bad_named_nwp_imports_name_the_field(body, field):
+    assert validate("NwpImport", body)[:2] == (422, field)
+
+
+@pytest.mark.parametrize("exc, status", [
+    (PermissionError("files[0]: outside"), 403), (FileNotFoundError("files[0]: gone"), 404),
+    (LookupError("location_ids: unknown"), 404), (ValueError("files[1]: rap.nc: no ghi"), 422),
+    (ConnectionRefusedError(), 503), (KeyError("bug"), 500), (OSError("disk full"), 500),
+])
+def test_the_one_table_maps_the_import_errors(exc, status):
+    assert api.status_of(exc) == status
