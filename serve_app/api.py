@@ -124,16 +124,18 @@ def location_of(loc):
     """pydantic error location -> field path: ``('rows', 3, 'ghi')`` -> ``rows[3].ghi``."""
     path = ""
     for part in loc:
-        if part in ("body", "query", "path", "header") and not path:
-            continue
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "body"
 
 
-def validation_error(errors):
-    """(status, field, message) of pydantic errors: 400 for JSON that does not parse, else 422."""
+def validation_error(errors, request_part=False):
+    """(status, field, message) of pydantic errors: 400 for JSON that does not parse, else 422.
+
+    ``request_part``: the locations start with the part of the request (FastAPI's
+    parameter errors: ``('query', 'start')``, ``('path', 'location_id')``), left out of the field.
+    """
     first = errors[0]
-    field = location_of(first.get("loc", ()))
+    field = location_of(first.get("loc", ())[1 if request_part else 0:])
     status = 400 if first["type"] == "json_invalid" else 422
     got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], (dict, list)) else ""
     more = f"; {len(errors)} errors in all" if len(errors) > 1 else ""
@@ -141,7 +143,7 @@ def validation_error(errors):
 
 
 async def on_validation_error(request, exc):
-    return error_response(*validation_error(exc.errors()))
+    return error_response(*validation_error(exc.errors(), request_part=True))
 
 
 async def on_http_exception(request, exc):

@@ -199,3 +199,12 @@ def test_bad_named_nwp_imports_name_the_field(body, field):
 ])
 def test_the_one_table_maps_the_import_errors(exc, status):
     assert api.status_of(exc) == status
+
+
+def test_a_field_named_like_a_request_part_keeps_its_name():
+    """Only FastAPI's parameter errors start with the request part ('query', 'path', ...)."""
+    from serve_app.api import location_of, validation_error
+    assert location_of(("path",)) == "path" and location_of(("rows", 3, "ghi")) == "rows[3].ghi"
+    error = {"type": "int_parsing", "loc": ("path", "location_id"), "msg": "bad", "input": "x"}
+    assert validation_error([error], request_part=True)[1] == "location_id"
+    assert validation_error([{**error, "loc": ("body",)}])[1] == "body"
