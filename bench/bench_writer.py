@@ -1,8 +1,8 @@
 """Write throughput of ``engine.store.write_forecasts`` (binary COPY + one upsert).
 
 Writes 5,208 locations x 192 steps (15 min, 48 h) = 999,936 forecast rows into a
-scratch database on the server of ``PVCAST_DATABASE_URL`` (default: the
-``scripts/tsdb`` TimescaleDB), prints rows/s with the time split by stage, then,
+scratch database on the ``scripts/tsdb`` TimescaleDB (serve_app.local.scratch_database,
+written as the service role, like the service), prints rows/s with the time split by stage, then,
 in the same process and database, the baseline the COPY path replaces:
 ``executemany`` of a plain ``INSERT`` on a 20,000-row subset, extrapolated to the
 same row count (labelled as such). The scratch database is dropped at the end.
@@ -18,7 +18,6 @@ capacity; plants differ only in capacity. Deterministic, no random noise.
 import argparse
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -26,7 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import data, schema, store
+from engine import data, store
+from serve_app import local
 from engine.quantiles import QUANTILE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,14 +91,9 @@ def report(label, n, timings):
     return n / total
 
 
-async def main(args):
-    admin = store.database_url()
-    url = admin.rsplit("/", 1)[0] + f"/pvcast_bench_{uuid.uuid4().hex[:8]}"
-    await store.ensure_database(url)
+async def main(args, url, caps):
+    conn = await asyncpg.connect(url)
     try:
-        conn = await asyncpg.connect(url)
-        await schema.apply_migrations(conn)
-        caps = await schema.capabilities(conn)
         print(f"server: PostgreSQL {caps['postgres']}, TimescaleDB {caps['timescaledb_version']} "
               f"({caps['license']}), hypertables {caps['hypertables']}")
         locations = await store.upsert_locations(conn, plants(args.locations))
@@ -115,10 +110,7 @@ async def main(args):
         print(f"baseline executemany INSERT: {args.baseline_rows:,} rows in {seconds:.2f} s = {base_rate:,.0f} rows/s "
               f"(extrapolated to {n:,} rows: {n / base_rate:.0f} s)")
         print(f"ratio COPY path / executemany: {rate / base_rate:.1f}x")
-        await conn.close()
     finally:
-        conn = await asyncpg.connect(admin.rsplit("/", 1)[0] + "/postgres")
-        await conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
         await conn.close()
 
 
@@ -126,4 +118,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locations", type=int, default=5208)
     parser.add_argument("--baseline-rows", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args()))
+    with local.scratch_database("pvcast_bench") as (scratch_url, capabilities):
+        asyncio.run(main(parser.parse_args(), scratch_url, capabilities))

@@ -8,7 +8,11 @@
                      prints the hold-out table (ml vs physics vs baseline vs
                      clear-sky persistence) and writes the fan chart and
                      reliability PNGs.
-``pvcast db migrate|status``  applies migrations / prints database capabilities.
+``pvcast db migrate|status``  applies migrations (as the owner role) / prints database capabilities.
+``pvcast keys create|list|revoke``  API keys of tenants (stored hashed; a new key is
+                     printed once, or written to a mode-600 ``--key-file``).
+``pvcast weather import FILE...``  NWP files (GRIB2/netCDF) -> weather of the plants
+                     (engine.weatherimport; all files or nothing; prints a JSON summary).
 """
 
 import argparse
@@ -110,18 +114,84 @@ def cmd_db(args):
     from engine import schema, store
 
     async def run():
+        # migrations as the tables' owner, granting the service role (the user of the service's URL)
+        url = store.owner_database_url() if args.action == "migrate" else store.database_url()
         if args.action == "migrate":
-            await store.ensure_database(store.database_url())
-        conn = await asyncpg.connect(store.database_url())
+            await store.ensure_database(url)
+        conn = await asyncpg.connect(url)
         try:
             if args.action == "migrate":
-                applied = await schema.apply_migrations(conn)
+                applied = await schema.apply_migrations(conn, service_role=store.url_role(store.database_url()))
                 print("applied:", ", ".join(applied) if applied else "nothing (up to date)")
             print(json.dumps(await schema.capabilities(conn), indent=2, default=str))
         finally:
             await conn.close()
 
     asyncio.run(run())
+    return 0
+
+
+def cmd_weather_import(args):
+    """``pvcast weather import FILE...``: NWP files -> weather rows of the plants (one transaction)."""
+    import asyncio
+
+    import asyncpg
+
+    from engine import store, weatherimport
+
+    ids = None if args.location_ids is None else [int(i) for i in args.location_ids.split(",") if i.strip()]
+
+    async def run():
+        conn = await asyncpg.connect(store.database_url())
+        try:
+            with tqdm(total=len(args.files), unit="file", desc="reading") as bar:
+                return await weatherimport.import_files(conn, args.files, ids, args.source,
+                                                        progress=lambda path: bar.update(1))
+        finally:
+            await conn.close()
+
+    try:
+        summary = asyncio.run(run())
+    except (ValueError, LookupError, OSError) as exc:
+        print(f"pvcast weather import: refused, nothing stored: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_keys(args):
+    import asyncio
+    import os
+
+    import asyncpg
+
+    from engine import store
+
+    async def run():
+        conn = await asyncpg.connect(store.database_url())
+        try:
+            if args.action == "create":
+                return await store.create_key(conn, args.tenant, args.scopes, args.description)
+            if args.action == "revoke":
+                return await store.revoke_key(conn, args.key_id)
+            return await store.list_keys(conn, args.tenant)
+        finally:
+            await conn.close()
+
+    try:
+        result = asyncio.run(run())
+    except (LookupError, ValueError) as exc:  # unknown key_id, bad tenant or scopes
+        print(f"pvcast keys {args.action}: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "create" and args.key_file:
+        key = result.pop("key")
+        fd = os.open(args.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        os.chmod(args.key_file, 0o600)
+        result["key_file"] = args.key_file
+    for row in result if isinstance(result, list) else [result]:
+        print(json.dumps(row, default=str))
     return 0
 
 
@@ -142,6 +212,26 @@ def parser():
     d = sub.add_parser("db", help="database migrations / status")
     d.add_argument("action", choices=["migrate", "status"])
     d.set_defaults(func=cmd_db)
+    w = sub.add_parser("weather", help="weather data")
+    wsub = w.add_subparsers(dest="weather_command", required=True)
+    wi = wsub.add_parser("import", help="import NWP files (GRIB2/netCDF: GFS, GEFS, HRRR, NAM, RAP, ECMWF IFS) "
+                                        "into the weather of the plants; all files or nothing (docs/weather.md)")
+    wi.add_argument("files", nargs="+", metavar="FILE")
+    wi.add_argument("--source", default=None, help="force the source of every file (default: detected)")
+    wi.add_argument("--location-ids", default=None, help="comma-separated plant ids (default: all plants)")
+    wi.set_defaults(func=cmd_weather_import)
+    k = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")
+    ksub = k.add_subparsers(dest="action", required=True)
+    kc = ksub.add_parser("create", help="a new key of a tenant (the tenant is created if new)")
+    kc.add_argument("--tenant", required=True, help="tenant id, e.g. acme (lower-case letters, digits, _ -)")
+    kc.add_argument("--scopes", required=True, help="comma-separated: read, write, admin")
+    kc.add_argument("--description", default="")
+    kc.add_argument("--key-file", default=None, help="write the key to this file (mode 600) instead of stdout")
+    kl = ksub.add_parser("list", help="keys (never the keys themselves), of one tenant or all")
+    kl.add_argument("--tenant", default=None)
+    kr = ksub.add_parser("revoke", help="revoke a key by its key_id")
+    kr.add_argument("key_id")
+    k.set_defaults(func=cmd_keys)
     return p
 
 

@@ -157,3 +157,47 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
     issue = pd.Timestamp(issue_time).tz_convert("UTC")
     frame["horizon_minutes"] = ((frame["valid_time"] - issue) // pd.Timedelta(minutes=1)).astype("int64")
     return frame
+
+
+def forecast_batch(features, locations, models, forecast_type, issue_time, thread_count=-1):
+    """Quantile forecast of a batch of plants, with the plants that cannot be forecast as data.
+
+    One :func:`forecast_quantiles` call per model id of the batch. A plant
+    whose model id is not loaded, or whose physical estimate is not finite
+    (inputs that break the physical model), is left out and reported; its
+    batch-mates are forecast.
+
+    Parameters
+    ----------
+    features : DataFrame
+        From ``features.feature_frame`` for (at least) ``locations``.
+    locations : DataFrame
+        Locations frame with ``location_id``, ``capacity_ac_kw``,
+        ``export_limit_kw``, ``model_id``.
+    models : dict
+        model_id -> model dict of ``modelio.load_model``.
+    forecast_type, issue_time, thread_count
+        As in :func:`forecast_quantiles`.
+
+    Returns
+    -------
+    frame : DataFrame
+        The forecast frame of the plants that could be forecast.
+    errors : dict
+        location_id -> reason, for the others.
+    """
+    lid = np.asarray(features.index.get_level_values("location_id"), dtype="int64")
+    errors = {}
+    unknown = ~locations["model_id"].isin(list(models)).to_numpy()
+    for location_id, model_id in zip(locations["location_id"].to_numpy()[unknown], locations["model_id"][unknown]):
+        errors[int(location_id)] = f"model_id {model_id!r} is not loaded (loaded: {sorted(models)})"
+    broken = np.unique(lid[~np.isfinite(features["physical_ac_kw"].to_numpy(dtype=float))])
+    for location_id in broken.tolist():
+        errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
+    good = locations[~locations["location_id"].isin(list(errors))]
+    frames = [forecast_quantiles(features[np.isin(lid, group["location_id"].to_numpy("int64"))], group,
+                                 models[model_id], forecast_type, issue_time, thread_count)
+              for model_id, group in good.groupby("model_id")]  # one predict per model id, not per plant
+    if not frames:
+        return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"]), errors
+    return pd.concat(frames, ignore_index=True), errors

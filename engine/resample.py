@@ -49,9 +49,9 @@ def weather_instants(weather):
     return pd.DatetimeIndex(weather["valid_time"]).tz_convert("UTC") - half
 
 
-def check_coverage(location_ids, starts, ends, seconds_support, support_location, times_seconds,
-                   max_gap_minutes=MAX_GAP_MINUTES):
-    """Raise if a location's weather does not cover every target time.
+def coverage_problems(location_ids, starts, ends, seconds_support, support_location, times_seconds,
+                      max_gap_minutes=MAX_GAP_MINUTES):
+    """Every location whose weather does not cover every target time, and why (one pass).
 
     Parameters
     ----------
@@ -59,7 +59,7 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
         Location id per location index.
     starts, ends : ndarray
         s since epoch; covered span of each location (first period start,
-        last label).
+        last label); NaN for a location without weather.
     seconds_support : ndarray
         s since epoch of every weather instant, sorted by (location, time).
     support_location : ndarray of int
@@ -68,32 +68,105 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
         s since epoch of the target times (same for every location).
     max_gap_minutes : float
 
-    Raises
-    ------
-    ValueError
-        ``location_id <N>: ...`` naming the first location not covered.
+    Returns
+    -------
+    dict
+        location_id -> reason, for the locations whose weather starts after
+        the first target time, ends before the last one, or has a gap longer
+        than ``max_gap_minutes`` with a target time inside it.
     """
+    def fmt(seconds):
+        return pd.Timestamp(seconds, unit="s", tz="UTC").isoformat()
+
     t0, t1 = times_seconds.min(), times_seconds.max()
+    problems = {}
     short = (starts > t0) | (ends < t1)
-    if short.any():
-        i = int(np.argmax(short))
-        fmt = lambda s: pd.Timestamp(s, unit="s", tz="UTC").isoformat()  # noqa: E731
-        raise ValueError(f"location_id {location_ids[i]}: weather covers {fmt(starts[i])} .. {fmt(ends[i])}, "
-                         f"not the forecast times {fmt(t0)} .. {fmt(t1)}")
+    for i in np.flatnonzero(short):  # only the failing locations
+        problems[int(location_ids[i])] = (f"weather covers {fmt(starts[i])} .. {fmt(ends[i])}, not the forecast "
+                                          f"times {fmt(t0)} .. {fmt(t1)}")
     same = support_location[1:] == support_location[:-1]
-    gap = np.diff(seconds_support)
-    wide = same & (gap > max_gap_minutes * 60.0)
-    if not wide.any():
-        return
+    wide = same & (np.diff(seconds_support) > max_gap_minutes * 60.0)
     # a wide gap matters only when a target time falls inside it
-    left = seconds_support[:-1][wide]
-    right = seconds_support[1:][wide]
+    left, right = seconds_support[:-1][wide], seconds_support[1:][wide]
     inside = np.searchsorted(times_seconds, right) - np.searchsorted(times_seconds, left, side="right") > 0
-    if inside.any():
-        k = int(np.argmax(inside))
-        loc = location_ids[support_location[:-1][wide][k]]
-        raise ValueError(f"location_id {loc}: weather has a gap of {(right[k] - left[k]) / 3600:.1f} h from "
-                         f"{pd.Timestamp(left[k], unit='s', tz='UTC').isoformat()} inside the forecast times")
+    for k in np.flatnonzero(inside):
+        problems.setdefault(int(location_ids[support_location[:-1][wide][k]]),
+                            f"weather has a gap of {(right[k] - left[k]) / 3600:.1f} h from {fmt(left[k])} "
+                            "inside the forecast times")
+    return problems
+
+
+def check_coverage(location_ids, starts, ends, seconds_support, support_location, times_seconds,
+                   max_gap_minutes=MAX_GAP_MINUTES):
+    """Raise ``ValueError`` naming the first location of :func:`coverage_problems`, if any."""
+    problems = coverage_problems(location_ids, starts, ends, seconds_support, support_location, times_seconds,
+                                 max_gap_minutes)
+    if problems:
+        location_id, reason = next(iter(problems.items()))
+        raise ValueError(f"location_id {location_id}: {reason}")
+
+
+def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", "wind_speed", "period_minutes")):
+    """Every location whose weather cannot drive a forecast at ``times``, and why (one vectorised pass).
+
+    The per-location checks of the feature path, as data: no weather, a
+    repeated valid time, a required value that is not finite, or weather that
+    does not cover the forecast times (:func:`coverage_problems`).
+
+    Parameters
+    ----------
+    location_ids : sequence of int
+    weather : DataFrame
+        Weather frame (``location_id``, ``valid_time`` UTC, ``period_minutes``
+        and the ``required`` columns); rows of other locations are ignored.
+    times : DatetimeIndex
+        Forecast times, tz-aware.
+    required : sequence of str
+        Columns that must be finite.
+
+    Returns
+    -------
+    dict
+        location_id -> reason (the first failing check of each location).
+    """
+    ids = np.asarray(location_ids, dtype="int64")
+    site = pd.Index(ids).get_indexer(weather["location_id"].to_numpy("int64"))
+    w = weather.loc[site >= 0, ["valid_time", *required]].assign(site=site[site >= 0])
+    w = w.sort_values(["site", "valid_time"], kind="stable").reset_index(drop=True)
+    w_site = w["site"].to_numpy()
+    problems = {}
+    present = np.zeros(len(ids), dtype=bool)
+    present[w_site] = True
+    for i in np.flatnonzero(~present):
+        problems[int(ids[i])] = "no weather issued at or before issue_time for the forecast window"
+    values = w[list(required)].to_numpy(dtype="float64")
+    bad = ~np.isfinite(values)
+    for row in np.flatnonzero(bad.any(axis=1)):
+        column = required[int(np.argmax(bad[row]))]
+        problems.setdefault(int(ids[w_site[row]]), f"weather {column} is not finite at {w['valid_time'].iloc[row]}")
+    dup = w.duplicated(["site", "valid_time"]).to_numpy()
+    for row in np.flatnonzero(dup):
+        problems.setdefault(int(ids[w_site[row]]), f"duplicate weather valid_time {w['valid_time'].iloc[row]}")
+    ok = ~np.isin(w_site, pd.Index(ids).get_indexer(list(problems))) if problems else np.ones(len(w), bool)
+    w = w[ok]
+    if not len(w):
+        return problems
+    w_site = w["site"].to_numpy()
+    label = pd.DatetimeIndex(w["valid_time"]).as_unit("us").asi8 / 1e6
+    period = w["period_minutes"].to_numpy(dtype="float64") * 60.0
+    spans = pd.DataFrame({"site": w_site, "start": label - period, "end": label}).groupby("site")
+    starts = np.full(len(ids), np.nan)
+    ends = np.full(len(ids), np.nan)
+    starts[spans["start"].min().index] = spans["start"].min().to_numpy()
+    ends[spans["end"].max().index] = spans["end"].max().to_numpy()
+    instants = label - period / 2.0
+    t_sec = pd.DatetimeIndex(times).tz_convert("UTC").as_unit("us").asi8 / 1e6
+    has = np.isfinite(starts)
+    coverage = coverage_problems(ids, np.where(has, starts, -np.inf), np.where(has, ends, np.inf), instants, w_site,
+                                 t_sec)
+    for location_id, reason in coverage.items():
+        problems.setdefault(location_id, reason)
+    return problems
 
 
 def band_interpolator(support_axis, support_location, values, target_location, n_locations):

@@ -11,6 +11,12 @@ TimescaleDB is optional. When the extension is available the tables of
 policies are added only when the extension's license allows them
 (``timescaledb.license = 'timescale'``; the Apache-2 edition has neither).
 On plain PostgreSQL the hypertables are skipped with a log line.
+
+Least privilege: the migrations run as the role that owns the tables (the
+owner role of ``scripts/tsdb``); the service connects as another role that
+is granted data access only (:func:`grant_service`: SELECT, INSERT, UPDATE,
+DELETE on the tables, USAGE on the sequences, also on every table a later
+migration creates), never DDL.
 """
 
 import hashlib
@@ -61,8 +67,8 @@ async def capabilities(conn):
             "hypertables": installed, "compression": licensed, "policies": licensed}
 
 
-async def apply_migrations(conn, sql_dir=SQL_DIR):
-    """Apply the migrations not applied yet, then the TimescaleDB layout.
+async def apply_migrations(conn, sql_dir=SQL_DIR, service_role=None):
+    """Apply the migrations not applied yet, the TimescaleDB layout, the service role's grants.
 
     Parameters
     ----------
@@ -70,6 +76,10 @@ async def apply_migrations(conn, sql_dir=SQL_DIR):
         Held for the whole run (the advisory lock is session-level).
     sql_dir : pathlib.Path, optional
         Folder of the ``NNNN_*.sql`` files.
+    service_role : str, optional
+        Role the service connects as (the user of its database URL); granted
+        data access by :func:`grant_service`. None: no grants (a database
+        used by its owner only, e.g. plain PostgreSQL in the tests).
 
     Returns
     -------
@@ -105,9 +115,40 @@ async def apply_migrations(conn, sql_dir=SQL_DIR):
             log.info("applied migration %s", path.name)
             applied.append(path.name)
         await apply_timescale(conn, yaml.safe_load(STORAGE_CONFIG.read_text())["hypertables"])
+        if service_role is not None:
+            await grant_service(conn, service_role)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def grant_service(conn, role):
+    """Data access, not structure, for ``role`` on the tables of schema public (idempotent).
+
+    SELECT, INSERT, UPDATE, DELETE on every table (SELECT only on
+    ``schema_migrations``) and USAGE, SELECT on every sequence, now and, by
+    default privileges of the role running this (the tables' owner), on the
+    tables and sequences later migrations create. TimescaleDB copies a
+    hypertable's grants to its chunks. The role gets no CREATE on the schema
+    (PostgreSQL >= 15 gives PUBLIC none), so it cannot create, alter or drop
+    tables; the temporary staging tables of :mod:`engine.store` need only the
+    database's TEMPORARY privilege.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+        Connected as the tables' owner.
+    role : str
+        An existing role.
+    """
+    ident = '"' + role.replace('"', '""') + '"'
+    await conn.execute(f"""
+        GRANT USAGE ON SCHEMA public TO {ident};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ident};
+        REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {ident};
+        GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ident};
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {ident};
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {ident};""")
 
 
 async def apply_timescale(conn, hypertables):

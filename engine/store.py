@@ -11,6 +11,7 @@ Frames and their units are those of ARCHITECTURE "Frames"; bad input is
 refused by :mod:`engine.validation` before anything is written.
 """
 
+import asyncio
 import contextlib
 import io
 import json
@@ -22,11 +23,12 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from engine import validation
+from engine import keys, validation
 from engine.planes import empty_planes, summarise
 from engine.quantiles import QUANTILE_COLUMNS
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:55432/pvcast"
+DEFAULT_URL = "postgresql://pvcast_service@127.0.0.1:55432/pvcast"  # `scripts/tsdb url service`
+OWNER_URL = "postgresql://pvcast_owner@127.0.0.1:55432/pvcast"      # `scripts/tsdb url owner`
 FROM_MICROS = "(timestamptz 'epoch' + {} * interval '1 microsecond')"
 BUCKETS = ("1 hour", "1 day")
 TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
@@ -38,8 +40,22 @@ RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version"
 
 
 def database_url():
-    """Connection URL: env ``PVCAST_DATABASE_URL``, default the server of ``scripts/tsdb``."""
+    """URL the service connects with: env ``PVCAST_DATABASE_URL``, default the service role of ``scripts/tsdb``.
+
+    URLs carry no password: libpq's ``~/.pgpass`` (or ``PGPASSFILE``, or
+    ``PGPASSWORD``) supplies it, as asyncpg reads them by default.
+    """
     return os.environ.get("PVCAST_DATABASE_URL", DEFAULT_URL)
+
+
+def owner_database_url():
+    """URL the migrations run with: env ``PVCAST_OWNER_DATABASE_URL``, default the owner role of ``scripts/tsdb``."""
+    return os.environ.get("PVCAST_OWNER_DATABASE_URL", OWNER_URL)
+
+
+def url_role(url):
+    """The role (user name) a connection URL logs in as."""
+    return urllib.parse.unquote(urllib.parse.urlparse(url).username or "")
 
 
 async def ensure_database(url):
@@ -176,18 +192,18 @@ def upsert_set(table, columns):
 
 
 def unknown_location(exc):
-    """ValueError for a foreign-key violation on location_id."""
-    return ValueError(f"location_id: not a known location ({exc.detail or exc})")
+    """``LookupError`` (an unknown id) for a foreign-key violation on location_id."""
+    return validation.field_error("location_id", f"not a known location ({exc.detail or exc})", LookupError)
 
 
 # --- locations ------------------------------------------------------------------------------
 
-async def upsert_locations(db, df, planes=None, horizon=None):
-    """Create or update plants by ``name`` (the natural key), with their planes and horizon, in ONE transaction.
+async def upsert_locations(db, df, planes=None, horizon=None, *, tenant_id=None):
+    """Create or update plants by ``name`` (the natural key within a tenant), with their planes and horizon.
 
-    The configuration of every location of ``df`` is replaced whole: its
-    stored plane and horizon rows are those given here (none given: one plane
-    from its own columns, a free horizon).
+    ONE transaction. The configuration of every location of ``df`` is
+    replaced whole: its stored plane and horizon rows are those given here
+    (none given: one plane from its own columns, a free horizon).
 
     Parameters
     ----------
@@ -201,6 +217,9 @@ async def upsert_locations(db, df, planes=None, horizon=None):
         Planes frame keyed by ``name`` (ARCHITECTURE "planes").
     horizon : DataFrame, optional
         Horizon frame keyed by ``name`` (ARCHITECTURE "horizon").
+    tenant_id : str, optional
+        The tenant owning the plants; None: the default tenant (CLI, admin).
+        A name stored by another tenant is another plant.
 
     Returns
     -------
@@ -219,9 +238,9 @@ async def upsert_locations(db, df, planes=None, horizon=None):
     validation.validate_horizon(horizon, key="name")
     names = df["name"].astype(str).to_numpy()
     for rows, what in ((planes, "planes"), (horizon, "horizon")):
-        keys = rows["name"].astype(str).to_numpy()
-        validation.reject(f"{what}.name", pd.Index(names).get_indexer(keys) < 0, "is not a location of this write",
-                          keys)  # hashed lookup: numpy.isin on object arrays is quadratic
+        given = rows["name"].astype(str).to_numpy()
+        validation.reject(f"{what}.name", pd.Index(names).get_indexer(given) < 0, "is not a location of this write",
+                          given)  # hashed lookup: numpy.isin on object arrays is quadratic
     df = summarise(df, planes, key="name")
     validation.validate_locations(df)
     cols = validation.LOCATION_COLUMNS
@@ -232,11 +251,11 @@ async def upsert_locations(db, df, planes=None, horizon=None):
     types = ["text" if c in text else "float8" for c in cols]
     async with connection(db) as conn, conn.transaction():
         rows = await conn.fetch(f"""
-            INSERT INTO locations ({", ".join(cols)})
-            SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
-            ON CONFLICT (name) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")},
-                                             updated_at = now()
-            RETURNING {", ".join(LOCATION_COLUMNS)}""", *args)
+            INSERT INTO locations (tenant_id, {", ".join(cols)})
+            SELECT ${len(cols) + 1}::text, * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))})
+            ON CONFLICT (tenant_id, name) DO UPDATE
+            SET {", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "name")}, updated_at = now()
+            RETURNING {", ".join(LOCATION_COLUMNS)}""", *args, tenant_id or keys.DEFAULT_TENANT)
         saved = location_frame(rows).set_index("name", drop=False)
         ids = saved["location_id"]
         await replace_planes(conn, ids, planes)
@@ -277,8 +296,11 @@ def location_frame(rows):
                          if c not in ("location_id", "name", "timezone", "tracking", "model_id")])
 
 
-async def fetch_locations(db, ids=None):
+async def fetch_locations(db, ids=None, *, tenant_id=None):
     """Plants by id (all when ``ids`` is None), ordered by id; unknown ids are simply absent.
+
+    ``tenant_id`` given: only that tenant's plants (another tenant's ids are
+    absent like unknown ones); None: every tenant's (CLI, admin).
 
     Returns
     -------
@@ -288,15 +310,26 @@ async def fetch_locations(db, ids=None):
     ids = None if ids is None else [int(i) for i in ids]
     rows = await db.fetch(f"""
         SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
-        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id""", ids)
+        WHERE ($1::bigint[] IS NULL OR location_id = ANY($1::bigint[])) AND ($2::text IS NULL OR tenant_id = $2)
+        ORDER BY location_id""", ids, tenant_id)
     return location_frame(rows)
 
 
-async def fetch_planes(db, ids=None):
+#: Rows ``p`` of a per-location table restricted to given location ids ($1, NULL: all) of a tenant ($2, NULL: any).
+OF_LOCATIONS = """JOIN locations l USING (location_id)
+    WHERE ($1::bigint[] IS NULL OR l.location_id = ANY($1::bigint[])) AND ($2::text IS NULL OR l.tenant_id = $2)"""
+
+
+def location_filter(ids, tenant_id):
+    """Query arguments of :data:`OF_LOCATIONS`."""
+    return [None if ids is None else [int(i) for i in ids], tenant_id]
+
+
+async def fetch_planes(db, ids=None, *, tenant_id=None):
     """Stored plane rows of locations (all when ``ids`` is None): one COPY query, ordered by location, plane.
 
     Locations without rows are one plane from their own columns
-    (:func:`engine.planes.plane_arrays`).
+    (:func:`engine.planes.plane_arrays`). ``tenant_id`` as :func:`fetch_locations`.
 
     Returns
     -------
@@ -305,17 +338,17 @@ async def fetch_planes(db, ids=None):
         the inherited columns = the location's value.
     """
     columns = ("location_id", *validation.PLANE_COLUMNS)
-    select = ", ".join("backtrack::int" if c == "backtrack" else c for c in columns)
-    query = f"""
-        SELECT {select} FROM location_planes
-        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id, plane"""
-    planes = await copy_query_frame(db, query, [None if ids is None else [int(i) for i in ids]], columns,
+    select = ", ".join("p.backtrack::int" if c == "backtrack" else f"p.{c}" for c in columns)
+    planes = await copy_query_frame(db, f"SELECT {select} FROM location_planes p {OF_LOCATIONS} ORDER BY 1, 2",
+                                    location_filter(ids, tenant_id), columns,
                                     ints=("location_id", "plane", "backtrack"), texts=("tracking",))
     return planes.assign(backtrack=planes["backtrack"].astype(bool))
 
 
-async def fetch_horizons(db, ids=None):
+async def fetch_horizons(db, ids=None, *, tenant_id=None):
     """Stored horizon profiles of locations (all when ``ids`` is None): one COPY query.
+
+    ``tenant_id`` as :func:`fetch_locations`.
 
     Returns
     -------
@@ -324,14 +357,11 @@ async def fetch_horizons(db, ids=None):
         ordered by location, azimuth; locations without rows have a free horizon.
     """
     columns = ("location_id", *validation.HORIZON_COLUMNS)
-    query = f"""
-        SELECT {", ".join(columns)} FROM location_horizons
-        WHERE $1::bigint[] IS NULL OR location_id = ANY($1::bigint[]) ORDER BY location_id, azimuth"""
-    return await copy_query_frame(db, query, [None if ids is None else [int(i) for i in ids]], columns,
-                                  ints=("location_id",))
+    query = f"SELECT {', '.join(f'p.{c}' for c in columns)} FROM location_horizons p {OF_LOCATIONS} ORDER BY 1, 2"
+    return await copy_query_frame(db, query, location_filter(ids, tenant_id), columns, ints=("location_id",))
 
 
-async def fetch_plants(db, ids=None):
+async def fetch_plants(db, ids=None, *, tenant_id=None):
     """Everything the feature path needs about plants: three set-based queries, none per plant.
 
     Returns
@@ -343,14 +373,18 @@ async def fetch_plants(db, ids=None):
         times, planes=..., horizon=...)``.
     """
     async with connection(db) as conn:
-        return {"locations": await fetch_locations(conn, ids), "planes": await fetch_planes(conn, ids),
-                "horizon": await fetch_horizons(conn, ids)}
+        return {"locations": await fetch_locations(conn, ids, tenant_id=tenant_id),
+                "planes": await fetch_planes(conn, ids, tenant_id=tenant_id),
+                "horizon": await fetch_horizons(conn, ids, tenant_id=tenant_id)}
 
 
 # --- weather and actuals --------------------------------------------------------------------
 
-async def write_weather(db, df):
+async def write_weather(db, df, *, tenant_id=None):
     """Store weather issues (COPY + one upsert on location, valid_time, issue_time, source).
+
+    Rows are upserted in key order, so concurrent writers of the same keys
+    lock them in the same order and never deadlock (whatever their row order).
 
     A row with the key of a stored row replaces it (left untouched when
     identical); other issues are never touched (a later issue does not
@@ -361,6 +395,8 @@ async def write_weather(db, df):
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Weather frame (ARCHITECTURE "weather"); extra columns are ignored.
+    tenant_id : str, optional
+        Refuse locations of other tenants (like unknown ones); None: any.
 
     Returns
     -------
@@ -371,7 +407,7 @@ async def write_weather(db, df):
     ------
     ValueError
         Bad values (see :func:`engine.validation.validate_weather`) or an
-        unknown location.
+        unknown location (or another tenant's).
     """
     validation.validate_weather(df, None)
     num = {c: df[c].to_numpy("float64") for c in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")}
@@ -381,6 +417,7 @@ async def write_weather(db, df):
                    df["period_minutes"].to_numpy("int64"))
     values = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover", "period_minutes")
     async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
             return await copy_upsert(
                 conn, "weather_staging",
@@ -391,19 +428,24 @@ async def write_weather(db, df):
                 SELECT location_id, {FROM_MICROS.format("valid_us")}, {FROM_MICROS.format("issue_us")}, source,
                        {", ".join(values)}
                 FROM weather_staging
+                ORDER BY location_id, valid_us, issue_us, source  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, valid_time, issue_time, source) DO UPDATE {upsert_set("weather", values)}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
 
-async def write_actuals(db, df):
+async def write_actuals(db, df, *, tenant_id=None):
     """Store measured power (COPY + one upsert on location_id, time; a re-sent value replaces).
+
+    Upserted in key order: concurrent writers of the same keys never deadlock.
 
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
         Columns ``location_id``, ``time`` (UTC, end of interval), ``power_kw`` (kW).
+    tenant_id : str, optional
+        Refuse locations of other tenants (like unknown ones); None: any.
 
     Returns
     -------
@@ -413,21 +455,24 @@ async def write_actuals(db, df):
     validation.validate_actuals(df, None)
     rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"))
     async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
             return await copy_upsert(
                 conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
                 INSERT INTO actuals (location_id, time, power_kw)
                 SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
+                ORDER BY location_id, time_us  -- every writer locks rows in key order: no deadlock
                 ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
 
-async def read_weather(db, location_ids, start, end, issued_before):
+async def read_weather(db, location_ids, start, end, issued_before, sources=None):
     """Weather of many locations as one frame, as known at ``issued_before``.
 
     For each location and valid_time the row of the latest issue at or before
-    ``issued_before`` (ties between sources: first source by name).
+    ``issued_before`` (ties between sources: first source by name), among
+    ``sources`` when given (e.g. one GEFS member).
 
     Parameters
     ----------
@@ -437,6 +482,8 @@ async def read_weather(db, location_ids, start, end, issued_before):
         valid_time window, inclusive (None: open).
     issued_before : tz-aware Timestamp
         Issue time bound, inclusive.
+    sources : sequence of str, optional
+        Only these sources (default: all).
 
     Returns
     -------
@@ -452,8 +499,10 @@ async def read_weather(db, location_ids, start, end, issued_before):
         WHERE location_id = ANY($1::bigint[])
           AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
           AND issue_time <= $4::timestamptz
+          AND ($5::text[] IS NULL OR source = ANY($5::text[]))
         ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
-    args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"))
+    args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"),
+            None if sources is None else [str(s) for s in sources])
     return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
                                   ints=("location_id", "period_minutes"), texts=("source",))
 
@@ -462,14 +511,20 @@ async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()
     """DataFrame of a query's rows read through COPY (CSV) and pandas' C parser.
 
     Many rows (a whole fleet's weather) come back without one Python object
-    per value. ``times`` are selected as int64 microseconds since the epoch
-    and returned tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest
-    float64 with empty fields (SQL NULL) as NaN.
+    per value; the parsing runs in the default executor, off the event loop.
+    ``times`` are selected as int64 microseconds since the epoch and returned
+    tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest float64 with
+    empty fields (SQL NULL) as NaN.
     """
     buffer = io.BytesIO()
     async with connection(db) as conn:
         await conn.copy_from_query(query, *args, output=buffer, format="csv")
     buffer.seek(0)
+    return await asyncio.get_running_loop().run_in_executor(None, parse_csv, buffer, columns, times, ints, texts)
+
+
+def parse_csv(buffer, columns, times=(), ints=(), texts=()):
+    """CSV of :func:`copy_query_frame` -> typed DataFrame (pandas' C parser)."""
     dtypes = {c: ("str" if c in texts else "int64" if c in (*times, *ints) else "float64") for c in columns}
     df = pd.read_csv(buffer, names=list(columns), dtype=dtypes, keep_default_na=False,
                      na_values={c: [""] for c in columns if c not in texts})
@@ -479,6 +534,32 @@ async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()
 
 
 # --- forecasts ------------------------------------------------------------------------------
+
+def forecast_write_arrays(runs, forecast):
+    """Checked arrays of a forecast write (CPU work of :func:`write_forecasts`, run in an executor).
+
+    Returns
+    -------
+    tuple
+        valid_us (forecast rows), run upsert arguments, run locations,
+        issue_us (per run), the runs' order by location and each forecast
+        row's position in that order.
+    """
+    valid_us = validation.validate_forecast(runs, forecast)
+    ids = forecast["location_id"].to_numpy("int64")
+    run_locations = runs["location_id"].to_numpy("int64")
+    issue_us = micros(runs["issue_time"])
+    uniq, counts = np.unique(ids, return_counts=True)
+    run_args = [run_locations.tolist(), issue_us.tolist(), runs["model_id"].astype(str).tolist(),
+                runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
+                runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
+                counts[np.searchsorted(uniq, run_locations)].tolist(),
+                [None if t is None or t != t else str(t) for t in runs["task_id"]],
+                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
+    order = np.argsort(run_locations)
+    row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
+    return valid_us, run_args, run_locations, issue_us, order, row_run
+
 
 async def write_forecasts(db, runs, forecast, timings=None):
     """Store one forecast run per location with its values, in ONE transaction.
@@ -516,19 +597,10 @@ async def write_forecasts(db, runs, forecast, timings=None):
     """
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    valid_us = validation.validate_forecast(runs, forecast)
+    loop = asyncio.get_running_loop()
+    valid_us, run_args, run_locations, issue_us, order, row_run = await loop.run_in_executor(
+        None, forecast_write_arrays, runs, forecast)
     ids = forecast["location_id"].to_numpy("int64")
-    run_locations = runs["location_id"].to_numpy("int64")
-    issue_us = micros(runs["issue_time"])
-    uniq, counts = np.unique(ids, return_counts=True)
-    run_args = [run_locations.tolist(), issue_us.tolist(), runs["model_id"].astype(str).tolist(),
-                runs["model_version"].astype(str).tolist(), runs["forecast_type"].astype(str).tolist(),
-                runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
-                counts[np.searchsorted(uniq, run_locations)].tolist(),
-                [None if t is None or t != t else str(t) for t in runs["task_id"]],
-                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
-    order = np.argsort(run_locations)
-    row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     t1 = time.perf_counter()
     async with connection(db) as conn, conn.transaction():
         try:
@@ -550,10 +622,11 @@ async def write_forecasts(db, runs, forecast, timings=None):
         run_ids = dict(stored)
         sorted_run_ids = np.array([run_ids[i] for i in run_locations[order].tolist()], dtype="int64")
         t2 = time.perf_counter()
-        payload = binary_copy([("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
-                               ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
-                               *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
-                               ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
+        payload = await loop.run_in_executor(None, binary_copy, [
+            ("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
+            ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
+            *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
+            ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
         t3 = time.perf_counter()
         await conn.execute(
             "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_us bigint, valid_us bigint, "
@@ -580,7 +653,7 @@ def run_dict(row):
     return run
 
 
-async def read_forecast(db, location_id, start, end, run_id=None):
+async def read_forecast(db, location_id, start, end, run_id=None, *, tenant_id=None):
     """One stored run of a location and its values over a window.
 
     Parameters
@@ -593,6 +666,8 @@ async def read_forecast(db, location_id, start, end, run_id=None):
         The run to read; default the latest issued run of the location whose
         horizon (issue_time, issue_time + horizon_hours] overlaps the window
         (ties: the latest written).
+    tenant_id : str, optional
+        Another tenant's location reads like one without runs; None: any.
 
     Returns
     -------
@@ -613,13 +688,14 @@ async def read_forecast(db, location_id, start, end, run_id=None):
     if run_id is None:
         row = await db.fetchrow(f"""
             SELECT {fields} FROM forecast_runs
-            WHERE location_id = $1
+            WHERE location_id = $1 AND {TENANT_OWNS.format("$4")}
               AND issue_time + horizon_hours * interval '1 hour' >= coalesce($2::timestamptz, '-infinity')
               AND issue_time < coalesce($3::timestamptz, 'infinity')
-            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end)
+            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end, tenant_id)
     else:
-        row = await db.fetchrow(f"SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2",
-                                int(run_id), int(location_id))
+        row = await db.fetchrow(f"""
+            SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2 AND {TENANT_OWNS.format("$3")}""",
+            int(run_id), int(location_id), tenant_id)
     if row is None:
         raise LookupError(f"run_id {run_id} of location_id {location_id} not found" if run_id is not None
                           else f"location_id {location_id}: no forecast run overlaps the window")
@@ -632,8 +708,11 @@ async def read_forecast(db, location_id, start, end, run_id=None):
                                 ints=("location_id", "horizon_minutes"), floats=QUANTILE_COLUMNS)
 
 
-async def read_forecast_with_actuals(db, location_id, start, end):
+async def read_forecast_with_actuals(db, location_id, start, end, *, tenant_id=None):
     """Every stored run's values of a location joined to the measured power at valid_time.
+
+    ``tenant_id`` given: another tenant's location reads like one without
+    runs (empty); None: any.
 
     Returns
     -------
@@ -645,10 +724,10 @@ async def read_forecast_with_actuals(db, location_id, start, end):
         SELECT f.run_id, f.valid_time, {", ".join(f"f.{q}" for q in QUANTILE_COLUMNS)}, a.power_kw
         FROM forecasts f
         LEFT JOIN actuals a ON a.location_id = f.location_id AND a.time = f.valid_time
-        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1)
+        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1 AND {TENANT_OWNS.format("$4")})
           AND f.valid_time >= coalesce($2::timestamptz, '-infinity')
           AND f.valid_time <= coalesce($3::timestamptz, 'infinity')
-        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"))
+        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"), tenant_id)
     return frame(rows, ("run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"), times=("valid_time",),
                  ints=("run_id",), floats=(*QUANTILE_COLUMNS, "power_kw"))
 
@@ -658,7 +737,7 @@ async def has_timescaledb(db):
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
 
 
-async def read_energy(db, run_id, bucket):
+async def read_energy(db, run_id, bucket, *, tenant_id=None):
     """Energy of a run per hour or day of the plant's local time, kWh.
 
     A step labelled ``valid_time`` covers (valid_time - resolution,
@@ -672,6 +751,8 @@ async def read_energy(db, run_id, bucket):
     db : asyncpg.Connection or asyncpg.Pool
     run_id : int
     bucket : {'1 hour', '1 day'}
+    tenant_id : str, optional
+        Another tenant's run reads like an unknown one; None: any.
 
     Returns
     -------
@@ -689,7 +770,7 @@ async def read_energy(db, run_id, bucket):
         raise ValueError(f"bucket must be one of {list(BUCKETS)}, got {bucket!r}")
     run = await db.fetchrow("""
         SELECT r.resolution_minutes, l.timezone FROM forecast_runs r JOIN locations l USING (location_id)
-        WHERE r.run_id = $1""", int(run_id))
+        WHERE r.run_id = $1 AND ($2::text IS NULL OR l.tenant_id = $2)""", int(run_id), tenant_id)
     if run is None:
         raise LookupError(f"run_id {run_id} not found")
     start = "f.valid_time - $2::int * interval '1 minute'"
@@ -706,10 +787,14 @@ async def read_energy(db, run_id, bucket):
 
 # --- tasks ----------------------------------------------------------------------------------
 
-async def create_task(db, task_id, request, total):
-    """Record a new task, status 'queued', with its request parameters and ``total`` locations."""
-    await db.execute("INSERT INTO forecast_tasks (task_id, request, progress_total) VALUES ($1::uuid, $2::jsonb, $3)",
-                     str(task_id), to_json(request), int(total))
+async def create_task(db, task_id, request, total, *, tenant_id=None):
+    """Record a new task, status 'queued', with its request parameters and ``total`` locations.
+
+    ``tenant_id``: the tenant that asked (None: the default tenant).
+    """
+    await db.execute("""
+        INSERT INTO forecast_tasks (task_id, request, progress_total, tenant_id) VALUES ($1::uuid, $2::jsonb, $3, $4)""",
+        str(task_id), to_json(request), int(total), tenant_id or keys.DEFAULT_TENANT)
 
 
 async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None):
@@ -745,8 +830,8 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
         raise LookupError(f"task_id {task_id} is unknown")
 
 
-async def read_task(db, task_id):
-    """A task as a JSON-ready dict, or None when unknown (or not a uuid).
+async def read_task(db, task_id, *, tenant_id=None):
+    """A task as a JSON-ready dict, or None when unknown (or not a uuid, or another tenant's).
 
     Returns
     -------
@@ -754,10 +839,11 @@ async def read_task(db, task_id):
         task_id, status, progress_done, progress_total, run_ids
         {location_id: run_id}, errors {location_id or "task": reason},
         timings {stage: s}, request, created_at, started_at, finished_at
-        (ISO-8601 UTC or None).
+        (ISO-8601 UTC or None), tenant_id.
     """
     try:
-        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid", str(task_id))
+        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid AND ($2::text IS NULL OR tenant_id = $2)",
+                                str(task_id), tenant_id)
     except asyncpg.DataError:  # not a uuid: no such task
         return None
     if row is None:
@@ -783,3 +869,136 @@ async def fail_interrupted_tasks(db):
                      || status || '; runs stored before stay complete, resubmit for the rest')
         WHERE status IN ('queued', 'running')""")
     return int(result.split()[-1])
+
+
+# --- tenants and API keys -------------------------------------------------------------------
+# Every plant belongs to a tenant (0002_tenants_keys.sql); the functions above that take
+# ``tenant_id`` show a tenant only its own plants and what hangs off them, and refuse another
+# tenant's ids exactly like unknown ones. tenant_id None: unscoped (CLI, admin).
+
+TENANT_OWNS = "({0}::text IS NULL OR location_id IN (SELECT location_id FROM locations WHERE tenant_id = {0}))"
+KEY_FIELDS = ("key_id", "tenant_id", "scopes", "description", "created_at", "revoked_at", "last_used_at")
+KEY_TOUCH_INTERVAL = "1 minute"  # api_keys.last_used_at is written at most this often per key
+
+
+async def refuse_other_tenants(conn, location_ids, tenant_id):
+    """Refuse, like unknown locations, ids that are not plants of ``tenant_id`` (None: no check).
+
+    Raises
+    ------
+    ValueError
+        ``location_id: not a known location (...)``, the message of an
+        unknown id, so a tenant cannot tell another tenant's plant from none.
+    """
+    if tenant_id is None:
+        return
+    ids = np.unique(np.asarray(location_ids, dtype="int64"))
+    missing = await conn.fetchval("""
+        SELECT array_agg(i ORDER BY i) FROM unnest($1::bigint[]) AS i
+        WHERE NOT EXISTS (SELECT 1 FROM locations l WHERE l.location_id = i AND l.tenant_id = $2)""",
+        ids.tolist(), tenant_id)
+    if missing:
+        raise ValueError(f"location_id: not a known location (ids {missing[:10]})")
+
+
+def key_dict(row):
+    """An api_keys row as a dict (scopes a tuple; never the hash)."""
+    return {k: tuple(row[k]) if k == "scopes" else row[k] for k in KEY_FIELDS}
+
+
+async def create_key(db, tenant_id, scopes, description=""):
+    """Create an API key of ``tenant_id`` (the tenant is created if new); only its hash is stored.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    tenant_id : str
+        See :func:`engine.keys.check_tenant`.
+    scopes : str or sequence of str
+        ``"read,write"`` or ``["read", "write"]`` (:data:`engine.keys.SCOPES`).
+    description : str, optional
+
+    Returns
+    -------
+    dict
+        ``key`` (the plaintext: shown once, never stored) and the stored
+        fields :data:`KEY_FIELDS`.
+
+    Raises
+    ------
+    ValueError
+        Bad tenant id or scopes.
+    """
+    keys.check_tenant(tenant_id)
+    scopes = keys.parse_scopes(scopes if isinstance(scopes, str) else ",".join(scopes))
+    key_id, key = keys.generate_key()
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute("INSERT INTO tenants (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id)
+        row = await conn.fetchrow(f"""
+            INSERT INTO api_keys (key_id, tenant_id, key_sha256, scopes, description) VALUES ($1, $2, $3, $4, $5)
+            RETURNING {", ".join(KEY_FIELDS)}""", key_id, tenant_id, keys.hash_key(key), list(scopes), str(description))
+    return {"key": key, **key_dict(row)}
+
+
+async def revoke_key(db, key_id):
+    """Revoke a key (idempotent: a revoked key keeps its first ``revoked_at``).
+
+    Returns
+    -------
+    dict
+        The key's fields :data:`KEY_FIELDS`.
+
+    Raises
+    ------
+    LookupError
+        Unknown key_id.
+    """
+    row = await db.fetchrow(f"""
+        UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
+        RETURNING {", ".join(KEY_FIELDS)}""", str(key_id))
+    if row is None:
+        raise LookupError(f"key_id {key_id} is unknown")
+    return key_dict(row)
+
+
+async def list_keys(db, tenant_id=None):
+    """Keys (never their hashes) of one tenant, or of all when ``tenant_id`` is None, oldest first.
+
+    Returns
+    -------
+    list of dict
+        Fields :data:`KEY_FIELDS`.
+    """
+    rows = await db.fetch(f"""
+        SELECT {", ".join(KEY_FIELDS)} FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1
+        ORDER BY tenant_id, created_at, key_id""", tenant_id)
+    return [key_dict(r) for r in rows]
+
+
+async def key_principal(db, key):
+    """Who a presented API key is: (tenant_id, scopes), or None for a malformed, unknown or revoked key.
+
+    Looks the key up by its SHA-256 (unique index) and stamps ``last_used_at``
+    at most once per :data:`KEY_TOUCH_INTERVAL` (one statement either way).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    key : str
+        The key as presented (e.g. :func:`engine.keys.bearer_key` of the header).
+
+    Returns
+    -------
+    tuple of (str, tuple of str) or None
+    """
+    key_id = keys.key_id_of(key)
+    if key_id is None:
+        return None
+    row = await db.fetchrow(f"""
+        WITH k AS (SELECT key_id, tenant_id, scopes, last_used_at FROM api_keys
+                   WHERE key_sha256 = $1 AND key_id = $2 AND revoked_at IS NULL),
+             touched AS (UPDATE api_keys a SET last_used_at = now() FROM k
+                         WHERE a.key_id = k.key_id
+                           AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '{KEY_TOUCH_INTERVAL}'))
+        SELECT tenant_id, scopes FROM k""", keys.hash_key(key), key_id)
+    return None if row is None else (row["tenant_id"], tuple(row["scopes"]))

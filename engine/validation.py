@@ -6,6 +6,12 @@ column and names the first offending row (0-based position in the frame), e.g.
 Nothing is ever coerced: a missing temperature is an error, not 0 degC.
 Allowed gaps are explicit: ``dni``/``dhi`` NaN (decompose from ``ghi``),
 ``cloud_cover`` NaN, ``export_limit_kw`` NaN (no limit).
+
+The bounds below are the ONE definition of what a plant, a weather row and an
+actual may hold: these checks use them, and the HTTP schemas
+(``serve_app/schemas.py``, hence ``/openapi.json``) are generated from them.
+Every raised ``ValueError`` carries the offending column as data in its
+``field`` attribute (the HTTP layer reports it; nobody parses the message).
 """
 
 import zoneinfo
@@ -38,6 +44,77 @@ MAX_PLANES = 8  # planes per location (east/west + carport + ... ; bounds the fe
 MAX_HORIZON_POINTS = 720  # profile points per location (0.5 deg spacing all around)
 MAX_IRRADIANCE = 2000.0  # W/m^2: above ~1.5 x the solar constant no measurement or model is plausible
 TEMP_AIR_RANGE = (-90.0, 70.0)  # degC, beyond the recorded extremes on Earth (catches kelvin input)
+MAX_CAPACITY_KW = 1.0e7  # 10 GW: above the largest plant on Earth (catches W entered as kW)
+
+#: Database ids (bigint identity columns): 1 .. 2**63 - 1.
+ID_BOUNDS = {"ge": 1, "le": 2**63 - 1}
+
+#: Physical bounds of every numeric plant parameter, as pydantic/JSON-schema keywords (ge, gt, le,
+#: lt) with the unit. u0 > 0 keeps the Faiman cell temperature finite (u0 = u1 = 0 divides by 0).
+LOCATION_BOUNDS = {
+    "latitude": {"ge": -90.0, "le": 90.0, "unit": "deg"},
+    "longitude": {"ge": -180.0, "le": 180.0, "unit": "deg"},
+    "altitude": {"ge": -500.0, "le": 9000.0, "unit": "m"},
+    "capacity_ac_kw": {"gt": 0.0, "le": MAX_CAPACITY_KW, "unit": "kW"},
+    "capacity_dc_kw": {"gt": 0.0, "le": MAX_CAPACITY_KW, "unit": "kW"},
+    "export_limit_kw": {"gt": 0.0, "le": MAX_CAPACITY_KW, "unit": "kW"},
+    "tilt": {"ge": 0.0, "le": 90.0, "unit": "deg"},
+    "azimuth": {"ge": 0.0, "lt": 360.0, "unit": "deg"},
+    "axis_azimuth": {"ge": 0.0, "lt": 360.0, "unit": "deg"},
+    "max_angle": {"gt": 0.0, "le": 90.0, "unit": "deg"},
+    "gcr": {"gt": 0.0, "lt": 1.0, "unit": ""},
+    "losses_pct": {"ge": 0.0, "lt": 100.0, "unit": "%"},
+    "gamma_pdc": {"ge": -0.02, "le": 0.0, "unit": "1/degC"},
+    "temp_model_u0": {"gt": 0.0, "le": 100.0, "unit": "W/m^2/K"},
+    "temp_model_u1": {"ge": 0.0, "le": 50.0, "unit": "W s/m^3/K"},
+}
+
+#: Bounds of a plane's numbers (planes frame): the location's bounds of the same parameters, one definition.
+PLANE_BOUNDS = {"plane": {"ge": 0, "lt": MAX_PLANES, "unit": ""},
+                **{c: LOCATION_BOUNDS[c] for c in ("tilt", "azimuth", "capacity_dc_kw", "axis_azimuth", "max_angle",
+                                                   "gcr", *PLANE_INHERITED)}}
+#: Bounds of a horizon profile point: azimuth clockwise from north (360 is 0), skyline elevation.
+HORIZON_BOUNDS = {"azimuth": {"ge": 0.0, "lt": 360.0, "unit": "deg"},
+                  "elevation": {"ge": 0.0, "lt": 90.0, "unit": "deg"}}
+
+#: capacity_dc_kw / capacity_ac_kw of a real plant (DC/AC ratio; outside it a unit mix-up is likelier).
+DC_AC_RATIO = (0.5, 3.0)
+
+#: Bounds of the weather values (pvlib names).
+WEATHER_BOUNDS = {
+    "ghi": {"ge": 0.0, "le": MAX_IRRADIANCE, "unit": "W/m^2"},
+    "dni": {"ge": 0.0, "le": MAX_IRRADIANCE, "unit": "W/m^2"},
+    "dhi": {"ge": 0.0, "le": MAX_IRRADIANCE, "unit": "W/m^2"},
+    "temp_air": {"ge": TEMP_AIR_RANGE[0], "le": TEMP_AIR_RANGE[1], "unit": "degC"},
+    "wind_speed": {"ge": 0.0, "le": 100.0, "unit": "m/s"},
+    "cloud_cover": {"ge": 0.0, "le": 100.0, "unit": "%"},
+    "period_minutes": {"ge": 0, "le": 1440, "unit": "min"},
+}
+
+#: Measured AC power as a fraction of the plant's capacity_ac_kw: small negative values are the
+#: inverters' night consumption; up to 25 % above nameplate covers meter error and overload ratings.
+ACTUALS_FRACTION_OF_AC = (-0.1, 1.25)
+#: Absolute bound of power_kw before the plant is known (the largest capacity, both signs).
+POWER_BOUNDS = {"ge": -MAX_CAPACITY_KW, "le": MAX_CAPACITY_KW, "unit": "kW"}
+
+#: Accepted instants (UTC), [start, end).
+TIME_RANGE = ("1900-01-01T00:00:00+00:00", "2200-01-01T00:00:00+00:00")
+
+#: Longest text of each text column; control characters (C0, DEL) are refused in all of them.
+TEXT_LENGTH = {"name": 200, "timezone": 64, "source": 64, "model_id": 64, "tracking": 16}
+CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
+
+
+def field_error(field, message, kind=ValueError, row=None):
+    """An exception of type ``kind`` whose message starts with ``field``.
+
+    The field (and the 0-based ``row`` of the frame, when one is at fault) are
+    also attributes of the exception: data for the caller, no parsing.
+    """
+    exc = kind(f"{field}: {message}")
+    exc.field = field
+    exc.row = row
+    return exc
 
 
 def reject(column, bad, reason, values):
@@ -48,14 +125,14 @@ def reject(column, bad, reason, values):
         value = values.iloc[i] if isinstance(values, pd.Series) else values[i]
         value = value.item() if isinstance(value, np.generic) else value
         more = f"; {rows.size} rows in all" if rows.size > 1 else ""
-        raise ValueError(f"{column}: row {i} {reason} ({value!r}){more}")
+        raise field_error(column, f"row {i} {reason} ({value!r}){more}", row=i)
 
 
 def require_columns(df, columns, frame):
     """Every column of ``columns`` is present in ``df``."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{missing[0]}: column is missing from the {frame} frame (required: {list(columns)})")
+        raise field_error(missing[0], f"column is missing from the {frame} frame (required: {list(columns)})")
 
 
 def numbers(df, column, allow_nan=False):
@@ -76,18 +153,22 @@ def numbers(df, column, allow_nan=False):
 def integers(df, column):
     """``df[column]`` as int64; it must have an integer dtype (no NaN possible)."""
     series = df[column]
-    if not pd.api.types.is_integer_dtype(series.dtype):
+    if not pd.api.types.is_integer_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         nan = series.isna().to_numpy()
         reject(column, nan, "is missing", series)
-        raise ValueError(f"{column}: must be integers, got dtype {series.dtype}")
+        raise field_error(column, f"must be integers, got dtype {series.dtype}")
     return series.to_numpy(dtype="int64")
 
 
-def in_range(column, values, low=-np.inf, high=np.inf, high_open=False, unit=""):
-    """Refuse values outside ``[low, high]`` (``[low, high)`` when ``high_open``); NaN passes."""
-    above = values >= high if high_open else values > high
-    bracket = ")" if high_open else "]"
-    reject(column, (values < low) | above, f"is out of range [{low:g}, {high:g}{bracket}{unit}", values)
+def bounded(column, values, bounds):
+    """Refuse values outside ``bounds`` (keys ``ge``/``gt``/``le``/``lt``, ``unit``); NaN passes."""
+    unit = f" {bounds['unit']}" if bounds.get("unit") else ""
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds.get("gt", -np.inf))
+    high = ("]", bounds["le"]) if "le" in bounds else (")", bounds.get("lt", np.inf))
+    with np.errstate(invalid="ignore"):
+        bad = (values < low[1]) if low[0] == "[" else (values <= low[1])
+        bad |= (values > high[1]) if high[0] == "]" else (values >= high[1])
+    reject(column, bad, f"is out of range {low[0]}{low[1]:g}, {high[1]:g}{high[0]}{unit}", values)
 
 
 def utc_micros(df, column):
@@ -109,22 +190,37 @@ def utc_micros(df, column):
         reject(column, naive, "is naive or not a timestamp; timestamps must be tz-aware UTC", values)
         index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
     reject(column, index.isna(), "is missing (NaT)", series)
+    first, end = (pd.Timestamp(t) for t in TIME_RANGE)
+    reject(column, (index < first) | (index >= end), f"is outside [{TIME_RANGE[0]}, {TIME_RANGE[1]})", series)
     return index.as_unit("us").asi8
 
 
 def labels(df, column, allowed=None):
-    """Non-empty strings (optionally one of ``allowed``)."""
+    """Non-empty strings without control characters, at most ``TEXT_LENGTH`` long (optionally one of ``allowed``).
+
+    Checked on the distinct values (a weather frame has a handful of sources in many rows).
+    """
     values = df[column].to_numpy(dtype=object)
-    bad = np.fromiter((not isinstance(v, str) or not v.strip() for v in values), bool, len(values))
-    reject(column, bad, "must be a non-empty string", values)
+    inverse, distinct = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    text = pd.Series([v if isinstance(v, str) else "" for v in distinct], dtype=object)
+    blank = np.array([not isinstance(v, str) for v in distinct], dtype=bool) | (text.str.strip() == "").to_numpy()
+    reject(column, blank[inverse], "must be a non-empty string", values)
+    reject(column, text.str.contains(CONTROL_CHARACTERS, regex=True).to_numpy()[inverse],
+           "holds a control character", values)
+    longest = TEXT_LENGTH.get(column, 200)
+    reject(column, (text.str.len() > longest).to_numpy()[inverse], f"is longer than {longest} characters", values)
     if allowed is not None:
         reject(column, ~np.isin(values.astype(str), list(allowed)), f"must be one of {list(allowed)}", values)
     return values
 
 
 def known(column, ids, known_ids):
-    """Refuse location ids that are not in ``known_ids``."""
-    reject(column, ~np.isin(ids, np.fromiter(known_ids, "int64")), "is not a known location", ids)
+    """Refuse location ids that are not in ``known_ids`` (``LookupError``: an unknown id is a 404)."""
+    bad = ~np.isin(ids, np.fromiter(known_ids, "int64"))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise field_error(column, f"row {i} is not a known location ({int(ids[i])}); {int(bad.sum())} rows in all",
+                          LookupError, row=i)
 
 
 def unique_keys(column, keys, key_names, values):
@@ -137,42 +233,38 @@ def unique_keys(column, keys, key_names, values):
         reject(column, dup, f"repeats the key ({', '.join(key_names)}) of row {first}", values)
 
 
-def validate_locations(df):
+def validate_locations(df, model_ids=None):
     """Check a locations frame (ARCHITECTURE "locations"); ``location_id`` is optional.
+
+    Parameters
+    ----------
+    df : DataFrame
+    model_ids : collection of str, optional
+        Model ids the service can forecast with; ``model_id`` must be one of
+        them when given.
 
     Raises
     ------
     ValueError
         Column and row of the first problem: missing column or value, NaN/inf,
-        latitude outside [-90, 90], longitude outside [-180, 180], tilt outside
-        [0, 90], azimuth outside [0, 360), capacity <= 0, export limit <= 0,
-        unknown tracking, unknown IANA timezone, repeated name.
+        a value outside :data:`LOCATION_BOUNDS` (export limit NaN = none),
+        DC/AC ratio outside :data:`DC_AC_RATIO`, unknown tracking, unknown IANA
+        timezone, unknown model id, repeated name, text too long or holding
+        control characters.
     """
     require_columns(df, LOCATION_COLUMNS, "locations")
     names = labels(df, "name")
-    in_range("latitude", numbers(df, "latitude"), -90, 90, unit=" deg")
-    in_range("longitude", numbers(df, "longitude"), -180, 180, unit=" deg")
-    numbers(df, "altitude")
-    for column in ("capacity_ac_kw", "capacity_dc_kw"):
-        values = numbers(df, column)
-        reject(column, values <= 0, "must be > 0 kW", values)
-    limit = numbers(df, "export_limit_kw", allow_nan=True)
-    reject("export_limit_kw", limit <= 0, "must be > 0 kW or empty (no limit)", limit)
-    in_range("tilt", numbers(df, "tilt"), 0, 90, unit=" deg")
-    in_range("azimuth", numbers(df, "azimuth"), 0, 360, high_open=True, unit=" deg")
+    values = {c: numbers(df, c, allow_nan=c == "export_limit_kw") for c in LOCATION_BOUNDS}
+    for column, bounds in LOCATION_BOUNDS.items():
+        bounded(column, values[column], bounds)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = values["capacity_dc_kw"] / values["capacity_ac_kw"]
+    bounded("capacity_dc_kw", ratio, {"ge": DC_AC_RATIO[0], "le": DC_AC_RATIO[1], "unit": "x capacity_ac_kw"})
     labels(df, "tracking", TRACKING)
-    in_range("axis_azimuth", numbers(df, "axis_azimuth"), 0, 360, unit=" deg")
-    in_range("max_angle", numbers(df, "max_angle"), 0, 90, unit=" deg")
-    in_range("gcr", numbers(df, "gcr"), 0, 1)
-    in_range("losses_pct", numbers(df, "losses_pct"), 0, 100, high_open=True, unit=" %")
-    numbers(df, "gamma_pdc")
-    for column in ("temp_model_u0", "temp_model_u1"):
-        values = numbers(df, column)
-        reject(column, values < 0, "must be >= 0", values)
     zones = labels(df, "timezone")
     bad_zones = {z for z in set(zones) if z not in zoneinfo.available_timezones()}
     reject("timezone", np.isin(zones.astype(str), list(bad_zones)), "is not an IANA time zone", zones)
-    labels(df, "model_id")
+    labels(df, "model_id", None if model_ids is None else sorted(model_ids))
     unique_keys("name", {"name": names}, ("name",), names)
 
 
@@ -189,11 +281,11 @@ def validate_weather(df, known_ids):
     Raises
     ------
     ValueError
-        NaN/inf (except NaN ``dni``, ``dhi``, ``cloud_cover``), negative or
-        implausible (> 2000 W/m^2) irradiance, ``temp_air`` outside
-        [-90, 70] degC, negative wind speed, cloud cover outside [0, 100] %,
-        unknown location, naive or missing timestamp, empty source, negative
-        ``period_minutes``, repeated (location_id, valid_time, issue_time, source).
+        NaN/inf (except NaN ``dni``, ``dhi``, ``cloud_cover``), a value outside
+        :data:`WEATHER_BOUNDS`, naive, missing or out-of-range timestamp, empty
+        source, repeated (location_id, valid_time, issue_time, source).
+    LookupError
+        Unknown location.
     """
     require_columns(df, WEATHER_COLUMNS, "weather")
     ids = integers(df, "location_id")
@@ -202,22 +294,16 @@ def validate_weather(df, known_ids):
     valid = utc_micros(df, "valid_time")
     issue = utc_micros(df, "issue_time")
     source = labels(df, "source")
-    for column in ("ghi", "dni", "dhi"):
-        values = numbers(df, column, allow_nan=column != "ghi")
-        reject(column, values < 0, "is negative", values)
-        reject(column, values > MAX_IRRADIANCE, f"exceeds {MAX_IRRADIANCE:g} W/m^2", values)
-    in_range("temp_air", numbers(df, "temp_air"), *TEMP_AIR_RANGE, unit=" degC")
-    wind = numbers(df, "wind_speed")
-    reject("wind_speed", wind < 0, "is negative", wind)
-    in_range("cloud_cover", numbers(df, "cloud_cover", allow_nan=True), 0, 100, unit=" %")
-    period = integers(df, "period_minutes")
-    reject("period_minutes", period < 0, "is negative", period)
+    for column, bounds in WEATHER_BOUNDS.items():
+        values = (integers(df, column) if column == "period_minutes"
+                  else numbers(df, column, allow_nan=column in ("dni", "dhi", "cloud_cover")))
+        bounded(column, values, bounds)
     keys = {"location_id": ids, "valid_time": valid, "issue_time": issue, "source": source}
     unique_keys("valid_time", keys, tuple(keys), df["valid_time"])
 
 
-def validate_actuals(df, known_ids):
-    """Check an actuals frame: known location, tz-aware ``time``, finite ``power_kw``, unique key.
+def validate_actuals(df, known_ids, capacity_ac_kw=None):
+    """Check an actuals frame: known location, tz-aware ``time``, physical ``power_kw``, unique key.
 
     Parameters
     ----------
@@ -225,17 +311,30 @@ def validate_actuals(df, known_ids):
         Columns ``location_id``, ``time`` (UTC), ``power_kw`` (kW).
     known_ids : iterable of int or None
         As in :func:`validate_weather`.
+    capacity_ac_kw : Series, optional
+        AC capacity (kW) indexed by location_id; when given, ``power_kw`` must
+        lie within :data:`ACTUALS_FRACTION_OF_AC` of the row's plant capacity.
 
     Raises
     ------
     ValueError
+        NaN/inf or out-of-range power, naive or missing time, repeated key.
+    LookupError
+        Unknown location.
     """
     require_columns(df, ACTUALS_COLUMNS, "actuals")
     ids = integers(df, "location_id")
     if known_ids is not None:
         known("location_id", ids, known_ids)
     time = utc_micros(df, "time")
-    numbers(df, "power_kw")
+    power = numbers(df, "power_kw")
+    bounded("power_kw", power, POWER_BOUNDS)
+    if capacity_ac_kw is not None:
+        cap = capacity_ac_kw.reindex(ids).to_numpy(dtype=float)
+        low, high = ACTUALS_FRACTION_OF_AC
+        with np.errstate(invalid="ignore"):
+            bad = (power < low * cap) | (power > high * cap)
+        reject("power_kw", bad, f"is outside [{low:g}, {high:g}] x the plant's capacity_ac_kw", power)
     unique_keys("time", {"location_id": ids, "time": time}, ("location_id", "time"), df["time"])
 
 
@@ -329,12 +428,10 @@ def validate_planes(df, key="name"):
     ------
     ValueError
         Missing column or value, NaN/inf (NaN allowed in :data:`PLANE_INHERITED`),
-        more than :data:`MAX_PLANES` planes for one location, plane index outside
-        [0, MAX_PLANES) or repeated for a location, tilt outside [0, 90],
-        azimuth outside [0, 360), capacity_dc_kw <= 0, unknown tracking,
-        axis_azimuth outside [0, 360], max_angle outside [0, 90], gcr outside
-        [0, 1], backtrack not a bool, losses_pct outside [0, 100), negative
-        temperature-model coefficients.
+        more than :data:`MAX_PLANES` planes for one location, a plane index
+        repeated for a location, a value outside :data:`PLANE_BOUNDS` (the
+        location's bounds of the same parameter), unknown tracking, backtrack
+        not a bool.
     """
     require_columns(df, PLANE_COLUMNS, "planes")
     planes = df.rename(columns=lambda c: f"planes.{c}")
@@ -342,23 +439,13 @@ def validate_planes(df, key="name"):
     reject(f"planes.{key}", group_rank(keys) >= MAX_PLANES,
            f"has more than {MAX_PLANES} planes (at most {MAX_PLANES} per location)", keys)
     plane = integers(planes, "planes.plane")
-    in_range("planes.plane", plane, 0, MAX_PLANES, high_open=True)
     unique_keys("planes.plane", {key: keys, "plane": plane}, (key, "plane"), plane)
-    in_range("planes.tilt", numbers(planes, "planes.tilt"), 0, 90, unit=" deg")
-    in_range("planes.azimuth", numbers(planes, "planes.azimuth"), 0, 360, high_open=True, unit=" deg")
-    dc = numbers(planes, "planes.capacity_dc_kw")
-    reject("planes.capacity_dc_kw", dc <= 0, "must be > 0 kW", dc)
+    for column, bounds in PLANE_BOUNDS.items():
+        values = plane if column == "plane" else numbers(planes, f"planes.{column}",
+                                                         allow_nan=column in PLANE_INHERITED)
+        bounded(f"planes.{column}", values, bounds)
     labels(planes, "planes.tracking", TRACKING)
-    in_range("planes.axis_azimuth", numbers(planes, "planes.axis_azimuth"), 0, 360, unit=" deg")
-    in_range("planes.max_angle", numbers(planes, "planes.max_angle"), 0, 90, unit=" deg")
-    in_range("planes.gcr", numbers(planes, "planes.gcr"), 0, 1)
     booleans(planes, "planes.backtrack")
-    in_range("planes.losses_pct", numbers(planes, "planes.losses_pct", allow_nan=True), 0, 100, high_open=True,
-             unit=" %")
-    numbers(planes, "planes.gamma_pdc", allow_nan=True)
-    for column in ("planes.temp_model_u0", "planes.temp_model_u1"):
-        values = numbers(planes, column, allow_nan=True)
-        reject(column, values < 0, "must be >= 0", values)
 
 
 def validate_horizon(df, key="name"):
@@ -367,17 +454,17 @@ def validate_horizon(df, key="name"):
     Parameters
     ----------
     df : DataFrame
-        ``azimuth`` (deg, [0, 360), 0 = north, clockwise), ``elevation`` (deg,
-        [0, 90)) and the key column; the rows of one location in increasing
-        azimuth.
+        ``azimuth`` (deg, 0 = north, clockwise), ``elevation`` (deg) within
+        :data:`HORIZON_BOUNDS`, and the key column; the rows of one location
+        in increasing azimuth.
     key : {'name', 'location_id'}
 
     Raises
     ------
     ValueError
         ``horizon.<column>: row <i> ...``: missing column or value, NaN/inf,
-        azimuth outside [0, 360) (360 is 0: drop the repeated point), elevation
-        outside [0, 90), an azimuth not above the previous one of the same
+        a value outside :data:`HORIZON_BOUNDS` (azimuth 360 is 0: drop the
+        repeated point), an azimuth not above the previous one of the same
         location (unsorted or repeated: the profile would not be a function of
         azimuth), more than :data:`MAX_HORIZON_POINTS` points for one location.
     """
@@ -386,9 +473,10 @@ def validate_horizon(df, key="name"):
     keys = location_keys(horizon, key, "horizon")
     reject(f"horizon.{key}", group_rank(keys) >= MAX_HORIZON_POINTS,
            f"has more than {MAX_HORIZON_POINTS} horizon points (at most {MAX_HORIZON_POINTS} per location)", keys)
-    azimuth = numbers(horizon, "horizon.azimuth")
-    in_range("horizon.azimuth", azimuth, 0, 360, high_open=True, unit=" deg (360 is 0: drop the repeated point)")
-    in_range("horizon.elevation", numbers(horizon, "horizon.elevation"), 0, 90, high_open=True, unit=" deg")
+    values = {c: numbers(horizon, f"horizon.{c}") for c in HORIZON_COLUMNS}
+    for column, bounds in HORIZON_BOUNDS.items():
+        bounded(f"horizon.{column}", values[column], bounds)
+    azimuth = values["azimuth"]
     order = np.argsort(pd.factorize(keys)[0], kind="stable")  # each location's rows together, in frame order
     same = keys[order][1:] == keys[order][:-1]
     step = np.diff(azimuth[order])

@@ -1,7 +1,6 @@
 """Forecaster deployment: holds the verified CatBoost models, forecasts batches of plants."""
 
 import asyncio
-import re
 import time
 
 import asyncpg
@@ -10,11 +9,9 @@ import pandas as pd
 import ray
 from ray import serve
 
-from engine import forecast, modelio, quantiles, store
+from engine import forecast, modelio, quantiles, resample, store, validation
 from engine.features import feature_frame
-from serve_app.observability import CLIPPED, event, reason
-
-LOCATION_IN_MESSAGE = re.compile(r"location_id[^0-9]{0,4}(\d+)")
+from serve_app.observability import CLIPPED, event
 
 
 def model_version(card):
@@ -24,8 +21,24 @@ def model_version(card):
 
 @ray.remote
 def feature_task(locations, weather, times):
-    """``engine.features.feature_frame`` as a Ray task (never on a replica's event loop)."""
-    return feature_frame(locations, weather, times)
+    """Features of the plants whose weather can drive a forecast, and the others' reasons.
+
+    ``engine.resample.weather_problems`` finds, in one pass, every plant whose
+    weather is missing, not finite or does not cover ``times``; the rest go
+    through ``engine.features.feature_frame``. Runs as a Ray task (never on a
+    replica's event loop).
+
+    Returns
+    -------
+    features : DataFrame or None
+    locations : DataFrame
+        The plants of ``features``.
+    errors : dict
+        location_id -> reason.
+    """
+    errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
+    good = locations[~locations["location_id"].isin(list(errors))]
+    return (feature_frame(good, weather, times) if len(good) else None), good, errors
 
 
 @serve.deployment
@@ -57,66 +70,37 @@ class Forecaster:
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         if self.pool is None:
             self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
-        ids = locations["location_id"].tolist()
-        weather = await store.read_weather(self.pool, ids, times[0] - margin, times[-1] + margin, issue)
+        weather = await store.read_weather(self.pool, locations["location_id"].tolist(), times[0] - margin,
+                                           times[-1] + margin, issue)
         t_read = time.perf_counter()
-        errors = {int(i): "no weather issued at or before issue_time covers the horizon"
-                  for i in set(ids) - set(weather["location_id"].unique().tolist())}
-        feats, locs = await self.features(locations[~locations["location_id"].isin(list(errors))], weather, times, errors)
+        task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
+        feats, locs, errors = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times)
         t_feat = time.perf_counter()
-        frame = await asyncio.get_running_loop().run_in_executor(None, self.predict, feats, locs, params, issue)
+        frame, model_errors = await asyncio.get_running_loop().run_in_executor(
+            None, self.predict, feats, locs, params, issue)
+        errors.update(model_errors)
         t_pred = time.perf_counter()
         run_ids = {}
         if len(frame):
-            runs = self.runs_frame(locs, params, issue, task_id)
-            run_ids = await self.writer.write.remote(runs, frame)
+            written = locs[locs["location_id"].isin(frame["location_id"].unique())]
+            run_ids = await self.writer.write.remote(self.runs_frame(written, params, issue, task_id), frame)
         t_write = time.perf_counter()
-        limit = quantiles.power_limit_kw(*[locs.set_index("location_id").loc[frame["location_id"], c].to_numpy()
-                                          for c in ("capacity_ac_kw", "export_limit_kw")]) if len(frame) else 0
-        clipped = int(((frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy() >= np.reshape(limit, (-1, 1)))
-                       & (frame[["p90"]].to_numpy() > 0)).sum()) if len(frame) else 0
+        clipped = clipped_values(frame, locs)
         if clipped:  # a Ray Counter refuses inc(0)
             CLIPPED.inc(clipped)
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred}
-        event("batch_done", task_id=task_id, locations=len(ids), errors=len(errors), runs=len(run_ids),
+        event("batch_done", task_id=task_id, locations=len(locations), errors=len(errors), runs=len(run_ids),
               timings=timings)
         return {"run_ids": run_ids, "errors": errors, "timings": timings, "clipped": clipped,
                 "forecast": frame if params["wait"] and params["include_forecast"] else None}
 
-    async def features(self, locations, weather, times, errors):
-        """Feature frame of a batch; a location whose weather fails is an error, never filled.
-
-        ``feature_frame`` names the first failing location in its ``ValueError``;
-        that location gets the message as its error and the rest are retried.
-        """
-        task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
-        while len(locations):
-            try:
-                feats = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times)
-                return feats, locations
-            except ValueError as exc:
-                match = LOCATION_IN_MESSAGE.search(reason(exc))
-                bad = int(match.group(1)) if match else None
-                if bad not in set(locations["location_id"].tolist()):
-                    raise
-                errors[bad] = reason(exc)
-                locations = locations[locations["location_id"] != bad]
-        return None, locations
-
     def predict(self, feats, locations, params, issue):
-        """Quantile frame of the batch, one predict call per model id (blocking; executor)."""
-        if feats is None or not len(locations):
-            return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"])
-        frames = []
-        for model_id, group in locations.groupby("model_id"):
-            if model_id not in self.models:
-                raise LookupError(f"model_id {model_id!r} is not loaded (configured: {list(self.models)})")
-            rows = feats[feats.index.get_level_values("location_id").isin(group["location_id"])]
-            frames.append(forecast.forecast_quantiles(rows, group, self.models[model_id],
-                                                      params["forecast_type"], issue,
-                                                      self.settings["forecast"]["predict_threads"]))
-        return pd.concat(frames, ignore_index=True)
+        """``engine.forecast.forecast_batch`` (blocking; runs in the replica's executor)."""
+        if feats is None:  # every plant of the batch already has its error
+            return pd.DataFrame(columns=list(validation.FORECAST_COLUMNS)), {}
+        return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue,
+                                       self.settings["forecast"]["predict_threads"])
 
     def runs_frame(self, locations, params, issue, task_id):
         """One runs row per location (ARCHITECTURE 'runs')."""
@@ -127,3 +111,13 @@ class Forecaster:
             "model_version": [model_version(card[m]) for m in locations["model_id"]],
             "forecast_type": params["forecast_type"], "resolution_minutes": params["resolution_minutes"],
             "horizon_hours": params["horizon_hours"], "task_id": task_id, "timings": [{}] * len(locations)})
+
+
+def clipped_values(frame, locations):
+    """Number of quantile values at the plant's power limit while the sun is up (p90 > 0)."""
+    if not len(frame):
+        return 0
+    plants = locations.set_index("location_id").loc[frame["location_id"]]
+    limit = quantiles.power_limit_kw(plants["capacity_ac_kw"].to_numpy(), plants["export_limit_kw"].to_numpy())
+    values = frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy()
+    return int(((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum())

@@ -1,41 +1,76 @@
-"""Ingress deployment: the HTTP API (Starlette), request validation, task fan-out."""
+"""Ingress deployment: the FastAPI app (``@serve.ingress(app)``), health, OpenAPI, task ownership.
 
+``python -m serve_app.ingress`` prints the OpenAPI document generated from the
+schemas; ``--write`` replaces the committed ``serve_app/openapi.json`` with it.
+"""
+
+import argparse
 import asyncio
+import importlib.metadata
+import json
+import sys
 from pathlib import Path
 
 import asyncpg
+from fastapi import Depends, Request
 from ray import serve
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
 
 from engine import store
-from serve_app import routes_data, routes_forecast
-from serve_app.http import error_response, json_response
+from serve_app import api, routes_data, routes_forecast, routes_nwp, schemas
+from serve_app.api import ingress, json_response, responses_doc
 from serve_app.observability import event
+from serve_app.settings import load_settings
 
 OPENAPI = Path(__file__).with_name("openapi.json")
+app = api.app
+
+
+@app.get("/healthz", responses=responses_doc("Health"), summary="The process is up")
+async def healthz():
+    return json_response({"status": "ok"})
+
+
+@app.get("/readyz", responses=responses_doc("Ready"), summary="Models loaded and database reachable")
+async def readyz(service=Depends(ingress)):
+    try:
+        models = await service.forecaster.ready.remote()
+        await service.pool.fetchval("select 1")
+    except Exception as exc:  # not ready, whatever the cause: the reason is reported, the status is 503
+        return api.error_response(503, "readyz", f"not ready: {type(exc).__name__}: {exc}")
+    return json_response({"status": "ready", "models": models, "database": "reachable"})
+
+
+@app.get("/openapi.json", summary="This document", responses={200: {"description": "OpenAPI 3.1 document"}})
+async def openapi(request: Request, service=Depends(ingress)):
+    return json_response(service.openapi)
+
+
+app.include_router(routes_forecast.router)
+app.include_router(routes_data.router)
+app.include_router(routes_nwp.router)
+
+
+def document(settings):
+    """The OpenAPI document of the app under ``settings`` (what ``/openapi.json`` serves)."""
+    return api.openapi_document(app, schemas.build(settings), importlib.metadata.version("pvcast"))
 
 
 @serve.deployment
-@serve.ingress()
+@serve.ingress(app)
 class Ingress:
-    """Holds the database pool and the Forecaster handle; owns the tasks it starts."""
+    """Holds the database pool, the Forecaster handle and the schemas; owns the tasks it starts."""
 
     async def __init__(self, forecaster, settings):
         self.forecaster = forecaster
         self.settings = settings
+        self.schemas = schemas.build(settings)
+        self.adapters = schemas.adapters(self.schemas)
+        self.openapi = document(settings)
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
         self.background = {}
         if settings["tasks"]["fail_interrupted_on_start"]:
             failed = await store.fail_interrupted_tasks(self.pool)
             event("interrupted_tasks_failed", count=failed)
-
-    def __serve_build_asgi_app__(self):
-        return Starlette(routes=[
-            Route("/healthz", self.healthz), Route("/readyz", self.readyz),
-            Route("/openapi.json", self.openapi),
-            *routes_forecast.routes(self), *routes_data.routes(self)])
 
     def start_background(self, task_id, job):
         """Run a task off the request path; an unexpected failure still ends the task 'failed'."""
@@ -52,16 +87,20 @@ class Ingress:
                 self.background.pop(task_id, None)
         self.background[task_id] = asyncio.get_running_loop().create_task(guarded())
 
-    async def healthz(self, request):
-        return json_response({"status": "ok"})
 
-    async def readyz(self, request):
-        try:
-            models = await self.forecaster.ready.remote()
-            await self.pool.fetchval("select 1")
-        except Exception as exc:
-            return error_response(503, f"not ready: {exc}", "readyz")
-        return json_response({"status": "ready", "models": models, "database": "reachable"})
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Print the OpenAPI document generated from the schemas.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default="configs/service.yaml", help="service settings")
+    parser.add_argument("--write", action="store_true", help=f"replace the committed {OPENAPI.name} with it")
+    args = parser.parse_args(argv)
+    text = json.dumps(document(load_settings(args.config)), indent=1, sort_keys=False) + "\n"
+    if args.write:
+        OPENAPI.write_text(text)
+        print(f"wrote {OPENAPI}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
 
-    async def openapi(self, request):
-        return Response(OPENAPI.read_bytes(), media_type="application/json")
+
+if __name__ == "__main__":
+    main()

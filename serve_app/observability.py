@@ -1,4 +1,4 @@
-"""Structured JSON logs and Ray Serve metrics of the forecast path."""
+"""Structured JSON logs (one JSON object a line, in the replica logs) and Ray Serve metrics of the forecast path."""
 
 import json
 import logging
@@ -6,7 +6,11 @@ import time
 
 from ray.serve import metrics
 
-log = logging.getLogger("pvcast")
+# A child of Ray Serve's logger (Ray Serve's documented way to log from a deployment): the
+# events go through the handlers Serve installs in each replica, into the replica's log file
+# (/tmp/ray/session_*/logs/serve/replica_<app>_<deployment>_<id>.log) and, with
+# RAY_SERVE_LOG_TO_STDERR (default), its stderr. The "pvcast" logger of before had no handler.
+log = logging.getLogger("ray.serve").getChild("pvcast")
 
 FORECASTS = metrics.Counter("pvcast_forecasts_produced", description="Location forecasts stored",
                             tag_keys=("forecast_type",))

@@ -1,82 +1,82 @@
-"""Locations, weather and actuals endpoints (validated by engine.requests + engine.validation)."""
+"""Locations, weather and actuals endpoints."""
 
-from starlette.routing import Route
+import asyncio
+from typing import Annotated
 
-from engine import requests, store, validation
-from serve_app.http import handles_errors, json_response
+import pandas as pd
+import ray
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
-LOCATION_REQUIRED = ("name", "latitude", "longitude", "capacity_ac_kw", "capacity_dc_kw", "tilt", "azimuth")
-WEATHER_REQUIRED = ("location_id", "valid_time", "issue_time", "source", "ghi", "temp_air", "wind_speed",
-                    "period_minutes")
-WEATHER_OPTIONAL = {"dni": None, "dhi": None, "cloud_cover": None}
+from engine import store, validation
+from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
+from serve_app.ingest import ingest_task, row_field
 
-
-async def read_json(request, settings):
-    """Parsed body; 413 from Content-Length before reading when it is too large."""
-    limit = settings["http"]["max_body_bytes"]
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise ValueError(f"body too large: {declared} bytes > limit {limit} bytes")
-    return requests.parse_json(await request.body(), limit)
+router = APIRouter(prefix="/api/v1")
+LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 
 
 def location_records(frame):
+    """Locations frame -> JSON-ready records (NaN export limit -> null)."""
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-def routes(app):
-    """Starlette routes bound to the ingress ``app`` (pool, settings)."""
-    settings = app.settings
+def locations_frame(body):
+    """Validated ``LocationsUpsert`` body -> locations frame, checked by ``engine.validation``."""
+    frame = pd.DataFrame([plant.model_dump() for plant in body.locations], columns=list(validation.LOCATION_COLUMNS))
+    frame["export_limit_kw"] = frame["export_limit_kw"].astype("float64")
+    return frame
 
-    @handles_errors
-    async def upsert_locations(request):
-        body = await read_json(request, settings)
-        frame = requests.rows_frame(body, "locations", LOCATION_REQUIRED, settings["location_defaults"], (),
-                                    settings["http"]["max_locations_per_upsert"])
-        validation.validate_locations(frame)
-        saved = await store.upsert_locations(app.pool, frame)
-        return json_response({"locations": location_records(saved)}, 200)
 
-    @handles_errors
-    async def list_locations(request):
-        return json_response({"locations": location_records(await store.fetch_locations(app.pool))})
+@router.post("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
+             summary="Create or update plants by name")
+@router.put("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
+            summary="Create or update plants by name")
+async def upsert_locations(request: Request, service=Depends(ingress)):
+    body = await json_body(request, service, "LocationsUpsert")
+    loop = asyncio.get_running_loop()
+    frame = await loop.run_in_executor(None, locations_frame, body)
+    try:
+        await loop.run_in_executor(None, validation.validate_locations, frame, service.settings["model_ids"])
+    except ValueError as exc:
+        raise HTTPException(422, row_field(exc, "locations")) from None
+    saved = await store.upsert_locations(service.pool, frame)
+    return await json_response_off_loop({"locations": location_records(saved)})
 
-    @handles_errors
-    async def get_location(request):
-        lid = int(request.path_params["location_id"])
-        frame = await store.fetch_locations(app.pool, [lid])
-        if not len(frame):
-            raise LookupError(f"location_id {lid} is unknown")
-        return json_response(location_records(frame)[0])
 
-    async def known_ids():
-        return set((await store.fetch_locations(app.pool))["location_id"].tolist())
+@router.get("/locations", responses=responses_doc("LocationList"), summary="List plants")
+async def list_locations(service=Depends(ingress)):
+    return await json_response_off_loop({"locations": location_records(await store.fetch_locations(service.pool))})
 
-    @handles_errors
-    async def ingest_weather(request):
-        body = await read_json(request, settings)
-        frame = requests.rows_frame(body, "rows", WEATHER_REQUIRED, WEATHER_OPTIONAL, ("valid_time", "issue_time"),
-                                    settings["http"]["max_rows"])
-        frame = requests.numeric(frame, ["ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"], "rows")
-        frame["location_id"] = frame["location_id"].astype("int64")
-        frame["period_minutes"] = frame["period_minutes"].astype("int64")
-        validation.validate_weather(frame, await known_ids())
-        return json_response({"rows": await store.write_weather(app.pool, frame)})
 
-    @handles_errors
-    async def ingest_actuals(request):
-        body = await read_json(request, settings)
-        frame = requests.rows_frame(body, "rows", ("location_id", "time", "power_kw"), {}, ("time",),
-                                    settings["http"]["max_rows"])
-        frame = requests.numeric(frame, ["power_kw"], "rows")
-        frame["location_id"] = frame["location_id"].astype("int64")
-        validation.validate_actuals(frame, await known_ids())
-        return json_response({"rows": await store.write_actuals(app.pool, frame)})
+@router.get("/locations/{location_id}", responses=responses_doc("Location"), summary="One plant")
+async def get_location(location_id: LocationPath, service=Depends(ingress)):
+    frame = await store.fetch_locations(service.pool, [location_id])
+    if not len(frame):
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+    return json_response(location_records(frame)[0])
 
-    return [
-        Route("/api/v1/locations", upsert_locations, methods=["POST", "PUT"]),
-        Route("/api/v1/locations", list_locations, methods=["GET"]),
-        Route("/api/v1/locations/{location_id:int}", get_location, methods=["GET"]),
-        Route("/api/v1/weather", ingest_weather, methods=["POST"]),
-        Route("/api/v1/actuals", ingest_actuals, methods=["POST"]),
-    ]
+
+async def ingest(request, service, kind):
+    """Stream the body in, then validate + store it in a Ray task (``serve_app.ingest``)."""
+    body = await read_body(request, service.settings["http"]["max_body_bytes"])
+    # copying ~100 MB into the object store is CPU work too: off the event loop
+    body_ref = await asyncio.get_running_loop().run_in_executor(None, ray.put, body)
+    del body
+    result = await ingest_task.options(num_cpus=service.settings["http"]["ingest_task_num_cpus"]).remote(
+        kind, body_ref, service.settings)
+    if "error" in result:
+        status, field, message = result["error"]
+        raise HTTPException(status, (field, message))
+    return json_response(result)
+
+
+@router.post("/weather", openapi_extra=body_doc("WeatherIngest"), responses=responses_doc("RowCount"),
+             summary="Store weather rows (bitemporal: valid_time x issue_time x source)")
+async def ingest_weather(request: Request, service=Depends(ingress)):
+    return await ingest(request, service, "weather")
+
+
+@router.post("/actuals", openapi_extra=body_doc("ActualsIngest"), responses=responses_doc("RowCount"),
+             summary="Store measured AC power")
+async def ingest_actuals(request: Request, service=Depends(ingress)):
+    return await ingest(request, service, "actuals")

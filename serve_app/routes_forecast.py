@@ -3,140 +3,187 @@
 import asyncio
 import io
 import uuid
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from starlette.responses import Response
-from starlette.routing import Route
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime
 
-from engine import data, metrics, plots, quantiles, requests, store
-from serve_app.http import handles_errors, json_response
-from serve_app.routes_data import read_json
+from engine import data, metrics, plots, quantiles, store, validation
+from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, responses_doc, to_json
 from serve_app.tasks import run_task
 
+router = APIRouter(prefix="/api/v1/forecast")
 AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
+LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
+Start = Annotated[Optional[AwareDatetime], Query(description="window start (valid_time), ISO-8601 with offset")]
+End = Annotated[Optional[AwareDatetime], Query(description="window end (valid_time), ISO-8601 with offset")]
 
 
-def window(request):
-    """``start``/``end`` query parameters (ISO-8601 UTC) or None."""
-    q = request.query_params
-    return [requests.utc_timestamp(q[k], k) if k in q else None for k in ("start", "end")]
+def generate_params(body, settings, now):
+    """Task parameters of a validated ``GenerateRequest`` (JSON-ready; the issue time as ISO string)."""
+    issue = pd.Timestamp(body.issue_time).tz_convert("UTC") if body.issue_time is not None else pd.Timestamp(now)
+    return {"location_ids": list(body.location_ids), "horizon_hours": body.horizon_hours,
+            "resolution_minutes": int(settings["forecast"]["resolutions"][body.resolution]),
+            "forecast_type": body.forecast_type,
+            "quantiles": [q for q in quantiles.QUANTILE_COLUMNS if q in body.quantiles],
+            "issue_time": issue.isoformat(), "wait": body.wait, "include_forecast": body.include_forecast}
 
 
-def location_payload(frame, location, run_ids, wanted):
-    """Columnar forecast of one location (kW) with its capacity and limit."""
-    return {"location_id": int(location["location_id"]), "run_id": run_ids.get(int(location["location_id"])),
-            "capacity_ac_kw": float(location["capacity_ac_kw"]),
-            "power_limit_kw": float(quantiles.power_limit_kw(location["capacity_ac_kw"], location["export_limit_kw"])),
-            "valid_time": [t.isoformat() for t in frame["valid_time"]],
-            "horizon_minutes": frame["horizon_minutes"].astype(int).tolist(),
-            **{q: frame[q].astype(float).tolist() for q in wanted}}
+def locations_payload(frame, locations, run_ids, wanted):
+    """Columnar forecast of every location (kW) with its capacity and limit, without a per-row loop.
+
+    Every location of ``frame`` has the same forecast grid, so the values are
+    reshaped to (locations, steps) once and the times serialised once.
+    """
+    frame = frame.sort_values(["location_id", "valid_time"], kind="stable")
+    ids, counts = np.unique(frame["location_id"].to_numpy("int64"), return_counts=True)
+    if len(ids) == 0:
+        return []
+    steps = int(counts[0])
+    if (counts != steps).any():
+        raise RuntimeError(f"forecast frames of unequal length per location: {sorted(set(counts.tolist()))}")
+    times = [t.isoformat() for t in frame["valid_time"].iloc[:steps]]
+    horizon = frame["horizon_minutes"].iloc[:steps].astype(int).tolist()
+    values = {q: frame[q].to_numpy(float).reshape(len(ids), steps).tolist() for q in wanted}
+    plants = locations.set_index("location_id").loc[ids]
+    cap = plants["capacity_ac_kw"].to_numpy(float)
+    limit = quantiles.power_limit_kw(cap, plants["export_limit_kw"].to_numpy(float))
+    return [{"location_id": i, "run_id": run_ids.get(i), "capacity_ac_kw": c, "power_limit_kw": lim,
+             "valid_time": times, "horizon_minutes": horizon, **{q: values[q][k] for q in wanted}}
+            for k, (i, c, lim) in enumerate(zip(ids.tolist(), cap.tolist(), limit.tolist()))]
 
 
-def routes(app):
-    """Starlette routes bound to the ingress ``app`` (pool, forecaster handle, settings)."""
-    settings = app.settings
+def generate_result(result, params, locations):
+    """JSON bytes of a finished ``wait=true`` generate (built off the event loop)."""
+    frames = [f for f in result.pop("frames") if len(f)]
+    out = {**result, "issue_time": params["issue_time"], "forecast_type": params["forecast_type"],
+           "resolution_minutes": params["resolution_minutes"], "horizon_hours": params["horizon_hours"],
+           "errors": [{"location_id": k, "error": v} for k, v in sorted(result["errors"].items())],
+           "run_ids": {str(k): v for k, v in result["run_ids"].items()}, "locations": []}
+    if params["include_forecast"] and frames:
+        out["locations"] = locations_payload(pd.concat(frames, ignore_index=True), locations, result["run_ids"],
+                                             params["quantiles"])
+    return to_json(out)
 
-    @handles_errors
-    async def generate(request):
-        params = requests.generate_params(await read_json(request, settings), settings["forecast"],
-                                          pd.Timestamp.now(tz="UTC").floor("s"))
-        locations = await store.fetch_locations(app.pool, params["location_ids"])
-        unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
-        if unknown:
-            raise LookupError(f"location_ids: unknown location {unknown[:5]} ({len(unknown)} unknown)")
-        task_id = str(uuid.uuid4())
-        await store.create_task(app.pool, task_id, params, len(locations))
-        job = run_task(app.pool, app.forecaster, task_id, locations, params, settings["forecast"]["batch_locations"])
-        if not params["wait"]:
-            app.start_background(task_id, job)
-            return json_response({"task_id": task_id, "status": "queued",
-                                  "status_url": f"/api/v1/forecast/task/{task_id}"}, 202)
-        result = await job
-        frame = pd.concat(result.pop("frames"), ignore_index=True) if params["include_forecast"] and result["frames"] else None
-        result.pop("frames", None)
-        out = {**result, "issue_time": params["issue_time"], "forecast_type": params["forecast_type"],
-               "resolution_minutes": params["resolution_minutes"], "horizon_hours": params["horizon_hours"],
-               "errors": [{"location_id": k, "error": v} for k, v in result["errors"].items()],
-               "run_ids": {str(k): v for k, v in result["run_ids"].items()}, "locations": []}
-        if frame is not None:
-            groups = dict(tuple(frame.groupby("location_id", sort=True)))
-            out["locations"] = [location_payload(groups[int(row["location_id"])], row, result["run_ids"],
-                                                 params["quantiles"])
-                                for _, row in locations.iterrows() if int(row["location_id"]) in groups]
-        return json_response(out, 200)
 
-    @handles_errors
-    async def task_status(request):
-        task = await store.read_task(app.pool, request.path_params["task_id"])
-        if task is None:
-            raise LookupError(f"task_id {request.path_params['task_id']} is unknown")
-        return json_response(task)
+async def start_task(service, params):
+    """Record a forecast task of ``params`` and start it: ``generate`` and the NWP import trigger.
 
-    async def read_run(request):
-        lid = int(request.path_params["location_id"])
-        start, end = window(request)
-        run_id = int(request.query_params["run_id"]) if "run_id" in request.query_params else None
-        locs = await store.fetch_locations(app.pool, [lid])
-        if not len(locs):
-            raise LookupError(f"location_id {lid} is unknown")
-        run, frame = await store.read_forecast(app.pool, lid, start, end, run_id)
-        return locs.iloc[0], run, frame
+    Returns
+    -------
+    task : dict
+        ``TaskAccepted`` (task id, status 'queued', status URL).
+    locations : DataFrame
+        The task's plants.
+    job : coroutine or None
+        The task to await when ``params['wait']``; else None (it runs in the background).
 
-    @handles_errors
-    async def location_forecast(request):
-        location, run, frame = await read_run(request)
-        fmt = request.query_params.get("format", "json")
-        aggregate = request.query_params.get("aggregate")
-        if fmt not in ("json", "csv"):
-            raise ValueError(f"format must be 'json' or 'csv', got {fmt!r}")
-        if aggregate is not None and aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
-        if aggregate:
-            frame = await store.read_energy(app.pool, run["run_id"], AGGREGATES[aggregate])
-        if fmt == "csv":
-            return Response(frame.to_csv(index=False), media_type="text/csv")
-        body = {"location_id": int(location["location_id"]), "capacity_ac_kw": float(location["capacity_ac_kw"]),
-                "power_limit_kw": float(quantiles.power_limit_kw(location["capacity_ac_kw"], location["export_limit_kw"])),
-                "run": run, "aggregate": aggregate, "unit": "kWh" if aggregate else "kW",
-                "rows": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")}
-        return json_response(body)
+    Raises
+    ------
+    LookupError
+        An unknown location id (field ``location_ids``); no task is recorded.
+    """
+    locations = await store.fetch_locations(service.pool, params["location_ids"])
+    unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
+    if unknown:
+        raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
+                                     LookupError)
+    task_id = str(uuid.uuid4())
+    await store.create_task(service.pool, task_id, params, len(locations))
+    job = run_task(service.pool, service.forecaster, task_id, locations, params,
+                   service.settings["forecast"]["batch_locations"])
+    if not params["wait"]:
+        service.start_background(task_id, job)
+        job = None
+    return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 
-    @handles_errors
-    async def plot(request):
-        location, run, frame = await read_run(request)
-        obs = np.full(len(frame), np.nan)
-        buffer = io.BytesIO()
-        title = f"{location['name']}: issued {run['issue_time']} ({run['forecast_type']}, {run['model_version']})"
-        await asyncio.get_running_loop().run_in_executor(
-            None, plots.fan_chart, pd.DatetimeIndex(frame["valid_time"]), obs,
-            frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy(dtype=float), buffer, title)
-        return Response(buffer.getvalue(), media_type="image/png")
 
-    @handles_errors
-    async def accuracy(request):
-        lid = int(request.path_params["location_id"])
-        start, end = window(request)
-        locs = await store.fetch_locations(app.pool, [lid])
-        if not len(locs):
-            raise LookupError(f"location_id {lid} is unknown")
-        joined = await store.read_forecast_with_actuals(app.pool, lid, start, end)
-        joined = joined.dropna(subset=["power_kw"])
-        if not len(joined):
-            raise LookupError(f"location_id {lid}: no forecast overlaps measured actuals in the window")
-        loc = locs.iloc[0]
-        times = pd.DatetimeIndex(joined["valid_time"])
-        elevation = data.solar_elevation(times, loc["latitude"], loc["longitude"], loc["altitude"])
-        scores = metrics.evaluate(joined["power_kw"].to_numpy(float), joined[list(quantiles.QUANTILE_COLUMNS)].to_numpy(float),
-                                  float(loc["capacity_ac_kw"]), np.asarray(elevation) > 0)
-        return json_response({"location_id": lid, "n": len(joined), "runs": int(joined["run_id"].nunique()),
-                              "start": times.min(), "end": times.max(), "metrics": scores,
-                              "normalised_by": "capacity_ac_kw"})
+@router.post("/generate", openapi_extra=body_doc("GenerateRequest"),
+             responses=responses_doc("GenerateResult", more={202: "TaskAccepted"}),
+             summary="Forecast plants (wait=true: the result; else 202 and a task to poll)")
+async def generate(request: Request, service=Depends(ingress)):
+    body = await json_body(request, service, "GenerateRequest")
+    params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
+    task, locations, job = await start_task(service, params)
+    if job is None:
+        return json_response(task, 202)
+    result = await job
+    body = await asyncio.get_running_loop().run_in_executor(None, generate_result, result, params, locations)
+    return Response(body, media_type="application/json")
 
-    return [
-        Route("/api/v1/forecast/generate", generate, methods=["POST"]),
-        Route("/api/v1/forecast/task/{task_id}", task_status, methods=["GET"]),
-        Route("/api/v1/forecast/location/{location_id:int}", location_forecast, methods=["GET"]),
-        Route("/api/v1/forecast/location/{location_id:int}/plot.png", plot, methods=["GET"]),
-        Route("/api/v1/forecast/accuracy/{location_id:int}", accuracy, methods=["GET"]),
-    ]
+
+@router.get("/task/{task_id}", responses=responses_doc("Task"), summary="Status of a forecast task")
+async def task_status(task_id: uuid.UUID, service=Depends(ingress)):
+    task = await store.read_task(service.pool, str(task_id))
+    if task is None:
+        raise validation.field_error("task_id", f"{task_id} is unknown", LookupError)
+    return json_response(task)
+
+
+async def read_run(service, location_id, start, end, run_id):
+    locs = await store.fetch_locations(service.pool, [location_id])
+    if not len(locs):
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+    run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id)
+    return locs.iloc[0], run, frame
+
+
+@router.get("/location/{location_id}", responses=responses_doc("StoredForecast"),
+            summary="A stored run of a plant (latest by default), kW or energy kWh, JSON or CSV")
+async def location_forecast(location_id: LocationPath, start: Start = None, end: End = None,
+                            run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None,
+                            format: Literal["json", "csv"] = "json",
+                            aggregate: Optional[Literal["hourly", "daily"]] = None,
+                            service=Depends(ingress)):
+    location, run, frame = await read_run(service, location_id, start, end, run_id)
+    if aggregate:
+        frame = await store.read_energy(service.pool, run["run_id"], AGGREGATES[aggregate])
+    if format == "csv":
+        return Response(frame.to_csv(index=False), media_type="text/csv")
+    limit = quantiles.power_limit_kw(location["capacity_ac_kw"], location["export_limit_kw"])
+    return await json_response_off_loop({
+        "location_id": int(location["location_id"]), "capacity_ac_kw": float(location["capacity_ac_kw"]),
+        "power_limit_kw": float(limit), "run": run, "aggregate": aggregate, "unit": "kWh" if aggregate else "kW",
+        "rows": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")})
+
+
+@router.get("/location/{location_id}/plot.png", responses=responses_doc(None, media_type="image/png"),
+            summary="Fan chart of a stored run")
+async def plot(location_id: LocationPath, start: Start = None, end: End = None,
+               run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None, service=Depends(ingress)):
+    location, run, frame = await read_run(service, location_id, start, end, run_id)
+    buffer = io.BytesIO()
+    title = f"{location['name']}: issued {run['issue_time']} ({run['forecast_type']}, {run['model_version']})"
+    await asyncio.get_running_loop().run_in_executor(
+        None, plots.fan_chart, pd.DatetimeIndex(frame["valid_time"]), np.full(len(frame), np.nan),
+        frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy(dtype=float), buffer, title)
+    return Response(buffer.getvalue(), media_type="image/png")
+
+
+def accuracy_scores(joined, location):
+    """``engine.metrics.evaluate`` of stored values vs actuals, normalised by AC capacity (CPU: executor)."""
+    times = pd.DatetimeIndex(joined["valid_time"])
+    elevation = data.solar_elevation(times, location["latitude"], location["longitude"], location["altitude"])
+    return metrics.evaluate(joined["power_kw"].to_numpy(float),
+                            joined[list(quantiles.QUANTILE_COLUMNS)].to_numpy(float),
+                            float(location["capacity_ac_kw"]), np.asarray(elevation) > 0)
+
+
+@router.get("/accuracy/{location_id}", responses=responses_doc("Accuracy"),
+            summary="Scores of stored runs against measured actuals")
+async def accuracy(location_id: LocationPath, start: Start = None, end: End = None, service=Depends(ingress)):
+    locs = await store.fetch_locations(service.pool, [location_id])
+    if not len(locs):
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+    joined = (await store.read_forecast_with_actuals(service.pool, location_id, start, end)).dropna(
+        subset=["power_kw"])
+    if not len(joined):
+        raise validation.field_error("location_id", f"{location_id}: no forecast overlaps measured actuals in the "
+                                     "window", LookupError)
+    scores = await asyncio.get_running_loop().run_in_executor(None, accuracy_scores, joined, locs.iloc[0])
+    return json_response({"location_id": location_id, "n": len(joined), "runs": int(joined["run_id"].nunique()),
+                          "start": joined["valid_time"].min(), "end": joined["valid_time"].max(),
+                          "metrics": scores, "normalised_by": "capacity_ac_kw"})

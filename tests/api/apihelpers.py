@@ -1,8 +1,10 @@
-"""Helpers of the API tests: real weather rows, the forecast invariant, OpenAPI validation."""
+"""Helpers of the API tests: real weather rows, the forecast invariant, OpenAPI validation, errors, counts."""
 
+import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pandas as pd
 import yaml
@@ -13,6 +15,10 @@ from engine.quantiles import QUANTILE_COLUMNS
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = ("2013-07-01T00:00:00Z", "2013-07-10T00:00:00Z")  # real PSM3 weather ingested
 ISSUE = "2013-07-01T06:00:00Z"  # perfect-prognosis issue time of that weather
+#: Upload limit (nwp.max_upload_bytes) of the test service: above every real NWP sample upload of the tests
+#: (0.7 MB at most: the 22 GEFS files), so that a refused upload costs a few MB, not the 512 MiB of
+#: configs/service.yaml.
+NWP_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
 def demo_plants():
@@ -61,3 +67,23 @@ def openapi_validator(client, name):
     doc = client.get("/openapi.json").json()
     schema_ = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
     return jsonschema.Draft202012Validator(schema_)
+
+
+def assert_error(client, response, status, field):
+    """``response`` is the documented error ``status`` naming ``field`` (its message starts with it)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    openapi_validator(client, "Error").validate(body)
+    assert body["error"]["status"] == status and body["error"]["field"] == field, body
+    assert body["error"]["message"].startswith(field) or status in (413, 415), body
+
+
+def count(url, sql, *args):
+    """``fetchval`` of ``sql`` on the database ``url``."""
+    async def run():
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+    return asyncio.run(run())

@@ -14,7 +14,7 @@ import yaml
 from engine import data
 from serve_app import local
 
-from apihelpers import ROOT, WINDOW, demo_plants, weather_rows
+from apihelpers import NWP_MAX_UPLOAD_BYTES, ROOT, WINDOW, demo_plants, weather_rows
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +24,39 @@ def api_db_url():
         yield url
 
 
+#: Locations per Forecaster batch in the test service: small, so that every multi-plant test runs a
+#: task of several batches (4 demo plants = 2 batches) through the same code as a 10,000-plant fleet.
+BATCH_LOCATIONS = 3
+
+
 @pytest.fixture(scope="session")
-def service(api_db_url, tmp_path_factory):
-    """Base URL of the running service (waits for /readyz)."""
-    with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve")) as (base, _):
-        yield base
+def nwp_dirs(tmp_path_factory):
+    """Directories of the test service's NWP import: ``import`` (nwp.import_dir), ``spool`` (nwp.spool_dir)."""
+    root = tmp_path_factory.mktemp("nwp")
+    dirs = {name: root / name for name in ("import", "spool")}
+    for path in dirs.values():
+        path.mkdir()
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def served(api_db_url, tmp_path_factory, nwp_dirs):
+    """(base URL, session ids of its processes) of the running service (waits for /readyz).
+
+    NWP import: server-side names under ``nwp_dirs['import']``, uploads spooled in ``nwp_dirs['spool']``,
+    forecasts triggered by imports (only tests/api/test_nwp_api.py imports NWP files).
+    """
+    nwp = {"import_dir": str(nwp_dirs["import"]), "spool_dir": str(nwp_dirs["spool"]),
+           "max_upload_bytes": NWP_MAX_UPLOAD_BYTES, "trigger_forecast": True}
+    with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve"),
+                              service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}, "nwp": nwp}) as out:
+        yield out
+
+
+@pytest.fixture(scope="session")
+def service(served):
+    """Base URL of the running service."""
+    return served[0]
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,12 @@
 import io
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from apihelpers import ISSUE, assert_forecast_invariant, openapi_validator
+from apihelpers import ISSUE, WINDOW, assert_forecast_invariant, demo_plants, openapi_validator, weather_rows
+from engine import data, metrics
 
 pytestmark = pytest.mark.slow
 
@@ -110,15 +112,40 @@ def test_plot_is_a_png(client, plants, stored_run):
     assert r.content[:8] == b"\x89PNG\r\n\x1a\n" and len(r.content) > 5000
 
 
-def test_accuracy_of_past_runs_against_real_actuals(client, plants, stored_run):
-    serf = next(iter(plants))  # SERF East: the plant with measured actuals
-    r = client.get(f"/api/v1/forecast/accuracy/{serf}")
+@pytest.fixture(scope="module")
+def scored_plant(client, training_config):
+    """A plant of its own (SERF East's configuration) with real weather, real actuals and ONE stored run."""
+    saved = client.post("/api/v1/locations", json={"locations": [{**demo_plants()[0], "name": "accuracy plant"}]})
+    assert saved.status_code == 200, saved.text
+    plant = saved.json()["locations"][0]
+    lid = plant["location_id"]
+    assert client.post("/api/v1/weather", json={"rows": weather_rows([lid], training_config)}).status_code == 200
+    power, _ = data.load_power(training_config)
+    power = power[WINDOW[0]:WINDOW[1]].dropna()
+    rows = [{"location_id": lid, "time": t.isoformat(), "power_kw": float(p)} for t, p in power.items()]
+    assert client.post("/api/v1/actuals", json={"rows": rows}).status_code == 200
+    run = generate(client, [lid], wait=True, include_forecast=False)
+    assert run.status_code == 200, run.text
+    return plant, power, run.json()["run_ids"][str(lid)]
+
+
+def test_accuracy_scores_the_stored_run_against_the_ingested_actuals(client, scored_plant):
+    plant, power, run_id = scored_plant
+    r = client.get(f"/api/v1/forecast/accuracy/{plant['location_id']}")
     assert r.status_code == 200, r.text
     body = r.json()
     openapi_validator(client, "Accuracy").validate(body)
-    assert body["n"] > 100
-    assert 0 <= body["metrics"]["coverage_p10_p90_day"] <= 1
-    assert 0 < body["metrics"]["mae_day"] < 1
+    # the same scores computed here from the stored values (read back) and the actuals we sent
+    rows = pd.DataFrame(client.get(f"/api/v1/forecast/location/{plant['location_id']}",
+                                   params={"run_id": run_id}).json()["rows"])
+    rows["valid_time"] = pd.to_datetime(rows["valid_time"], utc=True)
+    joined = rows.join(power.rename("power_kw"), on="valid_time", how="inner")
+    day = np.asarray(data.solar_elevation(pd.DatetimeIndex(joined["valid_time"]), plant["latitude"],
+                                          plant["longitude"], plant["altitude"])) > 0
+    expected = metrics.evaluate(joined["power_kw"].to_numpy(), joined[["p10", "p25", "p50", "p75", "p90"]].to_numpy(),
+                                plant["capacity_ac_kw"], day)
+    assert body["n"] == len(joined) > 100 and body["runs"] == 1
+    assert body["metrics"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_location_without_weather_over_the_horizon_is_a_per_location_error(client, plants):
@@ -130,4 +157,38 @@ def test_location_without_weather_over_the_horizon_is_a_per_location_error(clien
     body = r.json()
     assert body["status"] == "failed" and body["locations"] == []
     assert [e["location_id"] for e in body["errors"]] == [lid]
-    assert str(lid) in body["errors"][0]["error"] or "weather" in body["errors"][0]["error"]
+    assert "not the forecast times" in body["errors"][0]["error"]
+
+
+def test_bad_plants_in_a_batch_are_errors_and_their_batch_mates_are_forecast(client, plants, training_config):
+    """Five plants over two batches (3 per batch in the test service): three whose weather cannot drive
+    the forecast, each with its own reason, and two good ones that are forecast and stored."""
+    base = demo_plants()[1]
+    names = ["mixed good 1", "mixed no weather", "mixed short weather", "mixed gap", "mixed good 2"]
+    saved = client.post("/api/v1/locations", json={"locations": [{**base, "name": n} for n in names]})
+    assert saved.status_code == 200, saved.text
+    ids = dict(zip(names, [loc["location_id"] for loc in saved.json()["locations"]]))
+    good = [ids["mixed good 1"], ids["mixed good 2"]]
+    rows = weather_rows(good, training_config)
+    rows += weather_rows([ids["mixed short weather"]], training_config, end="2013-07-02T12:00:00Z")
+    gap = weather_rows([ids["mixed gap"]], training_config)
+    rows += [r for r in gap if not "2013-07-02T02:00" <= r["valid_time"][:16] <= "2013-07-02T09:00"]
+    assert client.post("/api/v1/weather", json={"rows": rows}).status_code == 200
+    r = generate(client, list(ids.values()), wait=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    openapi_validator(client, "GenerateResult").validate(body)
+    errors = {e["location_id"]: e["error"] for e in body["errors"]}
+    assert body["status"] == "partial"
+    assert set(errors) == {ids["mixed no weather"], ids["mixed short weather"], ids["mixed gap"]}
+    assert "no weather" in errors[ids["mixed no weather"]]
+    assert "not the forecast times" in errors[ids["mixed short weather"]]
+    assert "gap of" in errors[ids["mixed gap"]]
+    assert sorted(int(k) for k in body["run_ids"]) == sorted(good)
+    assert sorted(loc["location_id"] for loc in body["locations"]) == sorted(good)
+    task = client.get(f"/api/v1/forecast/task/{body['task_id']}").json()
+    assert task["status"] == "partial" and task["progress_done"] == task["progress_total"] == 5
+    assert {int(k) for k in task["errors"]} == set(errors)
+    for lid in good:  # each good plant's run is stored whole
+        stored = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": body["run_ids"][str(lid)]})
+        assert stored.status_code == 200 and len(stored.json()["rows"]) == 192

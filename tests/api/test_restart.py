@@ -14,14 +14,17 @@ import psutil
 import pytest
 
 from apihelpers import ISSUE, demo_plants, weather_rows
+from serve_app import local
 
 pytestmark = pytest.mark.slow
 
 
-def ingress_processes():
+def ingress_processes(sessions):
+    """Ingress replica processes of OUR service (its process sessions): never another instance on the machine."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        if any("ServeReplica:pvcast:Ingress" in part for part in (proc.info["cmdline"] or [])):
+        if any("ServeReplica:pvcast:Ingress" in part for part in (proc.info["cmdline"] or [])) \
+                and local.session_of(proc.pid) in sessions:
             found.append(proc)
     return found
 
@@ -38,7 +41,7 @@ def wait_ready(client, timeout=180):
     return False
 
 
-def test_task_interrupted_by_a_replica_crash_ends_failed_or_succeeded(client, plants, training_config):
+def test_task_interrupted_by_a_replica_crash_ends_failed_or_succeeded(client, served, plants, training_config):
     # 60 more plants at the same site (real configuration varied over tilt/azimuth), 168 h horizon
     base = demo_plants()[1]
     fleet = [{**base, "name": f"restart fleet {i}", "tilt": 5.0 + i % 40, "azimuth": 120.0 + 2 * i} for i in range(60)]
@@ -51,7 +54,7 @@ def test_task_interrupted_by_a_replica_crash_ends_failed_or_succeeded(client, pl
                                                       "horizon_hours": 168})
     assert r.status_code == 202, r.text
     task_id = r.json()["task_id"]
-    victims = ingress_processes()
+    victims = ingress_processes(served[1])
     assert victims, "no Ingress replica process found"
     for proc in victims:
         os.kill(proc.pid, signal.SIGKILL)

@@ -1,35 +1,32 @@
 """One fresh, migrated database on the project's TimescaleDB (scripts/tsdb) per test session."""
 
-import subprocess
-
 import pytest
 
-from engine import schema, store
+from engine import store
+from serve_app import local
 
-from storehelpers import ROOT, demo_frames, drop_database, fresh_database, run
+from storehelpers import demo_frames, drop_database, fresh_database, run
 
 PLAIN_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def tsdb_url():
-    subprocess.run([str(ROOT / "scripts/tsdb"), "start"], check=True)
-    return subprocess.run([str(ROOT / "scripts/tsdb"), "url"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
 @pytest.fixture(scope="session")
 def server_url():
-    """URL of the ``postgres`` database of the project's TimescaleDB server."""
-    return tsdb_url()
+    """Admin URL (superuser, database ``postgres``) of the project's TimescaleDB server."""
+    return local.server_url()
 
 
 @pytest.fixture(scope="session")
-def db_url(server_url):
-    """A fresh migrated database, dropped at the end of the session."""
-    url = fresh_database(server_url, "pvcast_storage")
-    run(url, schema.apply_migrations)
-    yield url
-    drop_database(url)
+def service_url():
+    """The service role's URL of a fresh migrated database (owned by the owner role), dropped at the end."""
+    with local.scratch_database("pvcast_storage") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def db_url(service_url):
+    """The owner role's URL of the same database (DDL allowed: triggers of the failure tests)."""
+    return local.database_url("owner", service_url.rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="session")

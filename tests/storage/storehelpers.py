@@ -25,7 +25,7 @@ PLANE_DEFAULTS = {**{k: DEFAULTS[k] for k in ("tracking", "axis_azimuth", "max_a
 
 
 def demo_frames(suffix=""):
-    """configs/demo_plants.yaml as (locations, planes, horizon) frames keyed by ``name``.
+    """configs/demo_plants.yaml (``plants``, ``plants_planes_horizon``): locations, planes, horizon keyed by name.
 
     Service defaults filled (planes: the location defaults of their geometry,
     backtracking on, losses and temperature model inherited), SERF East
@@ -33,7 +33,8 @@ def demo_frames(suffix=""):
     """
     card = json.loads((ROOT / "models/global.json").read_text())
     rows, plane_rows, horizon_rows = [], [], []
-    for plant in yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())["plants"]:
+    demo = yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())
+    for plant in demo["plants"] + demo.get("plants_planes_horizon", []):
         if plant.pop("capacity_from_model_card", False):
             plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
         name = plant["name"] + suffix

@@ -115,3 +115,19 @@ def test_locations_stored_before_0004_stay_one_plane_plants_with_unchanged_featu
         features.feature_frame(got["locations"], weather, TIMES, planes=got["planes"], horizon=got["horizon"]),
         features.feature_frame(old, weather, TIMES), check_exact=True)
     assert planes.plane_arrays(features.location_arrays(old), got["planes"])["site"].tolist() == [0]
+
+
+def test_the_service_role_writes_and_reads_planes_and_horizon(service_url):
+    """Least privilege: the role the service connects as may write and read the new tables."""
+    locations, plane_rows, skyline = demo_frames(" [service role]")
+    saved = run(service_url, lambda conn: store.upsert_locations(conn, locations, plane_rows, skyline))
+    got = stored(service_url, saved["location_id"].tolist())
+    assert len(got["planes"]) == len(plane_rows) and len(got["horizon"]) == len(skyline)
+
+
+def test_planes_and_horizon_of_another_tenant_are_not_read(db_url, plants):
+    ids = plants["location_id"].tolist()
+    mine = run(db_url, lambda conn: store.fetch_plants(conn, ids, tenant_id="default"))
+    other = run(db_url, lambda conn: store.fetch_plants(conn, ids, tenant_id="someone-else"))
+    assert len(mine["planes"]) > 0 and len(mine["horizon"]) > 0
+    assert len(other["locations"]) == len(other["planes"]) == len(other["horizon"]) == 0

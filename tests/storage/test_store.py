@@ -96,7 +96,7 @@ def test_read_weather_of_many_locations_is_one_frame(db_url):
 
 def test_weather_of_an_unknown_location_is_refused(db_url, plants):
     weather = real_weather(int(plants["location_id"].max()) + 1000)
-    with pytest.raises(ValueError, match="^location_id: not a known location"):
+    with pytest.raises(LookupError, match="^location_id: not a known location"):
         run(db_url, lambda conn: store.write_weather(conn, weather))
 
 
@@ -104,7 +104,7 @@ def test_bad_weather_is_refused_before_writing(db_url, plants):
     lid = int(plants["location_id"].iloc[3])
     weather = real_weather(lid, WINDOW[0], WINDOW[0] + pd.Timedelta(hours=6))
     weather.loc[4, "ghi"] = -5.0
-    with pytest.raises(ValueError, match=r"^ghi: row 4 is negative"):
+    with pytest.raises(ValueError, match=r"^ghi: row 4 is out of range \[0, 2000\]"):
         run(db_url, lambda conn: store.write_weather(conn, weather))
     assert count(db_url, "SELECT count(*) FROM weather WHERE location_id = $1 AND valid_time <= $2",
                  lid, WINDOW[0] + pd.Timedelta(hours=6)) == 0
@@ -183,7 +183,7 @@ def test_a_write_that_fails_midway_leaves_no_run(db_url):
 
 def test_forecast_of_an_unknown_location_is_refused(db_url, plants):
     ghost = demo_locations().iloc[:1].assign(location_id=int(plants["location_id"].max()) + 1000)
-    with pytest.raises(ValueError, match="^location_id: not a known location"):
+    with pytest.raises(LookupError, match="^location_id: not a known location"):
         run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(ghost)))
 
 

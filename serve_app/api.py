@@ -1,0 +1,282 @@
+"""The FastAPI application: body reading, the one table of exception types to statuses, OpenAPI.
+
+Routes live in :mod:`serve_app.routes_forecast`, :mod:`serve_app.routes_data`
+and :mod:`serve_app.routes_nwp` as plain functions; the Ray Serve ``Ingress``
+deployment wraps :data:`app` with ``@serve.ingress(app)``. A route reaches the
+replica's state (database pool, Forecaster handle, settings, schemas) through
+the :func:`ingress` dependency.
+
+Bodies are read by :func:`json_body`: the content type must be JSON (415),
+the size limit is enforced while streaming (413, never read whole first:
+:func:`body_chunks`, which the NWP upload also streams to its spool file), and
+the bytes are validated by the route's pydantic schema off the event loop.
+Errors are answered ``{"error": {"status", "field", "message"}}``; the field
+comes from the error's data (pydantic's ``loc``, ``engine.validation``'s
+``field`` attribute), never from parsing its message.
+"""
+
+import asyncio
+import datetime
+import decimal
+import json
+import math
+import uuid
+
+import asyncpg
+import numpy as np
+import pandas as pd
+import pydantic
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from ray import serve
+
+from serve_app.observability import event
+
+TITLE = "pvcast"
+DESCRIPTION = ("Probabilistic PV power forecasts (P10..P90, kW) for many plants. Times are ISO-8601 with an "
+               "explicit UTC offset; every forecast value satisfies 0 <= p10 <= ... <= p90 <= "
+               "min(capacity_ac_kw, export_limit_kw) and is 0 when the sun is down.")
+JSON_TYPES = ("application/json",)
+RETRY_AFTER_SECONDS = 5
+
+#: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
+#: is a bug, not an unknown id: it is not listed and answers 500).
+STATUS_OF = (
+    (PermissionError, 403),
+    (KeyError, 500),
+    (LookupError, 404),
+    (FileNotFoundError, 404),  # an OSError: before ConnectionError/TimeoutError (also OSErrors)
+    (ValueError, 422),
+    (asyncpg.PostgresConnectionError, 503),
+    (asyncpg.InterfaceError, 503),
+    (asyncpg.exceptions.TooManyConnectionsError, 503),
+    (ConnectionError, 503),
+    (TimeoutError, 503),
+)
+
+app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def ingress():
+    """The Ingress deployment instance serving this request (FastAPI dependency).
+
+    The same lookup Ray Serve's class-based views use to inject ``self``.
+    """
+    return serve.get_replica_context().servable_object
+
+
+# --- JSON responses -------------------------------------------------------------------------
+
+def to_json(value):
+    """JSON bytes; times ISO-8601, NaN as null, numpy scalars and decimals as numbers."""
+    def default(obj):
+        if isinstance(obj, (datetime.datetime, datetime.date)):
+            return pd.Timestamp(obj).isoformat()
+        if isinstance(obj, np.generic):
+            return clean_nan(obj.item())
+        if isinstance(obj, decimal.Decimal):
+            return float(obj)
+        if isinstance(obj, (uuid.UUID, datetime.timedelta)):
+            return str(obj)
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return json.dumps(clean_nan(value), default=default, separators=(",", ":")).encode()
+
+
+def clean_nan(value):
+    """``value`` with float NaN replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): clean_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_nan(v) for v in value]
+    return value
+
+
+def json_response(value, status=200, headers=None):
+    return Response(to_json(value), status_code=status, media_type="application/json", headers=headers)
+
+
+async def json_response_off_loop(value, status=200):
+    """A JSON response whose body is serialised in the default executor (large payloads)."""
+    body = await asyncio.get_running_loop().run_in_executor(None, to_json, value)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(status, field, message):
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return json_response({"error": {"status": status, "field": field, "message": str(message)}}, status, headers)
+
+
+# --- errors -> statuses ---------------------------------------------------------------------
+
+def status_of(exc):
+    """HTTP status of an exception type (:data:`STATUS_OF`), 500 when unlisted."""
+    for kind, status in STATUS_OF:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def location_of(loc):
+    """pydantic error location -> field path: ``('rows', 3, 'ghi')`` -> ``rows[3].ghi``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def validation_error(errors, request_part=False):
+    """(status, field, message) of pydantic errors: 400 for JSON that does not parse, else 422.
+
+    ``request_part``: the locations start with the part of the request (FastAPI's
+    parameter errors: ``('query', 'start')``, ``('path', 'location_id')``), left out of the field.
+    """
+    first = errors[0]
+    field = location_of(first.get("loc", ())[1 if request_part else 0:])
+    status = 400 if first["type"] == "json_invalid" else 422
+    got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], (dict, list)) else ""
+    more = f"; {len(errors)} errors in all" if len(errors) > 1 else ""
+    return status, field, f"{field}: {first['msg']}{got}{more}"
+
+
+async def on_validation_error(request, exc):
+    return error_response(*validation_error(exc.errors(), request_part=True))
+
+
+async def on_http_exception(request, exc):
+    field, message = exc.detail if isinstance(exc.detail, tuple) else (None, exc.detail)
+    return error_response(exc.status_code, field, message)
+
+
+async def on_error(request, exc):
+    """Every exception type of :data:`STATUS_OF`; the field is the exception's ``field`` attribute."""
+    status = status_of(exc)
+    if status >= 500:
+        event("request_failed", path=request.url.path, error=repr(exc))
+    if status == 500:
+        return error_response(500, None, "internal error (logged)")
+    field = getattr(exc, "field", None)
+    if status == 503:
+        return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}")
+    return error_response(status, field, exc.args[0] if exc.args else exc)
+
+
+app.add_exception_handler(RequestValidationError, on_validation_error)
+app.add_exception_handler(HTTPException, on_http_exception)
+for _kind, _status in STATUS_OF:
+    app.add_exception_handler(_kind, on_error)
+app.add_exception_handler(Exception, on_error)
+
+
+# --- bodies ---------------------------------------------------------------------------------
+
+def media_type(request):
+    """The request's media type, lower case, without parameters (``multipart/form-data``)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def is_json(request):
+    kind = media_type(request)
+    return kind in JSON_TYPES or kind.endswith("+json")
+
+
+async def body_chunks(request, limit):
+    """The request body as it streams in; 413 as soon as more than ``limit`` bytes are declared or arrive."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
+        yield chunk
+
+
+async def read_body(request, limit):
+    """The request body, bytes; 415 unless JSON, 413 as soon as more than ``limit`` bytes arrive."""
+    if not is_json(request):
+        raise HTTPException(415, ("content-type",
+                                  f"content-type must be application/json, got {media_type(request)!r}"))
+    return b"".join([chunk async for chunk in body_chunks(request, limit)])
+
+
+def validate_json(adapter, body):
+    """``adapter.validate_json(body)``; pydantic errors become (status, field, message) data."""
+    try:
+        return adapter.validate_json(body), None
+    except pydantic.ValidationError as exc:
+        return None, validation_error(exc.errors(include_url=False))
+
+
+async def json_body(request, service, schema):
+    """The request body validated by ``service.adapters[schema]`` in the default executor.
+
+    Raises
+    ------
+    HTTPException
+        415, 413, 400 (malformed JSON) or 422 (invalid), with the field.
+    """
+    body = await read_body(request, service.settings["http"]["max_body_bytes"])
+    value, error = await asyncio.get_running_loop().run_in_executor(
+        None, validate_json, service.adapters[schema], body)
+    if error is not None:
+        status, field, message = error
+        raise HTTPException(status, (field, message))
+    return value
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def body_doc(name, others=None):
+    """``openapi_extra`` of a route whose JSON body is the schema ``name``.
+
+    ``others``: {media type: schema name} of the other bodies the route takes.
+    """
+    content = {"application/json": {"schema": ref(name)}}
+    content.update({kind: {"schema": ref(other)} for kind, other in (others or {}).items()})
+    return {"requestBody": {"required": True, "content": content}}
+
+
+ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 415: "Not JSON", 422: "Invalid field",
+              503: "Database unavailable (Retry-After)"}
+
+
+def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None):
+    """``responses`` of a route: ``ok`` schema (or None for non-JSON) and the error statuses.
+
+    ``more``: {status: schema name} of other successful answers; ``errors``:
+    {status: description} added to, or replacing, :data:`ERRORS_DOC`.
+    """
+    content = {media_type: {"schema": ref(ok)}} if ok else {media_type: {}}
+    out = {status: {"description": "OK" if status == 200 else "Accepted", "content": content}}
+    for code, name in (more or {}).items():
+        out[code] = {"description": name, "content": {"application/json": {"schema": ref(name)}}}
+    for code, why in sorted({**ERRORS_DOC, **(errors or {})}.items()):
+        out.setdefault(code, {"description": why, "content": {"application/json": {"schema": ref("Error")}}})
+    return out
+
+
+def openapi_document(fastapi_app, schemas, version):
+    """The OpenAPI document of ``fastapi_app`` with the component schemas of :mod:`serve_app.schemas`.
+
+    Paths and parameters come from the routes, request and response bodies
+    from ``schemas`` (the same types that validate them).
+    """
+    doc = get_openapi(title=TITLE, version=version, description=DESCRIPTION, routes=fastapi_app.routes)
+    keyed, top = pydantic.TypeAdapter.json_schemas(
+        [(name, "validation", pydantic.TypeAdapter(kind)) for name, kind in schemas.items()],
+        ref_template="#/components/schemas/{model}")
+    components = doc.setdefault("components", {}).setdefault("schemas", {})
+    components.update(top.get("$defs", {}))
+    for (name, _), schema in keyed.items():  # every schema under the name the routes refer to
+        if schema.get("$ref") != f"#/components/schemas/{name}":
+            components[name] = schema
+    return doc

@@ -1,0 +1,263 @@
+"""The HTTP contract: request and response schemas, the one source of ``/openapi.json``.
+
+Every body the API accepts is validated by the pydantic schema built here, and
+the OpenAPI document is generated from the same schemas (``serve_app.api``), so
+the two cannot drift. Schemas are built with pydantic's functional API
+(``create_model``, ``TypedDict(...)``): the project writes no class statements
+outside the Ray Serve deployments. Nothing here is a second copy of a rule:
+
+- bounds, text lengths and the DC/AC ratio come from :mod:`engine.validation`;
+- forecast types, quantile columns and tracking modes from the engine modules
+  that use them;
+- limits, defaults, resolutions and model ids from ``configs/service.yaml``;
+- NWP source names from :mod:`engine.nwp`.
+
+Validation is strict (JSON types only: no ``"24"`` or ``true`` for a number,
+no ``24.9`` for an id), refuses unknown fields, NaN/inf, control characters
+and nesting deeper than pydantic's JSON parser allows.
+"""
+
+import datetime
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from engine import nwp, validation
+from engine.forecast import FORECAST_TYPES
+from engine.quantiles import QUANTILE_COLUMNS
+
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+OPEN = ConfigDict(extra="allow")  # responses: documented fields, more may be added
+TASK_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
+FINAL_STATUSES = ("succeeded", "partial", "failed")
+TEXT_PATTERN = f"^[^{validation.CONTROL_CHARACTERS[1:-1]}]*$"  # no control characters
+PATH_MAX = 4096  # bytes of a path on Linux (limits.h): longest file name accepted
+
+
+def bounds_of(spec):
+    """pydantic ``Field`` keywords of an :mod:`engine.validation` bounds entry (unit -> description)."""
+    return {k: v for k, v in spec.items() if k in ("ge", "gt", "le", "lt")}
+
+
+def number(spec, description=""):
+    """A finite JSON number within the bounds ``spec`` (unit in the description)."""
+    unit = f" ({spec['unit']})" if spec.get("unit") else ""
+    return Annotated[float, Field(**bounds_of(spec), description=f"{description}{unit}".strip())]
+
+
+def integer(spec, description=""):
+    return Annotated[int, Field(**bounds_of(spec), description=description)]
+
+
+def text(column, description="", min_length=1):
+    return Annotated[str, Field(min_length=min_length, max_length=validation.TEXT_LENGTH[column],
+                                pattern=TEXT_PATTERN, description=description)]
+
+
+def instant(description=""):
+    """An ISO-8601 time with an explicit UTC offset (naive times are refused), in TIME_RANGE."""
+    return Annotated[AwareDatetime, AfterValidator(in_time_range),
+                     Field(description=f"{description} ISO-8601 with a UTC offset".strip())]
+
+
+def in_time_range(value):
+    first, end = (datetime.datetime.fromisoformat(t) for t in validation.TIME_RANGE)
+    if not first <= value < end:
+        raise ValueError(f"must be in [{validation.TIME_RANGE[0]}, {validation.TIME_RANGE[1]})")
+    return value
+
+
+def unique(values):
+    """Refuse a repeated item (JSON schema ``uniqueItems``)."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"repeats {v!r}")
+        seen.add(v)
+    return values
+
+
+LocationId = Annotated[int, Field(**validation.ID_BOUNDS, description="location id")]
+RunId = Annotated[int, Field(**validation.ID_BOUNDS, description="run id")]
+
+
+def location_in(settings):
+    """One plant of ``POST/PUT /api/v1/locations`` (defaults: ``location_defaults`` of the settings)."""
+    defaults = settings["location_defaults"]
+    required = ("name", "latitude", "longitude", "capacity_ac_kw", "capacity_dc_kw", "tilt", "azimuth")
+    fields = {"name": (text("name", "natural key of the plant (unique)"), ...),
+              "timezone": (text("timezone", "IANA time zone of local-time energy buckets"), defaults["timezone"]),
+              "tracking": (Literal[validation.TRACKING], defaults["tracking"]),
+              "model_id": (Literal[tuple(settings["model_ids"])], defaults["model_id"])}
+    for column, spec in validation.LOCATION_BOUNDS.items():
+        kind = number(spec, column.replace("_", " "))
+        if column == "export_limit_kw":
+            fields[column] = (Optional[kind], defaults[column])
+        else:
+            fields[column] = (kind, ... if column in required else defaults[column])
+    return create_model("LocationIn", __config__=STRICT, **{c: fields[c] for c in validation.LOCATION_COLUMNS})
+
+
+def weather_row():
+    """One weather row (pvlib names and units; ``dni``/``dhi``/``cloud_cover`` may be null or absent)."""
+    bounds = validation.WEATHER_BOUNDS
+    optional = ("dni", "dhi", "cloud_cover")
+    fields = {"location_id": LocationId,
+              "valid_time": instant("label of the value (END of its period for period averages);"),
+              "issue_time": instant("when this weather was issued;"),
+              "source": text("source", "name of the weather source")}
+    for column in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover"):
+        kind = number(bounds[column], column)
+        fields[column] = NotRequired[Optional[kind]] if column in optional else kind
+    fields["period_minutes"] = integer(bounds["period_minutes"], "averaging period, 0 = instantaneous")
+    return with_config(STRICT)(TypedDict("WeatherRow", fields))
+
+
+def actual_row():
+    """One measured power value (kW, end-of-interval ``time``)."""
+    return with_config(STRICT)(TypedDict("ActualRow", {
+        "location_id": LocationId, "time": instant("end of the measured interval;"),
+        "power_kw": number(validation.POWER_BOUNDS, "measured AC power; also within "
+                           f"{list(validation.ACTUALS_FRACTION_OF_AC)} x the plant's capacity_ac_kw")}))
+
+
+def generate_request(settings):
+    """Body of ``POST /api/v1/forecast/generate`` (defaults from the settings' ``forecast`` section)."""
+    f = settings["forecast"]
+    return create_model(
+        "GenerateRequest", __config__=STRICT,
+        location_ids=(Annotated[list[LocationId], Field(min_length=1, max_length=f["max_locations"],
+                                                        json_schema_extra={"uniqueItems": True}),
+                                AfterValidator(unique)], ...),
+        horizon_hours=(Annotated[int, Field(ge=f["horizon_hours_min"], le=f["horizon_hours_max"])],
+                       f["default_horizon_hours"]),
+        resolution=(Literal[tuple(f["resolutions"])], f["default_resolution"]),
+        forecast_type=(Literal[FORECAST_TYPES], FORECAST_TYPES[0]),
+        quantiles=(Annotated[list[Literal[QUANTILE_COLUMNS]], Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+                             AfterValidator(unique)], list(QUANTILE_COLUMNS)),
+        issue_time=(Optional[instant("issue time of the forecast (default: now);")], None),
+        wait=(bool, False), include_forecast=(bool, True))
+
+
+def nwp_import(settings, name, file_item, description):
+    """Body of ``POST /api/v1/weather/nwp``: the files and the options of an NWP import.
+
+    The JSON body (``NwpImport``) names files under ``nwp.import_dir``; the
+    multipart body (``NwpUpload``) carries them, with the same options as
+    form fields (``location_ids`` one part per id). Both are built here so
+    their options cannot differ.
+    """
+    n, f = settings["nwp"], settings["forecast"]
+    ids = Annotated[list[LocationId], Field(min_length=1, max_length=f["max_locations"],
+                                            json_schema_extra={"uniqueItems": True}), AfterValidator(unique)]
+    return create_model(
+        name, __config__=STRICT,
+        files=(Annotated[list[file_item], Field(min_length=1, max_length=n["max_files"], description=description)],
+               ...),
+        location_ids=(Optional[ids], Field(None, description="plants to import the weather for (default: all)")),
+        source=(Optional[Literal[nwp.SOURCE_NAMES]],
+                Field(None, description="source of every file (default: detected per file, docs/weather.md)")))
+
+
+def rows_body(name, row, field, max_rows):
+    return create_model(name, __config__=STRICT,
+                        **{field: (Annotated[list[row], Field(min_length=1, max_length=max_rows)], ...)})
+
+
+def responses(settings):
+    """Response bodies (documentation; the API tests validate responses against them)."""
+    quantile = {q: list[float] for q in QUANTILE_COLUMNS}
+    error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str})
+    location_error = TypedDict("LocationError", {"location_id": int, "error": str})
+    location_out = TypedDict("Location", {"location_id": int, **{c: str for c in ("name", "timezone", "tracking",
+                                                                                 "model_id")},
+                                          **{c: (Optional[float] if c == "export_limit_kw" else float)
+                                             for c in validation.LOCATION_BOUNDS}})
+    location_forecast = TypedDict("LocationForecast", {
+        "location_id": int, "run_id": Optional[int], "capacity_ac_kw": float, "power_limit_kw": float,
+        "valid_time": list[datetime.datetime], "horizon_minutes": list[int],
+        **{q: NotRequired[list[float]] for q in quantile}})
+    timings = dict[str, float]
+    task_accepted = TypedDict("TaskAccepted", {"task_id": str, "status": Literal["queued"], "status_url": str})
+    nwp_file = TypedDict("NwpFile", {
+        "file": str, "source": Literal[nwp.SOURCE_NAMES], "issue_time": datetime.datetime, "steps": int,
+        "first_valid_time": datetime.datetime, "last_valid_time": datetime.datetime, "period_minutes": list[int]})
+    nwp_cycle = TypedDict("NwpCycle", {"source": Literal[nwp.SOURCE_NAMES], "issue_time": datetime.datetime,
+                                       "last_valid_time": datetime.datetime})
+    resolutions = tuple(settings["forecast"]["resolutions"].values())
+    generate_result = TypedDict("GenerateResult", {
+        "task_id": str, "status": Literal[FINAL_STATUSES], "issue_time": datetime.datetime,
+        "forecast_type": Literal[FORECAST_TYPES], "resolution_minutes": Literal[resolutions],
+        "horizon_hours": int, "run_ids": dict[str, int], "errors": list[location_error], "timings": timings,
+        "locations": list[location_forecast]})
+    task = TypedDict("Task", {
+        "task_id": str, "status": Literal[TASK_STATUSES], "progress_done": int, "progress_total": int,
+        "run_ids": dict[str, int], "errors": dict[str, str], "timings": timings, "request": dict,
+        "created_at": Optional[datetime.datetime], "started_at": Optional[datetime.datetime],
+        "finished_at": Optional[datetime.datetime]})
+    run = TypedDict("Run", {"run_id": int, "location_id": int, "issue_time": datetime.datetime, "model_id": str,
+                            "model_version": str, "forecast_type": Literal[FORECAST_TYPES],
+                            "resolution_minutes": int, "horizon_hours": int})
+    stored_row = TypedDict("StoredForecastRow", {"valid_time": datetime.datetime, **{q: float for q in quantile},
+                                                 "location_id": NotRequired[int], "horizon_minutes": NotRequired[int],
+                                                 "time": NotRequired[datetime.datetime]})
+    return {
+        "Error": TypedDict("Error", {"error": error}),
+        "GenerateResult": generate_result,
+        "TaskAccepted": task_accepted,
+        "Task": task,
+        "Location": location_out,
+        "LocationList": TypedDict("LocationList", {"locations": list[location_out]}),
+        "StoredForecast": TypedDict("StoredForecast", {
+            "location_id": int, "capacity_ac_kw": float, "power_limit_kw": float, "run": run,
+            "aggregate": Optional[Literal["hourly", "daily"]], "unit": Literal["kW", "kWh"],
+            "rows": list[stored_row]}),
+        "Accuracy": TypedDict("Accuracy", {"location_id": int, "n": int, "runs": int, "start": datetime.datetime,
+                                           "end": datetime.datetime, "metrics": dict[str, Optional[float]],
+                                           "normalised_by": Literal["capacity_ac_kw"]}),
+        "RowCount": TypedDict("RowCount", {"rows": int}),
+        "NwpImportResult": TypedDict("NwpImportResult", {
+            "rows": int, "files": list[nwp_file], "location_ids": list[int],
+            "covered": dict[str, list[nwp_cycle]], "uncovered": dict[str, str],
+            "forecast_tasks": list[task_accepted]}),
+        "Health": TypedDict("Health", {"status": Literal["ok"]}),
+        "Ready": TypedDict("Ready", {"status": Literal["ready"], "models": dict[str, str],
+                                     "database": Literal["reachable"]}),
+    }
+
+
+def build(settings):
+    """Every schema of the API by component name: request bodies and responses.
+
+    Parameters
+    ----------
+    settings : dict
+        ``configs/service.yaml`` (limits, defaults, resolutions, model ids).
+
+    Returns
+    -------
+    dict
+        name -> type (pydantic model or TypedDict).
+    """
+    http = settings["http"]
+    location = location_in(settings)
+    return {
+        "GenerateRequest": generate_request(settings),
+        "LocationIn": location,
+        "LocationsUpsert": rows_body("LocationsUpsert", location, "locations", http["max_locations_per_upsert"]),
+        "WeatherRow": weather_row(),
+        "WeatherIngest": rows_body("WeatherIngest", weather_row(), "rows", http["max_rows"]),
+        "ActualRow": actual_row(),
+        "ActualsIngest": rows_body("ActualsIngest", actual_row(), "rows", http["max_rows"]),
+        "NwpImport": nwp_import(settings, "NwpImport", Annotated[str, Field(min_length=1, max_length=PATH_MAX,
+                                                                            pattern=TEXT_PATTERN)],
+                                "file names relative to nwp.import_dir"),
+        "NwpUpload": nwp_import(settings, "NwpUpload", bytes, "the files (one part each, with its file name)"),
+        **responses(settings),
+    }
+
+
+def adapters(schemas):
+    """A pydantic ``TypeAdapter`` per schema (validation of JSON bytes, JSON schema)."""
+    return {name: TypeAdapter(kind) for name, kind in schemas.items()}

@@ -1,0 +1,210 @@
+"""The HTTP contract (serve_app/schemas.py): one source for validation and /openapi.json (no service needed)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from serve_app import api, ingress, schemas
+from serve_app.routes_forecast import generate_params
+from serve_app.settings import load_settings
+
+SETTINGS = load_settings()
+ADAPTERS = schemas.adapters(schemas.build(SETTINGS))
+NOW = pd.Timestamp("2013-07-01T06:00:00Z")
+ROW = {"location_id": 1, "valid_time": "2013-07-01T18:00:00Z", "issue_time": "2013-07-01T06:00:00Z",
+       "source": "test", "ghi": 800.0, "temp_air": 25.0, "wind_speed": 1.0, "period_minutes": 0}
+PLANT = {"name": "p", "latitude": 39.7, "longitude": -105.2, "capacity_ac_kw": 5.0, "capacity_dc_kw": 6.0,
+         "tilt": 30.0, "azimuth": 180.0}
+
+
+def validate(schema, body):
+    """(status, field, message) of a body refused by ``schema``, or the validated value."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    value, error = api.validate_json(ADAPTERS[schema], raw)
+    return error if error is not None else value
+
+
+def test_the_committed_openapi_document_is_the_generated_one():
+    committed = json.loads(ingress.OPENAPI.read_text())
+    assert committed == json.loads(json.dumps(ingress.document(SETTINGS))), \
+        "serve_app/openapi.json is stale: run `.venv/bin/python -m serve_app.ingress --write`"
+
+
+def test_every_route_documents_its_body_and_responses_with_components():
+    doc = ingress.document(SETTINGS)
+    components = doc["components"]["schemas"]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            if method in ("post", "put"):
+                name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+                assert name in components, (path, name)
+            assert "422" in operation["responses"] or not operation.get("parameters"), (path, method)
+    assert "HTTPValidationError" not in components and "PUT" not in json.dumps(doc)  # ours is "Error"
+    assert "put" in doc["paths"]["/api/v1/locations"]
+
+
+def test_bounds_in_the_document_are_engine_validation_bounds():
+    from engine import validation
+    location = ingress.document(SETTINGS)["components"]["schemas"]["LocationIn"]["properties"]
+    for column, spec in validation.LOCATION_BOUNDS.items():
+        documented = location[column].get("anyOf", [location[column]])[0]
+        for key, name in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
+            assert documented.get(name) == spec.get(key), (column, key)
+
+
+def test_generate_defaults_come_from_the_service_config():
+    p = generate_params(validate("GenerateRequest", {"location_ids": [1, 2]}), SETTINGS, NOW)
+    assert p["horizon_hours"] == SETTINGS["forecast"]["default_horizon_hours"]
+    assert p["resolution_minutes"] == 15 and p["forecast_type"] == "ml" and p["wait"] is False
+    assert p["issue_time"] == NOW.isoformat() and p["quantiles"] == ["p10", "p25", "p50", "p75", "p90"]
+
+
+def test_issue_time_is_converted_to_utc():
+    body = validate("GenerateRequest", {"location_ids": [1], "issue_time": "2013-07-01T00:00:00-06:00"})
+    assert generate_params(body, SETTINGS, NOW)["issue_time"] == "2013-07-01T06:00:00+00:00"
+
+
+@pytest.mark.parametrize("change, status, field", [
+    ({"horizon_hours": 0}, 422, "horizon_hours"),
+    ({"horizon_hours": 169}, 422, "horizon_hours"),
+    ({"horizon_hours": 2.5}, 422, "horizon_hours"),
+    ({"horizon_hours": True}, 422, "horizon_hours"),
+    ({"horizon_hours": "48"}, 422, "horizon_hours"),
+    ({"resolution": "30min"}, 422, "resolution"),
+    ({"forecast_type": "nwp"}, 422, "forecast_type"),
+    ({"quantiles": ["p5"]}, 422, "quantiles[0]"),
+    ({"quantiles": ["p50", "p50"]}, 422, "quantiles"),
+    ({"issue_time": "2013-07-01T00:00:00"}, 422, "issue_time"),
+    ({"issue_time": "yesterday"}, 422, "issue_time"),
+    ({"issue_time": "9999-07-01T00:00:00Z"}, 422, "issue_time"),
+    ({"wait": "yes"}, 422, "wait"),
+    ({"location_ids": []}, 422, "location_ids"),
+    ({"location_ids": [1, 1]}, 422, "location_ids"),
+    ({"location_ids": [1, -2]}, 422, "location_ids[1]"),
+    ({"location_ids": [1, 24.9]}, 422, "location_ids[1]"),
+    ({"location_ids": ["24"]}, 422, "location_ids[0]"),
+    ({"location_ids": [True]}, 422, "location_ids[0]"),
+    ({"location_ids": [None]}, 422, "location_ids[0]"),
+    ({"location_ids": [2**64]}, 422, "location_ids[0]"),
+    ({"location_ids": list(range(1, 10_002))}, 422, "location_ids"),
+    ({"colour": "blue"}, 422, "colour"),
+])
+def test_bad_generate_bodies_name_the_field(change, status, field):
+    error = validate("GenerateRequest", {"location_ids": [1, 2], **change})
+    assert isinstance(error, tuple), f"accepted: {change}"
+    assert error[:2] == (status, field) and error[2].startswith(field)
+
+
+def test_ten_thousand_locations_are_accepted():
+    assert len(validate("GenerateRequest", {"location_ids": list(range(1, 10_001))}).location_ids) == 10_000
+
+
+@pytest.mark.parametrize("body, status, field", [
+    (b'{"location_ids": [1,', 400, "body"),
+    (b"[" * 5000 + b"]" * 5000, 400, "body"),
+    (b'{"location_ids": [NaN]}', 422, "location_ids[0]"),  # JSON extensions parse, then are refused
+    (b'{"location_ids": [1], "horizon_hours": Infinity}', 422, "horizon_hours"),
+])
+def test_malformed_too_deep_or_non_finite_json_is_refused(body, status, field):
+    assert validate("GenerateRequest", body)[:2] == (status, field)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"location_id": 24.9}, "rows[0].location_id"),
+    ({"location_id": "24"}, "rows[0].location_id"),
+    ({"location_id": True}, "rows[0].location_id"),
+    ({"location_id": None}, "rows[0].location_id"),
+    ({"location_id": 2**64}, "rows[0].location_id"),
+    ({"period_minutes": 30.7}, "rows[0].period_minutes"),
+    ({"period_minutes": 3e9}, "rows[0].period_minutes"),
+    ({"ghi": "5"}, "rows[0].ghi"),
+    ({"ghi": True}, "rows[0].ghi"),
+    ({"ghi": -1.0}, "rows[0].ghi"),
+    ({"wind_speed": 1e300}, "rows[0].wind_speed"),
+    ({"temp_air": 300.0}, "rows[0].temp_air"),
+    ({"valid_time": "2013-07-01T18:00:00"}, "rows[0].valid_time"),
+    ({"source": "a\u0000b"}, "rows[0].source"),
+    ({"source": ""}, "rows[0].source"),
+    ({"humidity": 50}, "rows[0].humidity"),
+])
+def test_bad_weather_rows_name_row_and_column(change, field):
+    error = validate("WeatherIngest", {"rows": [ROW, {**ROW, **change}]})
+    assert isinstance(error, tuple), f"accepted: {change}"
+    assert error[:2] == (422, field.replace("[0]", "[1]"))
+
+
+def test_weather_with_optional_columns_absent_or_null_is_valid():
+    rows = validate("WeatherIngest", {"rows": [ROW, {**ROW, "dni": None, "dhi": 100.0, "cloud_cover": None}]}).rows
+    assert len(rows) == 2 and rows[1]["dhi"] == 100.0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"power_kw": 1e300}, "rows[0].power_kw"),
+    ({"power_kw": "2.5"}, "rows[0].power_kw"),
+    ({"time": "2013-07-01T18:00:00"}, "rows[0].time"),
+])
+def test_bad_actuals_rows_name_row_and_column(change, field):
+    row = {"location_id": 1, "time": "2013-07-01T18:00:00Z", "power_kw": 2.5}
+    assert validate("ActualsIngest", {"rows": [{**row, **change}]})[:2] == (422, field)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"altitude": 1e300}, "altitude"), ({"altitude": -1e6}, "altitude"), ({"gamma_pdc": 1e10}, "gamma_pdc"),
+    ({"temp_model_u0": 0.0, "temp_model_u1": 0.0}, "temp_model_u0"), ({"model_id": "mystery"}, "model_id"),
+    ({"name": "a\u0000b"}, "name"), ({"capacity_ac_kw": 0.0}, "capacity_ac_kw"), ({"latitude": 91.0}, "latitude"),
+    ({"tracking": "DUAL_AXIS"}, "tracking"), ({"location_id": 3}, "location_id"), ({"tilt": "30"}, "tilt"),
+])
+def test_bad_plants_name_the_field(change, field):
+    error = validate("LocationsUpsert", {"locations": [{**PLANT, **change}]})
+    assert isinstance(error, tuple), f"accepted: {change}"
+    assert error[:2] == (422, f"locations[0].{field}")
+
+
+def test_a_missing_plant_field_is_named():
+    body = dict(PLANT)
+    del body["tilt"]
+    assert validate("LocationsUpsert", {"locations": [body]})[:2] == (422, "locations[0].tilt")
+
+
+def test_plant_defaults_come_from_the_service_config():
+    plant = validate("LocationsUpsert", {"locations": [PLANT]}).locations[0].model_dump()
+    for column, default in SETTINGS["location_defaults"].items():
+        assert plant[column] == default, column
+
+
+def test_the_nwp_upload_and_the_named_import_take_the_same_options():
+    doc = ingress.document(SETTINGS)["components"]["schemas"]
+    upload, named = doc["NwpUpload"]["properties"], doc["NwpImport"]["properties"]
+    assert set(upload) == set(named) == {"files", "location_ids", "source"}
+    assert upload["location_ids"] == named["location_ids"] and upload["source"] == named["source"]
+    assert upload["files"]["items"] == {"type": "string", "format": "binary"}
+    assert upload["files"]["maxItems"] == named["files"]["maxItems"] == SETTINGS["nwp"]["max_files"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"files": []}, "files"), ({"files": ["a.nc", "b\u0000.nc"]}, "files[1]"), ({"files": "a.nc"}, "files"),
+    ({"files": ["a.nc"], "source": "gefs_spr"}, "source"),
+    ({"files": ["a.nc"], "location_ids": [1, 1]}, "location_ids"),
+    ({"files": ["a.nc"], "location_ids": ["1"]}, "location_ids[0]"), ({"files": ["a.nc"], "directory": "/etc"}, "directory"),
+])
+def test_bad_named_nwp_imports_name_the_field(body, field):
+    assert validate("NwpImport", body)[:2] == (422, field)
+
+
+@pytest.mark.parametrize("exc, status", [
+    (PermissionError("files[0]: outside"), 403), (FileNotFoundError("files[0]: gone"), 404),
+    (LookupError("location_ids: unknown"), 404), (ValueError("files[1]: rap.nc: no ghi"), 422),
+    (ConnectionRefusedError(), 503), (KeyError("bug"), 500), (OSError("disk full"), 500),
+])
+def test_the_one_table_maps_the_import_errors(exc, status):
+    assert api.status_of(exc) == status
+
+
+def test_a_field_named_like_a_request_part_keeps_its_name():
+    """Only FastAPI's parameter errors start with the request part ('query', 'path', ...)."""
+    from serve_app.api import location_of, validation_error
+    assert location_of(("path",)) == "path" and location_of(("rows", 3, "ghi")) == "rows[3].ghi"
+    error = {"type": "int_parsing", "loc": ("path", "location_id"), "msg": "bad", "input": "x"}
+    assert validation_error([error], request_part=True)[1] == "location_id"
+    assert validation_error([{**error, "loc": ("body",)}])[1] == "body"
