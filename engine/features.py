@@ -26,6 +26,7 @@ import pvlib
 from pvlib import atmosphere, clearsky, irradiance
 
 from engine import physics, resample, solarposition
+from engine.validation import TRACKING
 
 #: Model input columns, in the order the model was trained with.
 MODEL_FEATURES = (
@@ -157,10 +158,10 @@ def location_arrays(locations):
         raise ValueError(f"locations: missing column(s) {missing}")
     out = {"location_id": locations["location_id"].to_numpy(dtype="int64"),
            "tracking": locations["tracking"].astype(str).str.upper().to_numpy()}
-    bad = ~np.isin(out["tracking"], ["FIXED", "SINGLE_AXIS"])
+    bad = ~np.isin(out["tracking"], TRACKING)
     if bad.any():
         raise ValueError(f"tracking: location_id {out['location_id'][bad][0]} has {out['tracking'][bad][0]!r}, "
-                         "not FIXED or SINGLE_AXIS")
+                         f"not one of {TRACKING}")
     for c in LOCATION_COLUMNS[1:]:
         if c == "tracking":
             continue
