@@ -7,8 +7,6 @@ from serve_app import local
 
 from storehelpers import demo_locations, drop_database, fresh_database, run
 
-PLAIN_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture(scope="session")
 def server_url():
@@ -33,14 +31,3 @@ def db_url(service_url):
 def plants(db_url):
     """The demo plants (real configuration), stored; locations frame with location_id."""
     return run(db_url, lambda conn: store.upsert_locations(conn, demo_locations()))
-
-
-@pytest.fixture
-def plain_url():
-    """A fresh empty database on the plain PostgreSQL server (no TimescaleDB), dropped after the test."""
-    try:
-        url = fresh_database(PLAIN_POSTGRES, "pvcast_plain")
-    except OSError as exc:
-        pytest.skip(f"plain PostgreSQL at {PLAIN_POSTGRES} not reachable: {exc}")
-    yield url
-    drop_database(url)
