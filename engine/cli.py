@@ -311,7 +311,7 @@ SUBCOMMANDS = (add_train, add_evaluate, add_db, add_weather, add_keys)
 def parser():
     """The argparse parser of ``pvcast``."""
     p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts", formatter_class=HELP)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, help="command")
     for add in SUBCOMMANDS:
         add(sub)
     return p

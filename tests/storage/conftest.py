@@ -5,7 +5,7 @@ import pytest
 from engine import store
 from serve_app import local
 
-from storehelpers import demo_locations, drop_database, fresh_database, run
+from storehelpers import demo_locations, run
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ repeat values whose one definition is Python: tracking modes and forecast types
 """
 
 import re
-import urllib.parse
+import subprocess
 
 import yaml
 
@@ -49,12 +49,11 @@ def test_forecasts_table_has_one_column_per_quantile_level(db_url):
     assert quantiles.QUANTILE_COLUMNS == tuple(f"p{round(100 * a)}" for a in quantiles.ALPHAS)
 
 
-def test_database_url_copies_agree_with_store_default():
+def test_database_url_copies_agree_with_store_defaults():
+    """store.DEFAULT_URL / OWNER_URL are the URLs scripts/tsdb prints; serve_config.yaml repeats the first."""
+    tsdb = [str(ROOT / "scripts" / "tsdb"), "url"]
+    for role, url in (("service", store.DEFAULT_URL), ("owner", store.OWNER_URL)):
+        printed = subprocess.run([*tsdb, role], capture_output=True, text=True, check=True).stdout.strip()
+        assert printed == url, role
     serve = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    env = serve["applications"][0]["runtime_env"]["env_vars"]
-    assert env["PVCAST_DATABASE_URL"] == store.DEFAULT_URL
-    tsdb = (ROOT / "scripts" / "tsdb").read_text()
-    port = re.search(r"^PORT=\$\{PVCAST_TSDB_PORT:-(\d+)\}$", tsdb, re.M).group(1)
-    url = urllib.parse.urlparse(store.DEFAULT_URL)
-    assert (url.hostname, url.port) == ("127.0.0.1", int(port))
-    assert "PVCAST_DATABASE_URL=" not in (ROOT / "scripts" / "demo").read_text()  # demo uses the default
+    assert serve["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] == store.DEFAULT_URL
