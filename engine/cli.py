@@ -1,18 +1,28 @@
-"""``pvcast`` command line: train, evaluate, db.
+"""``pvcast`` command line: train, evaluate, db, keys, weather.
 
 ``pvcast train``     re-trains the global model from the real data, prints the
                      2013 hold-out table, compares it with the committed model
-                     card (tolerances in configs/training.yaml) and writes the
-                     model + card.
+                     card (tolerances in configs/training.yaml; the exit code
+                     is 1 when a metric is out of tolerance), says whether the
+                     model file is byte-identical to the committed one, and
+                     writes the model + card to ``out/models``;
+                     ``--update-committed`` writes over the committed files.
 ``pvcast evaluate``  loads the committed model (checksum and features verified),
                      prints the hold-out table (ml vs physics vs baseline vs
                      clear-sky persistence) and writes the fan chart and
-                     reliability PNGs.
+                     reliability PNGs to ``out/img`` (``--img-dir docs/img``:
+                     the README's images).
 ``pvcast db migrate|status``  applies migrations (as the owner role) / prints database capabilities.
 ``pvcast keys create|list|revoke``  API keys of tenants (stored hashed; a new key is
                      printed once, or written to a mode-600 ``--key-file``).
 ``pvcast weather import FILE...``  NWP files (GRIB2/netCDF) -> weather of the plants
                      (engine.weatherimport; all files or nothing; prints a JSON summary).
+
+Configs and models default to the shipped ones (:mod:`engine.resources`), so
+the command works from any directory and from an installed wheel; outputs go
+below the current directory. ``--help`` of each command shows every default.
+A subcommand is one ``add_<name>(subparsers)`` function listed in
+:data:`SUBCOMMANDS`.
 """
 
 import argparse
@@ -23,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine import modelio, plots, training
+from engine import modelio, plots, resources, training
 
-DEFAULT_CONFIG = "configs/training.yaml"
+HELP = argparse.ArgumentDefaultsHelpFormatter
+OUT = Path("out")
 
 
 def progress_callback(bar):
@@ -52,10 +63,32 @@ def compare_metrics(new, old, tolerance):
             for k, tol in tolerance.items()]
 
 
+def model_file_comparison(written, previous, versions):
+    """One line saying whether a new model file is byte-identical to the committed one.
+
+    Parameters
+    ----------
+    written, previous : dict
+        The new card and the committed card (``sha256``, ``versions``).
+    versions : dict
+        Library versions of this run.
+    """
+    if written["sha256"] == previous.get("sha256"):
+        return f"model file identical to the committed one (sha256 {written['sha256'][:16]}...)"
+    same = previous.get("versions") == versions
+    return (f"model file differs from the committed one (sha256 {written['sha256'][:16]}... vs "
+            f"{str(previous.get('sha256'))[:16]}...); " +
+            ("same library versions as the committed card: the code, the data or the CPU differ; "
+             "the metrics above decide" if same else
+             f"library versions differ (committed {previous.get('versions')}, this run {versions}): "
+             "only the metrics are compared"))
+
+
 def cmd_train(args):
     from engine import features
     config = training.load_config(args.config)
     models_dir = Path(args.models_dir)
+    out_dir = models_dir if args.update_committed else Path(args.output_dir)
     previous = None
     card_path = models_dir / f"{config['model_id']}.json"
     if card_path.is_file():
@@ -76,9 +109,10 @@ def cmd_train(args):
             print(f"  {name:24s} new {100 * new:7.3f} %  committed {100 * old:7.3f} %  "
                   f"{'ok' if within else 'OUT OF TOLERANCE'}")
             ok &= within
-    out_dir = Path(args.output_dir or args.models_dir)
     written = modelio.save_model(out_dir, config["model_id"], bundle["model"], card)
     print(f"\nwrote {out_dir / written['model_file']} (sha256 {written['sha256'][:16]}...) and card")
+    if previous is not None:
+        print(model_file_comparison(written, previous, card["versions"]))
     return 0 if ok else 1
 
 
@@ -91,7 +125,7 @@ def cmd_evaluate(args):
     fx = training.holdout_forecasts(bundle, ds, config)
     table = training.holdout_table(fx)
     print(training.format_table(table))
-    img = Path(args.img_dir or config["evaluate"]["img_dir"])
+    img = Path(args.img_dir)
     img.mkdir(parents=True, exist_ok=True)
     ev = config["evaluate"]
     local = fx["times"].tz_convert(config["site"]["timezone"]).tz_localize(None)
@@ -195,50 +229,102 @@ def cmd_keys(args):
     return 0
 
 
+def add_train(sub):
+    """``pvcast train``."""
+    t = sub.add_parser("train", formatter_class=HELP,
+                       help="train the global model from the real data and print hold-out metrics",
+                       description="Re-train the global model, compare its hold-out metrics with the committed "
+                                   "card and write the model + card (never over the committed files unless "
+                                   "--update-committed).")
+    t.add_argument("--config", default=str(resources.config_path("training.yaml")),
+                   help="training configuration (YAML)")
+    t.add_argument("--models-dir", default=str(resources.folder("models")),
+                   help="folder of the committed model + card to compare with")
+    t.add_argument("--output-dir", default=str(OUT / "models"),
+                   help="folder the new model + card are written to")
+    t.add_argument("--update-committed", action="store_true",
+                   help="write the new model + card over the committed ones in --models-dir "
+                        "instead of --output-dir")
+    t.set_defaults(func=cmd_train)
+
+
+def add_evaluate(sub):
+    """``pvcast evaluate``."""
+    e = sub.add_parser("evaluate", formatter_class=HELP, help="hold-out table + fan chart and reliability PNGs",
+                       description="Evaluate a model on the 2013 hold-out: print the table, write the plots.")
+    e.add_argument("--config", default=str(resources.config_path("training.yaml")),
+                   help="training configuration (YAML): data, hold-out period, fan chart dates")
+    e.add_argument("--models-dir", default=str(resources.folder("models")),
+                   help="folder of the model + card to evaluate")
+    e.add_argument("--img-dir", default=str(OUT / "img"),
+                   help="folder the fan chart and reliability PNGs are written to "
+                        "(--img-dir docs/img from the repository root regenerates the README's images)")
+    e.set_defaults(func=cmd_evaluate)
+
+
+def add_db(sub):
+    """``pvcast db migrate|status``."""
+    d = sub.add_parser("db", formatter_class=HELP, help="database migrations / status",
+                       description="migrate connects as env PVCAST_OWNER_DATABASE_URL (default "
+                                   "engine.store.OWNER_URL), status as env PVCAST_DATABASE_URL (default "
+                                   "engine.store.DEFAULT_URL).")
+    d.add_argument("action", choices=["migrate", "status"],
+                   help="migrate: create the database if missing and apply migrations as the owner role, then "
+                        "print its capabilities; status: print its capabilities")
+    d.set_defaults(func=cmd_db)
+
+
+def add_weather(sub):
+    """``pvcast weather import FILE...``."""
+    w = sub.add_parser("weather", formatter_class=HELP, help="weather data")
+    wsub = w.add_subparsers(dest="weather_command", required=True, help="weather action")
+    wi = wsub.add_parser("import", formatter_class=HELP,
+                         help="import NWP files (GRIB2/netCDF: GFS, GEFS, HRRR, NAM, RAP, ECMWF IFS) "
+                              "into the weather of the plants; all files or nothing (docs/weather.md)")
+    wi.add_argument("files", nargs="+", metavar="FILE", help="NWP files")
+    wi.add_argument("--source", default=None, help="force the source of every file (None: detected per file)")
+    wi.add_argument("--location-ids", default=None, help="comma-separated plant ids (None: all plants)")
+    wi.set_defaults(func=cmd_weather_import)
+
+
+def add_keys(sub):
+    """``pvcast keys create|list|revoke``."""
+    k = sub.add_parser("keys", formatter_class=HELP, help="API keys: create (printed once), list, revoke")
+    ksub = k.add_subparsers(dest="action", required=True, help="key action")
+    kc = ksub.add_parser("create", formatter_class=HELP, help="a new key of a tenant (the tenant is created if new)")
+    kc.add_argument("--tenant", required=True, default=argparse.SUPPRESS,
+                    help="tenant id, e.g. acme (lower-case letters, digits, _ -)")
+    kc.add_argument("--scopes", required=True, default=argparse.SUPPRESS, help="comma-separated: read, write, admin")
+    kc.add_argument("--description", default="", help="free text stored with the key")
+    kc.add_argument("--key-file", default=None, help="write the key to this file (mode 600) instead of stdout")
+    kl = ksub.add_parser("list", formatter_class=HELP, help="keys (never the keys themselves), of one tenant or all")
+    kl.add_argument("--tenant", default=None, help="tenant id (None: all tenants)")
+    kr = ksub.add_parser("revoke", formatter_class=HELP, help="revoke a key by its key_id")
+    kr.add_argument("key_id", help="the key_id shown by create and list")
+    k.set_defaults(func=cmd_keys)
+
+
+SUBCOMMANDS = (add_train, add_evaluate, add_db, add_weather, add_keys)
+"""Each adds one subcommand to the ``pvcast`` parser."""
+
+
 def parser():
     """The argparse parser of ``pvcast``."""
-    p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the global model from the real data and print hold-out metrics")
-    t.add_argument("--config", default=DEFAULT_CONFIG)
-    t.add_argument("--models-dir", default="models", help="committed models to compare with")
-    t.add_argument("--output-dir", default=None, help="where to write the model (default: --models-dir)")
-    t.set_defaults(func=cmd_train)
-    e = sub.add_parser("evaluate", help="hold-out table + fan chart and reliability PNGs")
-    e.add_argument("--config", default=DEFAULT_CONFIG)
-    e.add_argument("--models-dir", default="models")
-    e.add_argument("--img-dir", default=None)
-    e.set_defaults(func=cmd_evaluate)
-    d = sub.add_parser("db", help="database migrations / status")
-    d.add_argument("action", choices=["migrate", "status"])
-    d.set_defaults(func=cmd_db)
-    w = sub.add_parser("weather", help="weather data")
-    wsub = w.add_subparsers(dest="weather_command", required=True)
-    wi = wsub.add_parser("import", help="import NWP files (GRIB2/netCDF: GFS, GEFS, HRRR, NAM, RAP, ECMWF IFS) "
-                                        "into the weather of the plants; all files or nothing (docs/weather.md)")
-    wi.add_argument("files", nargs="+", metavar="FILE")
-    wi.add_argument("--source", default=None, help="force the source of every file (default: detected)")
-    wi.add_argument("--location-ids", default=None, help="comma-separated plant ids (default: all plants)")
-    wi.set_defaults(func=cmd_weather_import)
-    k = sub.add_parser("keys", help="API keys: create (printed once), list, revoke")
-    ksub = k.add_subparsers(dest="action", required=True)
-    kc = ksub.add_parser("create", help="a new key of a tenant (the tenant is created if new)")
-    kc.add_argument("--tenant", required=True, help="tenant id, e.g. acme (lower-case letters, digits, _ -)")
-    kc.add_argument("--scopes", required=True, help="comma-separated: read, write, admin")
-    kc.add_argument("--description", default="")
-    kc.add_argument("--key-file", default=None, help="write the key to this file (mode 600) instead of stdout")
-    kl = ksub.add_parser("list", help="keys (never the keys themselves), of one tenant or all")
-    kl.add_argument("--tenant", default=None)
-    kr = ksub.add_parser("revoke", help="revoke a key by its key_id")
-    kr.add_argument("key_id")
-    k.set_defaults(func=cmd_keys)
+    p = argparse.ArgumentParser(prog="pvcast", description="probabilistic PV power forecasts", formatter_class=HELP)
+    sub = p.add_subparsers(dest="command", required=True, help="command")
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
 
 
 def main(argv=None):
     """Entry point of the ``pvcast`` script."""
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (OSError, LookupError) as exc:  # a file, model or server that is not there: a message, no traceback
+        print(f"pvcast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

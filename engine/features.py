@@ -173,7 +173,7 @@ def location_arrays(locations):
     bad = ~np.isin(out["tracking"], TRACKING)
     if bad.any():
         raise ValueError(f"tracking: location_id {out['location_id'][bad][0]} has {out['tracking'][bad][0]!r}, "
-                         f"not one of {list(TRACKING)}")
+                         f"not one of {TRACKING}")
     for c in LOCATION_COLUMNS[1:]:
         if c == "tracking":
             continue

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine import calibration, quantiles
-
-FORECAST_TYPES = ("ml", "physics")
+from engine.validation import FORECAST_TYPES  # the one definition (also the SQL CHECK, tested)
 
 
 def forecast_times(issue_time, horizon_hours, resolution_minutes):

@@ -11,7 +11,7 @@ degenerate quantile forecast (all five columns equal), for which CRPS = MAE.
 import numpy as np
 import pandas as pd
 
-from engine.quantiles import ALPHAS
+from engine.quantiles import ALPHAS, QUANTILE_COLUMNS
 
 
 def mae(obs, fx):
@@ -59,10 +59,72 @@ def crps_from_quantiles(obs, q, alphas=ALPHAS):
     return float(2.0 * np.mean([pinball(obs, q[:, j], a) for j, a in enumerate(alphas)]))
 
 
-def coverage(obs, lower, upper):
-    """Fraction of observations within ``[lower, upper]``."""
-    obs = np.asarray(obs)
-    return float(np.mean((obs >= np.asarray(lower)) & (obs <= np.asarray(upper))))
+def below(obs, q, alpha):
+    """Whether each observation lies below the ``alpha``-quantile forecast ``q``.
+
+    The one definition of "observation below a quantile", shared by
+    :func:`coverage` and the reliability diagram (:func:`observed_frequencies`).
+    Ties (``obs == q``) are frequent in PV: at dawn, dusk and under snow the
+    measured power is exactly 0 where the forecast's lower quantiles are
+    clipped to 0 (:func:`engine.quantiles.apply_limits`). A tie is resolved
+    toward the median: it counts as not below a lower quantile
+    (``alpha < 0.5``), as below an upper quantile (``alpha > 0.5``) and as
+    half below the median. So a central interval ``[q_alpha, q_(1-alpha)]``
+    contains its end points, and the reliability points of its two levels
+    differ by exactly its coverage.
+
+    Parameters
+    ----------
+    obs : ndarray, shape (n,)
+    q : ndarray, shape (n,)
+        Forecast of quantile level ``alpha``, same units as ``obs``.
+    alpha : float
+        Quantile level in (0, 1).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        1.0 below, 0.0 above, ties 0.0 / 0.5 / 1.0 as above.
+    """
+    obs, q = np.asarray(obs, dtype=float), np.asarray(q, dtype=float)
+    tie = 0.0 if alpha < 0.5 else 1.0 if alpha > 0.5 else 0.5
+    return np.where(obs == q, tie, (obs < q).astype(float))
+
+
+def coverage(obs, lower, upper, levels=(0.1, 0.9)):
+    """Fraction of observations within the central interval ``[lower, upper]``.
+
+    Counted with :func:`below` as ``below(upper) - below(lower)``: an
+    observation equal to an end point is inside.
+
+    Parameters
+    ----------
+    obs, lower, upper : ndarray, shape (n,)
+        ``lower <= upper`` row by row (sorted quantiles).
+    levels : (float, float)
+        Quantile levels of ``lower`` (< 0.5) and ``upper`` (> 0.5).
+    """
+    return float(np.mean(below(obs, upper, levels[1]) - below(obs, lower, levels[0])))
+
+
+def observed_frequencies(obs, q, alphas=ALPHAS):
+    """Fraction of observations below each quantile column (reliability diagram).
+
+    Uses :func:`below`, so ``freq[j] - freq[i]`` is the :func:`coverage` of the
+    central interval between columns ``i`` and ``j``.
+
+    Parameters
+    ----------
+    obs : ndarray, shape (n,)
+    q : ndarray, shape (n, k)
+    alphas : sequence of float, length k
+
+    Returns
+    -------
+    ndarray, shape (k,)
+    """
+    q = np.asarray(q, dtype=float)
+    return np.array([np.mean(below(obs, q[:, j], a)) for j, a in enumerate(alphas)])
 
 
 def skill(score, reference_score):
@@ -75,13 +137,10 @@ METRICS = {
     "rmse": lambda obs, q: rmse(obs, q[:, 2]),
     "bias": lambda obs, q: bias(obs, q[:, 2]),
     "crps": lambda obs, q: crps_from_quantiles(obs, q),
-    "pinball_p10": lambda obs, q: pinball(obs, q[:, 0], 0.1),
-    "pinball_p25": lambda obs, q: pinball(obs, q[:, 1], 0.25),
-    "pinball_p50": lambda obs, q: pinball(obs, q[:, 2], 0.5),
-    "pinball_p75": lambda obs, q: pinball(obs, q[:, 3], 0.75),
-    "pinball_p90": lambda obs, q: pinball(obs, q[:, 4], 0.9),
-    "coverage_p10_p90": lambda obs, q: coverage(obs, q[:, 0], q[:, 4]),
-    "coverage_p25_p75": lambda obs, q: coverage(obs, q[:, 1], q[:, 3]),
+    **{f"pinball_{name}": (lambda obs, q, j=j, a=a: pinball(obs, q[:, j], a))
+       for j, (name, a) in enumerate(zip(QUANTILE_COLUMNS, ALPHAS))},
+    "coverage_p10_p90": lambda obs, q: coverage(obs, q[:, 0], q[:, 4], (ALPHAS[0], ALPHAS[4])),
+    "coverage_p25_p75": lambda obs, q: coverage(obs, q[:, 1], q[:, 3], (ALPHAS[1], ALPHAS[3])),
 }
 """Registry: name -> ``metric(obs, q)``; obs, q normalised by AC capacity."""
 

@@ -31,14 +31,45 @@ def model_paths(models_dir, model_id):
     return base / f"{model_id}.cbm", base / f"{model_id}.json"
 
 
+RUN_METADATA = ("model_guid", "train_finish_time")
+"""CatBoost model metadata that differs on every fit (a random GUID, the wall-clock end time)."""
+
+
+def reproducible_copy(model):
+    """A copy of a fitted model without the metadata that changes on every run.
+
+    CatBoost stores a random ``model_guid`` and the ``train_finish_time`` in
+    the model file, so two fits with identical trees give files with
+    different bytes. Without them, the file is a function of the trees,
+    the training parameters and the CatBoost version only (checked: two fits
+    in the same environment give the same sha256; ``tests/engine/test_cli.py``).
+
+    Parameters
+    ----------
+    model : catboost.CatBoost
+
+    Returns
+    -------
+    catboost.CatBoost
+        A copy; ``model`` is left unchanged.
+    """
+    out = model.copy()
+    meta = out.get_metadata()
+    for key in RUN_METADATA:
+        if key in meta:
+            del meta[key]
+    return out
+
+
 def save_model(models_dir, model_id, model, card):
-    """Write the model file and its card (with the model file's sha256).
+    """Write the model file (reproducible bytes) and its card (with the file's sha256).
 
     Parameters
     ----------
     models_dir : str or Path
     model_id : str
     model : catboost.CatBoost
+        Freshly fitted; saved through :func:`reproducible_copy`.
     card : dict
         JSON-serialisable card; ``model_id`` and ``sha256`` are set here.
 
@@ -49,7 +80,7 @@ def save_model(models_dir, model_id, model, card):
     """
     cbm, card_path = model_paths(models_dir, model_id)
     cbm.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(cbm), format="cbm")
+    reproducible_copy(model).save_model(str(cbm), format="cbm")
     card = dict(card, model_id=model_id, model_file=cbm.name, sha256=sha256_file(cbm))
     card_path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     return card

@@ -4,8 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
+from engine.metrics import coverage, observed_frequencies  # noqa: E402
 from engine.quantiles import ALPHAS  # noqa: E402
 
 
@@ -36,23 +36,13 @@ def fan_chart(times, obs_kw, q_kw, path, title):
     plt.close(fig)
 
 
-def observed_frequencies(obs, q):
-    """Fraction of observations at or below each quantile column (reliability).
-
-    Parameters
-    ----------
-    obs : ndarray, shape (n,)
-    q : ndarray, shape (n, k)
-
-    Returns
-    -------
-    ndarray, shape (k,)
-    """
-    return np.mean(np.asarray(obs)[:, None] <= np.asarray(q), axis=0)
-
-
 def reliability(obs_kw, forecasts, path, title):
     """Reliability diagram: nominal quantile level vs observed frequency.
+
+    Frequencies are :func:`engine.metrics.observed_frequencies` (ties
+    resolved as :func:`engine.metrics.below` does), so the P10 and P90 points
+    of a curve differ by exactly the P10-P90 coverage shown in its label and
+    in the hold-out table.
 
     Parameters
     ----------
@@ -66,9 +56,11 @@ def reliability(obs_kw, forecasts, path, title):
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="ideal")
     for name, q in forecasts.items():
-        ax.plot(ALPHAS, observed_frequencies(obs_kw, q), marker="o", label=name)
+        cov = coverage(obs_kw, q[:, 0], q[:, -1], (ALPHAS[0], ALPHAS[-1]))
+        ax.plot(ALPHAS, observed_frequencies(obs_kw, q), marker="o",
+                label=f"{name} (P{round(100 * ALPHAS[0])}-P{round(100 * ALPHAS[-1])} coverage {100 * cov:.1f} %)")
     ax.set_xlabel("nominal quantile level")
-    ax.set_ylabel("observed frequency (obs <= quantile)")
+    ax.set_ylabel("observed frequency (obs below quantile; ties toward the median)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title)

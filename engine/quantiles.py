@@ -8,8 +8,10 @@ at or below the horizon.
 
 import numpy as np
 
-QUANTILE_COLUMNS = ("p10", "p25", "p50", "p75", "p90")
 ALPHAS = (0.1, 0.25, 0.5, 0.75, 0.9)
+"""The quantile levels pvcast forecasts: the one definition (training, metrics, storage, API)."""
+QUANTILE_COLUMNS = tuple(f"p{round(100 * a)}" for a in ALPHAS)
+"""Column names of the levels: ``('p10', 'p25', 'p50', 'p75', 'p90')``."""
 
 
 def predict_normalised(model, features, thread_count=-1):

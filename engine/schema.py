@@ -25,10 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from engine import resources
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
-STORAGE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "storage.yaml"
+STORAGE_CONFIG = resources.config_path("storage.yaml")
 LOCK_KEY = 0x7076636173_74  # "pvcast": pg_advisory_lock key of the migration runner
 
 

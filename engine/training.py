@@ -13,14 +13,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import calibration, data, forecast, metrics, quantiles, validation
+from engine import calibration, data, forecast, metrics, quantiles, resources, validation
 
 WEATHER_COLUMNS = list(validation.WEATHER_COLUMNS)  # the weather frame of ARCHITECTURE "Frames"
 
 
-def load_config(path):
-    """Training configuration (YAML) as a dict."""
-    return yaml.safe_load(Path(path).read_text())
+def load_config(path=None):
+    """Training configuration (YAML) as a dict.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A YAML file; default the shipped ``configs/training.yaml``
+        (:mod:`engine.resources`, found from any directory).
+    """
+    return yaml.safe_load(Path(path or resources.config_path("training.yaml")).read_text())
 
 
 def period_mask(times, start, end):
@@ -118,14 +125,14 @@ def fit_quantile_model(x, y, config):
     y : ndarray
         Power / capacity_ac (unitless).
     config : dict
-        Training config (``catboost``, ``alphas``).
+        Training config (``catboost``); the levels are ``quantiles.ALPHAS``.
 
     Returns
     -------
     catboost.CatBoostRegressor
     """
     params = dict(config["catboost"])
-    model = catboost.CatBoostRegressor(loss_function=multiquantile_loss(config["alphas"]), verbose=False,
+    model = catboost.CatBoostRegressor(loss_function=multiquantile_loss(quantiles.ALPHAS), verbose=False,
                                        allow_writing_files=False, **params)
     model.fit(x, y)
     return model
@@ -152,7 +159,7 @@ def cross_fit_offsets(x, y, base, elevation, times, config, step=lambda msg: Non
         Shape (n, 5): the out-of-fold raw quantiles.
     """
     folds = month_folds(times, config["periods"]["calibration_folds"])
-    oof = np.empty((len(y), len(config["alphas"])))
+    oof = np.empty((len(y), len(quantiles.ALPHAS)))
     for k in np.unique(folds):  # a few folds, each a full model fit
         step(f"calibration fold {k + 1}/{config['periods']['calibration_folds']}")
         fit = folds != k
@@ -160,7 +167,7 @@ def cross_fit_offsets(x, y, base, elevation, times, config, step=lambda msg: Non
         oof[~fit] = quantiles.predict_normalised(model, x[~fit]) + base[~fit, None]
     edges = config["calibration"]["elevation_edges"]
     groups = calibration.bin_index(elevation, edges)
-    return calibration.fit_offsets(y, oof, config["alphas"], groups, len(edges) - 1), oof
+    return calibration.fit_offsets(y, oof, quantiles.ALPHAS, groups, len(edges) - 1), oof
 
 
 def fit_physics_residuals(y, physical_norm, elevation, config):
@@ -176,7 +183,7 @@ def fit_physics_residuals(y, physical_norm, elevation, config):
         Shape (n_elevation_bins, n_norm_bins, 5).
     """
     spec = config["physics_residuals"]
-    alphas = config["alphas"]
+    alphas = quantiles.ALPHAS
     e = calibration.bin_index(elevation, spec["elevation_edges"])
     p = calibration.bin_index(physical_norm, spec["norm_edges"])
     r = y - physical_norm
@@ -246,8 +253,8 @@ def train(config, feature_frame, model_features, step=lambda msg: None):
         "model_id": config["model_id"],
         "target": "ac power / capacity_ac_kw minus physics.scale x physical_ac_kw / capacity_ac_kw "
                   "(residual around the scaled physical baseline; forecast adds the baseline back)",
-        "loss_function": multiquantile_loss(config["alphas"]),
-        "alphas": list(config["alphas"]),
+        "loss_function": multiquantile_loss(quantiles.ALPHAS),
+        "alphas": list(quantiles.ALPHAS),
         "features": list(model_features),
         "data": {
             "source": config["data"]["source"],
@@ -328,12 +335,15 @@ def holdout_forecasts(bundle, ds, config):
                                                     elevation[rows])
     for name, point in (("baseline", bundle["physics"]["scale"] * fr["physical_ac_kw"].to_numpy()),
                         ("persistence", persistence[rows])):
-        out[name] = quantiles.apply_limits(np.repeat(point[:, None] / cap, 5, axis=1), np.full(len(fr), cap),
+        out[name] = quantiles.apply_limits(np.repeat(point[:, None] / cap, len(quantiles.ALPHAS), axis=1),
+                                           np.full(len(fr), cap),
                                            np.full(len(fr), np.nan), elevation[rows])
     return out
 
 
 METHODS = ("ml", "ml_uncalibrated", "physics", "baseline", "persistence")
+POINT_FORECASTS = ("baseline", "persistence")
+"""Deterministic methods (all quantiles equal): an interval coverage means nothing for them."""
 
 
 def holdout_table(fx):
@@ -354,13 +364,23 @@ def holdout_table(fx):
 
 
 def format_table(table):
-    """The hold-out table as text (percent of capacity)."""
+    """The hold-out table as text (percent of capacity).
+
+    Coverage of a point forecast (:data:`POINT_FORECASTS`) is shown as ``-``,
+    as in the README table.
+    """
     names = ["mae_day", "rmse_day", "bias_day", "crps_day", "mae_all", "rmse_all", "bias_all", "crps_all",
              "pinball_p10_day", "pinball_p50_day", "pinball_p90_day", "coverage_p10_p90_day",
              "coverage_p25_p75_day"]
+
+    def cell(method, name):
+        if name.startswith("coverage") and method in POINT_FORECASTS:
+            return "-".rjust(17)
+        return f"{100 * table[method][name]:17.2f}"
+
     lines = ["metric (% of capacity_ac)".ljust(26) + "".join(m.rjust(17) for m in METHODS)]
     for n in names:
-        lines.append(n.ljust(26) + "".join(f"{100 * table[m][n]:17.2f}" for m in METHODS))
+        lines.append(n.ljust(26) + "".join(cell(m, n) for m in METHODS))
     lines.append("")
     for k, v in table["skill"].items():
         lines.append(f"skill ml {k}".ljust(40) + f"{100 * v:8.1f} %")

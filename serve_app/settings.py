@@ -1,17 +1,22 @@
-"""Service settings from ``configs/service.yaml`` (paths resolved from the repository root)."""
+"""Service settings from ``configs/service.yaml`` (shipped paths resolved by ``engine.resources``)."""
 
 import os
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from engine import resources
+
+ROOT = Path(__file__).resolve().parent.parent  # the source checkout (scripts/demo_data.py)
 
 
 def load_settings(path="configs/service.yaml"):
-    """Settings dict; ``models_dir`` made absolute (env ``PVCAST_MODELS_DIR`` wins)."""
-    path = Path(path)
-    settings = yaml.safe_load((path if path.is_absolute() else ROOT / path).read_text())
-    models_dir = Path(os.environ.get("PVCAST_MODELS_DIR") or settings["models_dir"])
-    settings["models_dir"] = str(models_dir if models_dir.is_absolute() else ROOT / models_dir)
+    """Settings dict; ``models_dir`` made absolute (env ``PVCAST_MODELS_DIR`` wins).
+
+    ``configs/...`` and ``models`` mean the shipped folders (repository or installed wheel);
+    other relative paths are relative to the current directory.
+    """
+    settings = yaml.safe_load(resources.path(path).read_text())
+    models_dir = resources.path(os.environ.get("PVCAST_MODELS_DIR") or settings["models_dir"])
+    settings["models_dir"] = str(models_dir.resolve())
     return settings

@@ -5,9 +5,7 @@ import pytest
 from engine import store
 from serve_app import local
 
-from storehelpers import demo_frames, drop_database, fresh_database, run
-
-PLAIN_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+from storehelpers import demo_frames, run
 
 
 @pytest.fixture(scope="session")
@@ -33,14 +31,3 @@ def db_url(service_url):
 def plants(db_url):
     """The demo plants (real configuration, with their planes and horizon), stored; locations frame with location_id."""
     return run(db_url, lambda conn: store.upsert_locations(conn, *demo_frames()))
-
-
-@pytest.fixture
-def plain_url():
-    """A fresh empty database on the plain PostgreSQL server (no TimescaleDB), dropped after the test."""
-    try:
-        url = fresh_database(PLAIN_POSTGRES, "pvcast_plain")
-    except OSError as exc:
-        pytest.skip(f"plain PostgreSQL at {PLAIN_POSTGRES} not reachable: {exc}")
-    yield url
-    drop_database(url)
