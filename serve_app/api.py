@@ -41,9 +41,15 @@ DESCRIPTION = ("Probabilistic PV power forecasts (P10..P90, kW) for many plants.
 JSON_TYPES = ("application/json",)
 RETRY_AFTER_SECONDS = 5
 
+
+class Unauthenticated(Exception):
+    """No usable API key: missing, malformed, unknown or revoked (:mod:`serve_app.auth`)."""
+
+
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
 #: is a bug, not an unknown id: it is not listed and answers 500).
 STATUS_OF = (
+    (Unauthenticated, 401),
     (PermissionError, 403),
     (KeyError, 500),
     (LookupError, 404),
@@ -105,8 +111,12 @@ async def json_response_off_loop(value, status=200):
     return Response(body, status_code=status, media_type="application/json")
 
 
+#: Headers an error status must carry (RFC 9110: 401 names the scheme, 503 when to retry).
+ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
+
+
 def error_response(status, field, message):
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    headers = ERROR_HEADERS.get(status)
     return json_response({"error": {"status": status, "field": field, "message": str(message)}}, status, headers)
 
 
