@@ -259,13 +259,15 @@ ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 4
               503: "Database unavailable (Retry-After)"}
 
 
-def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None):
+def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None, text_types=()):
     """``responses`` of a route: ``ok`` schema (or None for non-JSON) and the error statuses.
 
     ``more``: {status: schema name} of other successful answers; ``errors``:
-    {status: description} added to, or replacing, :data:`ERRORS_DOC`.
+    {status: description} added to, or replacing, :data:`ERRORS_DOC`; ``text_types``:
+    other media types of the ``ok`` answer, as text (``text/csv`` of ``format=csv``).
     """
     content = {media_type: {"schema": ref(ok)}} if ok else {media_type: {}}
+    content.update({kind: {"schema": {"type": "string"}} for kind in text_types})
     out = {status: {"description": "OK" if status == 200 else "Accepted", "content": content}}
     for code, name in (more or {}).items():
         out[code] = {"description": name, "content": {"application/json": {"schema": ref(name)}}}

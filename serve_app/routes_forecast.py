@@ -133,7 +133,7 @@ async def read_run(service, location_id, start, end, run_id, tenant_id):
     return locs.iloc[0], run, frame
 
 
-@router.get("/location/{location_id}", responses=responses_doc("StoredForecast"),
+@router.get("/location/{location_id}", responses=responses_doc("StoredForecast", text_types=("text/csv",)),
             summary="A stored run of a plant (latest by default), kW or energy kWh, JSON or CSV")
 async def location_forecast(location_id: LocationPath, start: Start = None, end: End = None,
                             run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None,
