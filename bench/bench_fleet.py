@@ -5,7 +5,7 @@ TimescaleDB (migrated, dropped at the end) and ``serve run`` of a copy of
 serve_config.yaml on a new Ray head (free ports; stopped with SIGTERM, even on error).
 A seeded fleet of plants around four real weather sites (``bench/fleet.py``) is created
 and its weather ingested through ``POST /api/v1/locations`` and ``POST /api/v1/weather``
-(timed separately). For each N one ``POST /api/v1/forecast/generate`` (ml, 48 h,
+(timed separately), with an API key of the tenant ``bench``. For each N one ``POST /api/v1/forecast/generate`` (ml, 48 h,
 15 min, wait, no forecast in the response) is timed from request to response; the rows
 are committed when it returns (counted in ``forecasts`` by run id). One untimed warm-up
 request (two batches) precedes the timed ones: a running service has warm workers. Peak memory of the
@@ -257,7 +257,8 @@ def main(args):
     with service.scratch_database("pvcast_bench") as (url, caps), service.serve_instance(url, out_dir / "serve") as (base_url, sessions):
         print(f"database: {url.rsplit('/', 1)[1]} (PostgreSQL {caps['postgres']}, TimescaleDB "
               f"{caps['timescaledb_version']}, hypertables {caps['hypertables']}); service {base_url}")
-        with httpx.Client(base_url=base_url, timeout=1800) as client:
+        key = service.api_key(url, "bench", "read,write", "bench/bench_fleet.py")
+        with httpx.Client(base_url=base_url, timeout=1800, headers=service.bearer(key)) as client:
             report["readyz"] = client.get("/readyz").json()
             ids, report["ingestion"] = ingest(client, plants, settings, planes, horizon)
             g = report["ingestion"]

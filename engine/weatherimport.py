@@ -142,7 +142,7 @@ def weather_rows(field_sets, locations):
     return weather, covered, uncovered
 
 
-async def import_files(db, paths, location_ids=None, source=None, progress=None):
+async def import_files(db, paths, location_ids=None, source=None, progress=None, *, tenant_id=None):
     """Import NWP files into the weather table, all or nothing.
 
     Every file is read and every row checked before anything is written;
@@ -157,11 +157,14 @@ async def import_files(db, paths, location_ids=None, source=None, progress=None)
         GRIB2/netCDF files (already confined by the caller when they come
         from a request: :func:`confined_path`).
     location_ids : sequence of int, optional
-        Plants to interpolate to; default every plant in the database.
+        Plants to interpolate to; default every plant of ``tenant_id``.
     source : str, optional
         Force the source of every file (default: detected per file).
     progress : callable, optional
         ``progress(path)`` after each file is read.
+    tenant_id : str, optional
+        Only this tenant's plants (another tenant's requested id is an unknown
+        one); None: every plant in the database (CLI, admin).
 
     Returns
     -------
@@ -183,7 +186,7 @@ async def import_files(db, paths, location_ids=None, source=None, progress=None)
     FileNotFoundError
         A path does not exist (``field`` ``files[k]``).
     """
-    locations = await store.fetch_locations(db, location_ids)
+    locations = await store.fetch_locations(db, location_ids, tenant_id=tenant_id)
     if location_ids is not None:
         unknown = sorted(set(int(i) for i in location_ids) - set(locations["location_id"].tolist()))
         if unknown:
@@ -194,7 +197,7 @@ async def import_files(db, paths, location_ids=None, source=None, progress=None)
     loop = asyncio.get_running_loop()
     field_sets = await loop.run_in_executor(None, read_files, list(paths), source, progress)
     weather, covered, uncovered = await loop.run_in_executor(None, weather_rows, field_sets, locations)
-    rows = await store.write_weather(db, weather)
+    rows = await store.write_weather(db, weather, tenant_id=tenant_id)
     return {"rows": rows, "files": [file_summary(fs) for fs in field_sets],
             "location_ids": sorted(covered),
             "covered": {k: [{"source": s, "issue_time": i.isoformat(), "last_valid_time": t.isoformat()}

@@ -1,10 +1,14 @@
 """Load the demo plants and REAL PSM3 weather into a running pvcast through its HTTP API.
 
-Usage: demo_data.py BASE_URL  -> prints the JSON body of the demo generate request.
+Usage: demo_data.py BASE_URL KEY_FILE  -> prints the JSON body of the demo generate request.
+
+KEY_FILE holds the API key (``pvcast keys create --key-file``); the key is read from it, never
+taken from the command line (visible in ``ps``).
 """
 
 import json
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -28,14 +32,15 @@ def weather_rows(location_ids, window, training):
     return rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
 
 
-def main(base):
+def main(base, key_file):
     demo = yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())
     training = yaml.safe_load((ROOT / "configs/training.yaml").read_text())
     card = json.loads((ROOT / "models/global.json").read_text())
     for plant in demo["plants"]:
         if plant.pop("capacity_from_model_card", False):  # SERF East: the capacity derived in training
             plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
-    client = httpx.Client(base_url=base, timeout=300)
+    key = Path(key_file).read_text().strip()
+    client = httpx.Client(base_url=base, timeout=300, headers={"Authorization": f"Bearer {key}"})
     saved = client.post("/api/v1/locations", json={"locations": demo["plants"]})
     saved.raise_for_status()
     ids = [loc["location_id"] for loc in saved.json()["locations"]]
@@ -51,4 +56,4 @@ def main(base):
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -41,9 +41,15 @@ DESCRIPTION = ("Probabilistic PV power forecasts (P10..P90, kW) for many plants.
 JSON_TYPES = ("application/json",)
 RETRY_AFTER_SECONDS = 5
 
+
+class Unauthenticated(Exception):
+    """No usable API key: missing, malformed, unknown or revoked (:mod:`serve_app.auth`)."""
+
+
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
 #: is a bug, not an unknown id: it is not listed and answers 500).
 STATUS_OF = (
+    (Unauthenticated, 401),
     (PermissionError, 403),
     (KeyError, 500),
     (LookupError, 404),
@@ -105,8 +111,12 @@ async def json_response_off_loop(value, status=200):
     return Response(body, status_code=status, media_type="application/json")
 
 
+#: Headers an error status must carry (RFC 9110: 401 names the scheme, 503 when to retry).
+ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
+
+
 def error_response(status, field, message):
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    headers = ERROR_HEADERS.get(status)
     return json_response({"error": {"status": status, "field": field, "message": str(message)}}, status, headers)
 
 
@@ -249,13 +259,15 @@ ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 4
               503: "Database unavailable (Retry-After)"}
 
 
-def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None):
+def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None, text_types=()):
     """``responses`` of a route: ``ok`` schema (or None for non-JSON) and the error statuses.
 
     ``more``: {status: schema name} of other successful answers; ``errors``:
-    {status: description} added to, or replacing, :data:`ERRORS_DOC`.
+    {status: description} added to, or replacing, :data:`ERRORS_DOC`; ``text_types``:
+    other media types of the ``ok`` answer, as text (``text/csv`` of ``format=csv``).
     """
     content = {media_type: {"schema": ref(ok)}} if ok else {media_type: {}}
+    content.update({kind: {"schema": {"type": "string"}} for kind in text_types})
     out = {status: {"description": "OK" if status == 200 else "Accepted", "content": content}}
     for code, name in (more or {}).items():
         out[code] = {"description": name, "content": {"application/json": {"schema": ref(name)}}}

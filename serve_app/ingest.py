@@ -58,17 +58,20 @@ def rows_frame(rows, columns, times, ints):
     return pd.DataFrame(out)
 
 
-async def check_and_write(kind, frame, tenant_id=None):
-    """Validate ``frame`` against the stored plants and write it (one transaction). Returns rows stored."""
+async def check_and_write(kind, frame, tenant_id):
+    """Validate ``frame`` against ``tenant_id``'s plants and write it (one transaction). Returns rows stored.
+
+    Another tenant's plant is refused like an unknown one (here and again by the writer, in its transaction).
+    """
     conn = await asyncpg.connect(store.database_url())
     try:
-        plants = await store.fetch_locations(conn)
+        plants = await store.fetch_locations(conn, tenant_id=tenant_id)
         known = plants["location_id"].tolist()
         if kind == "weather":
             validation.validate_weather(frame, known)
         else:
             validation.validate_actuals(frame, known, plants.set_index("location_id")["capacity_ac_kw"])
-        return await KINDS[kind][4](conn, frame)
+        return await KINDS[kind][4](conn, frame, tenant_id=tenant_id)
     finally:
         await conn.close()
 
@@ -81,7 +84,7 @@ def row_field(exc, name):
     return f"{name}[{row}].{field}", f"{name}[{row}].{exc}"
 
 
-def ingest(kind, body, settings):
+def ingest(kind, body, settings, tenant_id):
     """Validate and store one ingestion body; the result or the error as data.
 
     Parameters
@@ -91,6 +94,8 @@ def ingest(kind, body, settings):
         The request body (JSON).
     settings : dict
         ``configs/service.yaml``.
+    tenant_id : str
+        The tenant of the request's key: rows of other tenants' plants are refused like unknown ids.
 
     Returns
     -------
@@ -104,7 +109,7 @@ def ingest(kind, body, settings):
         return {"error": error}
     frame = rows_frame(value.rows, columns, times, ints)
     try:
-        return {"rows": asyncio.run(check_and_write(kind, frame))}
+        return {"rows": asyncio.run(check_and_write(kind, frame, tenant_id))}
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status
         error = error_data(exc, "rows")
         if error is None:

@@ -86,6 +86,25 @@ def scratch_database(prefix="pvcast_scratch"):
         asyncio.run(drop())
 
 
+def api_key(db_url, tenant_id, scopes="read,write", description="serve_app.local"):
+    """A new API key of ``tenant_id`` on the database ``db_url`` (:func:`engine.store.create_key`); the key string.
+
+    What ``pvcast keys create`` does, for the tests and benchmarks of an instance from :func:`serve_instance`.
+    """
+    async def create():
+        conn = await asyncpg.connect(db_url)
+        try:
+            return (await store.create_key(conn, tenant_id, scopes, description))["key"]
+        finally:
+            await conn.close()
+    return asyncio.run(create())
+
+
+def bearer(key):
+    """HTTP headers that present ``key`` (``Authorization: Bearer <key>``)."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def ray_env():
     """``os.environ`` with scripts/ray_env applied (RAY_AUTH_MODE=token, Ray on 127.0.0.1; token made on first use)."""
     out = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/ray_env" && env -0'], capture_output=True,

@@ -176,18 +176,18 @@ def form_request(settings, form):
         return None, validation_error(exc.errors(include_url=False))
 
 
-async def import_with_connection(paths, location_ids, source):
+async def import_with_connection(paths, location_ids, source, tenant_id):
     conn = await asyncpg.connect(store.database_url())
     try:
-        return await weatherimport.import_files(conn, paths, location_ids, source)
+        return await weatherimport.import_files(conn, paths, location_ids, source, tenant_id=tenant_id)
     finally:
         await conn.close()
 
 
-def run_import(settings, paths, location_ids, source):
+def run_import(settings, paths, location_ids, source, tenant_id):
     """:func:`engine.weatherimport.import_files` and the forecasts it calls for, or the error as data."""
     try:
-        summary = asyncio.run(import_with_connection(paths, location_ids, source))
+        summary = asyncio.run(import_with_connection(paths, location_ids, source, tenant_id))
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status
         error = error_data(exc, "files")
         if error is None:
@@ -196,7 +196,7 @@ def run_import(settings, paths, location_ids, source):
     return {"summary": summary, "forecasts": weatherimport.forecast_trigger(summary, settings)}
 
 
-def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None):
+def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None, tenant_id=None):
     """Import an uploaded body, or files already on this node.
 
     Parameters
@@ -207,6 +207,9 @@ def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None
         Spooled multipart body and its boundary; the files and options are in it.
     paths, location_ids, source : optional
         Files confined to ``nwp.import_dir`` and the validated options (JSON body).
+    tenant_id : str, optional
+        The tenant of the request's key: only its plants get weather (another tenant's
+        ids are unknown ones); None: every tenant's (the CLI).
 
     Returns
     -------
@@ -214,7 +217,7 @@ def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None
         ``{"summary", "forecasts"}`` or ``{"error": (status, field, message)}``.
     """
     if upload is None:
-        return run_import(settings, paths, location_ids, source)
+        return run_import(settings, paths, location_ids, source, tenant_id)
     body_path, boundary = upload
     with tempfile.TemporaryDirectory(dir=Path(body_path).parent, ignore_cleanup_errors=True) as parts_dir:
         form, error = read_upload(body_path, boundary, parts_dir, settings["nwp"]["max_files"])
@@ -222,7 +225,7 @@ def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None
             value, error = form_request(settings, form)
         if error is not None:
             return {"error": error}
-        return run_import(settings, form["paths"], value.location_ids, value.source)
+        return run_import(settings, form["paths"], value.location_ids, value.source, tenant_id)
 
 
 import_task = ray.remote(import_nwp)

@@ -5,13 +5,14 @@ from typing import Annotated
 
 import pandas as pd
 import ray
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Request
 
 from engine import planes, store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
+from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
 
-router = APIRouter(prefix="/api/v1")
+router = api_router("/api/v1")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 
 
@@ -102,38 +103,38 @@ def checked_plants(body, model_ids):
              summary="Create or update plants by name (with their planes and horizon)")
 @router.put("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
             summary="Create or update plants by name (with their planes and horizon)")
-async def upsert_locations(request: Request, service=Depends(ingress)):
+async def upsert_locations(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "LocationsUpsert")
     loop = asyncio.get_running_loop()
     frame, plane_rows, horizon = await loop.run_in_executor(None, checked_plants, body, service.settings["model_ids"])
-    saved = await store.write_plants(service.pool, frame, plane_rows, horizon)
-    plants = await store.fetch_plants(service.pool, saved["location_id"].tolist())
+    saved = await store.write_plants(service.pool, frame, plane_rows, horizon, tenant_id=who.tenant_id)
+    plants = await store.fetch_plants(service.pool, saved["location_id"].tolist(), tenant_id=who.tenant_id)
     return await json_response_off_loop({"locations": await loop.run_in_executor(None, location_records, plants)})
 
 
 @router.get("/locations", responses=responses_doc("LocationList"), summary="List plants")
-async def list_locations(service=Depends(ingress)):
-    plants = await store.fetch_plants(service.pool)
+async def list_locations(who: Caller, service=Depends(ingress)):
+    plants = await store.fetch_plants(service.pool, tenant_id=who.tenant_id)
     records = await asyncio.get_running_loop().run_in_executor(None, location_records, plants)
     return await json_response_off_loop({"locations": records})
 
 
 @router.get("/locations/{location_id}", responses=responses_doc("Location"), summary="One plant")
-async def get_location(location_id: LocationPath, service=Depends(ingress)):
-    plants = await store.fetch_plants(service.pool, [location_id])
+async def get_location(location_id: LocationPath, who: Caller, service=Depends(ingress)):
+    plants = await store.fetch_plants(service.pool, [location_id], tenant_id=who.tenant_id)
     if not len(plants["locations"]):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
     return json_response(location_records(plants)[0])
 
 
-async def ingest(request, service, kind):
-    """Stream the body in, then validate + store it in a Ray task (``serve_app.ingest``)."""
+async def ingest(request, service, kind, tenant_id):
+    """Stream the body in, then validate + store it in a Ray task (``serve_app.ingest``); tenant_id's plants only."""
     body = await read_body(request, service.settings["http"]["max_body_bytes"])
     # copying ~100 MB into the object store is CPU work too: off the event loop
     body_ref = await asyncio.get_running_loop().run_in_executor(None, ray.put, body)
     del body
     result = await ingest_task.options(num_cpus=service.settings["http"]["ingest_task_num_cpus"]).remote(
-        kind, body_ref, service.settings)
+        kind, body_ref, service.settings, tenant_id)
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
@@ -142,11 +143,11 @@ async def ingest(request, service, kind):
 
 @router.post("/weather", openapi_extra=body_doc("WeatherIngest"), responses=responses_doc("RowCount"),
              summary="Store weather rows (bitemporal: valid_time x issue_time x source)")
-async def ingest_weather(request: Request, service=Depends(ingress)):
-    return await ingest(request, service, "weather")
+async def ingest_weather(request: Request, who: Caller, service=Depends(ingress)):
+    return await ingest(request, service, "weather", who.tenant_id)
 
 
 @router.post("/actuals", openapi_extra=body_doc("ActualsIngest"), responses=responses_doc("RowCount"),
              summary="Store measured AC power")
-async def ingest_actuals(request: Request, service=Depends(ingress)):
-    return await ingest(request, service, "actuals")
+async def ingest_actuals(request: Request, who: Caller, service=Depends(ingress)):
+    return await ingest(request, service, "actuals", who.tenant_id)

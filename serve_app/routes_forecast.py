@@ -7,15 +7,16 @@ from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from engine import data, metrics, plots, quantiles, store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, responses_doc, to_json
+from serve_app.auth import Caller, api_router
 from serve_app.tasks import run_task
 
-router = APIRouter(prefix="/api/v1/forecast")
+router = api_router("/api/v1/forecast")
 AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 Start = Annotated[Optional[AwareDatetime], Query(description="window start (valid_time), ISO-8601 with offset")]
@@ -69,8 +70,8 @@ def generate_result(result, params, locations):
     return to_json(out)
 
 
-async def start_task(service, params):
-    """Record a forecast task of ``params`` and start it: ``generate`` and the NWP import trigger.
+async def start_task(service, params, tenant_id):
+    """Record a forecast task of ``params`` for ``tenant_id`` and start it: ``generate`` and the NWP import trigger.
 
     Returns
     -------
@@ -84,15 +85,15 @@ async def start_task(service, params):
     Raises
     ------
     LookupError
-        An unknown location id (field ``location_ids``); no task is recorded.
+        An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
     """
-    locations = await store.fetch_locations(service.pool, params["location_ids"])
+    locations = await store.fetch_locations(service.pool, params["location_ids"], tenant_id=tenant_id)
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError)
     task_id = str(uuid.uuid4())
-    await store.create_task(service.pool, task_id, params, len(locations))
+    await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id)
     job = run_task(service.pool, service.forecaster, task_id, locations, params,
                    service.settings["forecast"]["batch_locations"])
     if not params["wait"]:
@@ -104,10 +105,10 @@ async def start_task(service, params):
 @router.post("/generate", openapi_extra=body_doc("GenerateRequest"),
              responses=responses_doc("GenerateResult", more={202: "TaskAccepted"}),
              summary="Forecast plants (wait=true: the result; else 202 and a task to poll)")
-async def generate(request: Request, service=Depends(ingress)):
+async def generate(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "GenerateRequest")
     params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
-    task, locations, job = await start_task(service, params)
+    task, locations, job = await start_task(service, params, who.tenant_id)
     if job is None:
         return json_response(task, 202)
     result = await job
@@ -116,31 +117,32 @@ async def generate(request: Request, service=Depends(ingress)):
 
 
 @router.get("/task/{task_id}", responses=responses_doc("Task"), summary="Status of a forecast task")
-async def task_status(task_id: uuid.UUID, service=Depends(ingress)):
-    task = await store.read_task(service.pool, str(task_id))
+async def task_status(task_id: uuid.UUID, who: Caller, service=Depends(ingress)):
+    task = await store.read_task(service.pool, str(task_id), tenant_id=who.tenant_id)
     if task is None:
         raise validation.field_error("task_id", f"{task_id} is unknown", LookupError)
     return json_response(task)
 
 
-async def read_run(service, location_id, start, end, run_id):
-    locs = await store.fetch_locations(service.pool, [location_id])
+async def read_run(service, location_id, start, end, run_id, tenant_id):
+    """The plant, the run and its values; another tenant's plant is unknown (404)."""
+    locs = await store.fetch_locations(service.pool, [location_id], tenant_id=tenant_id)
     if not len(locs):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
-    run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id)
+    run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id, tenant_id=tenant_id)
     return locs.iloc[0], run, frame
 
 
-@router.get("/location/{location_id}", responses=responses_doc("StoredForecast"),
+@router.get("/location/{location_id}", responses=responses_doc("StoredForecast", text_types=("text/csv",)),
             summary="A stored run of a plant (latest by default), kW or energy kWh, JSON or CSV")
 async def location_forecast(location_id: LocationPath, start: Start = None, end: End = None,
                             run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None,
                             format: Literal["json", "csv"] = "json",
                             aggregate: Optional[Literal["hourly", "daily"]] = None,
-                            service=Depends(ingress)):
-    location, run, frame = await read_run(service, location_id, start, end, run_id)
+                            *, who: Caller, service=Depends(ingress)):
+    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id)
     if aggregate:
-        frame = await store.read_energy(service.pool, run["run_id"], AGGREGATES[aggregate])
+        frame = await store.read_energy(service.pool, run["run_id"], AGGREGATES[aggregate], tenant_id=who.tenant_id)
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv")
     limit = quantiles.power_limit_kw(location["capacity_ac_kw"], location["export_limit_kw"])
@@ -153,8 +155,9 @@ async def location_forecast(location_id: LocationPath, start: Start = None, end:
 @router.get("/location/{location_id}/plot.png", responses=responses_doc(None, media_type="image/png"),
             summary="Fan chart of a stored run")
 async def plot(location_id: LocationPath, start: Start = None, end: End = None,
-               run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None, service=Depends(ingress)):
-    location, run, frame = await read_run(service, location_id, start, end, run_id)
+               run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None, *, who: Caller,
+               service=Depends(ingress)):
+    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id)
     buffer = io.BytesIO()
     title = f"{location['name']}: issued {run['issue_time']} ({run['forecast_type']}, {run['model_version']})"
     await asyncio.get_running_loop().run_in_executor(
@@ -174,12 +177,13 @@ def accuracy_scores(joined, location):
 
 @router.get("/accuracy/{location_id}", responses=responses_doc("Accuracy"),
             summary="Scores of stored runs against measured actuals")
-async def accuracy(location_id: LocationPath, start: Start = None, end: End = None, service=Depends(ingress)):
-    locs = await store.fetch_locations(service.pool, [location_id])
+async def accuracy(location_id: LocationPath, start: Start = None, end: End = None, *, who: Caller,
+                   service=Depends(ingress)):
+    locs = await store.fetch_locations(service.pool, [location_id], tenant_id=who.tenant_id)
     if not len(locs):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
-    joined = (await store.read_forecast_with_actuals(service.pool, location_id, start, end)).dropna(
-        subset=["power_kw"])
+    joined = (await store.read_forecast_with_actuals(service.pool, location_id, start, end,
+                                                     tenant_id=who.tenant_id)).dropna(subset=["power_kw"])
     if not len(joined):
         raise validation.field_error("location_id", f"{location_id}: no forecast overlaps measured actuals in the "
                                      "window", LookupError)

@@ -27,17 +27,18 @@ import tempfile
 
 import pandas as pd
 import ray
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from python_multipart.multipart import parse_options_header
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine import validation, weatherimport
 from serve_app.api import body_chunks, body_doc, ingress, is_json, json_body, json_response_off_loop, media_type, \
     responses_doc
+from serve_app.auth import Caller, api_router
 from serve_app.nwpimport import CHUNK_BYTES, import_task
 from serve_app.routes_forecast import generate_params, start_task
 
-router = APIRouter(prefix="/api/v1/weather")
+router = api_router("/api/v1/weather")
 UPLOAD = "multipart/form-data"
 
 
@@ -88,8 +89,8 @@ async def in_task(service, **kwargs):
         raise
 
 
-async def import_upload(request, service):
-    """Spool a multipart body (size limit while streaming), then import it in the task."""
+async def import_upload(request, service, tenant_id):
+    """Spool a multipart body (size limit while streaming), then import it in the task (``tenant_id``'s plants)."""
     boundary = parse_options_header(request.headers.get("content-type"))[1].get(b"boundary")
     if not boundary:
         raise HTTPException(400, ("content-type", "content-type: multipart/form-data needs a boundary"))
@@ -98,25 +99,26 @@ async def import_upload(request, service):
     try:
         body = os.path.join(spool, "body")
         await spool_body(request, cfg["max_upload_bytes"], body)
-        return await in_task(service, upload=(body, boundary))
+        return await in_task(service, upload=(body, boundary), tenant_id=tenant_id)
     finally:  # also when cancelled: not awaited, so it cannot be skipped (a few unlinks)
         shutil.rmtree(spool, ignore_errors=True)
 
 
-async def import_named(request, service):
-    """Confine the named files to ``nwp.import_dir`` (nothing is opened before), then import them in the task."""
+async def import_named(request, service, tenant_id):
+    """Confine the named files to ``nwp.import_dir`` (nothing opened before), then import them in the task."""
     body = await json_body(request, service, "NwpImport")
     paths = await asyncio.get_running_loop().run_in_executor(
         None, confined_paths, service.settings["nwp"]["import_dir"], body.files)
-    return await in_task(service, paths=paths, location_ids=body.location_ids, source=body.source)
+    return await in_task(service, paths=paths, location_ids=body.location_ids, source=body.source,
+                         tenant_id=tenant_id)
 
 
-async def start_forecasts(service, bodies):
-    """Start a ``generate`` task (wait=false) for each body of :func:`~engine.weatherimport.forecast_trigger`."""
+async def start_forecasts(service, bodies, tenant_id):
+    """A ``generate`` task (wait=false) of ``tenant_id`` per body of :func:`~engine.weatherimport.forecast_trigger`."""
     now, tasks = pd.Timestamp.now(tz="UTC").floor("s"), []
     for body in bodies:  # validated by the schema of generate, as if a client had posted it
         request = service.adapters["GenerateRequest"].validate_json(json.dumps({**body, "wait": False}))
-        task, _, _ = await start_task(service, generate_params(request, service.settings, now))
+        task, _, _ = await start_task(service, generate_params(request, service.settings, now), tenant_id)
         tasks.append(task)
     return tasks
 
@@ -130,16 +132,16 @@ async def start_forecasts(service, bodies):
                  415: "Neither application/json nor multipart/form-data",
                  422: "Invalid field, or a file that cannot be imported (named)"}),
              summary="Import NWP files (GRIB2/netCDF) into the weather of the plants; all files or nothing")
-async def import_nwp(request: Request, service=Depends(ingress)):
+async def import_nwp(request: Request, who: Caller, service=Depends(ingress)):
     if is_json(request):
-        result = await import_named(request, service)
+        result = await import_named(request, service, who.tenant_id)
     elif media_type(request) == UPLOAD:
-        result = await import_upload(request, service)
+        result = await import_upload(request, service, who.tenant_id)
     else:
         raise HTTPException(415, ("content-type", f"content-type must be {UPLOAD} or application/json, "
                                                   f"got {media_type(request)!r}"))
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
-    tasks = await start_forecasts(service, result["forecasts"])
+    tasks = await start_forecasts(service, result["forecasts"], who.tenant_id)
     return await json_response_off_loop({**result["summary"], "forecast_tasks": tasks})

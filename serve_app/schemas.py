@@ -272,8 +272,9 @@ def responses(settings):
                             "model_version": str, "forecast_type": Literal[FORECAST_TYPES],
                             "resolution_minutes": int, "horizon_hours": int})
     stored_row = TypedDict("StoredForecastRow", {"valid_time": datetime.datetime, **{q: float for q in quantile},
-                                                 "location_id": NotRequired[int], "horizon_minutes": NotRequired[int],
-                                                 "time": NotRequired[datetime.datetime]})
+                                                 "location_id": NotRequired[int], "horizon_minutes": NotRequired[int]})
+    # aggregate=hourly|daily: energy (kWh) per bucket of the plant's local time, ``time`` = bucket start
+    energy_row = TypedDict("EnergyRow", {"time": datetime.datetime, **{q: float for q in quantile}})
     return {
         "Error": TypedDict("Error", {"error": error}),
         "GenerateResult": generate_result,
@@ -284,7 +285,7 @@ def responses(settings):
         "StoredForecast": TypedDict("StoredForecast", {
             "location_id": int, "capacity_ac_kw": float, "power_limit_kw": float, "run": run,
             "aggregate": Optional[Literal["hourly", "daily"]], "unit": Literal["kW", "kWh"],
-            "rows": list[stored_row]}),
+            "rows": list[stored_row] | list[energy_row]}),
         "Accuracy": TypedDict("Accuracy", {"location_id": int, "n": int, "runs": int, "start": datetime.datetime,
                                            "end": datetime.datetime, "metrics": dict[str, Optional[float]],
                                            "normalised_by": Literal["capacity_ac_kw"]}),

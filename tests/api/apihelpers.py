@@ -15,6 +15,7 @@ from engine.quantiles import QUANTILE_COLUMNS
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = ("2013-07-01T00:00:00Z", "2013-07-10T00:00:00Z")  # real PSM3 weather ingested
 ISSUE = "2013-07-01T06:00:00Z"  # perfect-prognosis issue time of that weather
+TENANT = "tests"  # tenant of the session's API key (conftest.api_key): every plant the clients create is its
 #: Upload limit (nwp.max_upload_bytes) of the test service: above every real NWP sample upload of the tests
 #: (0.7 MB at most: the 22 GEFS files), so that a refused upload costs a few MB, not the 512 MiB of
 #: configs/service.yaml.

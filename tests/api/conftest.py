@@ -4,7 +4,9 @@ The cluster is started with ``ray start --head --block`` on free ports (RAY_AUTH
 disabled) and the app with ``serve run`` of a copy of serve_config.yaml whose only changes
 are the HTTP port and PVCAST_DATABASE_URL (the session's database). Both are stopped with
 SIGTERM at the end. Plants and weather are real: the SERF East configuration and the
-NSRDB PSM3 series from the pvanalytics wheel, ingested through the HTTP API.
+NSRDB PSM3 series from the pvanalytics wheel, ingested through the HTTP API. Every client
+sends the API key of the tenant ``tests`` (scopes read, write), created in the session's
+database with the store's function (what ``pvcast keys create`` does).
 """
 
 import httpx
@@ -14,7 +16,7 @@ import yaml
 from engine import data
 from serve_app import local
 
-from apihelpers import NWP_MAX_UPLOAD_BYTES, ROOT, WINDOW, demo_plants, weather_rows
+from apihelpers import NWP_MAX_UPLOAD_BYTES, ROOT, TENANT, WINDOW, demo_plants, weather_rows
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +62,20 @@ def service(served):
 
 
 @pytest.fixture(scope="session")
-def client(service):
-    with httpx.Client(base_url=service, timeout=600) as c:
+def api_key(api_db_url):
+    """An API key of the tenant ``tests`` with scopes read and write (the clients' key)."""
+    return local.api_key(api_db_url, TENANT, "read,write", "tests/api session clients")
+
+
+@pytest.fixture(scope="session")
+def auth(api_key):
+    """Headers presenting the session's key (for clients other than ``client``)."""
+    return local.bearer(api_key)
+
+
+@pytest.fixture(scope="session")
+def client(service, auth):
+    with httpx.Client(base_url=service, timeout=600, headers=auth) as c:
         yield c
 
 

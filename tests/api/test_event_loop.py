@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 ROWS = 500_000  # configs/service.yaml http.max_rows
 
 
-def test_healthz_answers_within_a_second_during_a_500k_row_ingest(client, service, training_config):
+def test_healthz_answers_within_a_second_during_a_500k_row_ingest(client, service, auth, training_config):
     saved = client.post("/api/v1/locations", json={"locations": [{**demo_plants()[1], "name": f"ingest load {i}"}
                                                                  for i in range(10)]})
     assert saved.status_code == 200, saved.text
@@ -34,7 +34,7 @@ def test_healthz_answers_within_a_second_during_a_500k_row_ingest(client, servic
     result = {}
 
     def ingest():
-        with httpx.Client(base_url=service, timeout=900) as c:
+        with httpx.Client(base_url=service, timeout=900, headers=auth) as c:
             t0 = time.monotonic()
             result["response"] = c.post("/api/v1/weather", content=body, headers={"content-type": "application/json"})
             result["seconds"] = time.monotonic() - t0

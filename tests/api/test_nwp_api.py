@@ -194,14 +194,15 @@ def test_upload_declared_over_the_limit_is_refused(client, tucson):
     assert_error(client, r, 413, "body")
 
 
-def test_an_upload_over_the_limit_is_refused_before_it_ends(client, service, tucson):
+def test_an_upload_over_the_limit_is_refused_before_it_ends(client, service, api_key, tucson):
     """A chunked upload (no content-length) that passes the limit gets its 413 while the client has not even
     finished the body: the ingress stops at the limit instead of reading (or storing) the rest."""
     host, port = urlsplit(service).hostname, urlsplit(service).port
     chunk = b"-" * (1024 * 1024)
     with socket.create_connection((host, port), timeout=120) as s:
         s.sendall(b"POST /api/v1/weather/nwp HTTP/1.1\r\nHost: pvcast\r\nTransfer-Encoding: chunked\r\n"
-                  b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
+                  b"Content-Type: multipart/form-data; boundary=x\r\nAuthorization: Bearer %s\r\n\r\n"
+                  % api_key.encode())
         for _ in range(NWP_MAX_UPLOAD_BYTES // len(chunk) + 1):
             s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         answer = b""  # the last chunk (0) is never sent

@@ -1,0 +1,126 @@
+"""API keys on HTTP: every ``/api/v1`` route needs ``Authorization: Bearer <key>`` (docs/api.md).
+
+A key (:mod:`engine.keys`) belongs to a tenant and carries scopes. :func:`principal`
+resolves the presented key with :func:`engine.store.key_principal` through the
+replica's pool: missing, malformed, unknown or revoked -> 401 with
+``WWW-Authenticate: Bearer`` (:class:`serve_app.api.Unauthenticated`). An accepted
+key is remembered by the replica for ``auth.cache_seconds`` (configs/service.yaml),
+so a revoked key stops working within that time; a refused one is never remembered
+(a new key works at once). :func:`authorized` checks the scope: ``read`` for GET,
+``write`` for POST/PUT (ingest, generate, import), or a named one (``admin``);
+lacking -> 403.
+
+A router of ``/api/v1`` routes is made with :func:`api_router` (every route requires a
+key: read for GET, write otherwise; 401/403 documented), and a route takes the caller
+as ``who: Caller`` and passes ``who.tenant_id`` to every store call, so another
+tenant's objects answer 404 like unknown ones.
+"""
+
+import time
+from typing import Annotated, NamedTuple
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.models import HTTPBearer
+from fastapi.security.base import SecurityBase
+
+from engine import keys, store, validation
+from serve_app.api import Unauthenticated, ingress, ref
+
+READ_METHODS = ("GET", "HEAD")
+CACHE_MAX_KEYS = 10_000  # accepted keys remembered per replica (forgotten all at once beyond)
+AUTH_RESPONSES = {
+    401: {"description": "Missing, malformed, unknown or revoked API key (WWW-Authenticate: Bearer)",
+          "content": {"application/json": {"schema": ref("Error")}}},
+    403: {"description": "The API key lacks the scope of this operation",
+          "content": {"application/json": {"schema": ref("Error")}}},
+}
+_accepted = {}  # sha256 of a key -> (monotonic expiry, Principal): this replica's accepted keys
+
+
+class Principal(NamedTuple):
+    """Who a request's key is: its tenant, its scopes, its public key id (for logs)."""
+    tenant_id: str
+    scopes: tuple
+    key_id: str
+
+
+class BearerKey(SecurityBase):
+    """The ``Authorization: Bearer <key>`` header (:func:`engine.keys.bearer_key`): the key or None.
+
+    A security dependency, so the OpenAPI document declares the scheme and which operations need it.
+    """
+
+    def __init__(self):
+        self.model = HTTPBearer(bearerFormat="pvc_<key_id>_<secret>",
+                                description="API key of a tenant (`pvcast keys create`), sent as "
+                                            "`Authorization: Bearer <key>`. Scopes: read (operations that read), "
+                                            "write (operations that store or forecast; implies read), admin "
+                                            "(implies write)")
+        self.scheme_name = "ApiKey"
+
+    async def __call__(self, request: Request):
+        return keys.bearer_key(request.headers.get("authorization"))
+
+
+BEARER = BearerKey()
+
+
+async def principal(key: Annotated[str | None, Depends(BEARER)], service=Depends(ingress)):
+    """The :class:`Principal` of the request's key (FastAPI dependency, resolved once per request).
+
+    Raises
+    ------
+    Unauthenticated
+        No bearer header, a malformed key, an unknown or a revoked one (401).
+    """
+    if key is None:
+        raise validation.field_error("authorization", "an API key is required: `Authorization: Bearer <key>`",
+                                     Unauthenticated)
+    digest, now = keys.hash_key(key), time.monotonic()
+    expiry, who = _accepted.get(digest, (0.0, None))
+    if who is not None and now < expiry:
+        return who
+    found = await store.key_principal(service.pool, key)
+    if found is None:
+        _accepted.pop(digest, None)
+        raise validation.field_error("authorization", "unknown or revoked API key", Unauthenticated)
+    if len(_accepted) >= CACHE_MAX_KEYS:
+        _accepted.clear()
+    who = Principal(found[0], found[1], keys.key_id_of(key))
+    _accepted[digest] = (now + float(service.settings["auth"]["cache_seconds"]), who)
+    return who
+
+
+def authorized(scope=None):
+    """A dependency: the request's :class:`Principal`, whose key holds ``scope``.
+
+    Parameters
+    ----------
+    scope : {'read', 'write', 'admin'}, optional
+        None: ``read`` for GET and HEAD, ``write`` for every other method.
+
+    Raises
+    ------
+    PermissionError
+        The key lacks the scope (403, field ``authorization``).
+    """
+    async def check(request: Request, who: Annotated[Principal, Depends(principal)]):
+        needed = scope or ("read" if request.method in READ_METHODS else "write")
+        if not keys.has_scope(who.scopes, needed):
+            raise validation.field_error("authorization", f"API key {who.key_id} has scopes {list(who.scopes)}; "
+                                         f"{request.method} {request.url.path} needs {needed!r}", PermissionError)
+        return who
+    return check
+
+
+#: A route's caller (same resolution as the router's check: FastAPI resolves a dependency once per request).
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def api_router(prefix, **kwargs):
+    """An ``APIRouter`` whose every route needs a key with the method's scope (:func:`authorized`).
+
+    A route that needs more (``admin``) adds ``Depends(authorized("admin"))``.
+    """
+    return APIRouter(prefix=prefix, dependencies=[Depends(authorized())],
+                     responses={**AUTH_RESPONSES, **kwargs.pop("responses", {})}, **kwargs)
