@@ -108,10 +108,14 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None):
 async def finish(service, task_id, locations, errors, frames, timings, t0):
     """Record the end of a task: status of its stored runs, the reasons of the plants without one."""
     stored = await store.task_runs(service.pool, task_id)
+    task_reason = errors.pop("task", None)  # the database failed the pass itself: every plant left has it
     errors = {k: v for k, v in errors.items() if k not in stored}
+    errors.update({i: task_reason or "no run stored" for i in locations["location_id"].tolist()
+                   if i not in stored and i not in errors})
     status = store.task_status(len(stored), len(locations))
     timings["wall_s"] = time.perf_counter() - t0
-    await store.update_task(service.pool, task_id, status=status, errors=errors, timings=timings)
+    await store.update_task(service.pool, task_id, status=status, errors=errors, timings=timings,
+                            clear_errors=["task"])  # an interruption survived is no reason
     LATENCY.observe(timings["wall_s"])
     if errors:  # a Ray Counter refuses inc(0)
         LOCATION_ERRORS.inc(len(errors))
