@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 #: Leases of the test service: a lapsed owner is replaced within LEASE + SCAN s.
 TASKS = {"lease_seconds": 6, "scan_seconds": 2, "batch_attempts": 3, "database_wait_seconds": 5, "max_attempts": 5}
-SETTINGS = {"forecast": {"batch_locations": 3}, "tasks": TASKS}
+#: Feature tasks of 1 CPU (of 2, 0.6 held by replicas): one batch at a time, so a fault lands mid-task.
+SETTINGS = {"forecast": {"batch_locations": 3, "feature_task_num_cpus": 1.0}, "tasks": TASKS}
 FLEET = 12            # plants: 4 batches of 3
 HORIZON_HOURS = 168
 WRITER_RETRY_S = 1 + 2 + 4  # writer.retry_wait_seconds of configs/service.yaml
