@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from engine import data, metrics, plots, quantiles, store, validation
-from serve_app.api import TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop, responses_doc, to_json
+from serve_app.api import (TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop,
+                           responses_doc, to_json)
 from serve_app.tasks import run_task
 
 router = APIRouter(prefix="/api/v1/forecast")
