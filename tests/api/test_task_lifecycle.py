@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import yaml
 
 from apihelpers import WINDOW, count, demo_plants, weather_rows
 from dbproxy import Proxy, pgpass_with_port
@@ -30,9 +31,8 @@ pytestmark = pytest.mark.slow
 
 #: Leases of the test service: a lapsed owner is replaced within LEASE + SCAN s.
 TASKS = {"lease_seconds": 6, "scan_seconds": 2, "batch_attempts": 3, "database_wait_seconds": 5, "max_attempts": 5}
-#: Feature tasks of 1 CPU (of 2, 0.6 held by replicas): one batch at a time, so a fault lands mid-task.
-SETTINGS = {"forecast": {"batch_locations": 3, "feature_task_num_cpus": 1.0}, "tasks": TASKS}
-FLEET = 12            # plants: 4 batches of 3
+SETTINGS = {"forecast": {"batch_locations": 3}, "tasks": TASKS}
+FLEET = 15            # plants: 5 batches of 3, one at a time (serve_config below), so a fault lands mid-task
 HORIZON_HOURS = 168
 WRITER_RETRY_S = 1 + 2 + 4  # writer.retry_wait_seconds of configs/service.yaml
 OUTAGE_S = 20         # longer than the writer's retry budget plus tasks.database_wait_seconds
@@ -127,8 +127,9 @@ def faults(tmp_path_factory, training_config):
             def start():
                 proxied = db.replace(f":{direct_port}/", f":{proxy.port}/")
                 workdir = tmp_path_factory.mktemp("faults")
-                base, sessions = stack.enter_context(local.serve_instance(proxied, workdir,
-                                                                          service_settings=SETTINGS))
+                base, sessions = stack.enter_context(local.serve_instance(
+                    proxied, workdir, serve_config=one_batch_at_a_time(workdir / "one_batch.yaml"),
+                    service_settings=SETTINGS))
                 client = stack.enter_context(httpx.Client(base_url=base, timeout=600))
                 state.update(base=base, sessions=sessions, client=client,
                              ports=json.loads((workdir / "ports.json").read_text()))
@@ -156,6 +157,17 @@ def faults(tmp_path_factory, training_config):
             os.environ.pop("PGPASSFILE", None)
         else:
             os.environ["PGPASSFILE"] = saved
+
+
+def one_batch_at_a_time(path):
+    """serve_config.yaml with one Forecaster replica taking one batch at a time (written to ``path``)."""
+    cfg = yaml.safe_load((local.ROOT / "serve_config.yaml").read_text())
+    for deployment in cfg["applications"][0]["deployments"]:
+        if deployment["name"] == "Forecaster":
+            deployment["max_ongoing_requests"] = 1
+            deployment["autoscaling_config"].update(min_replicas=1, initial_replicas=1, max_replicas=1)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 def issue_of(k):
