@@ -199,6 +199,7 @@ def test_a_database_outage_longer_than_the_retries_ends_the_task_after_the_datab
     task_id = task_of(faults, 1)
     before = wait_for_runs(faults["db"], task_id)
     assert len(before) < FLEET, "the task ended before the cut: use a bigger fleet"
+    time.sleep(0.3)  # into the next batch's features (~0.8 s after its weather read): its write meets the cut
     faults["proxy"].cut()
     time.sleep(OUTAGE_S)
     faults["proxy"].restore()
