@@ -6,6 +6,7 @@ schemas; ``--write`` replaces the committed ``serve_app/openapi.json`` with it.
 
 import argparse
 import asyncio
+import contextvars
 import importlib.metadata
 import json
 import sys
@@ -74,23 +75,26 @@ class Ingress:
     def start_background(self, task_id, job):
         """Run a task as an asyncio task of this replica (leased: serve_app/leases.py); returns it.
 
-        A task that raises (the database stayed away, a bug) gives its lease
-        back with the reason, so that it is resumed (``tasks.max_attempts``
-        bounds the attempts), never left running without an owner.
+        A task that raises (the database stayed away, a bug) or is cancelled
+        gives its lease back with the reason, so that it is resumed
+        (``tasks.max_attempts`` bounds the attempts), never left running
+        without an owner. It runs in a context of its own: Ray Serve cancels
+        the calls a request made when its client disconnects, and the task's
+        Forecaster calls are not the request's.
         """
-        task = asyncio.get_running_loop().create_task(job)
+        task = asyncio.get_running_loop().create_task(job, context=contextvars.Context())
         self.background[task_id] = task
         task.add_done_callback(lambda done: asyncio.get_running_loop().create_task(self.ended(task_id, done)))
         return task
 
     async def ended(self, task_id, done):
         self.background.pop(task_id, None)
-        if done.cancelled() or done.exception() is None:
+        if not done.cancelled() and done.exception() is None:
             return
-        exc = done.exception()
-        event("task_interrupted", task_id=task_id, error=repr(exc))
+        why = "cancelled" if done.cancelled() else reason(done.exception())
+        event("task_interrupted", task_id=task_id, error=why)
         try:
-            await store.release_task(self.pool, task_id, self.owner, f"interrupted: {reason(exc)}")
+            await store.release_task(self.pool, task_id, self.owner, f"interrupted: {why}")
         except Exception as db_exc:  # the lease lapses by itself
             event("task_state_unsaved", task_id=task_id, error=repr(db_exc))
 

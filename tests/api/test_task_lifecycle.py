@@ -241,6 +241,7 @@ def test_a_client_that_disconnects_does_not_stop_its_task(faults):
     task = final(faults["client"], task_id, timeout=180)
     runs = assert_task_is_its_runs(task, faults["db"], faults["ids"])
     assert task["status"] == "succeeded" and len(runs) == FLEET, task
+    assert task["attempts"] == 1, task  # ran on to its end: neither stopped nor resumed after a lapse
 
 
 def test_the_events_are_in_the_replica_logs_and_the_metrics_on_the_metrics_endpoint(faults):
