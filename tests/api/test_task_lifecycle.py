@@ -7,6 +7,7 @@ its status and run ids are exactly its stored runs, each plant has at most one r
 the task and every run is complete (its n_steps values stored).
 """
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -178,14 +180,12 @@ def write_in_flight(db, timeout=30):
     and blocked in its run upsert while the body of the ``with`` runs.
     """
     async def hold():
-        import asyncpg
         conn = await asyncpg.connect(db)
         tx = conn.transaction()
         await tx.start()
         await conn.execute("LOCK TABLE forecast_runs IN SHARE MODE")
         return conn, tx
 
-    import asyncio
     loop = asyncio.new_event_loop()
     conn, tx = loop.run_until_complete(hold())
     try:
