@@ -3,6 +3,7 @@
 Policy (configs/service.yaml ``tasks``, docs/ARCHITECTURE.md "Task lifecycle"): the Ingress replica
 holds a lease on each task it runs; when it dies the lease lapses, the restarted replica claims the
 task and forecasts only its plants without a stored run (each write is one transaction).
+"""
 
 import os
 import signal

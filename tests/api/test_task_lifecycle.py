@@ -142,7 +142,7 @@ def faults(tmp_path_factory, training_config):
             state["restart"] = restart
             start()
             base = demo_plants()[1]
-            fleet = [{**base, "name": f"fault fleet {i}", "tilt": 5.0 + 3 * i, "azimuth": 120.0 + 10 * i}
+            fleet = [{**base, "name": f"fault fleet {i}", "tilt": 5.0 + i % 40, "azimuth": 120.0 + 2 * i}
                      for i in range(FLEET)]
             saved_plants = state["client"].post("/api/v1/locations", json={"locations": fleet})
             assert saved_plants.status_code == 200, saved_plants.text
