@@ -186,13 +186,16 @@ def write_in_flight(db, timeout=30):
         await conn.execute("LOCK TABLE forecast_runs IN SHARE MODE")
         return conn, tx
 
+    async def waiting(conn):
+        await conn.execute("SELECT pg_stat_clear_snapshot()")  # the statistics snapshot lasts a transaction
+        return await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE '%INSERT INTO forecast_runs%'")
+
     loop = asyncio.new_event_loop()
     conn, tx = loop.run_until_complete(hold())
     try:
         deadline = time.monotonic() + timeout
-        while not loop.run_until_complete(conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO forecast_runs%'")):
+        while not loop.run_until_complete(waiting(conn)):
             assert time.monotonic() < deadline, "no forecast write waited on the lock"
             time.sleep(0.05)
         yield
