@@ -599,10 +599,11 @@ async def write_forecasts(db, runs, forecast, timings=None):
     """Store one forecast run per location with its values, in ONE transaction.
 
     The runs are upserted on their natural key (location_id, issue_time,
-    forecast_type, model_version, resolution_minutes, horizon_hours): a new
-    issue or model version is a new run, never an overwrite of an older
-    one, while re-writing the same run replaces its values (idempotent;
-    identical values are left untouched).
+    forecast_type, model_version, resolution_minutes, horizon_hours,
+    task_id): a new issue, model version or task (a re-generation of the
+    same issue time) is a new run, never an overwrite of an older one,
+    while the same task re-writing a plant (a retried or resumed batch)
+    replaces its values (idempotent; identical values are left untouched).
     The values go through binary COPY into a staging table dropped at commit
     and one ``INSERT ... SELECT ... ON CONFLICT (run_id, valid_time) DO UPDATE``.
     Any failure rolls back everything: no run is left without its values.
@@ -647,8 +648,9 @@ async def write_forecasts(db, runs, forecast, timings=None):
                             $8::int[], $9::text[], $10::text[])
                      AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
                           horizon_hours, n_steps, task_id, timings)
-                ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours)
-                DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps, task_id = EXCLUDED.task_id,
+                ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours,
+                             task_id)
+                DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps,
                               timings = EXCLUDED.timings, written_at = now()
                 RETURNING location_id, run_id""", *run_args)
         except asyncpg.ForeignKeyViolationError as exc:
@@ -687,7 +689,7 @@ def run_dict(row):
     return run
 
 
-async def read_forecast(db, location_id, start, end, run_id=None, *, tenant_id=None):
+async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_type=None, tenant_id=None):
     """One stored run of a location and its values over a window.
 
     Parameters
@@ -699,7 +701,9 @@ async def read_forecast(db, location_id, start, end, run_id=None, *, tenant_id=N
     run_id : int, optional
         The run to read; default the latest issued run of the location whose
         horizon (issue_time, issue_time + horizon_hours] overlaps the window
-        (ties: the latest written).
+        (ties, e.g. a re-generated issue time: the latest written run).
+    forecast_type : str, optional
+        Only runs of this type (``validation.FORECAST_TYPES``); None: any.
     tenant_id : str, optional
         Another tenant's location reads like one without runs; None: any.
 
@@ -725,14 +729,16 @@ async def read_forecast(db, location_id, start, end, run_id=None, *, tenant_id=N
             WHERE location_id = $1 AND {TENANT_OWNS.format("$4")}
               AND issue_time + horizon_hours * interval '1 hour' >= coalesce($2::timestamptz, '-infinity')
               AND issue_time < coalesce($3::timestamptz, 'infinity')
-            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end, tenant_id)
+              AND ($5::text IS NULL OR forecast_type = $5)
+            ORDER BY issue_time DESC, run_id DESC LIMIT 1""", int(location_id), start, end, tenant_id, forecast_type)
     else:
         row = await db.fetchrow(f"""
-            SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2 AND {TENANT_OWNS.format("$3")}""",
-            int(run_id), int(location_id), tenant_id)
+            SELECT {fields} FROM forecast_runs WHERE run_id = $1 AND location_id = $2 AND {TENANT_OWNS.format("$3")}
+              AND ($4::text IS NULL OR forecast_type = $4)""", int(run_id), int(location_id), tenant_id, forecast_type)
     if row is None:
-        raise LookupError(f"run_id {run_id} of location_id {location_id} not found" if run_id is not None
-                          else f"location_id {location_id}: no forecast run overlaps the window")
+        of_type = "" if forecast_type is None else f" of forecast_type {forecast_type}"
+        raise LookupError(f"run_id {run_id} of location_id {location_id}{of_type} not found" if run_id is not None
+                          else f"location_id {location_id}: no forecast run{of_type} overlaps the window")
     rows = await db.fetch(f"""
         SELECT location_id, valid_time, {", ".join(QUANTILE_COLUMNS)}, horizon_minutes FROM forecasts
         WHERE run_id = $1 AND valid_time >= coalesce($2::timestamptz, '-infinity')
@@ -820,24 +826,44 @@ async def read_energy(db, run_id, bucket, *, tenant_id=None):
 
 
 # --- tasks ----------------------------------------------------------------------------------
+# A task's truth is what is stored: its runs are the forecast_runs rows carrying its task_id
+# (each complete: one transaction with its values), its errors explain the plants without a run.
+# A task is 'queued'/'running' only while its owner renews the lease (0006_task_leases.sql).
 
-async def create_task(db, task_id, request, total, *, tenant_id=None):
+def task_status(n_runs, total):
+    """Final status of a task of ``total`` plants with ``n_runs`` stored runs.
+
+    succeeded: every plant has a run; partial: some have; failed: none has.
+    """
+    if n_runs >= total:
+        return "succeeded"
+    return "partial" if n_runs else "failed"
+
+
+async def create_task(db, task_id, request, total, *, tenant_id=None, owner=None, lease_seconds=None):
     """Record a new task, status 'queued', with its request parameters and ``total`` locations.
 
-    ``tenant_id``: the tenant that asked (None: the default tenant).
+    ``tenant_id``: the tenant that asked (None: the default tenant). ``owner``
+    given: the task is leased to it for ``lease_seconds`` from now (database
+    clock); without an owner any live owner may claim it
+    (:func:`claim_expired_tasks`).
     """
     await db.execute("""
-        INSERT INTO forecast_tasks (task_id, request, progress_total, tenant_id) VALUES ($1::uuid, $2::jsonb, $3, $4)""",
-        str(task_id), to_json(request), int(total), tenant_id or keys.DEFAULT_TENANT)
+        INSERT INTO forecast_tasks (task_id, request, progress_total, tenant_id, owner, lease_expires_at)
+        VALUES ($1::uuid, $2::jsonb, $3, $4, $5, now() + $6::float8 * interval '1 second')""",
+        str(task_id), to_json(request), int(total), tenant_id or keys.DEFAULT_TENANT, owner,
+        None if owner is None else float(lease_seconds))
 
 
-async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None):
+async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None,
+                      clear_errors=None):
     """Change the given fields of a task; the others stay.
 
     ``run_ids``, ``errors`` and ``timings`` are merged into the stored
-    objects (a key given again replaces its value). Status 'running' sets
-    ``started_at`` (once); a final status (succeeded, partial, failed) sets
-    ``finished_at``.
+    objects (a key given again replaces its value); ``clear_errors`` (keys)
+    are removed from ``errors`` first (plants forecast again). Status
+    'running' sets ``started_at`` (once); a final status (succeeded,
+    partial, failed) sets ``finished_at`` and ends the lease.
 
     Raises
     ------
@@ -854,30 +880,50 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
             status = coalesce($2, status),
             progress_done = coalesce($3, progress_done),
             run_ids = run_ids || coalesce($4::jsonb, '{}'),
-            errors = errors || coalesce($5::jsonb, '{}'),
+            errors = (errors - coalesce($8::text[], '{}')) || coalesce($5::jsonb, '{}'),
             timings = timings || coalesce($6::jsonb, '{}'),
             started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
-            finished_at = CASE WHEN $2 = ANY($7::text[]) THEN now() ELSE finished_at END
+            finished_at = CASE WHEN $2 = ANY($7::text[]) THEN now() ELSE finished_at END,
+            owner = CASE WHEN $2 = ANY($7::text[]) THEN NULL ELSE owner END,
+            lease_expires_at = CASE WHEN $2 = ANY($7::text[]) THEN NULL ELSE lease_expires_at END
         WHERE task_id = $1::uuid""",
-        str(task_id), status, None if progress_done is None else int(progress_done), *merged, list(FINAL_STATUSES))
+        str(task_id), status, None if progress_done is None else int(progress_done), *merged, list(FINAL_STATUSES),
+        None if clear_errors is None else [str(k) for k in clear_errors])
     if result.split()[-1] == "0":
         raise LookupError(f"task_id {task_id} is unknown")
 
 
+async def task_runs(db, task_id):
+    """The stored runs of a task: {location_id: run_id} (each run complete)."""
+    rows = await db.fetch("SELECT location_id, run_id FROM forecast_runs WHERE task_id = $1::uuid", str(task_id))
+    return {int(r["location_id"]): int(r["run_id"]) for r in rows}
+
+
 async def read_task(db, task_id, *, tenant_id=None):
-    """A task as a JSON-ready dict, or None when unknown (or not a uuid, or another tenant's).
+    """A task as a JSON-ready dict, computed from what is stored; None when unknown.
+
+    ``run_ids`` are the task's stored runs (not what a process said it
+    wrote), ``errors`` the reasons of its plants without a run (and key
+    ``task``), ``progress_done`` their count; a finished task's status is
+    :func:`task_status` of its stored runs. Unknown, not a uuid or another
+    tenant's: None.
 
     Returns
     -------
     dict or None
         task_id, status, progress_done, progress_total, run_ids
         {location_id: run_id}, errors {location_id or "task": reason},
-        timings {stage: s}, request, created_at, started_at, finished_at
-        (ISO-8601 UTC or None), tenant_id.
+        timings {stage: s}, request, created_at, started_at, finished_at,
+        lease_expires_at (ISO-8601 UTC or None), attempts, tenant_id.
     """
     try:
-        row = await db.fetchrow("SELECT * FROM forecast_tasks WHERE task_id = $1::uuid AND ($2::text IS NULL OR tenant_id = $2)",
-                                str(task_id), tenant_id)
+        row = await db.fetchrow("""
+            SELECT t.task_id, t.status, t.request, t.progress_total, t.errors, t.timings, t.created_at,
+                   t.started_at, t.finished_at, t.lease_expires_at, t.attempts, t.tenant_id,
+                   coalesce((SELECT jsonb_object_agg(r.location_id::text, r.run_id) FROM forecast_runs r
+                             WHERE r.task_id = t.task_id), '{}') AS run_ids
+            FROM forecast_tasks t WHERE t.task_id = $1::uuid AND ($2::text IS NULL OR t.tenant_id = $2)""",
+            str(task_id), tenant_id)
     except asyncpg.DataError:  # not a uuid: no such task
         return None
     if row is None:
@@ -886,23 +932,60 @@ async def read_task(db, task_id, *, tenant_id=None):
     task["task_id"] = str(task["task_id"])
     for key in ("request", "run_ids", "errors", "timings"):
         task[key] = json.loads(task[key])
-    for key in ("created_at", "started_at", "finished_at"):
+    task["errors"] = {k: v for k, v in task["errors"].items() if k not in task["run_ids"]}
+    task["progress_done"] = min(task["progress_total"], len(task["run_ids"]) + len(set(task["errors"]) - {"task"}))
+    if task["status"] in FINAL_STATUSES:
+        task["status"] = task_status(len(task["run_ids"]), task["progress_total"])
+    for key in ("created_at", "started_at", "finished_at", "lease_expires_at"):
         task[key] = None if task[key] is None else task[key].isoformat()
     return task
 
 
-async def fail_interrupted_tasks(db):
-    """Mark every 'queued' or 'running' task failed (its process died); returns how many.
+async def renew_leases(db, owner, task_ids, lease_seconds):
+    """Extend the leases of ``owner``'s open tasks to ``lease_seconds`` from now; the ids it still holds.
 
-    The error under key ``task`` says the task was interrupted; runs it had
-    stored stay complete (each write is one transaction).
+    A task of ``task_ids`` whose lease expired and was not claimed by
+    another owner is taken back; one claimed by another owner (or finished)
+    is not in the result: ``owner`` must stop working on it.
     """
-    result = await db.execute("""
-        UPDATE forecast_tasks SET status = 'failed', finished_at = now(),
-            errors = errors || jsonb_build_object('task', 'interrupted: the service stopped while the task was '
-                     || status || '; runs stored before stay complete, resubmit for the rest')
-        WHERE status IN ('queued', 'running')""")
-    return int(result.split()[-1])
+    rows = await db.fetch("""
+        UPDATE forecast_tasks SET owner = $1, lease_expires_at = now() + $3::float8 * interval '1 second'
+        WHERE task_id = ANY($2::uuid[]) AND status IN ('queued', 'running')
+          AND (owner = $1 OR owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < now())
+        RETURNING task_id""", owner, [str(t) for t in task_ids], float(lease_seconds))
+    return [str(r["task_id"]) for r in rows]
+
+
+async def release_task(db, task_id, owner, reason):
+    """``owner`` gives up an open task (its lease ends now) with ``reason`` under key ``task``.
+
+    The task stays open: the next claimer resumes it (:func:`claim_expired_tasks`).
+    """
+    await db.execute("""
+        UPDATE forecast_tasks SET lease_expires_at = now(), errors = errors || jsonb_build_object('task', $3::text)
+        WHERE task_id = $1::uuid AND owner = $2 AND status IN ('queued', 'running')""", str(task_id), owner, reason)
+
+
+async def claim_expired_tasks(db, owner, lease_seconds, limit=16):
+    """Lease to ``owner`` the open tasks whose lease expired (or that never had one), oldest first.
+
+    Concurrent claimers never get the same task (``FOR UPDATE SKIP LOCKED``);
+    each claim adds one to ``attempts``.
+
+    Returns
+    -------
+    list of dict
+        task_id, request, progress_total, tenant_id, attempts of each claimed task.
+    """
+    rows = await db.fetch("""
+        UPDATE forecast_tasks SET owner = $1, lease_expires_at = now() + $2::float8 * interval '1 second',
+                                  attempts = attempts + 1
+        WHERE task_id IN (SELECT task_id FROM forecast_tasks
+                          WHERE status IN ('queued', 'running')
+                            AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                          ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+        RETURNING task_id, request, progress_total, tenant_id, attempts""", owner, float(lease_seconds), int(limit))
+    return [{**dict(r), "task_id": str(r["task_id"]), "request": json.loads(r["request"])} for r in rows]
 
 
 # --- tenants and API keys -------------------------------------------------------------------

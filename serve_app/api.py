@@ -40,6 +40,8 @@ DESCRIPTION = ("Probabilistic PV power forecasts (P10..P90, kW) for many plants.
                "min(capacity_ac_kw, export_limit_kw) and is 0 when the sun is down.")
 JSON_TYPES = ("application/json",)
 RETRY_AFTER_SECONDS = 5
+#: Header naming the forecast task of a response (every generate answer once the task exists, errors too).
+TASK_HEADER = "X-Task-Id"
 
 
 class Unauthenticated(Exception):
@@ -115,9 +117,14 @@ async def json_response_off_loop(value, status=200):
 ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
-def error_response(status, field, message):
-    headers = ERROR_HEADERS.get(status)
-    return json_response({"error": {"status": status, "field": field, "message": str(message)}}, status, headers)
+def error_response(status, field, message, task_id=None):
+    """The error body; ``task_id``: the task the request created, which goes on (body and header)."""
+    headers = dict(ERROR_HEADERS.get(status, {}))
+    error = {"status": status, "field": field, "message": str(message)}
+    if task_id is not None:
+        error["task_id"] = task_id
+        headers[TASK_HEADER] = task_id
+    return json_response({"error": error}, status, headers or None)
 
 
 # --- errors -> statuses ---------------------------------------------------------------------
@@ -166,12 +173,13 @@ async def on_error(request, exc):
     status = status_of(exc)
     if status >= 500:
         event("request_failed", path=request.url.path, error=repr(exc))
-    if status == 500:
-        return error_response(500, None, "internal error (logged)")
     field = getattr(exc, "field", None)
+    task_id = getattr(exc, "task_id", None)  # set by generate: the task exists and is resumed
+    if status == 500:
+        return error_response(500, None, "internal error (logged)", task_id)
     if status == 503:
-        return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}")
-    return error_response(status, field, exc.args[0] if exc.args else exc)
+        return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}", task_id)
+    return error_response(status, field, exc.args[0] if exc.args else exc, task_id)
 
 
 app.add_exception_handler(RequestValidationError, on_validation_error)

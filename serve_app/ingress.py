@@ -6,6 +6,7 @@ schemas; ``--write`` replaces the committed ``serve_app/openapi.json`` with it.
 
 import argparse
 import asyncio
+import contextvars
 import importlib.metadata
 import json
 import sys
@@ -16,9 +17,9 @@ from fastapi import Depends, Request
 from ray import serve
 
 from engine import store
-from serve_app import api, routes_data, routes_forecast, routes_nwp, schemas
+from serve_app import api, leases, routes_data, routes_forecast, routes_nwp, schemas
 from serve_app.api import ingress, json_response, responses_doc
-from serve_app.observability import event
+from serve_app.observability import event, reason
 from serve_app.settings import load_settings
 
 OPENAPI = Path(__file__).with_name("openapi.json")
@@ -58,7 +59,7 @@ def document(settings):
 @serve.deployment
 @serve.ingress(app)
 class Ingress:
-    """Holds the database pool, the Forecaster handle and the schemas; owns the tasks it starts."""
+    """Holds the database pool, the Forecaster handle and the schemas; owns (leases) the tasks it runs."""
 
     async def __init__(self, forecaster, settings):
         self.forecaster = forecaster
@@ -68,24 +69,34 @@ class Ingress:
         self.openapi = document(settings)
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
         self.background = {}
-        if settings["tasks"]["fail_interrupted_on_start"]:
-            failed = await store.fail_interrupted_tasks(self.pool)
-            event("interrupted_tasks_failed", count=failed)
+        self.owner = leases.owner_id()
+        self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 
     def start_background(self, task_id, job):
-        """Run a task off the request path; an unexpected failure still ends the task 'failed'."""
-        async def guarded():
-            try:
-                await job
-            except Exception as exc:
-                event("task_failed", task_id=task_id, error=repr(exc))
-                try:
-                    await store.update_task(self.pool, task_id, status="failed", errors={"task": repr(exc)})
-                except Exception as db_exc:  # the next replica start marks it failed
-                    event("task_state_unsaved", task_id=task_id, error=repr(db_exc))
-            finally:
-                self.background.pop(task_id, None)
-        self.background[task_id] = asyncio.get_running_loop().create_task(guarded())
+        """Run a task as an asyncio task of this replica (leased: serve_app/leases.py); returns it.
+
+        A task that raises (the database stayed away, a bug) or is cancelled
+        gives its lease back with the reason, so that it is resumed
+        (``tasks.max_attempts`` bounds the attempts), never left running
+        without an owner. It runs in a context of its own: Ray Serve cancels
+        the calls a request made when its client disconnects, and the task's
+        Forecaster calls are not the request's.
+        """
+        task = asyncio.get_running_loop().create_task(job, context=contextvars.Context())
+        self.background[task_id] = task
+        task.add_done_callback(lambda done: asyncio.get_running_loop().create_task(self.ended(task_id, done)))
+        return task
+
+    async def ended(self, task_id, done):
+        self.background.pop(task_id, None)
+        if not done.cancelled() and done.exception() is None:
+            return
+        why = "cancelled" if done.cancelled() else reason(done.exception())
+        event("task_interrupted", task_id=task_id, error=why)
+        try:
+            await store.release_task(self.pool, task_id, self.owner, f"interrupted: {why}")
+        except Exception as db_exc:  # the lease lapses by itself
+            event("task_state_unsaved", task_id=task_id, error=repr(db_exc))
 
 
 def main(argv=None):

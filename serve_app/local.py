@@ -145,12 +145,12 @@ def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num
 
     ``service_settings`` (dict of section -> {key: value}) overrides entries of
     configs/service.yaml for this instance (written to a copy in ``workdir``).
-    The ports chosen (gcs, dashboard, dashboard_agent, client, http) are written to
-    ``workdir/ports.json``.
+    The ports chosen (gcs, dashboard, dashboard_agent, client, http, metrics: Ray's
+    Prometheus endpoint) are written to ``workdir/ports.json``.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in ("gcs", "dashboard", "dashboard_agent", "client", "http")}
+    ports = {name: free_port() for name in ("gcs", "dashboard", "dashboard_agent", "client", "http", "metrics")}
     (workdir / "ports.json").write_text(json.dumps(ports))
     cfg = yaml.safe_load(Path(serve_config).read_text())
     cfg["http_options"]["port"] = ports["http"]
@@ -168,6 +168,7 @@ def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num
                              f"--dashboard-port={ports['dashboard']}",
                              f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
                              f"--ray-client-server-port={ports['client']}", f"--num-cpus={num_cpus}",
+                             f"--metrics-export-port={ports['metrics']}",
                              "--include-dashboard=true"],
                             cwd=ROOT, env=env, start_new_session=True,
                             stdout=open(workdir / "ray.log", "w"), stderr=subprocess.STDOUT)

@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from engine import data, metrics, plots, quantiles, store, validation
-from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, responses_doc, to_json
+from serve_app.api import (TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop,
+                           responses_doc, to_json)
 from serve_app.auth import Caller, api_router
 from serve_app.tasks import run_task
 
@@ -21,6 +22,8 @@ AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 Start = Annotated[Optional[AwareDatetime], Query(description="window start (valid_time), ISO-8601 with offset")]
 End = Annotated[Optional[AwareDatetime], Query(description="window end (valid_time), ISO-8601 with offset")]
+ForecastType = Annotated[Optional[Literal[validation.FORECAST_TYPES]], Query(
+    description="only runs of this type (default: any); of a re-generated issue time the latest written run")]
 
 
 def generate_params(body, settings, now):
@@ -71,7 +74,12 @@ def generate_result(result, params, locations):
 
 
 async def start_task(service, params, tenant_id):
-    """Record a forecast task of ``params`` for ``tenant_id`` and start it: ``generate`` and the NWP import trigger.
+    """Record a forecast task of ``params`` for ``tenant_id``, leased to this replica, and start it in the background.
+
+    Used by ``generate`` and the NWP import trigger. The task runs as an
+    asyncio task of the replica (``service.start_background``), never as part
+    of a request: a ``wait=true`` request awaits it shielded, so a client that
+    disconnects cancels its wait, not the task.
 
     Returns
     -------
@@ -79,8 +87,8 @@ async def start_task(service, params, tenant_id):
         ``TaskAccepted`` (task id, status 'queued', status URL).
     locations : DataFrame
         The task's plants.
-    job : coroutine or None
-        The task to await when ``params['wait']``; else None (it runs in the background).
+    job : asyncio.Task
+        The running task (its result: ``run_task``'s summary).
 
     Raises
     ------
@@ -93,12 +101,10 @@ async def start_task(service, params, tenant_id):
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError)
     task_id = str(uuid.uuid4())
-    await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id)
-    job = run_task(service.pool, service.forecaster, task_id, locations, params,
-                   service.settings["forecast"]["batch_locations"])
-    if not params["wait"]:
-        service.start_background(task_id, job)
-        job = None
+    await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id,
+                            owner=service.owner,
+                            lease_seconds=service.settings["tasks"]["lease_seconds"])
+    job = service.start_background(task_id, run_task(service, task_id, params, locations))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 
 
@@ -109,11 +115,16 @@ async def generate(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "GenerateRequest")
     params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
     task, locations, job = await start_task(service, params, who.tenant_id)
-    if job is None:
-        return json_response(task, 202)
-    result = await job
+    headers = {TASK_HEADER: task["task_id"]}
+    if not params["wait"]:
+        return json_response(task, 202, headers)
+    try:
+        result = await asyncio.shield(job)  # a disconnect cancels this wait, never the task
+    except Exception as exc:  # the answer names the task, which goes on (api.on_error)
+        exc.task_id = task["task_id"]
+        raise
     body = await asyncio.get_running_loop().run_in_executor(None, generate_result, result, params, locations)
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/task/{task_id}", responses=responses_doc("Task"), summary="Status of a forecast task")
@@ -124,12 +135,13 @@ async def task_status(task_id: uuid.UUID, who: Caller, service=Depends(ingress))
     return json_response(task)
 
 
-async def read_run(service, location_id, start, end, run_id, tenant_id):
+async def read_run(service, location_id, start, end, run_id, tenant_id, forecast_type=None):
     """The plant, the run and its values; another tenant's plant is unknown (404)."""
     locs = await store.fetch_locations(service.pool, [location_id], tenant_id=tenant_id)
     if not len(locs):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
-    run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id, tenant_id=tenant_id)
+    run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id, tenant_id=tenant_id,
+                                           forecast_type=forecast_type)
     return locs.iloc[0], run, frame
 
 
@@ -137,10 +149,11 @@ async def read_run(service, location_id, start, end, run_id, tenant_id):
             summary="A stored run of a plant (latest by default), kW or energy kWh, JSON or CSV")
 async def location_forecast(location_id: LocationPath, start: Start = None, end: End = None,
                             run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None,
+                            forecast_type: ForecastType = None,
                             format: Literal["json", "csv"] = "json",
                             aggregate: Optional[Literal["hourly", "daily"]] = None,
                             *, who: Caller, service=Depends(ingress)):
-    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id)
+    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id, forecast_type)
     if aggregate:
         frame = await store.read_energy(service.pool, run["run_id"], AGGREGATES[aggregate], tenant_id=who.tenant_id)
     if format == "csv":

@@ -234,7 +234,8 @@ def rows_body(name, row, field, max_rows):
 def responses(settings):
     """Response bodies (documentation; the API tests validate responses against them)."""
     quantile = {q: list[float] for q in QUANTILE_COLUMNS}
-    error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str})
+    error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str,
+                                      "task_id": NotRequired[str]})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)
@@ -267,7 +268,8 @@ def responses(settings):
         "task_id": str, "status": Literal[TASK_STATUSES], "progress_done": int, "progress_total": int,
         "run_ids": dict[str, int], "errors": dict[str, str], "timings": timings, "request": dict,
         "created_at": Optional[datetime.datetime], "started_at": Optional[datetime.datetime],
-        "finished_at": Optional[datetime.datetime]})
+        "finished_at": Optional[datetime.datetime], "lease_expires_at": NotRequired[Optional[datetime.datetime]],
+        "attempts": NotRequired[int]})
     run = TypedDict("Run", {"run_id": int, "location_id": int, "issue_time": datetime.datetime, "model_id": str,
                             "model_version": str, "forecast_type": Literal[FORECAST_TYPES],
                             "resolution_minutes": int, "horizon_hours": int})

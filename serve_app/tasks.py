@@ -1,10 +1,22 @@
-"""A forecast task: batches fanned out to the Forecaster, progress kept in the database."""
+"""A forecast task: batches fanned out to the Forecaster until every plant has a stored run or its reason.
+
+The task's truth is the database: its runs are the stored runs carrying its id
+(``store.task_runs``), so a task that is resumed (another attempt in this
+process, or another owner after this one died: serve_app/leases.py) forecasts
+only its plants without a run, and its status is computed from them
+(``store.task_status``). docs/ARCHITECTURE.md "Task lifecycle".
+"""
 
 import asyncio
 import time
 
+import asyncpg
+
 from engine import store
 from serve_app.observability import LATENCY, LOCATION_ERRORS, LOCATIONS_PER_REQUEST, event, reason
+
+#: Errors that mean "the database is unreachable", not "the task is wrong": the task waits and retries.
+DATABASE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 def batches(locations, size):
@@ -12,50 +24,104 @@ def batches(locations, size):
     return [locations.iloc[i:i + size] for i in range(0, len(locations), size)]
 
 
-def final_status(n_runs, n_errors):
-    """succeeded (no error), partial (some runs, some errors) or failed (no run)."""
-    if not n_errors:
-        return "succeeded"
-    return "partial" if n_runs else "failed"
+async def until_reachable(pool, timeout):
+    """Wait until the database answers (polled each second, at most ``timeout`` s); whether it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), 5)
+            return True
+        except DATABASE_ERRORS:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(1)
 
 
-async def run_task(pool, forecaster, task_id, locations, params, batch_size):
-    """Run one task to its end and record it; returns the summary (+ frames if asked).
+async def forecast_batches(service, task_id, pending, params, errors, frames, timings):
+    """One pass over the pending plants; returns {location_id: reason} of the batches that failed whole.
 
-    Every batch's locations end either with a run id or with an error; an
-    infrastructure failure of a batch (e.g. database down after the writer's
-    retries) becomes the error of each of its locations.
+    Per-plant reasons (data: no weather, unknown model) go into ``errors`` and
+    the task's stored errors as each batch ends; a batch that raises (the
+    writer gave up on the database, a Forecaster replica died) is an
+    infrastructure failure, returned for another attempt.
     """
-    t0 = time.perf_counter()
-    LOCATIONS_PER_REQUEST.observe(len(locations))
-    await store.update_task(pool, task_id, status="running")
-    run_ids, errors, frames, timings = {}, {}, [], {}
-    calls = [(b, forecaster.forecast.remote(b, params, task_id)) for b in batches(locations, batch_size)]
+    size = service.settings["forecast"]["batch_locations"]
+    calls = [(b, service.forecaster.forecast.remote(b, params, task_id)) for b in batches(pending, size)]
+    failed = {}
 
     async def one(batch, ref):
         try:
-            return batch, await ref
-        except Exception as exc:  # a failed batch is reported per location, never dropped
-            return batch, {"run_ids": {}, "errors": {int(i): f"batch failed: {reason(exc)}" for i in batch["location_id"]},
-                           "timings": {}, "forecast": None}
+            return batch, await ref, None
+        except Exception as exc:  # the batch's plants are tried again, never dropped
+            return batch, None, f"batch failed: {reason(exc)}"
 
     for done in asyncio.as_completed([one(b, r) for b, r in calls]):
-        batch, result = await done
-        run_ids.update(result["run_ids"])
+        batch, result, failure = await done
+        if failure is not None:
+            failed.update({int(i): failure for i in batch["location_id"]})
+            continue
         errors.update(result["errors"])
         if result["forecast"] is not None:
             frames.append(result["forecast"])
         for stage, seconds in result["timings"].items():
             timings[stage] = timings.get(stage, 0.0) + seconds
-        await store.update_task(pool, task_id, progress_done=len(run_ids) + len(errors),
-                                run_ids=run_ids, errors=errors)
+        if result["errors"]:
+            await store.update_task(service.pool, task_id, errors=result["errors"])
+    return failed
+
+
+async def run_task(service, task_id, params, locations=None, tenant_id=None):
+    """Run (or resume) one task to its end and record it; returns the summary (+ frames if asked).
+
+    Plants with a stored run of this task are skipped. Batches that fail whole
+    are forecast again up to ``tasks.batch_attempts`` times, each time once the
+    database answers (waiting at most ``tasks.database_wait_seconds``). The
+    task then ends with the status of its stored runs and the reason of every
+    plant without one. A database that stays unreachable raises: the lease
+    lapses and a live owner resumes the task when the database is back.
+    """
+    cfg, pool = service.settings["tasks"], service.pool
+    t0 = time.perf_counter()
+    if locations is None:
+        locations = await store.fetch_locations(pool, params["location_ids"], tenant_id=tenant_id)
+    LOCATIONS_PER_REQUEST.observe(len(locations))
+    errors, frames, timings, failed = {}, [], {}, {}
+    for attempt in range(1, cfg["batch_attempts"] + 1):
+        try:
+            stored = await store.task_runs(pool, task_id)
+            pending = locations[~locations["location_id"].isin([*stored, *errors])]
+            if not len(pending):
+                failed = {}
+                break
+            await store.update_task(pool, task_id, status="running", clear_errors=pending["location_id"].tolist())
+            failed = await forecast_batches(service, task_id, pending, params, errors, frames, timings)
+        except DATABASE_ERRORS as exc:
+            failed = {"task": f"database unreachable: {reason(exc)}"}
+        if not failed:
+            break
+        event("task_retry", task_id=task_id, attempt=attempt, failed=len(failed), error=next(iter(failed.values())))
+        if attempt < cfg["batch_attempts"] and not await until_reachable(pool, cfg["database_wait_seconds"]):
+            raise ConnectionError(f"task {task_id}: database unreachable for {cfg['database_wait_seconds']} s")
+    return await finish(service, task_id, locations, {**failed, **errors}, frames, timings, t0)
+
+
+async def finish(service, task_id, locations, errors, frames, timings, t0):
+    """Record the end of a task: status of its stored runs, the reasons of the plants without one."""
+    stored = await store.task_runs(service.pool, task_id)
+    task_reason = errors.pop("task", None)  # the database failed the pass itself: every plant left has it
+    errors = {k: v for k, v in errors.items() if k not in stored}
+    errors.update({i: task_reason or "no run stored" for i in locations["location_id"].tolist()
+                   if i not in stored and i not in errors})
+    status = store.task_status(len(stored), len(locations))
     timings["wall_s"] = time.perf_counter() - t0
-    status = final_status(len(run_ids), len(errors))
-    await store.update_task(pool, task_id, status=status, run_ids=run_ids, errors=errors, timings=timings)
+    await store.update_task(service.pool, task_id, status=status, errors=errors, timings=timings,
+                            clear_errors=["task"])  # an interruption survived is no reason
     LATENCY.observe(timings["wall_s"])
     if errors:  # a Ray Counter refuses inc(0)
         LOCATION_ERRORS.inc(len(errors))
-    event("task_done", task_id=task_id, status=status, locations=len(locations), runs=len(run_ids),
+    event("task_done", task_id=task_id, status=status, locations=len(locations), runs=len(stored),
           errors=len(errors), timings=timings)
-    return {"task_id": task_id, "status": status, "run_ids": run_ids, "errors": errors, "timings": timings,
+    if status == "failed":
+        event("task_failed", task_id=task_id, reason=next(iter(errors.values()), "no plant"), errors=len(errors))
+    return {"task_id": task_id, "status": status, "run_ids": stored, "errors": errors, "timings": timings,
             "frames": frames}

@@ -139,4 +139,6 @@ def test_unknown_task_and_location_reads(client, plants):
     assert_error(client, client.get("/api/v1/forecast/task/00000000-0000-0000-0000-000000000000"), 404, "task_id")
     assert_error(client, client.get("/api/v1/forecast/task/not-a-uuid"), 422, "task_id")
     assert_error(client, client.get(f"/api/v1/forecast/location/{max(plants) + 1000}"), 404, "location_id")
+    assert_error(client, client.get(f"/api/v1/forecast/location/{min(plants)}?forecast_type=hybrid"), 422,
+                 "forecast_type")
     assert_error(client, client.get(f"/api/v1/locations/{max(plants) + 1000}"), 404, "location_id")

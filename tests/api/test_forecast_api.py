@@ -105,6 +105,26 @@ def test_location_energy_aggregation(client, plants, stored_run, aggregate, n):
     assert energy["p50"].sum() == pytest.approx(kw["p50"].sum() * 0.25, rel=1e-6)
 
 
+def test_regenerating_an_issue_time_keeps_both_versions_and_the_read_selects_the_type(client, plants):
+    lid = next(iter(plants))
+    issue = "2013-07-02T06:00:00Z"  # an issue time of this test only
+    runs = {}
+    for kind in ("ml", "physics", "ml"):
+        r = client.post("/api/v1/forecast/generate", json={"location_ids": [lid], "issue_time": issue,
+                                                          "horizon_hours": 24, "forecast_type": kind, "wait": True,
+                                                          "include_forecast": False})
+        assert r.status_code == 200 and r.headers["x-task-id"] == r.json()["task_id"], r.text
+        runs.setdefault(kind, []).append(r.json()["run_ids"][str(lid)])
+    assert len(set(runs["ml"])) == 2  # a re-generation is a new version; the first one is kept
+    window = {"start": "2013-07-02T07:00:00Z", "end": "2013-07-02T12:00:00Z"}
+    for kind, expected in (("ml", runs["ml"][1]), ("physics", runs["physics"][0])):
+        read = client.get(f"/api/v1/forecast/location/{lid}", params={**window, "forecast_type": kind})
+        assert read.status_code == 200, read.text
+        assert read.json()["run"]["run_id"] == expected and read.json()["run"]["forecast_type"] == kind
+    first = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": runs["ml"][0]})
+    assert first.status_code == 200 and len(first.json()["rows"]) == 24 * 4
+
+
 def test_plot_is_a_png(client, plants, stored_run):
     lid = next(iter(plants))
     r = client.get(f"/api/v1/forecast/location/{lid}/plot.png")

@@ -1,5 +1,6 @@
 """engine.store against the project's TimescaleDB: COPY writes, upserts, bitemporal reads, tasks."""
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -236,40 +237,94 @@ def test_rewriting_the_same_actuals_is_idempotent(db_url, plants):
 
 # --- tasks
 
-def test_task_lifecycle_keeps_progress_runs_errors_and_times(db_url):
+def test_task_status_and_progress_are_its_stored_runs(db_url):
+    locations = new_plants(db_url, "task lifecycle")
+    ids = locations["location_id"].tolist()
     task_id = str(uuid.uuid4())
+    runs, forecast = forecast_of(locations.iloc[:2])
 
     async def lifecycle(conn):
-        await store.create_task(conn, task_id, {"location_ids": [1, 2, 3], "horizon_hours": 48}, 3)
+        await store.create_task(conn, task_id, {"location_ids": ids[:3], "horizon_hours": 48}, 3)
         queued = await store.read_task(conn, task_id)
         await store.update_task(conn, task_id, status="running")
-        await store.update_task(conn, task_id, progress_done=2, run_ids={1: 10, 2: 11})
-        await store.update_task(conn, task_id, progress_done=3, errors={3: "no weather"})
-        await store.update_task(conn, task_id, status="partial", timings={"wall_s": 1.5})
-        return queued, await store.read_task(conn, task_id)
-    queued, done = run(db_url, lifecycle)
+        written = await store.write_forecasts(conn, runs.assign(task_id=task_id), forecast)
+        await store.update_task(conn, task_id, errors={ids[0]: "batch failed: stale", ids[2]: "no weather"})
+        running = await store.read_task(conn, task_id)
+        await store.update_task(conn, task_id, status="succeeded", timings={"wall_s": 1.5})  # a wrong claim
+        return queued, running, written, await store.read_task(conn, task_id)
+    queued, running, written, done = run(db_url, lifecycle)
     assert queued["status"] == "queued" and queued["started_at"] is None and queued["progress_total"] == 3
-    assert done["status"] == "partial" and done["progress_done"] == 3
-    assert done["run_ids"] == {"1": 10, "2": 11} and done["errors"] == {"3": "no weather"}
+    assert queued["run_ids"] == {} and queued["progress_done"] == 0
+    assert running["status"] == "running" and running["progress_done"] == 3
+    # the stored runs, and the reasons of exactly the plants without one; status from the runs
+    assert done["run_ids"] == {str(k): v for k, v in written.items()} and len(written) == 2
+    assert done["errors"] == {str(ids[2]): "no weather"} and done["status"] == "partial"
     assert done["timings"] == {"wall_s": 1.5} and done["request"]["horizon_hours"] == 48
-    assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+    assert done["created_at"] <= done["started_at"] <= done["finished_at"] and done["lease_expires_at"] is None
 
 
-def test_interrupted_tasks_are_failed_on_start(db_url):
-    running, finished = str(uuid.uuid4()), str(uuid.uuid4())
+def test_a_task_status_follows_its_runs(db_url):
+    assert [store.task_status(n, 3) for n in (0, 1, 3)] == ["failed", "partial", "succeeded"]
 
-    async def restart(conn):
-        for task_id in (running, finished):
-            await store.create_task(conn, task_id, {}, 1)
-            await store.update_task(conn, task_id, status="running")
-        await store.update_task(conn, finished, status="succeeded")
-        failed = await store.fail_interrupted_tasks(conn)
-        return failed, await store.read_task(conn, running), await store.read_task(conn, finished)
-    failed, interrupted, kept = run(db_url, restart)
-    assert failed >= 1
-    assert interrupted["status"] == "failed" and "interrupted" in interrupted["errors"]["task"]
-    assert interrupted["finished_at"] is not None
-    assert kept["status"] == "succeeded"
+
+def test_a_lease_is_claimed_only_once_it_expired(db_url):
+    task_id = str(uuid.uuid4())
+
+    async def leases(conn):
+        await store.create_task(conn, task_id, {"location_ids": [1]}, 1, owner="a", lease_seconds=1.0)
+        await store.update_task(conn, task_id, status="running")
+        early = await store.claim_expired_tasks(conn, "b", 30, limit=1000)
+        held_early = await store.renew_leases(conn, "a", [task_id], 1.0)
+        await asyncio.sleep(1.5)
+        late = [t for t in await store.claim_expired_tasks(conn, "b", 30, limit=1000) if t["task_id"] == task_id]
+        held_late = await store.renew_leases(conn, "a", [task_id], 1.0)  # b holds a live lease now
+        await store.release_task(conn, task_id, "b", "interrupted: test")
+        again = [t for t in await store.claim_expired_tasks(conn, "c", 30, limit=1000) if t["task_id"] == task_id]
+        return early, held_early, late, held_late, again, await store.read_task(conn, task_id)
+    early, held_early, late, held_late, again, task = run(db_url, leases)
+    assert task_id not in [t["task_id"] for t in early] and held_early == [task_id]
+    assert len(late) == 1 and late[0]["attempts"] == 2 and late[0]["request"] == {"location_ids": [1]}
+    assert late[0]["tenant_id"] == "default" and held_late == []
+    assert len(again) == 1 and again[0]["attempts"] == 3  # released: claimable at once
+    assert task["status"] == "running" and task["errors"] == {"task": "interrupted: test"}
+
+
+def test_a_finished_task_has_no_lease_and_is_never_claimed(db_url):
+    task_id = str(uuid.uuid4())
+
+    async def finished(conn):
+        await store.create_task(conn, task_id, {}, 1, owner="a", lease_seconds=0.0)
+        await store.update_task(conn, task_id, status="failed", errors={"task": "no plant"})
+        return await store.claim_expired_tasks(conn, "b", 30, limit=1000), await store.read_task(conn, task_id)
+    claimed, task = run(db_url, finished)
+    assert task_id not in [t["task_id"] for t in claimed]
+    assert task["status"] == "failed" and task["lease_expires_at"] is None
+
+
+def test_regenerating_an_issue_time_keeps_both_versions_and_reads_the_latest(db_url):
+    locations = new_plants(db_url, "regenerate")
+    lid = int(locations["location_id"].iloc[0])
+    runs, forecast = forecast_of(locations)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    v1 = run(db_url, lambda conn: store.write_forecasts(conn, runs.assign(task_id=first), forecast))
+    v2 = run(db_url, lambda conn: store.write_forecasts(conn, runs.assign(task_id=second), forecast))
+    again = run(db_url, lambda conn: store.write_forecasts(conn, runs.assign(task_id=second), forecast))
+    assert v1[lid] != v2[lid] and again == v2  # a new task: a new version; the same task: its own run
+    latest, _ = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None))
+    assert latest["run_id"] == v2[lid] and latest["task_id"] == second
+    assert run(db_url, lambda conn: store.task_runs(conn, first)) == v1
+
+
+def test_the_read_selects_the_forecast_type(db_url):
+    locations = new_plants(db_url, "forecast type")
+    lid = int(locations["location_id"].iloc[0])
+    ml = run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations, forecast_type="ml")))
+    physics = run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations, forecast_type="physics")))
+    for kind, ids in (("ml", ml), ("physics", physics)):
+        chosen, _ = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, forecast_type=kind))
+        assert chosen["run_id"] == ids[lid] and chosen["forecast_type"] == kind
+    with pytest.raises(LookupError, match="forecast_type physics"):
+        run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, ml[lid], forecast_type="physics"))
 
 
 @pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid"])
