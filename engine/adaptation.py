@@ -22,7 +22,7 @@ The result is JSON-ready data; a plant with too little history gets
 import numpy as np
 import pandas as pd
 
-from engine import conformal, forecast, tuning
+from engine import conformal, forecast, intraday, tuning
 from engine.features import feature_frame
 from engine.metrics import coverage
 from engine.quantiles import QUANTILE_COLUMNS
@@ -125,3 +125,63 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes)},
             "diagnostics": diagnostics}
 
+
+
+def tuning_table(calibrations):
+    """``location_id``, ``dc_scale``, ``clip_kw`` (NaN: none), ``version`` of stored calibrations.
+
+    Parameters
+    ----------
+    calibrations : dict
+        location_id -> calibration dict (``engine.store.read_calibrations``).
+    """
+    ids = list(calibrations)
+    return pd.DataFrame({"location_id": np.asarray(ids, dtype="int64"),
+                         "dc_scale": [float(calibrations[i]["dc_scale"]) for i in ids],
+                         "clip_kw": [np.nan if calibrations[i]["clip_kw"] is None else float(calibrations[i]["clip_kw"])
+                                     for i in ids],
+                         "version": [int(calibrations[i]["version"]) for i in ids]})
+
+
+def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookback=None):
+    """The ``adaptation`` argument of ``engine.forecast.forecast_quantiles`` for a batch of plants.
+
+    Parameters
+    ----------
+    calibrations : dict
+        location_id -> stored calibration (latest version).
+    locations : DataFrame
+        The batch's (tuned) plants: ``location_id``, ``capacity_ac_kw``.
+    issue_time : Timestamp
+        tz-aware.
+    actuals : DataFrame, optional
+        ``location_id``, ``time``, ``power_kw``: measured up to the issue time
+        (a later sample raises ``ValueError``, :func:`engine.intraday.power_indices`).
+    lookback : DataFrame, optional
+        The plants' forecast frame (``p50``, kW; tuned description, no plant
+        offsets) at the actuals' times (``location_id``, ``valid_time``); None:
+        no intraday update.
+
+    Returns
+    -------
+    dict
+        ``location_ids``, ``offsets`` (plants, lead buckets, regimes, 5),
+        ``k_meas`` (NaN: no update), ``tau_hours``.
+    """
+    ids = [i for i in locations["location_id"].tolist() if i in calibrations]
+    n_lead, n_regime = len(conformal.LEAD_EDGES_HOURS) - 1, len(conformal.CSI_EDGES) - 1
+    offsets = np.stack([np.asarray(calibrations[i]["bands"]["offsets"], dtype=float) for i in ids]) if ids else \
+        np.zeros((0, n_lead, n_regime, 5))
+    k = pd.Series(np.nan, index=pd.Index(ids, dtype="int64"))
+    if ids and actuals is not None and lookback is not None and len(actuals) and len(lookback):
+        ref = lookback[["location_id", "valid_time", "p50"]].rename(columns={"valid_time": "time"})
+        joined = actuals.merge(ref, on=["location_id", "time"], how="inner")
+        joined = joined[joined["location_id"].isin(ids)]
+        cap = locations.set_index("location_id")["capacity_ac_kw"].reindex(joined["location_id"]).to_numpy()
+        window = np.array([calibrations[i]["intraday"]["window_minutes"] for i in ids]).max()
+        measured = intraday.power_indices(joined["location_id"].to_numpy(), pd.DatetimeIndex(joined["time"]),
+                                          joined["power_kw"].to_numpy(), joined["p50"].to_numpy(), cap,
+                                          issue_time, int(window))
+        k.loc[measured.index.intersection(k.index)] = measured
+    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets, "k_meas": k.to_numpy(dtype=float),
+            "tau_hours": np.array([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])}

@@ -115,7 +115,7 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     q_norm : ndarray
         Shape (n, 5), fraction of capacity_ac_kw.
     features : DataFrame
-        ``csi``, ``physical_ac_kw`` (kW) per row.
+        ``csi`` per row.
     location_ids : ndarray
         Shape (n,).
     lead_hours : ndarray
@@ -142,8 +142,7 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     has = plant >= 0
     k = np.where(has, np.asarray(adaptation["k_meas"], dtype=float)[np.maximum(plant, 0)], np.nan)
     tau = np.where(has, np.asarray(adaptation["tau_hours"], dtype=float)[np.maximum(plant, 0)], 0.0)
-    physical = features["physical_ac_kw"].to_numpy(dtype=float) / capacity_ac_kw
-    return q + intraday.intraday_shift(q[:, 2], physical, lead_hours, k, tau)[:, None]
+    return q + intraday.intraday_shift(q[:, 2], lead_hours, k, tau)[:, None]
 
 
 def forecast_quantiles(features, locations, model, forecast_type, issue_time, thread_count=-1, adaptation=None):
@@ -166,8 +165,9 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
     thread_count : int
         CatBoost threads of the predict call (-1: all cores).
     adaptation : dict, optional
-        Per-plant calibrations (:func:`adapt_quantiles`); None: the global
-        forecast exactly as without plant adaptation.
+        Per-plant calibrations (:func:`adapt_quantiles`, ``ml`` type only: the
+        offsets are fitted on its residuals); None: the global forecast
+        exactly as without plant adaptation.
 
     Returns
     -------
@@ -196,7 +196,7 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
     else:
         q_norm = physics_quantiles(features, cap, model)
     issue = pd.Timestamp(issue_time).tz_convert("UTC")
-    if adaptation is not None and len(adaptation["location_ids"]):
+    if forecast_type == "ml" and adaptation is not None and len(adaptation["location_ids"]):
         lead = (pd.DatetimeIndex(valid_time).tz_convert("UTC") - issue).total_seconds().to_numpy() / 3600.0
         q_norm = adapt_quantiles(q_norm, features, np.asarray(lid, dtype="int64"), lead, cap, adaptation)
     kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].to_numpy(dtype=float),

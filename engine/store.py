@@ -1140,7 +1140,9 @@ async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
 
 
 async def count_actuals_after(db, location_ids, *, tenant_id=None):
-    """Actuals stored after each location's latest calibration cutoff (all of them: no calibration).
+    """Daylight actuals (``power_kw > 0``) at or after each location's latest calibration cutoff.
+
+    A location without a calibration counts all its daylight actuals.
 
     The refit policy (``adaptation.refit_after_actuals`` of the service
     settings) compares this count with its threshold.
@@ -1155,6 +1157,7 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
         LEFT JOIN LATERAL (SELECT max(cutoff) AS cutoff FROM plant_calibrations c
                            WHERE c.location_id = l.location_id) c ON true
         LEFT JOIN actuals a ON a.location_id = l.location_id AND a.time >= coalesce(c.cutoff, '-infinity')
+                               AND a.power_kw > 0
         WHERE l.location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2").replace("location_id IN", "l.location_id IN")}
         GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)
     return {int(r["location_id"]): int(r["n"]) for r in rows}

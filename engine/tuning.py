@@ -103,7 +103,9 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLE
     """Observed AC clipping level, kW, or None.
 
     The median of the samples flagged as clipped flat tops, kept only when
-    there are at least ``min_clipped`` of them and the level is below
+    there are at least ``min_clipped`` of them, the level is a ceiling (fewer
+    samples more than 2 % above it than a tenth of the flagged ones: flat tops
+    of a passing cloud are not a limit) and it is below
     ``below * capacity_ac_kw`` (at the rating the entered capacity already
     clips).
 
@@ -123,12 +125,14 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLE
     n : int
         Flagged samples.
     """
-    values = np.asarray(power_kw, dtype=float)[np.asarray(clipped, dtype=bool)]
+    power = np.asarray(power_kw, dtype=float)
+    values = power[np.asarray(clipped, dtype=bool)]
     values = values[np.isfinite(values)]
     if values.size < min_clipped:
         return None, int(values.size)
     level = float(np.median(values))
-    return (level if level < below * capacity_ac_kw else None), int(values.size)
+    ceiling = np.sum(power > 1.02 * level) < max(2, 0.1 * values.size)
+    return (level if ceiling and level < below * capacity_ac_kw else None), int(values.size)
 
 
 def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, capacity_dc_kw, cutoff,

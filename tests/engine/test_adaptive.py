@@ -97,10 +97,16 @@ def test_power_index_refuses_actuals_after_the_issue_time(plant):
     upto = window[window.index <= issue]
     k = intraday.power_index(upto.index, upto.to_numpy(), np.full(len(upto), 3.0), 5.5, issue)
     assert k == pytest.approx(upto.sum() / (3.0 * len(upto)))
+    issues = pd.DatetimeIndex([issue] * len(upto)).insert(0, issue - pd.Timedelta("1h"))
+    with pytest.raises(ValueError, match="after the issue time"):  # per-sample issues: one sample after its own
+        intraday.power_indices(np.zeros(len(issues), dtype=int), upto.index.insert(0, issue),
+                               np.ones(len(issues)), np.ones(len(issues)), np.full(len(issues), 5.5), issues)
 
 
-def test_no_decay_is_no_update():
+def test_no_decay_is_no_update_and_the_index_decays():
     p50 = np.array([0.2, 0.5])
-    assert (intraday.intraday_shift(p50, p50 * 2, np.array([0.25, 1.0]), np.array([1.0, 1.0]), 0.0) == 0).all()
-    shift = intraday.intraday_shift(p50, p50 * 2, np.array([0.0, 1.0]), np.array([1.0, 1.0]), 1.0)
-    assert shift == pytest.approx([0.2, 0.5 * np.exp(-1.0)])
+    assert (intraday.intraday_shift(p50, np.array([0.25, 1.0]), np.array([2.0, 2.0]), 0.0) == 0).all()
+    shift = intraday.intraday_shift(p50, np.array([0.0, 1.0]), np.array([2.0, np.nan]), 1.0)
+    assert shift == pytest.approx([0.2, 0.0])
+    shift = intraday.intraday_shift(p50, np.array([1.0, 1.0]), np.array([0.5, 9.0]), 1.0)
+    assert shift == pytest.approx([-0.1 * np.exp(-1.0), 2.0 * 0.5 * np.exp(-1.0)])  # k clipped to 3
