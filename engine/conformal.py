@@ -6,10 +6,13 @@ imperfectly, sees other errors. Following split-conformal quantile regression
 (CQR, Romano, Patterson & Candes 2019), each quantile level ``a`` of a plant
 is shifted by the empirical ``a``-quantile of that plant's own scores
 ``y - q_a`` (normalised by ``capacity_ac_kw``), separately per lead-time
-bucket and clear-sky regime (a Mondrian split, Vovk et al. 2005). With ``n``
-scores in a group the plant offset is shrunk toward the global calibration
-(offset 0: the global offsets are already inside ``q``) with weight
-``n / (n + n0)``, so a plant with little history is forecast as before.
+bucket and clear-sky regime (a Mondrian split, Vovk et al. 2005). Shrinkage
+has two levels (a hierarchical prior): the plant's pooled offset (all its
+``N`` scores) is shrunk toward the global calibration (offset 0: the global
+offsets are already inside ``q``) with weight ``N / (N + n0)``, and each
+group's offset (``n`` scores) toward that plant prior with weight
+``n / (n + n0)``. A plant with little history is forecast as before; a plant
+with much history but few scores in one group uses its own pooled offset there.
 
 Invariants are not enforced here: the shifted quantiles go through
 :func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
@@ -72,9 +75,10 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
     -------
     dict
         ``offsets`` (list, shape (n_lead, n_regime, k), fraction of
-        capacity_ac_kw, already multiplied by the weight), ``n`` (list, shape
-        (n_lead, n_regime), scores per group), ``weight`` (same shape),
-        ``raw`` (the unshrunk offsets), ``n0``, ``lead_edges_hours``,
+        capacity_ac_kw, shrunk), ``n`` (list, shape (n_lead, n_regime), scores
+        per group), ``weight`` (same shape, the group weights), ``raw`` (the
+        unshrunk group offsets), ``pooled`` (the plant's unshrunk pooled
+        offsets, shape (k,)), ``pooled_weight``, ``n0``, ``lead_edges_hours``,
         ``csi_edges`` (JSON-ready: inf as None).
     """
     scores = np.asarray(y, dtype=float)[:, None] - np.asarray(q, dtype=float)
@@ -89,9 +93,14 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         n[i, j] = int(sel.sum())
         if n[i, j] >= min_group:
             raw[i, j] = [np.quantile(scores[sel, c], a) for c, a in enumerate(alphas)]
+    total = len(scores)
+    pooled = np.array([np.quantile(scores[:, c], a) for c, a in enumerate(alphas)]) if total else np.zeros(k)
+    pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
+    prior = pooled_weight * pooled
     weight = np.where(n >= min_group, n / (n + float(n0)), 0.0)
-    return {"offsets": (raw * weight[:, :, None]).tolist(), "raw": raw.tolist(), "n": n.tolist(),
-            "weight": weight.tolist(), "n0": float(n0),
+    offsets = weight[:, :, None] * raw + (1.0 - weight[:, :, None]) * prior[None, None, :]
+    return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "weight": weight.tolist(),
+            "pooled": pooled.tolist(), "pooled_weight": float(pooled_weight), "n0": float(n0),
             "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
             "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
 

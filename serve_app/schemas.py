@@ -238,7 +238,8 @@ def calibration_out():
     """A stored plant calibration (``engine.store.read_calibration``; docs/model.md "Plant adaptation")."""
     bands = TypedDict("CalibrationBands", {
         "offsets": list[list[list[float]]], "raw": list[list[list[float]]], "n": list[list[int]],
-        "weight": list[list[float]], "n0": float, "lead_edges_hours": list[Optional[float]],
+        "weight": list[list[float]], "pooled": list[float], "pooled_weight": float, "n0": float,
+        "lead_edges_hours": list[Optional[float]],
         "csi_edges": list[Optional[float]]})
     return TypedDict("Calibration", {
         "location_id": int, "version": int, "cutoff": datetime.datetime, "window_start": datetime.datetime,

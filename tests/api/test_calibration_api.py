@@ -5,6 +5,8 @@ capacity_dc_kw = capacity_ac_kw; its real PSM3 weather is stamped as issued at 1
 the local day before (what a day-ahead user would have) and its real actuals are ingested.
 """
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,10 +29,9 @@ def rows(frame, columns):
     return out.astype(object).where(out.notna(), None).to_dict(orient="records")
 
 
-@pytest.fixture(scope="module")
-def plant(client, training_config):
+def stored_plant(client, training_config, name):
     """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored."""
-    saved = client.post("/api/v1/locations", json={"locations": [PLANT]})
+    saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, "name": name}]})
     assert saved.status_code == 200, saved.text
     loc = saved.json()["locations"][0]
     power, weather = data.load_serf_east_2016(loc["location_id"], training_config["data"]["wind_speed_ms"])
@@ -45,6 +46,11 @@ def plant(client, training_config):
     r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw"])})
     assert r.status_code == 200, r.text
     return loc, power
+
+
+@pytest.fixture(scope="module")
+def plant(client, training_config):
+    return stored_plant(client, training_config, PLANT["name"])
 
 
 def test_unknown_plant_and_no_calibration_are_404(client, plant):
@@ -117,3 +123,21 @@ def test_intraday_uses_actuals_up_to_the_issue_time_only(client, plant, calibrat
     assert same["p50"] == before["p50"] and same["p90"] == before["p90"]
     assert np.asarray(changed["p50"])[:4].sum() < 0.8 * np.asarray(before["p50"])[:4].sum()
 
+
+
+def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(client, training_config):
+    """The session service refits after 1,000 daylight actuals (tests/api/conftest.py); this plant has ~1,900."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [refit policy]")
+    lid = loc["location_id"]
+    assert client.get(f"/api/v1/locations/{lid}/calibration").status_code == 404
+    _, run_id = forecast(client, lid, "2016-08-01T18:00:00+00:00", 24)
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] is None  # the refit starts after this forecast, for the next one
+    deadline = time.monotonic() + 120
+    while (got := client.get(f"/api/v1/locations/{lid}/calibration")).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert got.status_code == 200, got.text
+    assert got.json()["version"] == 1 and pd.Timestamp(got.json()["cutoff"]) == pd.Timestamp("2016-08-01T18:00Z")
+    _, run_id = forecast(client, lid, "2016-08-02T18:00:00+00:00", 24)
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] == 1

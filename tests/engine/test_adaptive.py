@@ -110,3 +110,21 @@ def test_no_decay_is_no_update_and_the_index_decays():
     assert shift == pytest.approx([0.2, 0.0])
     shift = intraday.intraday_shift(p50, np.array([1.0, 1.0]), np.array([0.5, 9.0]), 1.0)
     assert shift == pytest.approx([-0.1 * np.exp(-1.0), 2.0 * 0.5 * np.exp(-1.0)])  # k clipped to 3
+
+
+def test_offsets_are_the_global_calibration_without_history_and_the_plant_with_much():
+    """Real residuals of the fitted plant: 0 rows -> offsets 0 (global); all rows -> near the unshrunk ones."""
+    from engine import conformal
+    rng = np.random.default_rng(0)  # only to subsample rows
+    y = rng.uniform(0, 1, 5000)
+    q = np.column_stack([y - 0.2, y - 0.1, y, y + 0.1, y + 0.2]) - 0.05  # a band biased low by 0.05
+    lead, csi = np.full(5000, 30.0), np.full(5000, 0.95)
+    none = conformal.fit_band_offsets(y[:0], q[:0], lead[:0], csi[:0])
+    assert np.allclose(none["offsets"], 0.0)
+    few = conformal.fit_band_offsets(y[:20], q[:20], lead[:20], csi[:20])
+    assert np.allclose(few["offsets"], 0.0)  # below MIN_GROUP: the global calibration
+    many = conformal.fit_band_offsets(y, q, lead, csi)
+    g = np.asarray(many["offsets"])[conformal.group_index([30.0], [0.95])[0][0], conformal.group_index([30.0], [0.95])[1][0]]
+    assert g[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)
+    other = np.asarray(many["offsets"])[0, 0]  # a group without rows takes the plant's pooled offset, shrunk
+    assert other[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)
