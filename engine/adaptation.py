@@ -47,7 +47,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     location : DataFrame
         One-row locations frame, the description as ENTERED.
     weather : DataFrame
-        The plant's weather frame as stored, every row issued before ``cutoff``.
+        The plant's weather frame as stored; rows issued after ``cutoff`` are ignored.
     actuals : DataFrame
         ``time`` (UTC), ``power_kw`` (kW); rows at or after ``cutoff`` are ignored.
     model : dict
@@ -80,6 +80,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     act = actuals.assign(time=pd.DatetimeIndex(actuals["time"]).tz_convert("UTC"))
     act = act[act["time"] < cutoff].drop_duplicates("time").sort_values("time")
     fail = {"ok": False, "cutoff": cutoff, "n_samples": 0, "diagnostics": {"actuals": int(len(act))}}
+    if weather is not None and len(weather):
+        weather = weather[pd.DatetimeIndex(weather["issue_time"]) <= cutoff]
     if weather is None or not len(weather) or not len(act):
         return {**fail, "reason": f"no actuals with weather before {cutoff.isoformat()}"}
     wt = pd.DatetimeIndex(weather["valid_time"])
