@@ -62,6 +62,7 @@ class Forecaster:
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
         self.pool = None
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
+        self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
 
     async def ready(self):
         """Model ids and versions (called by the ingress' /readyz)."""
@@ -167,19 +168,25 @@ class Forecaster:
         """Start a background refit of every plant with ``adaptation.refit_after_daylight_actuals`` new ones.
 
         0 turns the policy off. A refit runs off the forecast's path; its
-        calibration applies from the next forecast.
+        calibration applies from the next forecast. A plant whose refit was
+        refused (too little usable data) is retried only after ``threshold``
+        more daylight actuals.
         """
         threshold = self.settings["adaptation"]["refit_after_daylight_actuals"]
         if not threshold:
             return []
         counts = await store.count_actuals_after(self.pool, location_ids)
-        due = [i for i, n in counts.items() if n >= threshold and i not in self.refits]
+        due = [i for i, n in counts.items()
+               if n - self.refit_refused.get(i, 0) >= threshold and i not in self.refits]
         for location_id in due:
             async def refit(i=location_id):
                 try:
                     result = await self.calibrate(i, issue)
                     if "error" in result:
+                        self.refit_refused[i] = counts[i]
                         event("refit_skipped", location_id=i, reason=result["error"][2])
+                    else:
+                        self.refit_refused.pop(i, None)
                 except Exception as exc:  # a refit never fails a forecast
                     event("refit_failed", location_id=i, error=repr(exc))
                 finally:

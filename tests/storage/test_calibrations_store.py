@@ -75,3 +75,16 @@ def test_runs_record_their_calibration_version(db_url, location_id):
     ids = run(db_url, lambda conn: store.write_forecasts(conn, runs.drop(columns="calibration_version"), forecast))
     stored, _ = run(db_url, lambda conn: store.read_forecast(conn, location_id, None, None, ids[location_id]))
     assert stored["calibration_version"] is None
+
+
+def test_daylight_actuals_are_counted_from_the_latest_cutoff(db_url, calibration):
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit count]")))
+    lid = int(saved["location_id"].iloc[0])
+    times = pd.date_range("2016-07-21T18:00Z", periods=16, freq="15min")  # 8 before, 8 after 2016-07-23
+    power = np.where(np.arange(16) % 2 == 0, 1.0, 0.0)  # half of them zero: not counted as daylight
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({"location_id": lid, "time": times,
+                                                                     "power_kw": power})))
+    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 8}  # no calibration: all
+    cutoff = pd.Timestamp("2016-07-21T20:00Z")
+    run(db_url, lambda conn: store.write_calibration(conn, lid, {**calibration, "cutoff": cutoff}))
+    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 4}
