@@ -88,7 +88,8 @@ def day_ahead_walk(power, weather, location, model, tz):
         out.append(pd.DataFrame({
             "valid_time": times, "history_days": (issue - power.index[0]).days, "y": power.reindex(times).to_numpy(),
             "day": f["solar_elevation"].to_numpy() > 0, "calibrated": cal["ok"], "base": base,
-            **{f"g_{c}": plain[:, j] for j, c in enumerate(COLS)}, **{f"a_{c}": adapted[:, j] for j, c in enumerate(COLS)},
+            **{f"g_{c}": plain[:, j] for j, c in enumerate(COLS)},
+            **{f"a_{c}": adapted[:, j] for j, c in enumerate(COLS)},
             "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan}))
     return pd.concat(out, ignore_index=True)
 
@@ -107,7 +108,8 @@ def report_day_ahead(rows, label):
                        ("adapted", r[[f"a_{c}" for c in COLS]].to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             s = scores(y, q, day)
-            cov = ("-", "-") if tag.startswith("PVWatts") else (f"{s['cov_p10_p90_%']:.1f}", f"{s['cov_p25_p75_%']:.1f}")
+            cov = ("-", "-") if tag.startswith("PVWatts") else (
+                f"{s['cov_p10_p90_%']:.1f}", f"{s['cov_p25_p75_%']:.1f}")
             print(f"{name:>12} {tag:>22} {s['nmae_%']:7.2f} {s['crps_%']:7.2f} {cov[0]:>9} {cov[1]:>9} {s['n']:6d}")
     last = rows.dropna(subset=["dc_scale"]).iloc[-1]
     print(f"last calibration: dc_scale {last['dc_scale']:.3f}, clip_kw {last['clip_kw']}")
@@ -141,7 +143,8 @@ def intraday_rows(times, y, p50, clear_kw, issues, cap, window_minutes=60):
     target = idx[:, None] + leads[None, :]
     valid = target < n
     target = np.clip(target, 0, n - 1)
-    lead_h = (t[target.ravel()] - pd.DatetimeIndex(issues).repeat(len(leads))).total_seconds().to_numpy().reshape(target.shape) / 3600
+    lead_h = (t[target.ravel()] - pd.DatetimeIndex(issues).repeat(len(leads))).total_seconds().to_numpy()
+    lead_h = lead_h.reshape(target.shape) / 3600
     out = pd.DataFrame({"lead": lead_h.ravel(), "y": y[target].ravel(), "p50": p50[target].ravel(),
                         "k": np.repeat(k, len(leads)), "smart": (kc[:, None] * clear_kw[target]).ravel(),
                         "day": (clear_kw[target] > 0).ravel(), "valid": valid.ravel()})

@@ -29,13 +29,29 @@ from engine.quantiles import QUANTILE_COLUMNS
 
 
 def weather_lead_hours(weather, times):
-    """Lead of the weather behind each time, h: valid time - issue time of the nearest weather row."""
-    w = weather[["valid_time", "issue_time"]].sort_values("valid_time")
-    t = pd.DataFrame({"valid_time": pd.DatetimeIndex(times)})
-    joined = pd.merge_asof(t, w.assign(valid_time=pd.DatetimeIndex(w["valid_time"]).as_unit("ns")).rename(
-        columns={"valid_time": "weather_time"}), left_on=t["valid_time"].astype("datetime64[ns, UTC]"),
-        right_on="weather_time", direction="nearest")
-    return ((joined["valid_time"] - joined["issue_time"]).dt.total_seconds() / 3600.0).clip(lower=0.0).to_numpy()
+    """Lead of the weather behind each time, h: time - issue time of the nearest weather row (>= 0).
+
+    Parameters
+    ----------
+    weather : DataFrame
+        One plant's weather frame (``valid_time``, ``issue_time``).
+    times : DatetimeIndex
+        UTC.
+
+    Returns
+    -------
+    ndarray
+        h.
+    """
+    valid = pd.DatetimeIndex(weather["valid_time"]).tz_convert("UTC").as_unit("ns")
+    order = np.argsort(valid.asi8)
+    valid_ns = valid.asi8[order]
+    issue_ns = pd.DatetimeIndex(weather["issue_time"]).tz_convert("UTC").as_unit("ns").asi8[order]
+    t = pd.DatetimeIndex(times).tz_convert("UTC").as_unit("ns").asi8
+    right = np.clip(np.searchsorted(valid_ns, t), 0, len(valid_ns) - 1)
+    left = np.clip(right - 1, 0, len(valid_ns) - 1)
+    nearest = np.where(np.abs(valid_ns[left] - t) <= np.abs(valid_ns[right] - t), left, right)
+    return np.maximum((t - issue_ns[nearest]) / 3.6e12, 0.0)
 
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,

@@ -64,7 +64,8 @@ def power_indices(location_ids, times, measured_kw, reference_kw, capacity_ac_kw
     issue = pd.Timestamp(issue_time) if np.ndim(issue_time) == 0 else pd.DatetimeIndex(issue_time)
     late = np.asarray(times > issue)
     if late.any():
-        raise ValueError(f"actuals: sample at {times[late][0]} is after the issue time {issue if np.ndim(issue_time) == 0 else issue[late][0]}")
+        own = issue if np.ndim(issue_time) == 0 else issue[late][0]
+        raise ValueError(f"actuals: sample at {times[late][0]} is after the issue time {own}")
     y = np.asarray(measured_kw, dtype=float)
     phys = np.asarray(reference_kw, dtype=float)
     sel = np.asarray(times > issue - pd.Timedelta(minutes=window_minutes)) & np.isfinite(y) & np.isfinite(phys) & (

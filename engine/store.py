@@ -1158,6 +1158,6 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
                            WHERE c.location_id = l.location_id) c ON true
         LEFT JOIN actuals a ON a.location_id = l.location_id AND a.time >= coalesce(c.cutoff, '-infinity')
                                AND a.power_kw > 0
-        WHERE l.location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2").replace("location_id IN", "l.location_id IN")}
+        WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)
     return {int(r["location_id"]): int(r["n"]) for r in rows}

@@ -48,6 +48,10 @@ def stored_plant(client, training_config, name):
     return loc, power
 
 
+def post_actuals(client, frame):
+    return client.post("/api/v1/actuals", json={"rows": rows(frame, ["location_id", "time", "power_kw"])})
+
+
 @pytest.fixture(scope="module")
 def plant(client, training_config):
     return stored_plant(client, training_config, PLANT["name"])
@@ -111,15 +115,15 @@ def test_intraday_uses_actuals_up_to_the_issue_time_only(client, plant, calibrat
     before, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
     after_t = power[(power.index > issue) & (power.index <= issue + pd.Timedelta(hours=6))]
     frame = pd.DataFrame({"location_id": loc["location_id"], "time": after_t.index, "power_kw": 0.1})
-    assert client.post("/api/v1/actuals", json={"rows": rows(frame, ["location_id", "time", "power_kw"])}).status_code == 200
+    assert post_actuals(client, frame).status_code == 200
     same, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
     last_hour = power[(power.index > issue - pd.Timedelta(hours=1)) & (power.index <= issue)]
     frame = pd.DataFrame({"location_id": loc["location_id"], "time": last_hour.index, "power_kw": 0.1})
-    assert client.post("/api/v1/actuals", json={"rows": rows(frame, ["location_id", "time", "power_kw"])}).status_code == 200
+    assert post_actuals(client, frame).status_code == 200
     changed, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
     restore = pd.DataFrame({"location_id": loc["location_id"], "time": pd.concat([after_t, last_hour]).index,
                             "power_kw": pd.concat([after_t, last_hour]).to_numpy()})
-    assert client.post("/api/v1/actuals", json={"rows": rows(restore, ["location_id", "time", "power_kw"])}).status_code == 200
+    assert post_actuals(client, restore).status_code == 200
     assert same["p50"] == before["p50"] and same["p90"] == before["p90"]
     assert np.asarray(changed["p50"])[:4].sum() < 0.8 * np.asarray(before["p50"])[:4].sum()
 
@@ -134,7 +138,8 @@ def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(cl
     run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
     assert run["calibration_version"] is None  # the refit starts after this forecast, for the next one
     deadline = time.monotonic() + 120
-    while (got := client.get(f"/api/v1/locations/{lid}/calibration")).status_code == 404 and time.monotonic() < deadline:
+    while (got := client.get(f"/api/v1/locations/{lid}/calibration")).status_code == 404 \
+            and time.monotonic() < deadline:
         time.sleep(1)
     assert got.status_code == 200, got.text
     assert got.json()["version"] == 1 and pd.Timestamp(got.json()["cutoff"]) == pd.Timestamp("2016-08-01T18:00Z")

@@ -124,7 +124,8 @@ def test_offsets_are_the_global_calibration_without_history_and_the_plant_with_m
     few = conformal.fit_band_offsets(y[:20], q[:20], lead[:20], csi[:20])
     assert np.allclose(few["offsets"], 0.0)  # below MIN_GROUP: the global calibration
     many = conformal.fit_band_offsets(y, q, lead, csi)
-    g = np.asarray(many["offsets"])[conformal.group_index([30.0], [0.95])[0][0], conformal.group_index([30.0], [0.95])[1][0]]
+    lead_bucket, regime = (int(i[0]) for i in conformal.group_index([30.0], [0.95]))
+    g = np.asarray(many["offsets"])[lead_bucket, regime]
     assert g[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)
     other = np.asarray(many["offsets"])[0, 0]  # a group without rows takes the plant's pooled offset, shrunk
     assert other[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)
