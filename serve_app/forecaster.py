@@ -20,16 +20,18 @@ def model_version(card):
 
 
 @ray.remote
-def feature_task(locations, weather, times, lookback_times=None, lookback_ids=()):
+def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=()):
     """Features of the plants whose weather can drive a forecast, and the others' reasons.
 
     ``engine.resample.weather_problems`` finds, in one pass, every plant whose
     weather is missing, not finite or does not cover ``times``; the rest go
-    through ``engine.features.feature_frame``. Runs as a Ray task (never on a
-    replica's event loop). ``lookback_times`` (the times of the actuals up to
-    the issue) give the features of the model P50 the intraday update compares
-    the actuals with, for the plants ``lookback_ids``; weather that does not
-    cover them means no intraday update (None), never an error.
+    through ``engine.features.feature_frame`` with their planes and horizon
+    (frames keyed by ``location_id``; None: one plane each, free horizon).
+    Runs as a Ray task (never on a replica's event loop). ``lookback_times``
+    (the times of the actuals up to the issue) give the features of the model
+    P50 the intraday update compares the actuals with, for the plants
+    ``lookback_ids``; weather that does not cover them means no intraday
+    update (None), never an error.
 
     Returns
     -------
@@ -46,10 +48,11 @@ def feature_task(locations, weather, times, lookback_times=None, lookback_ids=()
     past = good[good["location_id"].isin(list(lookback_ids))]
     if lookback_times is not None and len(lookback_times) and len(past):
         try:
-            lookback = feature_frame(past, weather, lookback_times)
+            lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon)
         except ValueError:  # weather does not reach back to the actuals: forecast without the update
             lookback = None
-    return (feature_frame(good, weather, times) if len(good) else None), good, errors, lookback
+    features = feature_frame(good, weather, times, planes=planes, horizon=horizon) if len(good) else None
+    return features, good, errors, lookback
 
 
 @serve.deployment
@@ -82,16 +85,18 @@ class Forecaster:
         times = forecast.forecast_times(issue, params["horizon_hours"], params["resolution_minutes"])
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         await self.open_pool()
+        ids = locations["location_id"].tolist()
         calibrations, actuals = await self.calibration_inputs(locations, issue)
-        locations = tuning.tuned_locations(locations, None, adaptation.tuning_table(calibrations))[0]
+        planes = await store.fetch_planes(self.pool, ids)
+        locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
-        weather = await store.read_weather(self.pool, locations["location_id"].tolist(), start,
-                                           times[-1] + margin, issue)
+        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
+        geometry = {"planes": planes, "horizon": await store.fetch_horizons(self.pool, ids)}
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
         feats, locs, errors, lookback = await feature_task.options(num_cpus=task_cpus).remote(
-            locations, weather, times, lookback_times, list(calibrations))
+            locations, weather, times, **geometry, lookback_times=lookback_times, lookback_ids=list(calibrations))
         t_feat = time.perf_counter()
         frame, model_errors = await asyncio.get_running_loop().run_in_executor(
             None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
