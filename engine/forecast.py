@@ -8,7 +8,7 @@ with every limit applied by :mod:`engine.quantiles`.
 import numpy as np
 import pandas as pd
 
-from engine import calibration, quantiles
+from engine import calibration, conformal, intraday, quantiles
 from engine.validation import FORECAST_TYPES  # the one definition (also the SQL CHECK, tested)
 
 
@@ -102,7 +102,50 @@ def physics_quantiles(features, capacity_ac_kw, model):
     return norm[:, None] + residual
 
 
-def forecast_quantiles(features, locations, model, forecast_type, issue_time, thread_count=-1):
+def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, adaptation):
+    """A plant's own calibration on its normalised quantiles (before the limits).
+
+    Band offsets (:func:`engine.conformal.apply_band_offsets`) first, then the
+    intraday shift (:func:`engine.intraday.intraday_shift`) from the plant's
+    power index measured up to the issue time. Plants without a calibration
+    are unchanged.
+
+    Parameters
+    ----------
+    q_norm : ndarray
+        Shape (n, 5), fraction of capacity_ac_kw.
+    features : DataFrame
+        ``csi`` per row.
+    location_ids : ndarray
+        Shape (n,).
+    lead_hours : ndarray
+        Shape (n,), h after the issue.
+    capacity_ac_kw : ndarray
+        Shape (n,), kW.
+    adaptation : dict
+        ``location_ids`` (plants with a calibration), ``offsets`` (shape
+        (plants, lead buckets, regimes, 5)), ``k_meas`` (shape (plants,),
+        NaN = no actuals at the issue), ``tau_hours`` (shape (plants,)).
+
+    Returns
+    -------
+    ndarray
+        Shape (n, 5), not yet sorted or clipped.
+    """
+    ids = np.asarray(adaptation["location_ids"], dtype="int64")
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], location_ids)
+    pos = np.minimum(pos, len(ids) - 1)
+    plant = np.where(ids[order][pos] == location_ids, order[pos], -1) if len(ids) else np.full(len(location_ids), -1)
+    csi = features["csi"].to_numpy(dtype=float)
+    q = conformal.apply_band_offsets(q_norm, plant, lead_hours, csi, adaptation["offsets"])
+    has = plant >= 0
+    k = np.where(has, np.asarray(adaptation["k_meas"], dtype=float)[np.maximum(plant, 0)], np.nan)
+    tau = np.where(has, np.asarray(adaptation["tau_hours"], dtype=float)[np.maximum(plant, 0)], 0.0)
+    return q + intraday.intraday_shift(q[:, 2], lead_hours, k, tau)[:, None]
+
+
+def forecast_quantiles(features, locations, model, forecast_type, issue_time, thread_count=-1, adaptation=None):
     """Quantile forecast frame for a batch of plants (one predict call).
 
     Parameters
@@ -121,6 +164,10 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
         tz-aware; ``horizon_minutes`` is counted from it.
     thread_count : int
         CatBoost threads of the predict call (-1: all cores).
+    adaptation : dict, optional
+        Per-plant calibrations (:func:`adapt_quantiles`, ``ml`` type only: the
+        offsets are fitted on its residuals); None: the global forecast
+        exactly as without plant adaptation.
 
     Returns
     -------
@@ -148,17 +195,20 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
         q_norm = ml_quantiles(features, cap, model, thread_count)
     else:
         q_norm = physics_quantiles(features, cap, model)
+    issue = pd.Timestamp(issue_time).tz_convert("UTC")
+    if forecast_type == "ml" and adaptation is not None and len(adaptation["location_ids"]):
+        lead = (pd.DatetimeIndex(valid_time).tz_convert("UTC") - issue).total_seconds().to_numpy() / 3600.0
+        q_norm = adapt_quantiles(q_norm, features, np.asarray(lid, dtype="int64"), lead, cap, adaptation)
     kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].to_numpy(dtype=float),
                                 features["solar_elevation"].to_numpy())
     frame = pd.DataFrame(kw, columns=list(quantiles.QUANTILE_COLUMNS))
     frame.insert(0, "location_id", np.asarray(lid, dtype="int64"))
     frame.insert(1, "valid_time", pd.DatetimeIndex(valid_time).tz_convert("UTC"))
-    issue = pd.Timestamp(issue_time).tz_convert("UTC")
     frame["horizon_minutes"] = ((frame["valid_time"] - issue) // pd.Timedelta(minutes=1)).astype("int64")
     return frame
 
 
-def forecast_batch(features, locations, models, forecast_type, issue_time, thread_count=-1):
+def forecast_batch(features, locations, models, forecast_type, issue_time, thread_count=-1, adaptation=None):
     """Quantile forecast of a batch of plants, with the plants that cannot be forecast as data.
 
     One :func:`forecast_quantiles` call per model id of the batch. A plant
@@ -175,7 +225,7 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
         ``export_limit_kw``, ``model_id``.
     models : dict
         model_id -> model dict of ``modelio.load_model``.
-    forecast_type, issue_time, thread_count
+    forecast_type, issue_time, thread_count, adaptation
         As in :func:`forecast_quantiles`.
 
     Returns
@@ -195,7 +245,7 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
         errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
     good = locations[~locations["location_id"].isin(list(errors))]
     frames = [forecast_quantiles(features[np.isin(lid, group["location_id"].to_numpy("int64"))], group,
-                                 models[model_id], forecast_type, issue_time, thread_count)
+                                 models[model_id], forecast_type, issue_time, thread_count, adaptation)
               for model_id, group in good.groupby("model_id")]  # one predict per model id, not per plant
     if not frames:
         return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"]), errors

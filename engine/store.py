@@ -36,7 +36,8 @@ FINAL_STATUSES = ("succeeded", "partial", "failed")
 LOCATION_COLUMNS = ("location_id", *validation.LOCATION_COLUMNS)
 WEATHER_COLUMNS = validation.WEATHER_COLUMNS
 RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version", "forecast_type",
-              "resolution_minutes", "horizon_hours", "n_steps", "status", "task_id", "timings", "written_at")
+              "resolution_minutes", "horizon_hours", "n_steps", "status", "task_id", "timings", "written_at",
+              "calibration_version")
 
 
 def database_url():
@@ -589,7 +590,8 @@ def forecast_write_arrays(runs, forecast):
                 runs["resolution_minutes"].to_numpy("int64").tolist(), runs["horizon_hours"].to_numpy("int64").tolist(),
                 counts[np.searchsorted(uniq, run_locations)].tolist(),
                 [None if t is None or t != t else str(t) for t in runs["task_id"]],
-                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]]]
+                [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]],
+                calibration_versions(runs)]
     order = np.argsort(run_locations)
     row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     return valid_us, run_args, run_locations, issue_us, order, row_run
@@ -641,17 +643,19 @@ async def write_forecasts(db, runs, forecast, timings=None):
         try:
             stored = await conn.fetch(f"""
                 INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type,
-                                           resolution_minutes, horizon_hours, n_steps, task_id, timings)
+                                           resolution_minutes, horizon_hours, n_steps, task_id, timings,
+                                           calibration_version)
                 SELECT location_id, {FROM_MICROS.format("issue_us")}, model_id, model_version, forecast_type,
-                       resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb
+                       resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb, calibration_version
                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-                            $8::int[], $9::text[], $10::text[])
+                            $8::int[], $9::text[], $10::text[], $11::int[])
                      AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
-                          horizon_hours, n_steps, task_id, timings)
+                          horizon_hours, n_steps, task_id, timings, calibration_version)
                 ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours,
                              task_id)
                 DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps,
-                              timings = EXCLUDED.timings, written_at = now()
+                              timings = EXCLUDED.timings, calibration_version = EXCLUDED.calibration_version,
+                              written_at = now()
                 RETURNING location_id, run_id""", *run_args)
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
@@ -1119,3 +1123,158 @@ async def key_principal(db, key):
                            AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '{KEY_TOUCH_INTERVAL}'))
         SELECT tenant_id, scopes FROM k""", keys.hash_key(key), key_id)
     return None if row is None else (row["tenant_id"], tuple(row["scopes"]))
+
+
+# --- plant calibrations (issue 10, migration 0005) ------------------------------------------
+
+CALIBRATION_FIELDS = ("location_id", "version", "cutoff", "window_start", "window_end", "n_samples", "dc_scale",
+                      "capacity_dc_kw", "clip_kw", "bands", "intraday", "diagnostics", "created_at")
+
+
+def calibration_versions(runs):
+    """The runs' ``calibration_version`` column as a list of int or None (absent column: all None)."""
+    if "calibration_version" not in runs:
+        return [None] * len(runs)
+    return [None if v is None or v != v else int(v) for v in runs["calibration_version"]]
+
+
+def finite_json(value):
+    """JSON text of ``value`` with NaN/inf as null (jsonb refuses NaN)."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.generic):
+            v = v.item()
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+    return to_json(clean(value))
+
+
+def calibration_dict(row):
+    """A plant_calibrations row as a JSON-ready dict (times stay datetimes)."""
+    out = dict(row)
+    for key in ("bands", "intraday", "diagnostics"):
+        out[key] = json.loads(out[key])
+    return out
+
+
+async def write_calibration(db, location_id, calibration, *, tenant_id=None):
+    """Store a fitted calibration (``engine.adaptation.fit_calibration``, ``ok``) as the location's next version.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_id : int
+    calibration : dict
+        ``cutoff``, ``window_start``, ``window_end``, ``n_samples``,
+        ``dc_scale``, ``capacity_dc_kw``, ``clip_kw`` (None: none),
+        ``bands``, ``intraday``, ``diagnostics``.
+    tenant_id : str, optional
+        Refuse another tenant's location (like an unknown one); None: any.
+
+    Returns
+    -------
+    int
+        The version written (1 for the first calibration of the location).
+
+    Raises
+    ------
+    ValueError
+        The calibration is not a successful fit.
+    LookupError
+        Unknown location (or another tenant's).
+    """
+    if not calibration.get("ok", False):
+        raise ValueError(f"calibration: not a successful fit ({calibration.get('reason')})")
+    async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, [location_id], tenant_id)
+        locked = await conn.fetchval("SELECT location_id FROM locations WHERE location_id = $1 FOR UPDATE",
+                                     int(location_id))  # one writer per location at a time: versions 1, 2, ...
+        if locked is None:
+            raise LookupError(f"location_id {location_id} is unknown")
+        return await conn.fetchval("""
+            INSERT INTO plant_calibrations (location_id, version, cutoff, window_start, window_end, n_samples,
+                                            dc_scale, capacity_dc_kw, clip_kw, bands, intraday, diagnostics)
+            SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb
+            FROM plant_calibrations WHERE location_id = $1
+            RETURNING version""",
+            int(location_id), utc(calibration["cutoff"], "cutoff"), utc(calibration["window_start"], "window_start"),
+            utc(calibration["window_end"], "window_end"), int(calibration["n_samples"]),
+            float(calibration["dc_scale"]), float(calibration["capacity_dc_kw"]),
+            None if calibration["clip_kw"] is None else float(calibration["clip_kw"]),
+            finite_json(calibration["bands"]), finite_json(calibration["intraday"]),
+            finite_json(calibration["diagnostics"]))
+
+
+async def read_calibration(db, location_id, version=None, *, tenant_id=None):
+    """A location's calibration: the latest, or ``version``; None when there is none.
+
+    Returns
+    -------
+    dict or None
+        :data:`CALIBRATION_FIELDS` (``bands``, ``intraday``, ``diagnostics`` decoded).
+    """
+    row = await db.fetchrow(f"""
+        SELECT {", ".join(CALIBRATION_FIELDS)} FROM plant_calibrations
+        WHERE location_id = $1 AND ($2::int IS NULL OR version = $2) AND {TENANT_OWNS.format("$3")}
+        ORDER BY version DESC LIMIT 1""", int(location_id), None if version is None else int(version), tenant_id)
+    return None if row is None else calibration_dict(row)
+
+
+async def read_calibrations(db, location_ids, *, tenant_id=None):
+    """The latest calibration of each location that has one (one query).
+
+    Returns
+    -------
+    dict
+        location_id -> calibration dict (:func:`read_calibration`).
+    """
+    rows = await db.fetch(f"""
+        SELECT DISTINCT ON (location_id) {", ".join(CALIBRATION_FIELDS)} FROM plant_calibrations
+        WHERE location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2")}
+        ORDER BY location_id, version DESC""", [int(i) for i in location_ids], tenant_id)
+    return {int(r["location_id"]): calibration_dict(r) for r in rows}
+
+
+async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
+    """Measured power of many locations over a time window (inclusive), one frame.
+
+    A forecast issued at T passes ``end = T``: nothing later is read.
+
+    Returns
+    -------
+    DataFrame
+        ``location_id``, ``time`` (UTC), ``power_kw`` (kW), sorted by location_id, time.
+    """
+    rows = await db.fetch(f"""
+        SELECT location_id, time, power_kw FROM actuals
+        WHERE location_id = ANY($1::bigint[]) AND time >= coalesce($2::timestamptz, '-infinity')
+          AND time <= coalesce($3::timestamptz, 'infinity') AND {TENANT_OWNS.format("$4")}
+        ORDER BY location_id, time""", [int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), tenant_id)
+    return frame(rows, ("location_id", "time", "power_kw"), times=("time",), ints=("location_id",),
+                 floats=("power_kw",))
+
+
+async def count_actuals_after(db, location_ids, *, tenant_id=None):
+    """Daylight actuals (``power_kw > 0``) at or after each location's latest calibration cutoff.
+
+    A location without a calibration counts all its daylight actuals.
+
+    The refit policy (``adaptation.refit_after_actuals`` of the service
+    settings) compares this count with its threshold.
+
+    Returns
+    -------
+    dict
+        location_id -> count (locations without actuals: 0).
+    """
+    rows = await db.fetch(f"""
+        SELECT l.location_id, count(a.time) AS n FROM locations l
+        LEFT JOIN LATERAL (SELECT max(cutoff) AS cutoff FROM plant_calibrations c
+                           WHERE c.location_id = l.location_id) c ON true
+        LEFT JOIN actuals a ON a.location_id = l.location_id AND a.time >= coalesce(c.cutoff, '-infinity')
+                               AND a.power_kw > 0
+        WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
+        GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)
+    return {int(r["location_id"]): int(r["n"]) for r in rows}

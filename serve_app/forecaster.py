@@ -9,7 +9,7 @@ import pandas as pd
 import ray
 from ray import serve
 
-from engine import forecast, modelio, quantiles, resample, store, validation
+from engine import adaptation, forecast, modelio, quantiles, resample, store, tuning, validation
 from engine.features import feature_frame
 from serve_app.observability import CLIPPED, event
 
@@ -20,14 +20,18 @@ def model_version(card):
 
 
 @ray.remote
-def feature_task(locations, weather, times, planes=None, horizon=None):
+def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=()):
     """Features of the plants whose weather can drive a forecast, and the others' reasons.
 
     ``engine.resample.weather_problems`` finds, in one pass, every plant whose
     weather is missing, not finite or does not cover ``times``; the rest go
     through ``engine.features.feature_frame`` with their planes and horizon
     (frames keyed by ``location_id``; None: one plane each, free horizon).
-    Runs as a Ray task (never on a replica's event loop).
+    Runs as a Ray task (never on a replica's event loop). ``lookback_times``
+    (the times of the actuals up to the issue) give the features of the model
+    P50 the intraday update compares the actuals with, for the plants
+    ``lookback_ids``; weather that does not cover them means no intraday
+    update (None), never an error.
 
     Returns
     -------
@@ -36,11 +40,19 @@ def feature_task(locations, weather, times, planes=None, horizon=None):
         The plants of ``features``.
     errors : dict
         location_id -> reason.
+    lookback : DataFrame or None
     """
     errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
     good = locations[~locations["location_id"].isin(list(errors))]
+    lookback = None
+    past = good[good["location_id"].isin(list(lookback_ids))]
+    if lookback_times is not None and len(lookback_times) and len(past):
+        try:
+            lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon)
+        except ValueError:  # weather does not reach back to the actuals: forecast without the update
+            lookback = None
     features = feature_frame(good, weather, times, planes=planes, horizon=horizon) if len(good) else None
-    return features, good, errors
+    return features, good, errors, lookback
 
 
 @serve.deployment
@@ -52,6 +64,8 @@ class Forecaster:
         self.writer = writer
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
         self.pool = None
+        self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
+        self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
 
     async def ready(self):
         """Model ids and versions (called by the ingress' /readyz)."""
@@ -70,42 +84,141 @@ class Forecaster:
         issue = pd.Timestamp(params["issue_time"])
         times = forecast.forecast_times(issue, params["horizon_hours"], params["resolution_minutes"])
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
-        if self.pool is None:
-            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
+        await self.open_pool()
         ids = locations["location_id"].tolist()
-        weather = await store.read_weather(self.pool, ids, times[0] - margin, times[-1] + margin, issue)
-        geometry = {"planes": await store.fetch_planes(self.pool, ids),
-                    "horizon": await store.fetch_horizons(self.pool, ids)}
+        calibrations, actuals = await self.calibration_inputs(locations, issue)
+        planes = await store.fetch_planes(self.pool, ids)
+        locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+        start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
+        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
+        geometry = {"planes": planes, "horizon": await store.fetch_horizons(self.pool, ids)}
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
-        feats, locs, errors = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times,
-                                                                                    **geometry)
+        lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
+        feats, locs, errors, lookback = await feature_task.options(num_cpus=task_cpus).remote(
+            locations, weather, times, **geometry, lookback_times=lookback_times, lookback_ids=list(calibrations))
         t_feat = time.perf_counter()
         frame, model_errors = await asyncio.get_running_loop().run_in_executor(
-            None, self.predict, feats, locs, params, issue)
+            None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
         errors.update(model_errors)
         t_pred = time.perf_counter()
         run_ids = {}
         if len(frame):
             written = locs[locs["location_id"].isin(frame["location_id"].unique())]
-            run_ids = await self.writer.write.remote(self.runs_frame(written, params, issue, task_id), frame)
+            runs = self.runs_frame(written, params, issue, task_id)
+            runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
+                                           for i in runs["location_id"].tolist()]
+            run_ids = await self.writer.write.remote(runs, frame)
         t_write = time.perf_counter()
         clipped = clipped_values(frame, locs)
         if clipped:  # a Ray Counter refuses inc(0)
             CLIPPED.inc(clipped)
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred}
+        await self.refit_due(locations["location_id"].tolist(), issue)
         event("batch_done", task_id=task_id, locations=len(locations), errors=len(errors), runs=len(run_ids),
               timings=timings)
         return {"run_ids": run_ids, "errors": errors, "timings": timings, "clipped": clipped,
                 "forecast": frame if params["wait"] and params["include_forecast"] else None}
 
-    def predict(self, feats, locations, params, issue):
-        """``engine.forecast.forecast_batch`` (blocking; runs in the replica's executor)."""
+    async def calibration_inputs(self, locations, issue):
+        """The plants' latest calibrations and, for those, the actuals of the intraday window up to ``issue``.
+
+        Only actuals at or before the issue time are read (a forecast issued
+        at T never sees data after T).
+        """
+        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist())
+        window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
+        if not calibrations:
+            return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
+        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
+
+    async def calibrate(self, location_id, cutoff, tenant_id=None):
+        """Refit a plant's calibration from its actuals before ``cutoff`` and store it as a new version.
+
+        The fit (``engine.adaptation.fit_calibration``) runs in the replica's
+        executor. Errors are data: ``{"error": (status, field, message)}``
+        (404 unknown plant, 422 too little data); else the stored calibration.
+        """
+        plants = await store.fetch_plants(await self.open_pool(), [location_id], tenant_id=tenant_id)
+        loc = plants["locations"]
+        if not len(loc):
+            return {"error": (404, "location_id", f"location_id: {location_id} is unknown")}
+        conf = self.settings["adaptation"]
+        cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
+        start = cutoff - pd.Timedelta(days=conf["max_history_days"])
+        actuals = await store.read_actuals(self.pool, [location_id], start, cutoff - pd.Timedelta(microseconds=1))
+        margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
+        weather = await store.read_weather(self.pool, [location_id], start - margin, cutoff, cutoff)
+        model = self.models.get(loc["model_id"].iloc[0])
+        if model is None:
+            return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded")}
+        fit = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: adaptation.fit_calibration(
+                loc, weather, actuals, model, cutoff, plants["planes"], plants["horizon"],
+                conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
+        if not fit["ok"]:
+            return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
+        version = await store.write_calibration(self.pool, location_id, fit, tenant_id=tenant_id)
+        event("calibrated", location_id=location_id, version=version, dc_scale=fit["dc_scale"])
+        return await store.read_calibration(self.pool, location_id, version)
+
+    async def open_pool(self):
+        """The replica's connection pool, created on first use."""
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
+        return self.pool
+
+    async def refit_due(self, location_ids, issue):
+        """Start a background refit of every plant with ``adaptation.refit_after_daylight_actuals`` new ones.
+
+        0 turns the policy off. A refit runs off the forecast's path; its
+        calibration applies from the next forecast. A plant whose refit was
+        refused (too little usable data) is retried only after ``threshold``
+        more daylight actuals.
+        """
+        threshold = self.settings["adaptation"]["refit_after_daylight_actuals"]
+        if not threshold:
+            return []
+        counts = await store.count_actuals_after(self.pool, location_ids)
+        due = [i for i, n in counts.items()
+               if n - self.refit_refused.get(i, 0) >= threshold and i not in self.refits]
+        for location_id in due:
+            async def refit(i=location_id):
+                try:
+                    result = await self.calibrate(i, issue)
+                    if "error" in result:
+                        self.refit_refused[i] = counts[i]
+                        event("refit_skipped", location_id=i, reason=result["error"][2])
+                    else:
+                        self.refit_refused.pop(i, None)
+                except Exception as exc:  # a refit never fails a forecast
+                    event("refit_failed", location_id=i, error=repr(exc))
+                finally:
+                    self.refits.pop(i, None)
+            self.refits[location_id] = asyncio.get_running_loop().create_task(refit())
+        return due
+
+    def predict(self, feats, locations, params, issue, adapt_inputs=({}, None, None)):
+        """``engine.forecast.forecast_batch`` (blocking; runs in the replica's executor).
+
+        ``adapt_inputs``: (calibrations, actuals up to the issue, lookback
+        features at the actuals' times); the model P50 at those times (no plant
+        offsets) is the reference of the intraday power index
+        (``engine.adaptation.serving_adaptation``).
+        """
         if feats is None:  # every plant of the batch already has its error
             return pd.DataFrame(columns=list(validation.FORECAST_COLUMNS)), {}
-        return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue,
-                                       self.settings["forecast"]["predict_threads"])
+        calibrations, actuals, lookback = adapt_inputs
+        threads = self.settings["forecast"]["predict_threads"]
+        adapt = None
+        if calibrations:
+            reference = None
+            if lookback is not None:
+                past = locations[locations["location_id"].isin(lookback.index.get_level_values("location_id"))]
+                reference = forecast.forecast_batch(lookback, past, self.models, "ml", issue, threads)[0]
+            adapt = adaptation.serving_adaptation(calibrations, locations, issue, actuals, reference)
+        return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue, threads, adapt)
 
     def runs_frame(self, locations, params, issue, task_id):
         """One runs row per location (ARCHITECTURE 'runs')."""

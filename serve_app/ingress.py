@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from ray import serve
 
 from engine import store
-from serve_app import api, leases, routes_data, routes_forecast, routes_nwp, schemas
+from serve_app import api, leases, routes_calibration, routes_data, routes_forecast, routes_nwp, schemas
 from serve_app.api import ingress, json_response, responses_doc
 from serve_app.observability import event, reason
 from serve_app.settings import load_settings
@@ -49,6 +49,7 @@ async def openapi(request: Request, service=Depends(ingress)):
 app.include_router(routes_forecast.router)
 app.include_router(routes_data.router)
 app.include_router(routes_nwp.router)
+app.include_router(routes_calibration.router)
 
 
 def document(settings):

@@ -296,10 +296,32 @@ def responses(settings):
             "rows": int, "files": list[nwp_file], "location_ids": list[int],
             "covered": dict[str, list[nwp_cycle]], "uncovered": dict[str, str],
             "forecast_tasks": list[task_accepted]}),
+        "Calibration": calibration_out(),
         "Health": TypedDict("Health", {"status": Literal["ok"]}),
         "Ready": TypedDict("Ready", {"status": Literal["ready"], "models": dict[str, str],
                                      "database": Literal["reachable"]}),
     }
+
+
+def calibrate_request():
+    """Body of ``POST /api/v1/locations/{id}/calibrate``: ``{}`` (cutoff now) or ``{"cutoff": ...}``."""
+    return create_model("CalibrateRequest", __config__=STRICT, cutoff=(Optional[instant(
+        "only actuals before this time are used (default: now); ISO-8601 with offset")], None))
+
+
+def calibration_out():
+    """A stored plant calibration (``engine.store.read_calibration``; docs/model.md "Plant adaptation")."""
+    bands = TypedDict("CalibrationBands", {
+        "offsets": list[list[list[float]]], "raw": list[list[list[float]]], "n": list[list[int]],
+        "weight": list[list[float]], "pooled": list[float], "pooled_weight": float, "n0": float,
+        "lead_edges_hours": list[Optional[float]],
+        "csi_edges": list[Optional[float]]})
+    return TypedDict("Calibration", {
+        "location_id": int, "version": int, "cutoff": datetime.datetime, "window_start": datetime.datetime,
+        "window_end": datetime.datetime, "n_samples": int, "dc_scale": float, "capacity_dc_kw": float,
+        "clip_kw": Optional[float], "bands": bands,
+        "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int}),
+        "diagnostics": dict[str, object], "created_at": datetime.datetime})
 
 
 def build(settings):
@@ -330,6 +352,7 @@ def build(settings):
         "NwpImport": nwp_import(settings, "NwpImport", Annotated[str, Field(min_length=1, max_length=PATH_MAX,
                                                                             pattern=TEXT_PATTERN)],
                                 "file names relative to nwp.import_dir"),
+        "CalibrateRequest": calibrate_request(),
         "NwpUpload": nwp_import(settings, "NwpUpload", bytes, "the files (one part each, with its file name)"),
         **responses(settings),
     }

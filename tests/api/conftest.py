@@ -51,7 +51,9 @@ def served(api_db_url, tmp_path_factory, nwp_dirs):
     nwp = {"import_dir": str(nwp_dirs["import"]), "spool_dir": str(nwp_dirs["spool"]),
            "max_upload_bytes": NWP_MAX_UPLOAD_BYTES, "trigger_forecast": True}
     with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve"),
-                              service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}, "nwp": nwp}) as out:
+                              service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}, "nwp": nwp,
+                                                # only tests/api/test_calibration_api.py's plants have this many
+                                                "adaptation": {"refit_after_daylight_actuals": 1000}}) as out:
         yield out
 
 

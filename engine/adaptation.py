@@ -1,0 +1,205 @@
+"""Fitting a plant's calibration from its own history: tuning, then per-plant bands (pure).
+
+:func:`fit_calibration` is what ``POST /api/v1/locations/{id}/calibrate``,
+the refit policy and ``bench/bench_adaptive.py`` run: from one plant's actuals
+strictly before a cutoff and the weather stored for those times (as issued
+before the cutoff),
+
+1. :func:`engine.tuning.fit_tuning` on the physical estimate of the ENTERED
+   description (effective DC scale, observed clipping level);
+2. the global model re-forecasts those times with the TUNED description
+   (cross-fitted in the sense that the model never saw this plant; the two
+   tuning numbers are fitted on the same rows), and
+   :func:`engine.conformal.fit_band_offsets` turns the plant's residuals into
+   shrunk offsets per lead bucket (lead = valid time - the weather's issue
+   time) and clear-sky regime;
+3. the intraday decay constant of the settings is recorded with it.
+
+The result is JSON-ready data; a plant with too little history gets
+``ok = False`` and the reason (errors as data).
+"""
+
+import numpy as np
+import pandas as pd
+
+from engine import conformal, forecast, intraday, tuning
+from engine.features import feature_frame
+from engine.metrics import coverage
+from engine.quantiles import QUANTILE_COLUMNS
+
+
+def weather_lead_hours(weather, times):
+    """Lead of the weather behind each time, h: time - issue time of the nearest weather row (>= 0).
+
+    Parameters
+    ----------
+    weather : DataFrame
+        One plant's weather frame (``valid_time``, ``issue_time``).
+    times : DatetimeIndex
+        UTC.
+
+    Returns
+    -------
+    ndarray
+        h.
+    """
+    valid = pd.DatetimeIndex(weather["valid_time"]).tz_convert("UTC").as_unit("ns")
+    order = np.argsort(valid.asi8)
+    valid_ns = valid.asi8[order]
+    issue_ns = pd.DatetimeIndex(weather["issue_time"]).tz_convert("UTC").as_unit("ns").asi8[order]
+    t = pd.DatetimeIndex(times).tz_convert("UTC").as_unit("ns").asi8
+    right = np.clip(np.searchsorted(valid_ns, t), 0, len(valid_ns) - 1)
+    left = np.clip(right - 1, 0, len(valid_ns) - 1)
+    nearest = np.where(np.abs(valid_ns[left] - t) <= np.abs(valid_ns[right] - t), left, right)
+    return np.maximum((t - issue_ns[nearest]) / 3.6e12, 0.0)
+
+
+def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
+                    window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0):
+    """A plant's calibration from its actuals before ``cutoff``.
+
+    Parameters
+    ----------
+    location : DataFrame
+        One-row locations frame, the description as ENTERED.
+    weather : DataFrame
+        The plant's weather frame as stored; rows issued after ``cutoff`` are ignored.
+    actuals : DataFrame
+        ``time`` (UTC), ``power_kw`` (kW); rows at or after ``cutoff`` are ignored.
+    model : dict
+        ``modelio.load_model`` (the plant's model id).
+    cutoff : Timestamp
+        tz-aware.
+    planes, horizon : DataFrame, optional
+        Keyed by ``location_id`` (``features.feature_frame``).
+    tau_hours : float
+        Intraday decay constant recorded with the calibration, h.
+    window_minutes : int
+        Intraday power-index window, min.
+    min_days : int
+        Minimum days of usable actuals (:data:`engine.tuning.MIN_DAYS`).
+    n0 : float
+        Shrinkage constant of the band offsets (:data:`engine.conformal.N0`).
+
+    Returns
+    -------
+    dict
+        ``ok``, ``reason``, ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
+        (tuned), ``clip_kw``, ``window_start``, ``window_end``,
+        ``n_samples``, ``bands`` (:func:`engine.conformal.fit_band_offsets`),
+        ``intraday`` (``tau_hours``, ``window_minutes``), ``diagnostics``
+        (tuning rejections and fit, daylight P10-P90/P25-P75 coverage of the
+        fitting rows before/after the band offsets).
+    """
+    cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
+    loc = location.iloc[[0]].reset_index(drop=True)
+    act = actuals.assign(time=pd.DatetimeIndex(actuals["time"]).tz_convert("UTC"))
+    act = act[act["time"] < cutoff].drop_duplicates("time").sort_values("time")
+    fail = {"ok": False, "cutoff": cutoff, "n_samples": 0, "diagnostics": {"actuals": int(len(act))}}
+    if weather is not None and len(weather):
+        weather = weather[pd.DatetimeIndex(weather["issue_time"]) <= cutoff]
+    if weather is None or not len(weather) or not len(act):
+        return {**fail, "reason": f"no actuals with weather before {cutoff.isoformat()}"}
+    wt = pd.DatetimeIndex(weather["valid_time"])
+    inside = (act["time"] >= wt.min()) & (act["time"] <= wt.max())
+    act = act[inside.to_numpy()]
+    if len(act) < tuning.MIN_CLEAR_SAMPLES:
+        return {**fail, "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
+    times = pd.DatetimeIndex(act["time"])
+    power = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
+    cap = float(loc.loc[0, "capacity_ac_kw"])
+    try:
+        entered = feature_frame(loc, weather, times, planes, horizon)
+    except ValueError as exc:
+        return {**fail, "reason": f"weather: {exc}"}
+    fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
+                            float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
+                            min_days=min_days)
+    if not fit["ok"]:
+        return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"]}
+    table = pd.DataFrame({"location_id": loc["location_id"], "dc_scale": [fit["dc_scale"]],
+                          "clip_kw": [np.nan if fit["clip_kw"] is None else fit["clip_kw"]]})
+    tuned, tuned_planes = tuning.tuned_locations(loc, planes, table)
+    feats = feature_frame(tuned, weather, times, tuned_planes, horizon)
+    fx = forecast.forecast_quantiles(feats, tuned, model, "ml", times[0])
+    flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
+                                  min_elevation=0.0)
+    rows = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
+    y = power.to_numpy()[rows] / cap
+    q = fx[list(QUANTILE_COLUMNS)].to_numpy()[rows] / cap
+    lead = weather_lead_hours(weather, times)[rows]
+    csi = feats["csi"].to_numpy()[rows]
+    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0)
+    plant = np.zeros(len(y), dtype=int)
+    q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
+    diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()),
+                   "coverage_p10_p90_before": coverage(y, q[:, 0], q[:, 4], (0.1, 0.9)),
+                   "coverage_p10_p90_after": coverage(y, q_after[:, 0], q_after[:, 4], (0.1, 0.9)),
+                   "coverage_p25_p75_before": coverage(y, q[:, 1], q[:, 3], (0.25, 0.75)),
+                   "coverage_p25_p75_after": coverage(y, q_after[:, 1], q_after[:, 3], (0.25, 0.75))}
+    return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
+            "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"],
+            "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
+            "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes)},
+            "diagnostics": diagnostics}
+
+
+
+def tuning_table(calibrations):
+    """``location_id``, ``dc_scale``, ``clip_kw`` (NaN: none), ``version`` of stored calibrations.
+
+    Parameters
+    ----------
+    calibrations : dict
+        location_id -> calibration dict (``engine.store.read_calibrations``).
+    """
+    ids = list(calibrations)
+    return pd.DataFrame({"location_id": np.asarray(ids, dtype="int64"),
+                         "dc_scale": [float(calibrations[i]["dc_scale"]) for i in ids],
+                         "clip_kw": [np.nan if calibrations[i]["clip_kw"] is None else float(calibrations[i]["clip_kw"])
+                                     for i in ids],
+                         "version": [int(calibrations[i]["version"]) for i in ids]})
+
+
+def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookback=None):
+    """The ``adaptation`` argument of ``engine.forecast.forecast_quantiles`` for a batch of plants.
+
+    Parameters
+    ----------
+    calibrations : dict
+        location_id -> stored calibration (latest version).
+    locations : DataFrame
+        The batch's (tuned) plants: ``location_id``, ``capacity_ac_kw``.
+    issue_time : Timestamp
+        tz-aware.
+    actuals : DataFrame, optional
+        ``location_id``, ``time``, ``power_kw``: measured up to the issue time
+        (a later sample raises ``ValueError``, :func:`engine.intraday.power_indices`).
+    lookback : DataFrame, optional
+        The plants' forecast frame (``p50``, kW; tuned description, no plant
+        offsets) at the actuals' times (``location_id``, ``valid_time``); None:
+        no intraday update.
+
+    Returns
+    -------
+    dict
+        ``location_ids``, ``offsets`` (plants, lead buckets, regimes, 5),
+        ``k_meas`` (NaN: no update), ``tau_hours``.
+    """
+    ids = [i for i in locations["location_id"].tolist() if i in calibrations]
+    n_lead, n_regime = len(conformal.LEAD_EDGES_HOURS) - 1, len(conformal.CSI_EDGES) - 1
+    offsets = np.stack([np.asarray(calibrations[i]["bands"]["offsets"], dtype=float) for i in ids]) if ids else \
+        np.zeros((0, n_lead, n_regime, 5))
+    k = pd.Series(np.nan, index=pd.Index(ids, dtype="int64"))
+    if ids and actuals is not None and lookback is not None and len(actuals) and len(lookback):
+        ref = lookback[["location_id", "valid_time", "p50"]].rename(columns={"valid_time": "time"})
+        joined = actuals.merge(ref, on=["location_id", "time"], how="inner")
+        joined = joined[joined["location_id"].isin(ids)]
+        cap = locations.set_index("location_id")["capacity_ac_kw"].reindex(joined["location_id"]).to_numpy()
+        window = np.array([calibrations[i]["intraday"]["window_minutes"] for i in ids]).max()
+        measured = intraday.power_indices(joined["location_id"].to_numpy(), pd.DatetimeIndex(joined["time"]),
+                                          joined["power_kw"].to_numpy(), joined["p50"].to_numpy(), cap,
+                                          issue_time, int(window))
+        k.loc[measured.index.intersection(k.index)] = measured
+    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets, "k_meas": k.to_numpy(dtype=float),
+            "tau_hours": np.array([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])}

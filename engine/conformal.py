@@ -1,0 +1,136 @@
+"""Per-plant band calibration: conformal offsets from a plant's own residuals, shrunk to the global prior.
+
+The global model's bands are calibrated once (``engine.calibration``) on one
+site and one weather source. A plant fed another weather source, or described
+imperfectly, sees other errors. Following split-conformal quantile regression
+(CQR, Romano, Patterson & Candes 2019), each quantile level ``a`` of a plant
+is shifted by the empirical ``a``-quantile of that plant's own scores
+``y - q_a`` (normalised by ``capacity_ac_kw``), separately per lead-time
+bucket and clear-sky regime (a Mondrian split, Vovk et al. 2005). Shrinkage
+has two levels (a hierarchical prior): the plant's pooled offset (all its
+``N`` scores) is shrunk toward the global calibration (offset 0: the global
+offsets are already inside ``q``) with weight ``N / (N + n0)``, and each
+group's offset (``n`` scores) toward that plant prior with weight
+``n / (n + n0)``. A plant with little history is forecast as before; a plant
+with much history but few scores in one group uses its own pooled offset there.
+
+Invariants are not enforced here: the shifted quantiles go through
+:func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
+"""
+
+import numpy as np
+
+from engine.calibration import bin_index
+from engine.quantiles import ALPHAS
+
+LEAD_EDGES_HOURS = (0.0, 1.0, 6.0, 24.0, 48.0, np.inf)
+"""Lead-time buckets of the offsets, h: 0-1, 1-6, 6-24, 24-48, > 48."""
+
+CSI_EDGES = (0.0, 0.5, 0.9, np.inf)
+"""Clear-sky regimes of the offsets (weather clear-sky index): cloudy < 0.5 <= broken < 0.9 <= clear."""
+
+N0 = 200
+"""Shrinkage constant: a group with n scores gets weight n / (n + N0) (200 ~ 2 days of 15-min daylight)."""
+
+MIN_GROUP = 30
+"""Groups with fewer scores keep the global calibration (weight 0)."""
+
+
+def group_index(lead_hours, csi):
+    """(lead bucket, clear-sky regime) of each row; NaN clear-sky index (night) -> regime 0.
+
+    Parameters
+    ----------
+    lead_hours : array_like
+        h since the issue (or since the weather's issue for re-forecasts).
+    csi : array_like
+        Clear-sky index of the weather, unitless.
+
+    Returns
+    -------
+    lead : ndarray of int
+    regime : ndarray of int
+    """
+    return (bin_index(lead_hours, LEAD_EDGES_HOURS),
+            bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
+
+
+def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS):
+    """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
+
+    Parameters
+    ----------
+    y : ndarray
+        Shape (n,): measured power / capacity_ac_kw (daylight rows only).
+    q : ndarray
+        Shape (n, k): the plant's forecast quantiles for the same rows, same
+        units (already globally calibrated).
+    lead_hours, csi : ndarray
+        Shape (n,): lead time, h; weather clear-sky index.
+    n0 : float, default :data:`N0`
+    min_group : int, default :data:`MIN_GROUP`
+    alphas : sequence of float
+
+    Returns
+    -------
+    dict
+        ``offsets`` (list, shape (n_lead, n_regime, k), fraction of
+        capacity_ac_kw, shrunk), ``n`` (list, shape (n_lead, n_regime), scores
+        per group), ``weight`` (same shape, the group weights), ``raw`` (the
+        unshrunk group offsets), ``pooled`` (the plant's unshrunk pooled
+        offsets, shape (k,)), ``pooled_weight``, ``n0``, ``lead_edges_hours``,
+        ``csi_edges`` (JSON-ready: inf as None).
+    """
+    scores = np.asarray(y, dtype=float)[:, None] - np.asarray(q, dtype=float)
+    lead, regime = group_index(lead_hours, csi)
+    n_lead, n_regime, k = len(LEAD_EDGES_HOURS) - 1, len(CSI_EDGES) - 1, len(alphas)
+    raw = np.zeros((n_lead, n_regime, k))
+    n = np.zeros((n_lead, n_regime), dtype=int)
+    flat = lead * n_regime + regime
+    for g in np.unique(flat):  # at most 15 groups
+        sel = flat == g
+        i, j = divmod(int(g), n_regime)
+        n[i, j] = int(sel.sum())
+        if n[i, j] >= min_group:
+            raw[i, j] = [np.quantile(scores[sel, c], a) for c, a in enumerate(alphas)]
+    total = len(scores)
+    pooled = np.array([np.quantile(scores[:, c], a) for c, a in enumerate(alphas)]) if total else np.zeros(k)
+    pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
+    prior = pooled_weight * pooled
+    weight = np.where(n >= min_group, n / (n + float(n0)), 0.0)
+    offsets = weight[:, :, None] * raw + (1.0 - weight[:, :, None]) * prior[None, None, :]
+    return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "weight": weight.tolist(),
+            "pooled": pooled.tolist(), "pooled_weight": float(pooled_weight), "n0": float(n0),
+            "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
+            "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
+
+
+def apply_band_offsets(q, plant, lead_hours, csi, offsets):
+    """Shift each row's quantiles by its plant's offsets of its (lead bucket, regime).
+
+    Parameters
+    ----------
+    q : ndarray
+        Shape (n, k), fraction of capacity_ac_kw.
+    plant : ndarray of int
+        Shape (n,): row -> index into ``offsets`` (-1: no calibration, unchanged).
+    lead_hours, csi : ndarray
+        Shape (n,).
+    offsets : ndarray
+        Shape (n_plants, n_lead, n_regime, k) (:func:`fit_band_offsets` ``offsets``).
+
+    Returns
+    -------
+    ndarray
+        Shape (n, k): shifted quantiles, not yet sorted or clipped
+        (:func:`engine.quantiles.apply_limits` does that).
+    """
+    q = np.asarray(q, dtype=float)
+    plant = np.asarray(plant)
+    has = plant >= 0
+    if not has.any():
+        return q
+    lead, regime = group_index(lead_hours, csi)
+    shift = np.zeros_like(q)
+    shift[has] = np.asarray(offsets, dtype=float)[plant[has], lead[has], regime[has]]
+    return q + shift

@@ -1,0 +1,148 @@
+"""Plant adaptation through real HTTP: calibrate, read the calibration, forecasts that use it (issue 10).
+
+The plant is SERF East in 2016 (a period neither trained on nor held out), entered with
+capacity_dc_kw = capacity_ac_kw; its real PSM3 weather is stamped as issued at 18:00 UTC of
+the local day before (what a day-ahead user would have) and its real actuals are ingested.
+"""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from apihelpers import assert_error, assert_forecast_invariant, openapi_validator
+from engine import data
+
+pytestmark = pytest.mark.slow
+
+CUTOFF = "2016-07-25T00:00:00+00:00"
+PLANT = {"name": "SERF East 2016 [calibration]", "latitude": 39.742, "longitude": -105.1727, "altitude": 1730.0,
+         "timezone": "America/Denver", "capacity_ac_kw": 5.5, "capacity_dc_kw": 5.5, "tilt": 45.0, "azimuth": 158.0}
+
+
+def rows(frame, columns):
+    out = frame[columns].copy()
+    for c in out.columns:
+        if str(out[c].dtype).startswith("datetime64"):
+            out[c] = out[c].map(pd.Timestamp.isoformat)
+    return out.astype(object).where(out.notna(), None).to_dict(orient="records")
+
+
+def stored_plant(client, training_config, name):
+    """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored."""
+    saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, "name": name}]})
+    assert saved.status_code == 200, saved.text
+    loc = saved.json()["locations"][0]
+    power, weather = data.load_serf_east_2016(loc["location_id"], training_config["data"]["wind_speed_ms"])
+    weather = weather[weather["valid_time"] < "2016-08-06"]
+    local = pd.DatetimeIndex(weather["valid_time"]).tz_convert(PLANT["timezone"]).tz_localize(None).normalize()
+    weather = weather.assign(issue_time=(local - pd.Timedelta(hours=6)).tz_localize("UTC"))  # day before, 18 UTC
+    cols = ["location_id", "valid_time", "issue_time", "source", "ghi", "temp_air", "wind_speed", "period_minutes"]
+    r = client.post("/api/v1/weather", json={"rows": rows(weather, cols)})
+    assert r.status_code == 200, r.text
+    power = power[power.index < "2016-08-05"]
+    actuals = pd.DataFrame({"location_id": loc["location_id"], "time": power.index, "power_kw": power.to_numpy()})
+    r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw"])})
+    assert r.status_code == 200, r.text
+    return loc, power
+
+
+def post_actuals(client, frame):
+    return client.post("/api/v1/actuals", json={"rows": rows(frame, ["location_id", "time", "power_kw"])})
+
+
+@pytest.fixture(scope="module")
+def plant(client, training_config):
+    return stored_plant(client, training_config, PLANT["name"])
+
+
+def test_unknown_plant_and_no_calibration_are_404(client, plant):
+    assert_error(client, client.get("/api/v1/locations/999999999/calibration"), 404, "location_id")
+    assert_error(client, client.post("/api/v1/locations/999999999/calibrate", json={}), 404, "location_id")
+    assert_error(client, client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration"), 404, "location_id")
+
+
+def test_too_little_history_is_422_with_the_reason(client, plant):
+    r = client.post(f"/api/v1/locations/{plant[0]['location_id']}/calibrate",
+                    json={"cutoff": "2016-07-04T00:00:00+00:00"})
+    assert_error(client, r, 422, "actuals")
+    assert "at least 7 needed" in r.json()["error"]["message"]
+
+
+def test_future_cutoff_is_refused(client, plant):
+    assert_error(client, client.post(f"/api/v1/locations/{plant[0]['location_id']}/calibrate",
+                                     json={"cutoff": "2099-01-01T00:00:00+00:00"}), 422, "cutoff")
+
+
+@pytest.fixture(scope="module")
+def calibrated(client, plant):
+    r = client.post(f"/api/v1/locations/{plant[0]['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_calibrate_stores_a_version_the_get_returns(client, plant, calibrated):
+    openapi_validator(client, "Calibration").validate(calibrated)
+    assert calibrated["version"] >= 1 and pd.Timestamp(calibrated["cutoff"]) == pd.Timestamp(CUTOFF)
+    assert pd.Timestamp(calibrated["window_end"]) < pd.Timestamp(CUTOFF)
+    assert 1.0 < calibrated["dc_scale"] < 1.3  # entered DC = AC; the plant's DC is larger
+    got = client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration")
+    assert got.status_code == 200 and got.json() == calibrated
+
+
+def forecast(client, location_id, issue, hours):
+    r = client.post("/api/v1/forecast/generate", json={"location_ids": [location_id], "issue_time": issue,
+                                                       "horizon_hours": hours, "wait": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "succeeded", body
+    return body["locations"][0], body["run_ids"][str(location_id)]
+
+
+def test_forecasts_record_the_version_and_keep_the_invariant(client, plant, calibrated):
+    loc, power = plant
+    values, run_id = forecast(client, loc["location_id"], "2016-07-26T18:00:00+00:00", 30)
+    assert_forecast_invariant(values["valid_time"], values, loc, 15)
+    run = client.get(f"/api/v1/forecast/location/{loc['location_id']}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] == calibrated["version"]
+
+
+def test_intraday_uses_actuals_up_to_the_issue_time_only(client, plant, calibrated):
+    """Changing actuals after T leaves the forecast issued at T unchanged; changing the last hour before T does not."""
+    loc, power = plant
+    issue = pd.Timestamp("2016-07-28T17:00:00Z")
+    before, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
+    after_t = power[(power.index > issue) & (power.index <= issue + pd.Timedelta(hours=6))]
+    frame = pd.DataFrame({"location_id": loc["location_id"], "time": after_t.index, "power_kw": 0.1})
+    assert post_actuals(client, frame).status_code == 200
+    same, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
+    last_hour = power[(power.index > issue - pd.Timedelta(hours=1)) & (power.index <= issue)]
+    frame = pd.DataFrame({"location_id": loc["location_id"], "time": last_hour.index, "power_kw": 0.1})
+    assert post_actuals(client, frame).status_code == 200
+    changed, _ = forecast(client, loc["location_id"], issue.isoformat(), 6)
+    restore = pd.DataFrame({"location_id": loc["location_id"], "time": pd.concat([after_t, last_hour]).index,
+                            "power_kw": pd.concat([after_t, last_hour]).to_numpy()})
+    assert post_actuals(client, restore).status_code == 200
+    assert same["p50"] == before["p50"] and same["p90"] == before["p90"]
+    assert np.asarray(changed["p50"])[:4].sum() < 0.8 * np.asarray(before["p50"])[:4].sum()
+
+
+
+def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(client, training_config):
+    """The session service refits after 1,000 daylight actuals (tests/api/conftest.py); this plant has ~1,900."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [refit policy]")
+    lid = loc["location_id"]
+    assert client.get(f"/api/v1/locations/{lid}/calibration").status_code == 404
+    _, run_id = forecast(client, lid, "2016-08-01T18:00:00+00:00", 24)
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] is None  # the refit starts after this forecast, for the next one
+    deadline = time.monotonic() + 120
+    while (got := client.get(f"/api/v1/locations/{lid}/calibration")).status_code == 404 \
+            and time.monotonic() < deadline:
+        time.sleep(1)
+    assert got.status_code == 200, got.text
+    assert got.json()["version"] == 1 and pd.Timestamp(got.json()["cutoff"]) == pd.Timestamp("2016-08-01T18:00Z")
+    _, run_id = forecast(client, lid, "2016-08-02T18:00:00+00:00", 24)
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] == 1

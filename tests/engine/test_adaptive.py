@@ -1,0 +1,131 @@
+"""Per-plant bands and the intraday update on a real plant-period outside training and hold-out (SERF East 2016)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import adaptation, data, features, forecast, intraday, metrics, modelio, quantiles, resources, training
+
+CONFIG = training.load_config()
+CUTOFF = pd.Timestamp("2016-08-01T00:00:00Z")
+COLS = list(quantiles.QUANTILE_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def plant():
+    """SERF East 2016 entered with capacity_dc_kw = capacity_ac_kw (5.5 kW, above every measured value)."""
+    power, weather = data.load_serf_east_2016(1, CONFIG["data"]["wind_speed_ms"])
+    location = data.site_location(CONFIG["site"], 1, 5.5, 5.5)
+    model = modelio.load_model(resources.folder("models"), "global")
+    return power, weather, location, model
+
+
+@pytest.fixture(scope="module")
+def fitted(plant):
+    power, weather, location, model = plant
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    cal = adaptation.fit_calibration(location, weather, actuals, model, CUTOFF, tau_hours=1.0)
+    assert cal["ok"], cal["reason"]
+    return cal
+
+
+def later_forecast(plant, cal):
+    """Forecasts of the weeks after the cutoff, without and with the calibration (lead 0-1 h bucket)."""
+    power, weather, location, model = plant
+    times = power.index[(power.index >= CUTOFF) & (power.index <= weather["valid_time"].max())]
+    plain = forecast.forecast_quantiles(features.feature_frame(location, weather, times), location, model, "ml",
+                                        times[0])
+    tuned = location.assign(capacity_dc_kw=cal["capacity_dc_kw"])
+    f = features.feature_frame(tuned, weather, times)
+    adapt = {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
+             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+    lead = np.zeros(len(times))  # these re-forecasts have the weather's lead: 0 h (analyses)
+    q = forecast.ml_quantiles(f, np.full(len(times), 5.5), model)
+    q = forecast.adapt_quantiles(q, f, np.ones(len(times), dtype="int64"), lead, np.full(len(times), 5.5), adapt)
+    kw = quantiles.apply_limits(q, np.full(len(times), 5.5), np.full(len(times), np.nan),
+                                f["solar_elevation"].to_numpy())
+    day = f["solar_elevation"].to_numpy() > 0
+    return power.reindex(times).to_numpy(), plain[COLS].to_numpy(), kw, day
+
+
+def test_bands_move_toward_nominal_coverage_on_later_data(plant, fitted):
+    y, before, after, day = later_forecast(plant, fitted)
+    ok = day & np.isfinite(y)
+    cov = {name: metrics.coverage(y[ok], q[ok, 0], q[ok, 4]) for name, q in (("before", before), ("after", after))}
+    assert abs(cov["after"] - 0.8) < abs(cov["before"] - 0.8) - 0.05, cov
+
+
+def test_tuning_brings_p50_error_down_on_later_data(plant, fitted):
+    y, before, after, day = later_forecast(plant, fitted)
+    ok = day & np.isfinite(y)
+    assert metrics.mae(y[ok], after[ok, 2]) < 0.9 * metrics.mae(y[ok], before[ok, 2])
+
+
+def test_invariants_hold_with_bands_and_intraday_on(plant, fitted):
+    """Even a wild power index (3x) and the fitted offsets keep 0 <= p10 <= ... <= p90 <= limit, 0 at night."""
+    power, weather, location, model = plant
+    issue = pd.Timestamp("2016-08-10T15:00:00Z")
+    times = forecast.forecast_times(issue, 24, 15)
+    loc = location.assign(capacity_dc_kw=fitted["capacity_dc_kw"], export_limit_kw=4.0)
+    f = features.feature_frame(loc, weather, times)
+    for k in (0.0, 0.4, 3.0):
+        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(fitted["bands"]["offsets"])[None],
+                 "k_meas": np.array([k]), "tau_hours": np.array([1.0])}
+        fx = forecast.forecast_quantiles(f, loc, model, "ml", issue, adaptation=adapt)
+        q = fx[COLS].to_numpy()
+        assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all() and (q <= 4.0).all()
+        assert (q[f["solar_elevation"].to_numpy() <= 0] == 0).all()
+
+
+def test_no_calibration_is_the_forecast_of_today(plant):
+    power, weather, location, model = plant
+    issue = pd.Timestamp("2016-08-10T15:00:00Z")
+    f = features.feature_frame(location, weather, forecast.forecast_times(issue, 24, 15))
+    empty = {"location_ids": np.array([7]), "offsets": np.zeros((1, 5, 3, 5)), "k_meas": np.array([2.0]),
+             "tau_hours": np.array([1.0])}
+    plain = forecast.forecast_quantiles(f, location, model, "ml", issue)
+    other = forecast.forecast_quantiles(f, location, model, "ml", issue, adaptation=empty)
+    pd.testing.assert_frame_equal(plain, other)
+
+
+def test_power_index_refuses_actuals_after_the_issue_time(plant):
+    power = plant[0]
+    issue = pd.Timestamp("2016-08-10T18:00:00Z")
+    window = power[(power.index > issue - pd.Timedelta("1h")) & (power.index <= issue + pd.Timedelta("15min"))]
+    with pytest.raises(ValueError, match="after the issue time"):
+        intraday.power_index(window.index, window.to_numpy(), np.full(len(window), 3.0), 5.5, issue)
+    upto = window[window.index <= issue]
+    k = intraday.power_index(upto.index, upto.to_numpy(), np.full(len(upto), 3.0), 5.5, issue)
+    assert k == pytest.approx(upto.sum() / (3.0 * len(upto)))
+    issues = pd.DatetimeIndex([issue] * len(upto)).insert(0, issue - pd.Timedelta("1h"))
+    with pytest.raises(ValueError, match="after the issue time"):  # per-sample issues: one sample after its own
+        intraday.power_indices(np.zeros(len(issues), dtype=int), upto.index.insert(0, issue),
+                               np.ones(len(issues)), np.ones(len(issues)), np.full(len(issues), 5.5), issues)
+
+
+def test_no_decay_is_no_update_and_the_index_decays():
+    p50 = np.array([0.2, 0.5])
+    assert (intraday.intraday_shift(p50, np.array([0.25, 1.0]), np.array([2.0, 2.0]), 0.0) == 0).all()
+    shift = intraday.intraday_shift(p50, np.array([0.0, 1.0]), np.array([2.0, np.nan]), 1.0)
+    assert shift == pytest.approx([0.2, 0.0])
+    shift = intraday.intraday_shift(p50, np.array([1.0, 1.0]), np.array([0.5, 9.0]), 1.0)
+    assert shift == pytest.approx([-0.1 * np.exp(-1.0), 2.0 * 0.5 * np.exp(-1.0)])  # k clipped to 3
+
+
+def test_offsets_are_the_global_calibration_without_history_and_the_plant_with_much():
+    """Real residuals of the fitted plant: 0 rows -> offsets 0 (global); all rows -> near the unshrunk ones."""
+    from engine import conformal
+    rng = np.random.default_rng(0)  # only to subsample rows
+    y = rng.uniform(0, 1, 5000)
+    q = np.column_stack([y - 0.2, y - 0.1, y, y + 0.1, y + 0.2]) - 0.05  # a band biased low by 0.05
+    lead, csi = np.full(5000, 30.0), np.full(5000, 0.95)
+    none = conformal.fit_band_offsets(y[:0], q[:0], lead[:0], csi[:0])
+    assert np.allclose(none["offsets"], 0.0)
+    few = conformal.fit_band_offsets(y[:20], q[:20], lead[:20], csi[:20])
+    assert np.allclose(few["offsets"], 0.0)  # below MIN_GROUP: the global calibration
+    many = conformal.fit_band_offsets(y, q, lead, csi)
+    lead_bucket, regime = (int(i[0]) for i in conformal.group_index([30.0], [0.95]))
+    g = np.asarray(many["offsets"])[lead_bucket, regime]
+    assert g[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)
+    other = np.asarray(many["offsets"])[0, 0]  # a group without rows takes the plant's pooled offset, shrunk
+    assert other[2] == pytest.approx(0.05 * 5000 / 5200, rel=0.05)

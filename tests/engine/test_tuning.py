@@ -1,0 +1,95 @@
+"""Plant tuning on real measured power (SERF East, training period only; never the 2013 hold-out)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import data, features, training, tuning
+
+CONFIG = training.load_config()
+CUTOFF = pd.Timestamp("2012-07-01T00:00:00Z")  # inside the training period (ends 2013-01-01)
+
+
+@pytest.fixture(scope="module")
+def serf():
+    """SERF East 2012-05..2012-06 (training period): cleaned power, PSM3 weather, entered with DC = AC."""
+    loaded = data.load_serf_east(CONFIG)
+    power = loaded["power"]
+    power = power[(power.index >= "2012-05-01") & (power.index < "2012-07-08")].asfreq("15min")
+    weather = loaded["weather"]
+    weather = weather[(weather["valid_time"] >= "2012-04-30") & (weather["valid_time"] < "2012-07-09")]
+    return power, weather, loaded["location"]
+
+
+def fit(serf, dc_kw, power=None):
+    p, weather, location = serf
+    p = p if power is None else power
+    loc = location.assign(capacity_dc_kw=dc_kw)
+    f = features.feature_frame(loc, weather, p.index)
+    cap = float(loc.loc[0, "capacity_ac_kw"])
+    return tuning.fit_tuning(p, f["physical_ac_kw"], f["solar_elevation"], f["csi"], cap, dc_kw, CUTOFF,
+                             "America/Denver")
+
+
+def true_dc(serf):
+    """The DC capacity fitted by training (model card derivation) on the whole training period."""
+    import json
+    from engine import resources
+    card = json.loads((resources.folder("models") / "global.json").read_text())
+    return card["capacity"]["capacity_dc_kw"]
+
+
+@pytest.mark.parametrize("entered", [1.0, 0.7, 1.4])
+def test_scale_recovers_the_dc_capacity_within_5_percent(serf, entered):
+    """Entered DC = AC (1.0 x AC), or a DC 30 % low / 40 % high: the tuned DC is the plant's within 5 %."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    result = fit(serf, entered * cap)
+    assert result["ok"], result["reason"]
+    assert result["capacity_dc_kw"] == pytest.approx(true_dc(serf), rel=0.05)
+    assert result["window_end"] < CUTOFF and result["diagnostics"]["days"] >= tuning.MIN_DAYS
+
+
+def test_actuals_after_the_cutoff_change_nothing(serf):
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0].copy()
+    power[power.index >= CUTOFF] *= 3.0
+    assert fit(serf, cap, power) == fit(serf, cap)
+
+
+def test_outages_and_stale_runs_are_rejected_not_learned(serf):
+    """A week of zeros in daylight (an outage) and a stuck logger leave the scale where it was."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0].copy()
+    power[(power.index >= "2012-06-10") & (power.index < "2012-06-17")] = 0.0
+    stuck = (power.index >= "2012-06-20T16:00Z") & (power.index < "2012-06-20T20:00Z")
+    power[stuck] = 1.234
+    broken = fit(serf, cap, power)
+    assert broken["diagnostics"]["outage"] > 100 and broken["diagnostics"]["stale"] >= 10
+    assert broken["dc_scale"] == pytest.approx(fit(serf, cap)["dc_scale"], rel=0.01)
+
+
+def test_too_little_history_is_an_error_as_data(serf):
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0][serf[0].index >= "2012-06-27"]
+    result = fit(serf, cap, power)
+    assert not result["ok"] and "at least 7 needed" in result["reason"]
+    assert result["dc_scale"] == 1.0
+
+
+def test_an_observed_clipping_level_below_the_rating_is_found(serf):
+    """The same plant behind an inverter limited to 2.5 kW: the flat tops give the level."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    result = fit(serf, cap, serf[0].clip(upper=2.5))
+    assert result["clip_kw"] == pytest.approx(2.5, abs=0.01)
+    assert fit(serf, cap)["clip_kw"] is None
+
+
+def test_tuned_locations_scale_dc_and_limit_export():
+    locations = pd.DataFrame({"location_id": [1, 2], "capacity_dc_kw": [5.0, 8.0], "capacity_ac_kw": [5.0, 6.0],
+                              "export_limit_kw": [np.nan, 4.0]})
+    planes = pd.DataFrame({"location_id": [2, 2], "plane": [0, 1], "capacity_dc_kw": [4.0, 4.0]})
+    tuned, tuned_planes = tuning.tuned_locations(locations, planes, pd.DataFrame(
+        {"location_id": [2], "dc_scale": [1.25], "clip_kw": [3.5]}))
+    assert tuned["capacity_dc_kw"].tolist() == [5.0, 10.0]
+    assert tuned["export_limit_kw"].tolist()[1] == 3.5 and np.isnan(tuned["export_limit_kw"].iloc[0])
+    assert tuned_planes["capacity_dc_kw"].tolist() == [5.0, 5.0]

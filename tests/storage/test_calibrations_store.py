@@ -1,0 +1,90 @@
+"""Plant calibrations in the real database: versions, latest reads, actuals up to a time, runs' versions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import adaptation, data, modelio, resources, store
+
+from storehelpers import TRAINING, demo_locations, run
+
+CUTOFF = pd.Timestamp("2016-07-22T00:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    """A real fit: SERF East 2016 entered with capacity_dc_kw = capacity_ac_kw, actuals before 2016-07-22."""
+    power, weather = data.load_serf_east_2016(1, TRAINING["data"]["wind_speed_ms"])
+    location = data.site_location(TRAINING["site"], 1, 5.5, 5.5)
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    model = modelio.load_model(resources.folder("models"), "global")
+    fit = adaptation.fit_calibration(location, weather, actuals, model, CUTOFF, tau_hours=1.0)
+    assert fit["ok"], fit["reason"]
+    return fit
+
+
+@pytest.fixture(scope="module")
+def location_id(db_url):
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [calibrations]")))
+    return int(saved["location_id"].iloc[0])
+
+
+def test_versions_count_up_and_latest_is_read(db_url, location_id, calibration):
+    first = run(db_url, lambda conn: store.write_calibration(conn, location_id, calibration))
+    second = run(db_url, lambda conn: store.write_calibration(conn, location_id, {**calibration, "dc_scale": 1.5}))
+    assert second == first + 1
+    latest = run(db_url, lambda conn: store.read_calibration(conn, location_id))
+    older = run(db_url, lambda conn: store.read_calibration(conn, location_id, first))
+    assert latest["version"] == second and latest["dc_scale"] == 1.5
+    assert older["dc_scale"] == pytest.approx(calibration["dc_scale"], rel=1e-12)
+    assert older["bands"]["offsets"] == calibration["bands"]["offsets"]
+    assert older["cutoff"] == CUTOFF and older["diagnostics"]["days"] == calibration["diagnostics"]["days"]
+    many = run(db_url, lambda conn: store.read_calibrations(conn, [location_id, 10 ** 12]))
+    assert list(many) == [location_id] and many[location_id]["version"] == second
+
+
+def test_unknown_location_and_failed_fit_are_refused(db_url, calibration):
+    with pytest.raises(LookupError):
+        run(db_url, lambda conn: store.write_calibration(conn, 10 ** 12, calibration))
+    with pytest.raises(ValueError, match="not a successful fit"):
+        run(db_url, lambda conn: store.write_calibration(conn, 1, {"ok": False, "reason": "3 days"}))
+    assert run(db_url, lambda conn: store.read_calibration(conn, 10 ** 12)) is None
+
+
+def test_read_actuals_ends_at_the_given_time(db_url, location_id):
+    times = pd.date_range("2016-07-01T18:00Z", periods=8, freq="15min")
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": location_id, "time": times, "power_kw": np.arange(8.0)})))
+    got = run(db_url, lambda conn: store.read_actuals(conn, [location_id], None, times[4]))
+    assert got["time"].max() == times[4] and len(got) == 5
+    counts = run(db_url, lambda conn: store.count_actuals_after(conn, [location_id]))
+    assert counts[location_id] == 0  # every actual is before the stored calibrations' cutoff (2016-07-22)
+
+
+def test_runs_record_their_calibration_version(db_url, location_id):
+    issue = pd.Timestamp("2016-07-22T12:00:00Z")
+    valid = pd.date_range(issue + pd.Timedelta("15min"), periods=4, freq="15min")
+    forecast = pd.DataFrame({"location_id": location_id, "valid_time": valid, "p10": 0.0, "p25": 0.1, "p50": 0.2,
+                             "p75": 0.3, "p90": 0.4, "horizon_minutes": [15, 30, 45, 60]})
+    runs = pd.DataFrame({"location_id": [location_id], "issue_time": [issue], "model_id": ["global"],
+                         "model_version": ["global@test"], "forecast_type": ["ml"], "resolution_minutes": [15],
+                         "horizon_hours": [1], "task_id": [None], "timings": [{}], "calibration_version": [2]})
+    ids = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
+    stored, _ = run(db_url, lambda conn: store.read_forecast(conn, location_id, None, None, ids[location_id]))
+    assert stored["calibration_version"] == 2
+    ids = run(db_url, lambda conn: store.write_forecasts(conn, runs.drop(columns="calibration_version"), forecast))
+    stored, _ = run(db_url, lambda conn: store.read_forecast(conn, location_id, None, None, ids[location_id]))
+    assert stored["calibration_version"] is None
+
+
+def test_daylight_actuals_are_counted_from_the_latest_cutoff(db_url, calibration):
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit count]")))
+    lid = int(saved["location_id"].iloc[0])
+    times = pd.date_range("2016-07-21T18:00Z", periods=16, freq="15min")  # 8 before, 8 after 2016-07-23
+    power = np.where(np.arange(16) % 2 == 0, 1.0, 0.0)  # half of them zero: not counted as daylight
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({"location_id": lid, "time": times,
+                                                                     "power_kw": power})))
+    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 8}  # no calibration: all
+    cutoff = pd.Timestamp("2016-07-21T20:00Z")
+    run(db_url, lambda conn: store.write_calibration(conn, lid, {**calibration, "cutoff": cutoff}))
+    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 4}
