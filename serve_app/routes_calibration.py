@@ -1,34 +1,36 @@
 """Plant calibration endpoints (issue 10): the current calibration of a plant, and a refit.
 
 The fit is CPU work: it runs in the Forecaster replica's executor (the replica
-holds the models), never on the ingress' event loop. Access control is added
-as a router-level dependency (``APIRouter(dependencies=[...])``), not here.
+holds the models), never on the ingress' event loop. Every route needs an API
+key (:func:`serve_app.auth.api_router`); another tenant's plant is unknown (404).
 """
 
 from typing import Annotated, Optional
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
 from engine import store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, responses_doc
+from serve_app.auth import Caller, api_router
 
-router = APIRouter(prefix="/api/v1/locations")
+router = api_router("/api/v1/locations")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 Version = Annotated[Optional[int], Query(ge=1, description="a stored version (default: the latest)")]
 
 
-async def known_location(service, location_id):
-    """404 (``LookupError``, field ``location_id``) unless the plant exists."""
-    if not len(await store.fetch_locations(service.pool, [location_id])):
+async def known_location(service, location_id, tenant_id):
+    """404 (``LookupError``, field ``location_id``) unless the plant exists and is ``tenant_id``'s."""
+    if not len(await store.fetch_locations(service.pool, [location_id], tenant_id=tenant_id)):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
 
 
 @router.get("/{location_id}/calibration", responses=responses_doc("Calibration"),
             summary="The plant's calibration learned from its actuals (latest version), with diagnostics")
-async def get_calibration(location_id: LocationPath, version: Version = None, service=Depends(ingress)):
-    await known_location(service, location_id)
-    calibration = await store.read_calibration(service.pool, location_id, version)
+async def get_calibration(location_id: LocationPath, who: Caller, version: Version = None,
+                          service=Depends(ingress)):
+    await known_location(service, location_id, who.tenant_id)
+    calibration = await store.read_calibration(service.pool, location_id, version, tenant_id=who.tenant_id)
     if calibration is None:
         which = f"version {version}" if version else "calibration yet (POST .../calibrate once it has actuals)"
         raise validation.field_error("location_id", f"{location_id} has no {which}", LookupError)
@@ -38,14 +40,14 @@ async def get_calibration(location_id: LocationPath, version: Version = None, se
 @router.post("/{location_id}/calibrate", openapi_extra=body_doc("CalibrateRequest"),
              responses=responses_doc("Calibration"),
              summary="Refit the plant's calibration from its actuals before the cutoff (a new version)")
-async def calibrate(location_id: LocationPath, request: Request, service=Depends(ingress)):
+async def calibrate(location_id: LocationPath, request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "CalibrateRequest")
     now = pd.Timestamp.now(tz="UTC")
     cutoff = now if body.cutoff is None else pd.Timestamp(body.cutoff).tz_convert("UTC")
     if cutoff > now:
         raise validation.field_error("cutoff", f"{cutoff.isoformat()} is in the future", ValueError)
-    await known_location(service, location_id)
-    result = await service.forecaster.calibrate.remote(location_id, cutoff)
+    await known_location(service, location_id, who.tenant_id)
+    result = await service.forecaster.calibrate.remote(location_id, cutoff, who.tenant_id)
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
