@@ -621,7 +621,11 @@ async def upsert_runs(conn, run_args):
     """Upsert of the runs of a forecast write (arguments of :func:`forecast_write_arrays`) on their natural key.
 
     Returns the records (location_id, run_id, inserted): ``inserted`` (``xmax = 0``) is true for a
-    run this statement created, false for one that existed (its metadata replaced).
+    run this statement created, false for one that existed (its metadata replaced: ON CONFLICT DO
+    UPDATE leaves the updating transaction's id in xmax of the new row version; PostgreSQL's usual
+    idiom, checked by tests/storage/test_store.py). Were an existing run ever reported inserted, the
+    direct COPY of its rows would hit the primary key (run_id, valid_time) and roll the write back:
+    an error, never a half-written run.
     Raises LookupError for an unknown location.
     """
     try:
@@ -649,8 +653,8 @@ def forecast_write_payloads(stored, run_locations, issue_us, order, row_run, val
     ``stored`` are the run upsert's (location_id, run_id, inserted) records; a
     payload is None when it has no rows. CPU work: run it in an executor.
     """
-    run_ids = dict((r["location_id"], r["run_id"]) for r in stored)
-    inserted = dict((r["location_id"], r["inserted"]) for r in stored)
+    run_ids = {r["location_id"]: r["run_id"] for r in stored}
+    inserted = {r["location_id"]: r["inserted"] for r in stored}
     located = run_locations[order].tolist()
     row_run_ids = np.array([run_ids[i] for i in located], dtype="int64")[row_run]
     row_new = np.array([inserted[i] for i in located], dtype=bool)[row_run]
