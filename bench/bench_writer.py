@@ -1,9 +1,12 @@
-"""Write throughput of ``engine.store.write_forecasts`` (binary COPY + one upsert).
+"""Write throughput of ``engine.store.write_forecasts`` (new runs: one binary COPY into ``forecasts``).
 
 Writes 5,208 locations x 192 steps (15 min, 48 h) = 999,936 forecast rows into a
 scratch database on the ``scripts/tsdb`` TimescaleDB (serve_app.local.scratch_database,
-written as the service role, like the service), prints rows/s with the time split by stage, then,
-in the same process and database, the baseline the COPY path replaces:
+written as the service role, like the service), prints rows/s with the time split by stage.
+In the same process and database, alternating with it (``--rounds`` each, every write a new
+issue time, so every run is new), the previous path for new runs: the same run upsert and
+payload, then COPY into a staging table + one ``INSERT ... ON CONFLICT`` (still the path of
+re-written runs, measured too: the same runs again). Then the baseline the COPY paths replace:
 ``executemany`` of a plain ``INSERT`` on a 20,000-row subset, extrapolated to the
 same row count (labelled as such). The scratch database is dropped at the end.
 
@@ -12,7 +15,7 @@ The values are not a model forecast: P50 is capacity x (real NSRDB PSM3 GHI of
 1000 W/m^2 x 0.85, the other quantiles fixed multiples of it, clipped to the
 capacity; plants differ only in capacity. Deterministic, no random noise.
 
-    .venv/bin/python bench/bench_writer.py [--locations 5208] [--baseline-rows 20000]
+    .venv/bin/python bench/bench_writer.py [--locations 5208] [--rounds 2] [--baseline-rows 20000]
 """
 
 import argparse
@@ -47,8 +50,8 @@ def plants(n):
     return frame
 
 
-def forecast_frames(locations):
-    """Runs and forecast frames: every plant, 192 steps from ISSUE, values from the real PSM3 GHI."""
+def forecast_frames(locations, issue=ISSUE):
+    """Runs and forecast frames: every plant, 192 steps from ``issue``, values from the real PSM3 GHI of ISSUE's days."""
     training = yaml.safe_load((ROOT / "configs/training.yaml").read_text())
     weather = data.load_weather(training, 0)
     times = pd.date_range(ISSUE + pd.Timedelta(minutes=15), periods=STEPS, freq="15min")
@@ -56,13 +59,32 @@ def forecast_frames(locations):
     ids = locations["location_id"].to_numpy("int64")
     cap = locations["capacity_ac_kw"].to_numpy()
     p50 = np.minimum(np.outer(cap, ghi / 1000.0 * 0.85), cap[:, None]).ravel()
-    forecast = pd.DataFrame({"location_id": np.repeat(ids, STEPS), "valid_time": np.tile(times, len(ids)),
+    forecast = pd.DataFrame({"location_id": np.repeat(ids, STEPS), "valid_time": np.tile(times + (issue - ISSUE), len(ids)),
                              **{q: np.minimum(p50 * f, np.repeat(cap, STEPS)) for q, f in zip(QUANTILE_COLUMNS, FACTORS)},
                              "horizon_minutes": np.tile(np.arange(1, STEPS + 1) * 15, len(ids))})
-    runs = pd.DataFrame({"location_id": ids, "issue_time": ISSUE, "model_id": "global", "model_version": "bench@0",
+    runs = pd.DataFrame({"location_id": ids, "issue_time": issue, "model_id": "global", "model_version": "bench@0",
                          "forecast_type": "ml", "resolution_minutes": 15, "horizon_hours": 48, "task_id": None,
                          "timings": [{}] * len(ids)})
     return runs, forecast
+
+
+async def staged_write(conn, runs, forecast, timings):
+    """The previous write of NEW runs (kept as the path of re-written runs): the same run upsert and payload as
+    ``store.write_forecasts``, then every row through staging + ``INSERT ... ON CONFLICT``; one transaction."""
+    t0 = time.perf_counter()
+    valid_us, run_args, run_locations, issue_us, order, row_run = store.forecast_write_arrays(runs, forecast)
+    t1 = time.perf_counter()
+    async with conn.transaction():
+        stored = await store.upsert_runs(conn, run_args)
+        assert all(r["inserted"] for r in stored)
+        t2 = time.perf_counter()
+        payload, _, _ = store.forecast_write_payloads(stored, run_locations, issue_us, order, row_run, valid_us,
+                                                      forecast)
+        t3 = time.perf_counter()
+        await store.upsert_forecast_values(conn, payload)
+        t4 = time.perf_counter()
+    timings.update(validate_s=t1 - t0, runs_s=t2 - t1, records_s=t3 - t2, upsert_s=t4 - t3,
+                   commit_s=time.perf_counter() - t4)
 
 
 async def baseline(conn, runs, forecast, n_rows):
@@ -85,8 +107,9 @@ async def baseline(conn, runs, forecast, n_rows):
 
 
 def report(label, n, timings):
-    total = sum(timings.values())
-    split = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timings.items())
+    stages = {k: v for k, v in timings.items() if k.endswith("_s")}
+    total = sum(stages.values())
+    split = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in stages.items())
     print(f"{label}: {n:,} rows in {total:.2f} s = {n / total:,.0f} rows/s  ({split})")
     return n / total
 
@@ -100,16 +123,30 @@ async def main(args, url, caps):
         runs, forecast = forecast_frames(locations)
         n = len(forecast)
         print(f"{args.locations:,} locations x {STEPS} steps = {n:,} rows (values: real PSM3 GHI scaled, not a model)")
-        first, again = {}, {}
-        await store.write_forecasts(conn, runs, forecast, first)
-        rate = report("write_forecasts, new runs       ", n, first)
+        direct, staged = [], []
+        for k in range(args.rounds):  # alternating, each write a new issue time: every run is new
+            timings = {}
+            issue = ISSUE + pd.Timedelta(days=10 + 2 * k)
+            await store.write_forecasts(conn, *forecast_frames(locations, issue), timings)
+            assert timings["new_rows"] == n
+            direct.append(report(f"write_forecasts, new runs (direct COPY)     round {k + 1}", n, timings))
+            timings = {}
+            await staged_write(conn, *forecast_frames(locations, issue + pd.Timedelta(days=1)), timings)
+            staged.append(report(f"previous path, new runs (staging + upsert)  round {k + 1}", n, timings))
+        again = {}
+        await store.write_forecasts(conn, runs, forecast)
         await store.write_forecasts(conn, runs, forecast, again)
-        report("write_forecasts, same runs again", n, again)
+        assert again["rewritten_rows"] == n
+        report("write_forecasts, same runs again (staging + upsert)", n, again)
+        rate, staged_rate = np.mean(direct), np.mean(staged)
+        print(f"new runs, mean of {args.rounds}: direct COPY {rate:,.0f} rows/s, previous staging + upsert "
+              f"{staged_rate:,.0f} rows/s: {rate / staged_rate:.2f}x ({n / staged_rate - n / rate:.2f} s less "
+              f"per {n:,} rows)")
         seconds = await baseline(conn, runs, forecast, args.baseline_rows)
         base_rate = args.baseline_rows / seconds
         print(f"baseline executemany INSERT: {args.baseline_rows:,} rows in {seconds:.2f} s = {base_rate:,.0f} rows/s "
               f"(extrapolated to {n:,} rows: {n / base_rate:.0f} s)")
-        print(f"ratio COPY path / executemany: {rate / base_rate:.1f}x")
+        print(f"ratio direct COPY path / executemany: {rate / base_rate:.1f}x")
     finally:
         await conn.close()
 
@@ -117,6 +154,7 @@ async def main(args, url, caps):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locations", type=int, default=5208)
+    parser.add_argument("--rounds", type=int, default=2, help="writes of each path for new runs, alternating")
     parser.add_argument("--baseline-rows", type=int, default=20_000)
     with local.scratch_database("pvcast_bench") as (scratch_url, capabilities):
         asyncio.run(main(parser.parse_args(), scratch_url, capabilities))

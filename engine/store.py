@@ -597,6 +597,96 @@ def forecast_write_arrays(runs, forecast):
     return valid_us, run_args, run_locations, issue_us, order, row_run
 
 
+#: Binary ``timestamptz`` is int64 microseconds since 2000-01-01T00:00Z (PostgreSQL's epoch), this many after Unix's.
+PG_EPOCH_US = 946_684_800_000_000
+
+#: Columns of a forecasts COPY payload (:func:`forecast_values_payload`), in the table's names.
+FORECAST_VALUE_COLUMNS = ("run_id", "location_id", "issue_time", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")
+
+
+def forecast_values_payload(run_ids, issue_us, valid_us, forecast, rows=slice(None)):
+    """Binary COPY payload of ``forecast`` rows ``rows`` in :data:`FORECAST_VALUE_COLUMNS` order.
+
+    ``run_ids`` and ``issue_us`` (Unix microseconds) are per forecast row, as is
+    ``valid_us``; timestamps are written as binary ``timestamptz`` (PostgreSQL
+    epoch), so the payload goes into ``forecasts`` or a staging table of the
+    same column types without conversion. CPU work: run it in an executor.
+    """
+    return binary_copy([
+        ("run_id", run_ids[rows], ">i8"), ("location_id", forecast["location_id"].to_numpy("int64")[rows], ">i8"),
+        ("issue_time", issue_us[rows] - PG_EPOCH_US, ">i8"), ("valid_time", valid_us[rows] - PG_EPOCH_US, ">i8"),
+        *[(q, forecast[q].to_numpy("float64")[rows], ">f8") for q in QUANTILE_COLUMNS],
+        ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64")[rows], ">i4")])
+
+
+async def upsert_runs(conn, run_args):
+    """Upsert of the runs of a forecast write (arguments of :func:`forecast_write_arrays`) on their natural key.
+
+    Returns the records (location_id, run_id, inserted): ``inserted`` (``xmax = 0``) is true for a
+    run this statement created, false for one that existed (its metadata replaced: ON CONFLICT DO
+    UPDATE leaves the updating transaction's id in xmax of the new row version; PostgreSQL's usual
+    idiom, checked by tests/storage/test_store.py). Were an existing run ever reported inserted, the
+    direct COPY of its rows would hit the primary key (run_id, valid_time) and roll the write back:
+    an error, never a half-written run.
+    Raises LookupError for an unknown location.
+    """
+    try:
+        return await conn.fetch(f"""
+            INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type,
+                                       resolution_minutes, horizon_hours, n_steps, task_id, timings,
+                                       calibration_version)
+            SELECT location_id, {FROM_MICROS.format("issue_us")}, model_id, model_version, forecast_type,
+                   resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb, calibration_version
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+                        $8::int[], $9::text[], $10::text[], $11::int[])
+                 AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
+                      horizon_hours, n_steps, task_id, timings, calibration_version)
+            ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours,
+                         task_id)
+            DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps, timings = EXCLUDED.timings,
+                          calibration_version = EXCLUDED.calibration_version, written_at = now()
+            RETURNING location_id, run_id, xmax = 0 AS inserted""", *run_args)
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise unknown_location(exc) from None
+
+
+def forecast_write_payloads(stored, run_locations, issue_us, order, row_run, valid_us, forecast):
+    """COPY payloads of a forecast write: rows of runs inserted by this write, rows of re-written runs, and
+    the number of the former.
+
+    ``stored`` are the run upsert's (location_id, run_id, inserted) records; a
+    payload is None when it has no rows. CPU work: run it in an executor.
+    """
+    run_ids = {r["location_id"]: r["run_id"] for r in stored}
+    inserted = {r["location_id"]: r["inserted"] for r in stored}
+    located = run_locations[order].tolist()
+    row_run_ids = np.array([run_ids[i] for i in located], dtype="int64")[row_run]
+    row_new = np.array([inserted[i] for i in located], dtype=bool)[row_run]
+    row_issue = issue_us[order][row_run]
+    n_new = int(row_new.sum())
+    if n_new == len(row_new):
+        return forecast_values_payload(row_run_ids, row_issue, valid_us, forecast), None, n_new
+    if n_new == 0:
+        return None, forecast_values_payload(row_run_ids, row_issue, valid_us, forecast), n_new
+    return (forecast_values_payload(row_run_ids, row_issue, valid_us, forecast, row_new),
+            forecast_values_payload(row_run_ids, row_issue, valid_us, forecast, ~row_new), n_new)
+
+
+async def upsert_forecast_values(conn, payload):
+    """Rows of runs that already had values: binary COPY into a staging table dropped at commit, then one
+    ``INSERT ... SELECT ... ON CONFLICT (run_id, valid_time) DO UPDATE`` (identical values left untouched).
+    Inside the caller's transaction."""
+    await conn.execute(
+        "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_time timestamptz, "
+        "valid_time timestamptz, p10 float8, p25 float8, p50 float8, p75 float8, p90 float8, horizon_minutes int) "
+        "ON COMMIT DROP")
+    await conn.copy_to_table("forecast_staging", source=io.BytesIO(payload), format="binary")
+    columns = ", ".join(FORECAST_VALUE_COLUMNS)
+    await conn.execute(f"""
+        INSERT INTO forecasts ({columns}) SELECT {columns} FROM forecast_staging
+        ON CONFLICT (run_id, valid_time) DO UPDATE {upsert_set("forecasts", (*QUANTILE_COLUMNS, "horizon_minutes"))}""")
+
+
 async def write_forecasts(db, runs, forecast, timings=None):
     """Store one forecast run per location with its values, in ONE transaction.
 
@@ -606,9 +696,13 @@ async def write_forecasts(db, runs, forecast, timings=None):
     same issue time) is a new run, never an overwrite of an older one,
     while the same task re-writing a plant (a retried or resumed batch)
     replaces its values (idempotent; identical values are left untouched).
-    The values go through binary COPY into a staging table dropped at commit
-    and one ``INSERT ... SELECT ... ON CONFLICT (run_id, valid_time) DO UPDATE``.
-    Any failure rolls back everything: no run is left without its values.
+    The values of the runs this write INSERTED (``xmax = 0`` of the upsert:
+    a fresh identity, so no stored row can share their (run_id, valid_time))
+    go through one binary COPY straight into ``forecasts``; those of runs
+    that already existed (a re-write, or a retry after a committed attempt)
+    through :func:`upsert_forecast_values`. A retried batch thus writes the
+    same run ids or none, and any failure rolls back everything: no run is
+    left without its values, none with part of them.
 
     Parameters
     ----------
@@ -619,8 +713,10 @@ async def write_forecasts(db, runs, forecast, timings=None):
         ARCHITECTURE "forecast", p10..p90 in kW.
     timings : dict, optional
         Filled with seconds per stage: ``validate_s`` (checks, run
-        arrays), ``runs_s`` (run upsert), ``records_s`` (COPY rows),
-        ``copy_s``, ``insert_s`` (the upsert incl. commit).
+        arrays), ``runs_s`` (run upsert), ``records_s`` (COPY payloads),
+        ``copy_s`` (COPY of the new runs' rows), ``upsert_s`` (staging +
+        upsert of re-written runs' rows), ``commit_s``; and the row counts
+        ``new_rows``, ``rewritten_rows``.
 
     Returns
     -------
@@ -637,52 +733,25 @@ async def write_forecasts(db, runs, forecast, timings=None):
     loop = asyncio.get_running_loop()
     valid_us, run_args, run_locations, issue_us, order, row_run = await loop.run_in_executor(
         None, forecast_write_arrays, runs, forecast)
-    ids = forecast["location_id"].to_numpy("int64")
     t1 = time.perf_counter()
-    async with connection(db) as conn, conn.transaction():
-        try:
-            stored = await conn.fetch(f"""
-                INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type,
-                                           resolution_minutes, horizon_hours, n_steps, task_id, timings,
-                                           calibration_version)
-                SELECT location_id, {FROM_MICROS.format("issue_us")}, model_id, model_version, forecast_type,
-                       resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb, calibration_version
-                FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-                            $8::int[], $9::text[], $10::text[], $11::int[])
-                     AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
-                          horizon_hours, n_steps, task_id, timings, calibration_version)
-                ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours,
-                             task_id)
-                DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps,
-                              timings = EXCLUDED.timings, calibration_version = EXCLUDED.calibration_version,
-                              written_at = now()
-                RETURNING location_id, run_id""", *run_args)
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise unknown_location(exc) from None
-        run_ids = dict(stored)
-        sorted_run_ids = np.array([run_ids[i] for i in run_locations[order].tolist()], dtype="int64")
-        t2 = time.perf_counter()
-        payload = await loop.run_in_executor(None, binary_copy, [
-            ("run_id", sorted_run_ids[row_run], ">i8"), ("location_id", ids, ">i8"),
-            ("issue_us", issue_us[order][row_run], ">i8"), ("valid_us", valid_us, ">i8"),
-            *[(q, forecast[q].to_numpy("float64"), ">f8") for q in QUANTILE_COLUMNS],
-            ("horizon_minutes", forecast["horizon_minutes"].to_numpy("int64"), ">i4")])
-        t3 = time.perf_counter()
-        await conn.execute(
-            "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_us bigint, valid_us bigint, "
-            "p10 float8, p25 float8, p50 float8, p75 float8, p90 float8, horizon_minutes int) ON COMMIT DROP")
-        await conn.copy_to_table("forecast_staging", source=io.BytesIO(payload), format="binary")
-        t4 = time.perf_counter()
-        quantiles = ", ".join(QUANTILE_COLUMNS)
-        await conn.execute(f"""
-            INSERT INTO forecasts (run_id, location_id, issue_time, valid_time, {quantiles}, horizon_minutes)
-            SELECT run_id, location_id, {FROM_MICROS.format("issue_us")}, {FROM_MICROS.format("valid_us")},
-                   {quantiles}, horizon_minutes
-            FROM forecast_staging
-            ON CONFLICT (run_id, valid_time) DO UPDATE {upsert_set("forecasts", (*QUANTILE_COLUMNS, "horizon_minutes"))}""")
-    t5 = time.perf_counter()
-    timings.update(validate_s=t1 - t0, runs_s=t2 - t1, records_s=t3 - t2, copy_s=t4 - t3, insert_s=t5 - t4)
-    return {int(k): int(v) for k, v in run_ids.items()}
+    async with connection(db) as conn:
+        async with conn.transaction():
+            stored = await upsert_runs(conn, run_args)
+            t2 = time.perf_counter()
+            new, rewritten, n_new = await loop.run_in_executor(
+                None, forecast_write_payloads, stored, run_locations, issue_us, order, row_run, valid_us, forecast)
+            t3 = time.perf_counter()
+            if new is not None:
+                await conn.copy_to_table("forecasts", source=io.BytesIO(new), columns=list(FORECAST_VALUE_COLUMNS),
+                                         format="binary")
+            t4 = time.perf_counter()
+            if rewritten is not None:
+                await upsert_forecast_values(conn, rewritten)
+            t5 = time.perf_counter()
+    t6 = time.perf_counter()
+    timings.update(validate_s=t1 - t0, runs_s=t2 - t1, records_s=t3 - t2, copy_s=t4 - t3, upsert_s=t5 - t4,
+                   commit_s=t6 - t5, new_rows=n_new, rewritten_rows=len(forecast) - n_new)
+    return {int(r["location_id"]): int(r["run_id"]) for r in stored}
 
 
 def run_dict(row):

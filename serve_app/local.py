@@ -139,6 +139,46 @@ def stop(proc, timeout=60):
             p.kill()
 
 
+def instance_config(db_url, workdir, http_port, serve_config=ROOT / "serve_config.yaml", service_settings=None):
+    """Path of a copy of ``serve_config`` in ``workdir``: only the HTTP port and PVCAST_DATABASE_URL changed.
+
+    ``service_settings`` (dict of section -> {key: value}) overrides entries of
+    configs/service.yaml for this instance (written to a copy in ``workdir``).
+    """
+    workdir = Path(workdir)
+    cfg = yaml.safe_load(Path(serve_config).read_text())
+    cfg["http_options"]["port"] = http_port
+    cfg["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] = db_url
+    if service_settings:
+        service = yaml.safe_load((ROOT / cfg["applications"][0]["args"]["service_config"]).read_text())
+        for section, values in service_settings.items():
+            service[section].update(values)
+        (workdir / "service.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
+        cfg["applications"][0]["args"]["service_config"] = str(workdir / "service.yaml")
+    (workdir / "serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return workdir / "serve_config.yaml"
+
+
+def ray_node(workdir, name, env, *args):
+    """``ray start --block ARGS`` in its own process session (log ``workdir/<name>.log``), from the repository."""
+    return subprocess.Popen([str(BIN / "ray"), "start", "--block", *args], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=open(Path(workdir) / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+
+
+def wait_ready(base, procs, log, timeout=300):
+    """Wait until ``base``/readyz answers 200; RuntimeError (with the end of ``log``) if a process of ``procs`` ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            raise RuntimeError(f"service did not become ready:\n{Path(log).read_text()[-4000:]}")
+        time.sleep(2)
+
+
 @contextlib.contextmanager
 def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num_cpus=2, service_settings=None):
     """Base URL of a running pvcast (``/readyz`` answered 200) and the session ids of its processes.
@@ -152,45 +192,118 @@ def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num
     workdir.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in ("gcs", "dashboard", "dashboard_agent", "client", "http", "metrics")}
     (workdir / "ports.json").write_text(json.dumps(ports))
-    cfg = yaml.safe_load(Path(serve_config).read_text())
-    cfg["http_options"]["port"] = ports["http"]
-    cfg["applications"][0]["runtime_env"]["env_vars"]["PVCAST_DATABASE_URL"] = db_url
-    if service_settings:
-        service = yaml.safe_load((ROOT / cfg["applications"][0]["args"]["service_config"]).read_text())
-        for section, values in service_settings.items():
-            service[section].update(values)
-        (workdir / "service.yaml").write_text(yaml.safe_dump(service, sort_keys=False))
-        cfg["applications"][0]["args"]["service_config"] = str(workdir / "service.yaml")
-    (workdir / "serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    config = instance_config(db_url, workdir, ports["http"], serve_config, service_settings)
     env = {**ray_env(), "PVCAST_DATABASE_URL": db_url}
-    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-                             f"--port={ports['gcs']}", "--dashboard-host=127.0.0.1",
-                             f"--dashboard-port={ports['dashboard']}",
-                             f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
-                             f"--ray-client-server-port={ports['client']}", f"--num-cpus={num_cpus}",
-                             f"--metrics-export-port={ports['metrics']}",
-                             "--include-dashboard=true"],
-                            cwd=ROOT, env=env, start_new_session=True,
-                            stdout=open(workdir / "ray.log", "w"), stderr=subprocess.STDOUT)
+    head = ray_node(workdir, "ray", env, "--head", "--node-ip-address=127.0.0.1",
+                    f"--port={ports['gcs']}", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={ports['dashboard']}",
+                    f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
+                    f"--ray-client-server-port={ports['client']}", f"--num-cpus={num_cpus}",
+                    f"--metrics-export-port={ports['metrics']}", "--include-dashboard=true")
     serve = None
     try:
         time.sleep(8)
         serve = subprocess.Popen([str(BIN / "serve"), "run", "--address", f"127.0.0.1:{ports['gcs']}",
-                                  str(workdir / "serve_config.yaml")], cwd=ROOT, env=env, start_new_session=True,
+                                  str(config)], cwd=ROOT, env=env, start_new_session=True,
                                  stdout=open(workdir / "serve.log", "w"), stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{ports['http']}"
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if serve.poll() is not None or head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not become ready:\n{(workdir / 'serve.log').read_text()[-4000:]}")
-            time.sleep(2)
+        wait_ready(base, [serve, head], workdir / "serve.log")
         yield base, {head.pid, serve.pid}
     finally:
         if serve is not None:
             stop(serve)
         stop(head)
+
+
+#: Node addresses of the multi-node cluster of :func:`cluster_instance`: two loopback addresses.
+#: A multi-node cluster needs RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 (with 0, scripts/ray_env's
+#: single-node mode, ``ray start --address`` refuses to add a node), and then Ray replaces a
+#: literal 127.0.0.1 by the machine's address (resolve_ip_for_localhost), so the nodes take
+#: 127.0.0.2 and 127.0.0.3: every connection between them stays on loopback. Ray binds only the
+#: servers of a node at 127.0.0.1 to loopback; in cluster mode the raylets, dashboard agents and
+#: metrics exporters listen on all interfaces, as on any multi-node cluster: each refuses a caller
+#: without the token (RAY_AUTH_MODE=token of scripts/ray_env).
+HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
+
+
+def cluster_env(db_url):
+    """Environment of the nodes and CLI calls of :func:`cluster_instance`."""
+    return {**ray_env(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "PVCAST_DATABASE_URL": db_url}
+
+
+@contextlib.contextmanager
+def cluster_instance(db_url, workdir, head_cpus=2, service_settings=None, serve_config=ROOT / "serve_config.yaml"):
+    """A Ray head node at HEAD_IP running pvcast, deployed with ``serve deploy`` (the production path).
+
+    Yields a dict: ``base`` (HTTP URL, /readyz answered 200), ``dashboard`` (URL of the head's
+    dashboard: ``serve deploy``, the state API), ``gcs`` (address for ``ray start --address``),
+    ``env`` (environment for Ray CLI calls), ``head`` (Popen of ``ray start --head --block``),
+    ``workdir``. Nodes added with :func:`add_worker` are stopped by the caller (:func:`stop`);
+    the head is stopped on exit.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("gcs", "dashboard", "dashboard_agent", "client", "http")}
+    config = instance_config(db_url, workdir, ports["http"], serve_config, service_settings)
+    env = cluster_env(db_url)
+    head = ray_node(workdir, "head", env, "--head", f"--node-ip-address={HEAD_IP}", f"--port={ports['gcs']}",
+                    f"--dashboard-host={HEAD_IP}", f"--dashboard-port={ports['dashboard']}",
+                    f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
+                    f"--ray-client-server-port={ports['client']}", f"--num-cpus={head_cpus}",
+                    "--include-dashboard=true")
+    out = {"base": f"http://127.0.0.1:{ports['http']}", "dashboard": f"http://{HEAD_IP}:{ports['dashboard']}",
+           "gcs": f"{HEAD_IP}:{ports['gcs']}", "env": env, "head": head, "workdir": workdir}
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the dashboard's job/serve API is up once `serve status` answers
+            status = subprocess.run([str(BIN / "serve"), "status", "--address", out["dashboard"]], cwd=ROOT, env=env,
+                                    capture_output=True, text=True)
+            if status.returncode == 0:
+                break
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Ray head did not start:\n{(workdir / 'head.log').read_text()[-4000:]}"
+                                   f"\n{status.stderr[-2000:]}")
+            time.sleep(2)
+        subprocess.run([str(BIN / "serve"), "deploy", "--address", out["dashboard"], str(config)], cwd=ROOT, env=env,
+                       check=True, capture_output=True, text=True)
+        wait_ready(out["base"], [head], workdir / "head.log")
+        yield out
+    finally:
+        stop(head)
+
+
+def add_worker(cluster, name, num_cpus, resources=None, ip=WORKER_IP):
+    """``ray start --address`` of a worker node at ``ip`` joining ``cluster`` (:func:`cluster_instance`): its Popen.
+
+    Returns once the node is ALIVE in the cluster's state API.
+    """
+    args = [f"--address={cluster['gcs']}", f"--node-ip-address={ip}", f"--num-cpus={num_cpus}"]
+    if resources:
+        args.append(f"--resources={json.dumps(resources)}")
+    node = ray_node(cluster["workdir"], name, cluster["env"], *args)
+    deadline = time.monotonic() + 120
+    while not any(n["node_ip"] == ip and n["state"] == "ALIVE" for n in ray_state(cluster, "nodes")):
+        if node.poll() is not None or time.monotonic() > deadline:
+            stop(node)
+            raise RuntimeError(f"worker node did not join:\n{(cluster['workdir'] / f'{name}.log').read_text()[-4000:]}")
+        time.sleep(1)
+    return node
+
+
+def ray_state(cluster, kind, *filters):
+    """Rows of Ray's state API (``ray list KIND --detail``; e.g. ``"state=ALIVE"`` filters) on ``cluster``."""
+    args = [str(BIN / "ray"), "list", kind, "--address", cluster["dashboard"], "--format", "json", "--detail",
+            "--limit", "10000"]
+    for f in filters:
+        args += ["--filter", f]
+    done = subprocess.run(args, cwd=ROOT, env=cluster["env"], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def crash(proc):
+    """SIGKILL every process of ``proc``'s session at once (a node that dies, not one that stops)."""
+    members = [p for p in psutil.process_iter() if p.pid != os.getpid() and session_of(p.pid) == proc.pid]
+    for p in members:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    proc.wait()

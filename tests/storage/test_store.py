@@ -128,10 +128,28 @@ def test_write_forecasts_copies_every_value(db_url):
 def test_rewriting_the_same_run_is_idempotent(db_url):
     locations = new_plants(db_url, "rewrite")
     runs, forecast = forecast_of(locations)
-    first = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
-    again = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast))
-    assert again == first
+    paths = {}
+    first = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast, paths))
+    assert paths["new_rows"] == len(forecast) and paths["rewritten_rows"] == 0
+    again = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast, paths))
+    assert again == first and paths["new_rows"] == 0 and paths["rewritten_rows"] == len(forecast)
     assert count(db_url, "SELECT count(*) FROM forecasts WHERE run_id = ANY($1)", list(first.values())) == len(forecast)
+
+
+def test_a_batch_of_new_and_rewritten_runs_copies_the_new_and_replaces_the_rewritten(db_url):
+    """New runs' rows go by direct COPY, rows of runs that existed through the upsert; both store exactly the frame."""
+    locations = new_plants(db_url, "mixed")
+    first = run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations.iloc[:2])))
+    runs, forecast = forecast_of(locations, scale=0.5)
+    timings = {}
+    run_ids = run(db_url, lambda conn: store.write_forecasts(conn, runs, forecast, timings))
+    assert {lid: run_ids[lid] for lid in first} == first and len(set(run_ids.values())) == len(locations)
+    assert timings["rewritten_rows"] == 2 * 192 and timings["new_rows"] == len(forecast) - 2 * 192
+    for lid, run_id in run_ids.items():
+        _, frame = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, run_id))
+        expected = forecast[forecast["location_id"] == lid].reset_index(drop=True)
+        pd.testing.assert_frame_equal(frame, expected.astype(frame.dtypes.to_dict()))
+    assert count(db_url, "SELECT count(*) FROM forecasts WHERE run_id = ANY($1)", list(run_ids.values())) == len(forecast)
 
 
 def test_a_later_run_never_overwrites_an_earlier_one(db_url):
