@@ -41,7 +41,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    with httpx.Client(base_url=cluster["base"], timeout=300) as c:
+    key = local.api_key(cluster["db_url"], "cluster", description="tests/cluster")
+    with httpx.Client(base_url=cluster["base"], timeout=300, headers=local.bearer(key)) as c:
         yield c
 
 
