@@ -232,6 +232,34 @@ async def upsert_locations(db, df, planes=None, horizon=None, *, tenant_id=None)
         Bad locations, planes or horizon (:mod:`engine.validation`), or plane
         / horizon rows of a location not in ``df``.
     """
+    df, planes, horizon = checked_plants(df, planes, horizon)
+    return await write_plants(db, df, planes, horizon, tenant_id=tenant_id)
+
+
+def checked_plants(df, planes=None, horizon=None, model_ids=None):
+    """Check plants with their planes and horizon and derive the plane summary (CPU work, no I/O).
+
+    Parameters
+    ----------
+    df, planes, horizon : DataFrame
+        As :func:`upsert_locations` (planes/horizon None: none).
+    model_ids : sequence of str, optional
+        Model ids a location may name (None: not checked).
+
+    Returns
+    -------
+    tuple of DataFrame
+        ``(locations, planes, horizon)`` ready for :func:`write_plants`:
+        the summary columns of multi-plane locations filled
+        (:func:`engine.planes.summarise`).
+
+    Raises
+    ------
+    ValueError
+        As :func:`upsert_locations`; the exception's ``field`` is
+        ``planes.<column>``, ``horizon.<column>`` or a location column and
+        its ``row`` the row of that frame.
+    """
     planes = empty_planes("name") if planes is None else planes
     horizon = pd.DataFrame({"name": [], "azimuth": [], "elevation": []}) if horizon is None else horizon
     validation.validate_planes(planes, key="name")
@@ -242,7 +270,13 @@ async def upsert_locations(db, df, planes=None, horizon=None, *, tenant_id=None)
         validation.reject(f"{what}.name", pd.Index(names).get_indexer(given) < 0, "is not a location of this write",
                           given)  # hashed lookup: numpy.isin on object arrays is quadratic
     df = summarise(df, planes, key="name")
-    validation.validate_locations(df)
+    validation.validate_locations(df, model_ids)
+    return df, planes, horizon
+
+
+async def write_plants(db, df, planes, horizon, *, tenant_id=None):
+    """Store plants checked by :func:`checked_plants` (one transaction; see :func:`upsert_locations`)."""
+    names = df["name"].astype(str).to_numpy()
     cols = validation.LOCATION_COLUMNS
     text = {"name", "timezone", "tracking", "model_id"}
     args = [df[c].astype(str).tolist() if c in text else

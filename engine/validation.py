@@ -125,7 +125,9 @@ def reject(column, bad, reason, values):
         value = values.iloc[i] if isinstance(values, pd.Series) else values[i]
         value = value.item() if isinstance(value, np.generic) else value
         more = f"; {rows.size} rows in all" if rows.size > 1 else ""
-        raise field_error(column, f"row {i} {reason} ({value!r}){more}", row=i)
+        exc = field_error(column, f"row {i} {reason} ({value!r}){more}", row=i)
+        exc.reason = f"{reason} ({value!r}){more}"  # without the frame row: for callers naming the field otherwise
+        raise exc
 
 
 def require_columns(df, columns, frame):

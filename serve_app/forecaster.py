@@ -20,13 +20,14 @@ def model_version(card):
 
 
 @ray.remote
-def feature_task(locations, weather, times):
+def feature_task(locations, weather, times, planes=None, horizon=None):
     """Features of the plants whose weather can drive a forecast, and the others' reasons.
 
     ``engine.resample.weather_problems`` finds, in one pass, every plant whose
     weather is missing, not finite or does not cover ``times``; the rest go
-    through ``engine.features.feature_frame``. Runs as a Ray task (never on a
-    replica's event loop).
+    through ``engine.features.feature_frame`` with their planes and horizon
+    (frames keyed by ``location_id``; None: one plane each, free horizon).
+    Runs as a Ray task (never on a replica's event loop).
 
     Returns
     -------
@@ -38,7 +39,8 @@ def feature_task(locations, weather, times):
     """
     errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
     good = locations[~locations["location_id"].isin(list(errors))]
-    return (feature_frame(good, weather, times) if len(good) else None), good, errors
+    features = feature_frame(good, weather, times, planes=planes, horizon=horizon) if len(good) else None
+    return features, good, errors
 
 
 @serve.deployment
@@ -70,11 +72,14 @@ class Forecaster:
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         if self.pool is None:
             self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
-        weather = await store.read_weather(self.pool, locations["location_id"].tolist(), times[0] - margin,
-                                           times[-1] + margin, issue)
+        ids = locations["location_id"].tolist()
+        weather = await store.read_weather(self.pool, ids, times[0] - margin, times[-1] + margin, issue)
+        geometry = {"planes": await store.fetch_planes(self.pool, ids),
+                    "horizon": await store.fetch_horizons(self.pool, ids)}
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
-        feats, locs, errors = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times)
+        feats, locs, errors = await feature_task.options(num_cpus=task_cpus).remote(locations, weather, times,
+                                                                                    **geometry)
         t_feat = time.perf_counter()
         frame, model_errors = await asyncio.get_running_loop().run_in_executor(
             None, self.predict, feats, locs, params, issue)

@@ -7,7 +7,7 @@ import pandas as pd
 import ray
 from fastapi import Depends, HTTPException, Path, Request
 
-from engine import store, validation
+from engine import planes, store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
 from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
@@ -16,46 +16,115 @@ router = api_router("/api/v1")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
 
 
-def location_records(frame):
-    """Locations frame -> JSON-ready records (NaN export limit -> null)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+def location_records(plants):
+    """``store.fetch_plants`` result -> JSON-ready records with their ``planes`` and ``horizon``.
+
+    One-plane locations (no plane rows) have ``planes: []``: their own
+    columns are the plane; a free horizon is ``null``.
+    """
+    frame = plants["locations"]
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    if not records:
+        return records
+    planes = plants["planes"]
+    plane_records = planes.astype(object).where(planes.notna(), None).to_dict(orient="records")
+    by_location = {int(i): [] for i in frame["location_id"]}
+    for row in plane_records:  # plane rows only of multi-plane plants (at most MAX_PLANES each)
+        by_location[int(row.pop("location_id"))].append(row)
+    horizon = plants["horizon"]
+    skylines = {int(i): {c: g[c].tolist() for c in validation.HORIZON_COLUMNS}
+                for i, g in horizon.groupby("location_id", sort=False)} if len(horizon) else {}
+    for record in records:
+        record["planes"] = by_location[record["location_id"]]
+        record["horizon"] = skylines.get(record["location_id"])
+    return records
 
 
-def locations_frame(body):
-    """Validated ``LocationsUpsert`` body -> locations frame, checked by ``engine.validation``."""
-    frame = pd.DataFrame([plant.model_dump() for plant in body.locations], columns=list(validation.LOCATION_COLUMNS))
-    frame["export_limit_kw"] = frame["export_limit_kw"].astype("float64")
-    return frame
+def plants_frames(body):
+    """Validated ``LocationsUpsert`` body -> (locations, planes, horizon) frames keyed by name, and the origin
+    ``(location, item)`` of every plane and horizon row (to name a field in request terms).
+
+    A plant given with ``planes`` keeps only the plane summary columns the
+    client set (the rest are derived from its planes).
+    """
+    rows, plane_rows, plane_origin, skylines, horizon_origin = [], [], [], [], []
+    for i, plant in enumerate(body.locations):
+        row = plant.model_dump(exclude={"planes", "horizon"})
+        if plant.planes is not None:
+            for column in planes.SUMMARY_COLUMNS:
+                if column not in plant.model_fields_set:
+                    row[column] = None
+            for j, plane in enumerate(plant.planes):
+                plane_rows.append({"name": plant.name, "plane": j, **plane.model_dump()})
+                plane_origin.append((i, j))
+        if plant.horizon is not None:
+            skylines.append(pd.DataFrame({"name": plant.name, **plant.horizon.model_dump()}))
+            horizon_origin += [(i, j) for j in range(len(plant.horizon.azimuth))]
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(validation.LOCATION_COLUMNS))
+    for column in validation.LOCATION_BOUNDS:
+        frame[column] = frame[column].astype("float64")
+    plane_frame = (pd.DataFrame(plane_rows, columns=["name", *validation.PLANE_COLUMNS]) if plane_rows
+                   else planes.empty_planes("name"))
+    for column in validation.PLANE_INHERITED:
+        plane_frame[column] = plane_frame[column].astype("float64")
+    horizon = (pd.concat(skylines, ignore_index=True) if skylines
+               else pd.DataFrame({"name": [], **{c: [] for c in validation.HORIZON_COLUMNS}}))
+    return (frame, plane_frame, horizon), {"planes": plane_origin, "horizon": horizon_origin}
+
+
+def request_field(exc, origin):
+    """(field, message) of an engine error about the plants frames, in request terms.
+
+    ``planes.tilt`` row r -> ``locations[i].planes[j].tilt``; ``horizon.azimuth``
+    row r -> ``locations[i].horizon.azimuth[j]``; a location column row i ->
+    ``locations[i].<column>``.
+    """
+    field, row = getattr(exc, "field", None), getattr(exc, "row", None)
+    frame, _, column = (field or "").partition(".")
+    if row is None or frame not in origin:
+        return row_field(exc, "locations")
+    i, j = origin[frame][row]
+    name = (f"locations[{i}].planes[{j}].{column}" if frame == "planes"
+            else f"locations[{i}].horizon.{column}[{j}]")
+    return name, f"{name}: {getattr(exc, 'reason', exc)}"
+
+
+def checked_plants(body, model_ids):
+    """Frames of a ``LocationsUpsert`` body checked by ``engine.store.checked_plants`` (CPU: in an executor)."""
+    frames, origin = plants_frames(body)
+    try:
+        return store.checked_plants(*frames, model_ids=model_ids)
+    except ValueError as exc:
+        raise HTTPException(422, request_field(exc, origin)) from None
 
 
 @router.post("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
-             summary="Create or update plants by name")
+             summary="Create or update plants by name (with their planes and horizon)")
 @router.put("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
-            summary="Create or update plants by name")
+            summary="Create or update plants by name (with their planes and horizon)")
 async def upsert_locations(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "LocationsUpsert")
     loop = asyncio.get_running_loop()
-    frame = await loop.run_in_executor(None, locations_frame, body)
-    try:
-        await loop.run_in_executor(None, validation.validate_locations, frame, service.settings["model_ids"])
-    except ValueError as exc:
-        raise HTTPException(422, row_field(exc, "locations")) from None
-    saved = await store.upsert_locations(service.pool, frame, tenant_id=who.tenant_id)
-    return await json_response_off_loop({"locations": location_records(saved)})
+    frame, plane_rows, horizon = await loop.run_in_executor(None, checked_plants, body, service.settings["model_ids"])
+    saved = await store.write_plants(service.pool, frame, plane_rows, horizon, tenant_id=who.tenant_id)
+    plants = await store.fetch_plants(service.pool, saved["location_id"].tolist(), tenant_id=who.tenant_id)
+    return await json_response_off_loop({"locations": await loop.run_in_executor(None, location_records, plants)})
 
 
 @router.get("/locations", responses=responses_doc("LocationList"), summary="List plants")
 async def list_locations(who: Caller, service=Depends(ingress)):
-    locations = await store.fetch_locations(service.pool, tenant_id=who.tenant_id)
-    return await json_response_off_loop({"locations": location_records(locations)})
+    plants = await store.fetch_plants(service.pool, tenant_id=who.tenant_id)
+    records = await asyncio.get_running_loop().run_in_executor(None, location_records, plants)
+    return await json_response_off_loop({"locations": records})
 
 
 @router.get("/locations/{location_id}", responses=responses_doc("Location"), summary="One plant")
 async def get_location(location_id: LocationPath, who: Caller, service=Depends(ingress)):
-    frame = await store.fetch_locations(service.pool, [location_id], tenant_id=who.tenant_id)
-    if not len(frame):
+    plants = await store.fetch_plants(service.pool, [location_id], tenant_id=who.tenant_id)
+    if not len(plants["locations"]):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
-    return json_response(location_records(frame)[0])
+    return json_response(location_records(plants)[0])
 
 
 async def ingest(request, service, kind, tenant_id):

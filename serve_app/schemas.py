@@ -20,10 +20,11 @@ and nesting deeper than pydantic's JSON parser allows.
 import datetime
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, with_config
+from pydantic import (AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, model_validator,
+                      with_config)
 from typing_extensions import NotRequired, TypedDict
 
-from engine import nwp, validation
+from engine import nwp, planes, validation
 from engine.forecast import FORECAST_TYPES
 from engine.quantiles import QUANTILE_COLUMNS
 
@@ -82,21 +83,86 @@ LocationId = Annotated[int, Field(**validation.ID_BOUNDS, description="location 
 RunId = Annotated[int, Field(**validation.ID_BOUNDS, description="run id")]
 
 
-def location_in(settings):
-    """One plant of ``POST/PUT /api/v1/locations`` (defaults: ``location_defaults`` of the settings)."""
+def plane_in(settings):
+    """One plane of a location (``planes[j]``): its own orientation, DC capacity and mounting.
+
+    Geometry defaults come from ``location_defaults``; ``losses_pct``,
+    ``gamma_pdc`` and the temperature-model parameters default to null: the
+    plane then uses its location's value.
+    """
     defaults = settings["location_defaults"]
-    required = ("name", "latitude", "longitude", "capacity_ac_kw", "capacity_dc_kw", "tilt", "azimuth")
+    fields = {}
+    for column in validation.PLANE_COLUMNS:
+        if column == "plane":
+            continue  # the position in the list
+        if column == "tracking":
+            fields[column] = (Literal[validation.TRACKING], defaults["tracking"])
+        elif column == "backtrack":
+            fields[column] = (bool, Field(True, description="single-axis trackers: backtracking on"))
+        else:
+            kind = number(validation.PLANE_BOUNDS[column], column.replace("_", " "))
+            if column in validation.PLANE_INHERITED:
+                fields[column] = (Optional[kind], Field(None, description="null: the location's value"))
+            else:
+                fields[column] = (kind, ... if column in PLANE_REQUIRED else defaults[column])
+    return create_model("PlaneIn", __config__=STRICT, **fields)
+
+
+def horizon_in():
+    """A horizon profile (``horizon``): skyline elevation by azimuth, azimuth increasing."""
+    bounds, most = validation.HORIZON_BOUNDS, validation.MAX_HORIZON_POINTS
+    points = {c: (Annotated[list[number(bounds[c], c)], Field(min_length=2, max_length=most)], ...)
+              for c in validation.HORIZON_COLUMNS}
+    return create_model("HorizonIn", __config__=STRICT,
+                        __validators__={"paired": model_validator(mode="after")(paired_points)}, **points)
+
+
+def paired_points(horizon):
+    """One elevation per azimuth."""
+    if len(horizon.azimuth) != len(horizon.elevation):
+        raise ValueError(f"azimuth and elevation differ in length ({len(horizon.azimuth)} != "
+                         f"{len(horizon.elevation)})")
+    return horizon
+
+
+#: Plane columns a plane must give; a location without planes must give them itself.
+PLANE_REQUIRED = ("tilt", "azimuth", "capacity_dc_kw")
+
+
+def location_in(settings):
+    """One plant of ``POST/PUT /api/v1/locations`` (defaults: ``location_defaults`` of the settings).
+
+    A plant is one plane described by its own columns, or 1..MAX_PLANES
+    ``planes`` behind its one ``capacity_ac_kw``; with ``planes`` its plane
+    columns (``capacity_dc_kw``, ``tilt``, ``azimuth``, ...) are derived
+    (sum of DC, the largest plane's orientation) and may be left out.
+    """
+    defaults = settings["location_defaults"]
+    required = ("name", "latitude", "longitude", "capacity_ac_kw")
+    derived = (f" Derived from `planes` when given ({', '.join(planes.SUMMARY_COLUMNS)}: sum of DC, "
+               "the largest plane's geometry); required without planes.")
     fields = {"name": (text("name", "natural key of the plant (unique)"), ...),
               "timezone": (text("timezone", "IANA time zone of local-time energy buckets"), defaults["timezone"]),
-              "tracking": (Literal[validation.TRACKING], defaults["tracking"]),
+              "tracking": (Optional[Literal[validation.TRACKING]], defaults["tracking"]),
               "model_id": (Literal[tuple(settings["model_ids"])], defaults["model_id"])}
     for column, spec in validation.LOCATION_BOUNDS.items():
         kind = number(spec, column.replace("_", " "))
         if column == "export_limit_kw":
             fields[column] = (Optional[kind], defaults[column])
+        elif column in PLANE_REQUIRED:
+            fields[column] = (Optional[kind], Field(None, description=derived.strip()))
+        elif column in planes.SUMMARY_COLUMNS:
+            fields[column] = (Optional[kind], defaults[column])
         else:
             fields[column] = (kind, ... if column in required else defaults[column])
-    return create_model("LocationIn", __config__=STRICT, **{c: fields[c] for c in validation.LOCATION_COLUMNS})
+    extra = {"planes": (Optional[Annotated[list[plane_in(settings)],
+                                           Field(min_length=1, max_length=validation.MAX_PLANES)]],
+                        Field(None, description=f"1..{validation.MAX_PLANES} planes sharing the inverter limit "
+                                                "(null: one plane from the location's own columns)")),
+             "horizon": (Optional[horizon_in()], Field(None, description="skyline blocking the beam (null: free)"))}
+    # a plant without planes must give its own (else engine.validation refuses the missing value by name)
+    return create_model("LocationIn", __config__=STRICT, **{c: fields[c] for c in validation.LOCATION_COLUMNS},
+                        **extra)
 
 
 def weather_row():
@@ -170,10 +236,16 @@ def responses(settings):
     quantile = {q: list[float] for q in QUANTILE_COLUMNS}
     error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
+    plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
+                                    **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)
+                                       for c in planes.GEOMETRY_COLUMNS}})
     location_out = TypedDict("Location", {"location_id": int, **{c: str for c in ("name", "timezone", "tracking",
                                                                                  "model_id")},
                                           **{c: (Optional[float] if c == "export_limit_kw" else float)
-                                             for c in validation.LOCATION_BOUNDS}})
+                                             for c in validation.LOCATION_BOUNDS},
+                                          "planes": list[plane_out],
+                                          "horizon": Optional[TypedDict("Horizon", {c: list[float] for c in
+                                                                                     validation.HORIZON_COLUMNS})]})
     location_forecast = TypedDict("LocationForecast", {
         "location_id": int, "run_id": Optional[int], "capacity_ac_kw": float, "power_limit_kw": float,
         "valid_time": list[datetime.datetime], "horizon_minutes": list[int],
@@ -246,6 +318,8 @@ def build(settings):
     return {
         "GenerateRequest": generate_request(settings),
         "LocationIn": location,
+        "PlaneIn": plane_in(settings),
+        "HorizonIn": horizon_in(),
         "LocationsUpsert": rows_body("LocationsUpsert", location, "locations", http["max_locations_per_upsert"]),
         "WeatherRow": weather_row(),
         "WeatherIngest": rows_body("WeatherIngest", weather_row(), "rows", http["max_rows"]),

@@ -27,7 +27,7 @@ def api_db_url():
 
 
 #: Locations per Forecaster batch in the test service: small, so that every multi-plant test runs a
-#: task of several batches (4 demo plants = 2 batches) through the same code as a 10,000-plant fleet.
+#: task of several batches (6 demo plants = 2 batches) through the same code as a 10,000-plant fleet.
 BATCH_LOCATIONS = 3
 
 

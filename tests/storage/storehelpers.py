@@ -25,7 +25,7 @@ PLANE_DEFAULTS = {**{k: DEFAULTS[k] for k in ("tracking", "axis_azimuth", "max_a
 
 
 def demo_frames(suffix=""):
-    """configs/demo_plants.yaml (``plants``, ``plants_planes_horizon``): locations, planes, horizon keyed by name.
+    """configs/demo_plants.yaml ``plants``: locations, planes, horizon keyed by name.
 
     Service defaults filled (planes: the location defaults of their geometry,
     backtracking on, losses and temperature model inherited), SERF East
@@ -34,7 +34,7 @@ def demo_frames(suffix=""):
     card = json.loads((ROOT / "models/global.json").read_text())
     rows, plane_rows, horizon_rows = [], [], []
     demo = yaml.safe_load((ROOT / "configs/demo_plants.yaml").read_text())
-    for plant in demo["plants"] + demo.get("plants_planes_horizon", []):
+    for plant in demo["plants"]:
         if plant.pop("capacity_from_model_card", False):
             plant.update({k: card["capacity"][k] for k in ("capacity_ac_kw", "capacity_dc_kw")})
         name = plant["name"] + suffix
