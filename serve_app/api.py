@@ -44,8 +44,9 @@ RETRY_AFTER_SECONDS = 5
 TASK_HEADER = "X-Task-Id"
 
 
-class Unauthenticated(Exception):
-    """No usable API key: missing, malformed, unknown or revoked (:mod:`serve_app.auth`)."""
+#: No usable API key: missing, malformed, unknown or revoked (:mod:`serve_app.auth`) -> 401.
+Unauthenticated = type("Unauthenticated", (Exception,), {"__doc__": "No usable API key (401).",
+                                                          "__module__": __name__})
 
 
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError

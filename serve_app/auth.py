@@ -17,11 +17,11 @@ tenant's objects answer 404 like unknown ones.
 """
 
 import time
-from typing import Annotated, NamedTuple
+from collections import namedtuple
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.openapi.models import HTTPBearer
-from fastapi.security.base import SecurityBase
+from fastapi.security import HTTPBearer
 
 from engine import keys, store, validation
 from serve_app.api import Unauthenticated, ingress, ref
@@ -37,35 +37,18 @@ AUTH_RESPONSES = {
 _accepted = {}  # sha256 of a key -> (monotonic expiry, Principal): this replica's accepted keys
 
 
-class Principal(NamedTuple):
-    """Who a request's key is: its tenant, its scopes, its public key id (for logs)."""
-    tenant_id: str
-    scopes: tuple
-    key_id: str
+#: Who a request's key is: its tenant, its scopes, its public key id (for logs).
+Principal = namedtuple("Principal", ["tenant_id", "scopes", "key_id"])
+
+#: The ``Authorization: Bearer <key>`` security scheme, declared so that the OpenAPI document names
+#: it and the operations that need it; the header itself is parsed by :func:`engine.keys.bearer_key`.
+BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="pvc_<key_id>_<secret>",
+                    description="API key of a tenant (`pvcast keys create`), sent as `Authorization: Bearer <key>`. "
+                                "Scopes: read (operations that read), write (operations that store or forecast; "
+                                "implies read), admin (implies write)")
 
 
-class BearerKey(SecurityBase):
-    """The ``Authorization: Bearer <key>`` header (:func:`engine.keys.bearer_key`): the key or None.
-
-    A security dependency, so the OpenAPI document declares the scheme and which operations need it.
-    """
-
-    def __init__(self):
-        self.model = HTTPBearer(bearerFormat="pvc_<key_id>_<secret>",
-                                description="API key of a tenant (`pvcast keys create`), sent as "
-                                            "`Authorization: Bearer <key>`. Scopes: read (operations that read), "
-                                            "write (operations that store or forecast; implies read), admin "
-                                            "(implies write)")
-        self.scheme_name = "ApiKey"
-
-    async def __call__(self, request: Request):
-        return keys.bearer_key(request.headers.get("authorization"))
-
-
-BEARER = BearerKey()
-
-
-async def principal(key: Annotated[str | None, Depends(BEARER)], service=Depends(ingress)):
+async def principal(request: Request, _scheme: Annotated[object, Depends(BEARER)], service=Depends(ingress)):
     """The :class:`Principal` of the request's key (FastAPI dependency, resolved once per request).
 
     Raises
@@ -73,6 +56,7 @@ async def principal(key: Annotated[str | None, Depends(BEARER)], service=Depends
     Unauthenticated
         No bearer header, a malformed key, an unknown or a revoked one (401).
     """
+    key = keys.bearer_key(request.headers.get("authorization"))
     if key is None:
         raise validation.field_error("authorization", "an API key is required: `Authorization: Bearer <key>`",
                                      Unauthenticated)
