@@ -69,7 +69,7 @@ class Ingress:
         self.adapters = schemas.adapters(self.schemas)
         self.openapi = document(settings)
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
-        self.background = {}
+        self.background, self.endings = {}, set()
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 
@@ -83,9 +83,15 @@ class Ingress:
         the calls a request made when its client disconnects, and the task's
         Forecaster calls are not the request's.
         """
-        task = asyncio.get_running_loop().create_task(job, context=contextvars.Context())
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(job, context=contextvars.Context())
         self.background[task_id] = task
-        task.add_done_callback(lambda done: asyncio.get_running_loop().create_task(self.ended(task_id, done)))
+
+        def on_done(done):  # the ending is kept referenced until it ran (asyncio holds tasks weakly)
+            ending = loop.create_task(self.ended(task_id, done))
+            self.endings.add(ending)
+            ending.add_done_callback(self.endings.discard)
+        task.add_done_callback(on_done)
         return task
 
     async def ended(self, task_id, done):
