@@ -125,6 +125,7 @@ def faults(tmp_path_factory, training_config):
     try:
         with local.scratch_database("pvcast_faults") as (db, _):
             state = {"proxy": proxy, "db": db}
+            key = local.api_key(db, "faults", description="tests/api/test_task_lifecycle.py")
 
             def start():
                 proxied = db.replace(f":{direct_port}/", f":{proxy.port}/")
@@ -132,7 +133,7 @@ def faults(tmp_path_factory, training_config):
                 base, sessions = stack.enter_context(local.serve_instance(
                     proxied, workdir, serve_config=one_batch_at_a_time(workdir / "one_batch.yaml"),
                     service_settings=SETTINGS))
-                client = stack.enter_context(httpx.Client(base_url=base, timeout=600))
+                client = stack.enter_context(httpx.Client(base_url=base, timeout=600, headers=local.bearer(key)))
                 state.update(base=base, sessions=sessions, client=client,
                              ports=json.loads((workdir / "ports.json").read_text()))
 
