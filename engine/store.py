@@ -263,6 +263,8 @@ def checked_plants(df, planes=None, horizon=None, model_ids=None):
     """
     planes = empty_planes("name") if planes is None else planes
     horizon = pd.DataFrame({"name": [], "azimuth": [], "elevation": []}) if horizon is None else horizon
+    named = validation.labels(df, "name")
+    validation.unique_keys("name", {"name": named}, ("name",), named)  # planes/horizon rows are keyed by it
     validation.validate_planes(planes, key="name")
     validation.validate_horizon(horizon, key="name")
     names = df["name"].astype(str).to_numpy()

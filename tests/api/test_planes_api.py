@@ -131,3 +131,11 @@ def test_a_bad_plane_or_horizon_is_a_422_naming_the_field_and_nothing_is_stored(
     r = client.post("/api/v1/locations", json={"locations": [{**base, **change, "name": name}]})
     assert_error(client, r, 422, field)
     assert count(api_db_url, "SELECT count(*) FROM locations WHERE name = $1", name) == 0
+
+
+def test_a_name_repeated_in_one_write_is_a_422_before_planes_are_matched_to_it(client, api_db_url):
+    """Plane rows are keyed by the plant's name: a repeated name is refused by name (it was a 500)."""
+    name = "repeated name with planes"
+    plants = [{**demo_plants()[EAST_WEST], "name": name}, {**demo_plants()[1], "name": name}]
+    assert_error(client, client.post("/api/v1/locations", json={"locations": plants}), 422, "locations[1].name")
+    assert count(api_db_url, "SELECT count(*) FROM locations WHERE name = $1", name) == 0
