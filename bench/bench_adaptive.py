@@ -19,7 +19,7 @@ the P50 MAE over 0-6 h leads of hourly issues; then on 2016 (entered DC = AC, ad
 hourly issues 0-6 h: no update, update, and smart persistence (clear-sky index of the
 last hour of measured power carried forward x clear-sky physical power).
 
-Run: ``flock /tmp/pvcast-heavy.lock .venv/bin/python bench/bench_adaptive.py`` (~2 min).
+Run: ``.venv/bin/python bench/bench_adaptive.py`` (~2 min).
 """
 
 import sys
