@@ -21,10 +21,9 @@ Invariants are not enforced here: the shifted quantiles go through
 import numpy as np
 
 from engine.calibration import bin_index
+from engine.metrics import LEAD_EDGES_HOURS  # the lead buckets of accuracy reports: one definition
 from engine.quantiles import ALPHAS
 
-LEAD_EDGES_HOURS = (0.0, 1.0, 6.0, 24.0, 48.0, np.inf)
-"""Lead-time buckets of the offsets, h: 0-1, 1-6, 6-24, 24-48, > 48."""
 
 CSI_EDGES = (0.0, 0.5, 0.9, np.inf)
 """Clear-sky regimes of the offsets (weather clear-sky index): cloudy < 0.5 <= broken < 0.9 <= clear."""

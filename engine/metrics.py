@@ -11,6 +11,7 @@ degenerate quantile forecast (all five columns equal), for which CRPS = MAE.
 import numpy as np
 import pandas as pd
 
+from engine.calibration import bin_index
 from engine.quantiles import ALPHAS, QUANTILE_COLUMNS
 
 
@@ -180,6 +181,70 @@ def evaluate(obs_kw, q_kw, capacity_ac_kw, daylight):
             out[f"{name}_all"] = fn(obs, q)
         out[f"{name}_day"] = fn(obs[daylight], q[daylight])
     return out
+
+
+LEAD_EDGES_HOURS = (0.0, 1.0, 6.0, 24.0, 48.0, np.inf)
+"""Lead-time buckets, h: 0-1, 1-6, 6-24, 24-48, >= 48 (a bucket holds leads in [lower, upper)).
+
+The one definition: accuracy reports (:func:`evaluate_by_lead`) and the
+per-plant band offsets (:mod:`engine.conformal`) use the same buckets.
+"""
+
+
+def lead_labels(edges=LEAD_EDGES_HOURS):
+    """Names of the lead buckets: ``0-1h``, ``1-6h``, ..., ``48h+``."""
+    return [f"{lo:g}-{hi:g}h" if np.isfinite(hi) else f"{lo:g}h+" for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def lead_bucket(lead_hours, edges=LEAD_EDGES_HOURS):
+    """Index of the lead bucket of each lead time, h (``engine.calibration.bin_index``, as the band offsets)."""
+    return bin_index(lead_hours, edges)
+
+
+def evaluate_by_lead(obs_kw, q_kw, capacity_ac_kw, daylight, lead_hours, edges=LEAD_EDGES_HOURS):
+    """:func:`evaluate` per lead bucket that has daylight rows.
+
+    Returns
+    -------
+    dict
+        bucket label -> ``{"n": rows, "metrics": evaluate(...)}``.
+    """
+    bucket = lead_bucket(lead_hours, edges)
+    daylight = np.asarray(daylight, dtype=bool)
+    out = {}
+    for k, label in enumerate(lead_labels(edges)):
+        rows = bucket == k
+        if (rows & daylight).any():
+            out[label] = {"n": int(rows.sum()), "metrics": evaluate(np.asarray(obs_kw)[rows], np.asarray(q_kw)[rows],
+                                                                     capacity_ac_kw, daylight[rows])}
+    return out
+
+
+def day_ahead(valid_time, issue_time, timezone):
+    """Rows forecast for the local day after the issue's local day (the day-ahead view), bool.
+
+    Parameters
+    ----------
+    valid_time, issue_time : DatetimeIndex or Series
+        tz-aware (UTC).
+    timezone : str
+        IANA zone of the plant (its local days).
+    """
+    valid = pd.DatetimeIndex(valid_time).tz_convert(timezone)
+    issue = pd.DatetimeIndex(issue_time).tz_convert(timezone)
+    # a value is labelled at the END of its step: the step ending at local midnight belongs to the day before
+    valid_day = (valid - pd.Timedelta(microseconds=1)).normalize().tz_localize(None)
+    return np.asarray(valid_day == issue.normalize().tz_localize(None) + pd.Timedelta(days=1))
+
+
+def latest_per_valid_time(frame):
+    """The row of the latest-issued run (then the highest run id) for every valid time.
+
+    What a user would have acted on when several stored runs cover the same
+    valid time. ``frame`` has ``valid_time``, ``issue_time``, ``run_id``.
+    """
+    order = frame.sort_values(["valid_time", "issue_time", "run_id"], kind="stable")
+    return order.drop_duplicates("valid_time", keep="last").reset_index(drop=True)
 
 
 def clear_sky_persistence(obs_kw, clear_kw, day_key):

@@ -823,28 +823,53 @@ async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_ty
                                 ints=("location_id", "horizon_minutes"), floats=QUANTILE_COLUMNS)
 
 
-async def read_forecast_with_actuals(db, location_id, start, end, *, tenant_id=None):
-    """Every stored run's values of a location joined to the measured power at valid_time.
+async def read_forecast_with_actuals(db, location_id, start, end, *, forecast_type=None, run_id=None,
+                                     issued_start=None, issued_end=None, tenant_id=None):
+    """Stored runs' values of a location joined to the measured power at valid_time.
 
-    ``tenant_id`` given: another tenant's location reads like one without
-    runs (empty); None: any.
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_id : int
+    start, end : datetime or None
+        Window of valid_time (inclusive; None: open).
+    forecast_type : str, optional
+        Only runs of this type.
+    run_id : int, optional
+        Only this run.
+    issued_start, issued_end : datetime, optional
+        Window of the runs' issue_time (inclusive; None: open).
+    tenant_id : str, optional
+        Given: another tenant's location reads like one without runs (empty);
+        None: any.
 
     Returns
     -------
     DataFrame
-        Columns run_id, valid_time, p10..p90 (kW), power_kw (kW, NaN where
-        nothing was measured), sorted by valid_time, run_id.
+        Columns run_id, issue_time, forecast_type, valid_time, horizon_minutes,
+        p10..p90 (kW), power_kw (kW, NaN where nothing was measured), sorted
+        by valid_time, run_id.
     """
-    rows = await db.fetch(f"""
-        SELECT f.run_id, f.valid_time, {", ".join(f"f.{q}" for q in QUANTILE_COLUMNS)}, a.power_kw
-        FROM forecasts f
-        LEFT JOIN actuals a ON a.location_id = f.location_id AND a.time = f.valid_time
-        WHERE f.run_id IN (SELECT run_id FROM forecast_runs WHERE location_id = $1 AND {TENANT_OWNS.format("$4")})
-          AND f.valid_time >= coalesce($2::timestamptz, '-infinity')
-          AND f.valid_time <= coalesce($3::timestamptz, 'infinity')
-        ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"), tenant_id)
-    return frame(rows, ("run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"), times=("valid_time",),
-                 ints=("run_id",), floats=(*QUANTILE_COLUMNS, "power_kw"))
+    async with connection(db) as conn:
+        rows = await conn.fetch(f"""
+            SELECT f.run_id, r.issue_time, r.forecast_type, f.valid_time, f.horizon_minutes,
+                   {", ".join(f"f.{q}" for q in QUANTILE_COLUMNS)}, a.power_kw
+            FROM forecast_runs r
+            JOIN forecasts f ON f.run_id = r.run_id
+            LEFT JOIN actuals a ON a.location_id = f.location_id AND a.time = f.valid_time
+            WHERE r.location_id = $1
+              AND ($4::text IS NULL OR r.location_id IN (SELECT location_id FROM locations WHERE tenant_id = $4))
+              AND f.valid_time >= coalesce($2::timestamptz, '-infinity')
+              AND f.valid_time <= coalesce($3::timestamptz, 'infinity')
+              AND ($5::text IS NULL OR r.forecast_type = $5) AND ($6::bigint IS NULL OR r.run_id = $6)
+              AND r.issue_time >= coalesce($7::timestamptz, '-infinity')
+              AND r.issue_time <= coalesce($8::timestamptz, 'infinity')
+            ORDER BY f.valid_time, f.run_id""", int(location_id), utc(start, "start"), utc(end, "end"), tenant_id,
+                                forecast_type, None if run_id is None else int(run_id),
+                                utc(issued_start, "issued_start"), utc(issued_end, "issued_end"))
+    return frame(rows, ("run_id", "issue_time", "forecast_type", "valid_time", "horizon_minutes", *QUANTILE_COLUMNS,
+                        "power_kw"), times=("issue_time", "valid_time"), ints=("run_id", "horizon_minutes"),
+                 floats=(*QUANTILE_COLUMNS, "power_kw"))
 
 
 async def has_timescaledb(db):

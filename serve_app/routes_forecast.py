@@ -179,28 +179,53 @@ async def plot(location_id: LocationPath, start: Start = None, end: End = None,
     return Response(buffer.getvalue(), media_type="image/png")
 
 
-def accuracy_scores(joined, location):
-    """``engine.metrics.evaluate`` of stored values vs actuals, normalised by AC capacity (CPU: executor)."""
+def accuracy_scores(joined, location, runs):
+    """Scores of stored values vs actuals, normalised by AC capacity (``engine.metrics``; CPU: executor).
+
+    ``runs='latest'`` keeps, for each valid time, the latest-issued run only
+    (``metrics.latest_per_valid_time``); ``'all'`` scores every stored run's
+    value. Returns the ``Accuracy`` body's scores: all rows, by lead bucket
+    and the day-ahead view (valid on the plant's local day after the issue's).
+    """
+    if runs == "latest":
+        joined = metrics.latest_per_valid_time(joined)
     times = pd.DatetimeIndex(joined["valid_time"])
-    elevation = data.solar_elevation(times, location["latitude"], location["longitude"], location["altitude"])
-    return metrics.evaluate(joined["power_kw"].to_numpy(float),
-                            joined[list(quantiles.QUANTILE_COLUMNS)].to_numpy(float),
-                            float(location["capacity_ac_kw"]), np.asarray(elevation) > 0)
+    daylight = np.asarray(data.solar_elevation(times, location["latitude"], location["longitude"],
+                                               location["altitude"])) > 0
+    obs, q = joined["power_kw"].to_numpy(float), joined[list(quantiles.QUANTILE_COLUMNS)].to_numpy(float)
+    cap = float(location["capacity_ac_kw"])
+    ahead = metrics.day_ahead(joined["valid_time"], joined["issue_time"], location["timezone"])
+    return {"n": len(joined), "runs": int(joined["run_id"].nunique()),
+            "start": joined["valid_time"].min(), "end": joined["valid_time"].max(),
+            "metrics": metrics.evaluate(obs, q, cap, daylight),
+            "by_lead": metrics.evaluate_by_lead(obs, q, cap, daylight, joined["horizon_minutes"].to_numpy() / 60.0),
+            "day_ahead": ({"n": int(ahead.sum()), "metrics": metrics.evaluate(obs[ahead], q[ahead], cap,
+                                                                             daylight[ahead])}
+                          if (ahead & daylight).any() else None)}
+
+
+Issued = Annotated[Optional[AwareDatetime], Query(description="only runs issued at or after / before this time")]
 
 
 @router.get("/accuracy/{location_id}", responses=responses_doc("Accuracy"),
-            summary="Scores of stored runs against measured actuals")
-async def accuracy(location_id: LocationPath, start: Start = None, end: End = None, *, who: Caller,
-                   service=Depends(ingress)):
+            summary="Scores of stored runs against measured actuals, by lead-time bucket and day-ahead")
+async def accuracy(location_id: LocationPath, start: Start = None, end: End = None,
+                   forecast_type: ForecastType = None,
+                   run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS, description="only this run")] = None,
+                   issued_start: Issued = None, issued_end: Issued = None,
+                   runs: Annotated[Literal["all", "latest"], Query(
+                       description="all: every stored run's value counts; latest: for each valid time only the "
+                                   "latest-issued run's (what a user acted on)")] = "all",
+                   *, who: Caller, service=Depends(ingress)):
     locs = await store.fetch_locations(service.pool, [location_id], tenant_id=who.tenant_id)
     if not len(locs):
         raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
-    joined = (await store.read_forecast_with_actuals(service.pool, location_id, start, end,
-                                                     tenant_id=who.tenant_id)).dropna(subset=["power_kw"])
+    joined = (await store.read_forecast_with_actuals(
+        service.pool, location_id, start, end, forecast_type=forecast_type, run_id=run_id, issued_start=issued_start,
+        issued_end=issued_end, tenant_id=who.tenant_id)).dropna(subset=["power_kw"])
     if not len(joined):
-        raise validation.field_error("location_id", f"{location_id}: no forecast overlaps measured actuals in the "
-                                     "window", LookupError)
-    scores = await asyncio.get_running_loop().run_in_executor(None, accuracy_scores, joined, locs.iloc[0])
-    return json_response({"location_id": location_id, "n": len(joined), "runs": int(joined["run_id"].nunique()),
-                          "start": joined["valid_time"].min(), "end": joined["valid_time"].max(),
-                          "metrics": scores, "normalised_by": "capacity_ac_kw"})
+        raise validation.field_error("location_id", f"{location_id}: no forecast of the selection overlaps measured "
+                                     "actuals", LookupError)
+    scores = await asyncio.get_running_loop().run_in_executor(None, accuracy_scores, joined, locs.iloc[0], runs)
+    return await json_response_off_loop({"location_id": location_id, **scores, "runs_counted": runs,
+                                         "normalised_by": "capacity_ac_kw"})

@@ -252,6 +252,7 @@ def responses(settings):
         "valid_time": list[datetime.datetime], "horizon_minutes": list[int],
         **{q: NotRequired[list[float]] for q in quantile}})
     timings = dict[str, float]
+    accuracy_part = TypedDict("AccuracyPart", {"n": int, "metrics": dict[str, Optional[float]]})
     task_accepted = TypedDict("TaskAccepted", {"task_id": str, "status": Literal["queued"], "status_url": str})
     nwp_file = TypedDict("NwpFile", {
         "file": str, "source": Literal[nwp.SOURCE_NAMES], "issue_time": datetime.datetime, "steps": int,
@@ -290,6 +291,8 @@ def responses(settings):
             "rows": list[stored_row] | list[energy_row]}),
         "Accuracy": TypedDict("Accuracy", {"location_id": int, "n": int, "runs": int, "start": datetime.datetime,
                                            "end": datetime.datetime, "metrics": dict[str, Optional[float]],
+                                           "by_lead": dict[str, accuracy_part], "day_ahead": Optional[accuracy_part],
+                                           "runs_counted": Literal["all", "latest"],
                                            "normalised_by": Literal["capacity_ac_kw"]}),
         "RowCount": TypedDict("RowCount", {"rows": int}),
         "NwpImportResult": TypedDict("NwpImportResult", {

@@ -166,6 +166,42 @@ def test_accuracy_scores_the_stored_run_against_the_ingested_actuals(client, sco
                                 plant["capacity_ac_kw"], day)
     assert body["n"] == len(joined) > 100 and body["runs"] == 1
     assert body["metrics"] == pytest.approx(expected, rel=1e-9)
+    # by lead bucket: the rows of each bucket scored alone ([0, 1) h, [1, 6) h, ... of horizon_minutes)
+    lead = joined["horizon_minutes"].to_numpy() / 60.0
+    edges = metrics.LEAD_EDGES_HOURS
+    assert set(body["by_lead"]) == {"0-1h", "1-6h", "6-24h", "24-48h"}
+    for k, label in enumerate(metrics.lead_labels()):
+        rows = (lead >= edges[k]) & (lead < edges[k + 1])
+        if label in body["by_lead"]:
+            part = body["by_lead"][label]
+            assert part["n"] == rows.sum()
+            assert part["metrics"] == pytest.approx(metrics.evaluate(
+                joined["power_kw"].to_numpy()[rows], joined[["p10", "p25", "p50", "p75", "p90"]].to_numpy()[rows],
+                plant["capacity_ac_kw"], day[rows]), rel=1e-9)
+    assert sum(part["n"] for part in body["by_lead"].values()) == body["n"]
+    # day-ahead: valid on the plant's local day after the issue's local day (issued 00:00 MDT on 2013-07-01)
+    local = pd.DatetimeIndex(joined["valid_time"]).tz_convert(plant["timezone"]) - pd.Timedelta(microseconds=1)
+    ahead = np.asarray(local.date == pd.Timestamp("2013-07-02").date())
+    assert body["day_ahead"]["n"] == ahead.sum() > 0
+
+
+def test_accuracy_selects_runs_by_type_run_and_issue_window_and_says_which_run_counts(client, scored_plant):
+    plant, power, run_id = scored_plant
+    url = f"/api/v1/forecast/accuracy/{plant['location_id']}"
+    again = generate(client, [plant["location_id"]], wait=True, include_forecast=False, forecast_type="physics")
+    assert again.status_code == 200, again.text
+    both = client.get(url).json()
+    assert both["runs"] == 2 and both["runs_counted"] == "all"
+    ml = client.get(url, params={"forecast_type": "ml"}).json()
+    assert ml["runs"] == 1 and ml == client.get(url, params={"run_id": run_id}).json()
+    assert both["n"] == 2 * ml["n"]  # two runs over the same valid times, each scored
+    latest = client.get(url, params={"runs": "latest"}).json()
+    physics = client.get(url, params={"forecast_type": "physics"}).json()
+    # equal issue times: the later run (higher id, the physics one) is the one that counts
+    assert latest["runs_counted"] == "latest" and latest["n"] == ml["n"] and latest["metrics"] == physics["metrics"]
+    assert client.get(url, params={"issued_end": "2013-06-29T00:00:00Z"}).status_code == 404
+    assert client.get(url, params={"issued_start": ISSUE, "issued_end": ISSUE}).json()["runs"] == 2
+    assert client.get(url, params={"runs": "newest"}).status_code == 422
 
 
 def test_location_without_weather_over_the_horizon_is_a_per_location_error(client, plants):
