@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fleet  # noqa: E402
 
 from engine import features, forecast, store  # noqa: E402
-from serve_app.local import scratch_database  # noqa: E402
+from local_instance import scratch_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = pd.Timestamp("2013-06-30T06:00:00Z"), pd.Timestamp("2013-07-02T18:00:00Z")

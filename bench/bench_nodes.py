@@ -1,6 +1,6 @@
 """Fleet throughput on one Ray node, then two (issue 12; docs/ARCHITECTURE.md "Scaling out").
 
-pvcast deployed with ``serve deploy`` on a Ray head (``serve_app.local.cluster_instance``:
+pvcast deployed with ``serve deploy`` on a Ray head (``local_instance.cluster_instance`` (bench/local_instance.py):
 token auth, loopback addresses, ``--head-cpus``) over a scratch database; the seeded fleet of
 bench/bench_fleet.py (``--n`` plants, real weather) ingested through the API; an untimed warm-up,
 then ``--repeat`` timed generate requests (ml, 48 h x 15 min, wait; rows counted in the database)
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fleet  # noqa: E402
 import fleet  # noqa: E402
 
-from serve_app import local  # noqa: E402
+import local_instance as local  # noqa: E402
 
 ROOT = local.ROOT
 

@@ -1,7 +1,7 @@
 """Write throughput of ``engine.store.write_forecasts`` (new runs: one binary COPY into ``forecasts``).
 
 Writes 5,208 locations x 192 steps (15 min, 48 h) = 999,936 forecast rows into a
-scratch database on the ``scripts/tsdb`` TimescaleDB (serve_app.local.scratch_database,
+scratch database on the ``scripts/tsdb`` TimescaleDB (local_instance.scratch_database in bench/local_instance.py,
 written as the service role, like the service), prints rows/s with the time split by stage.
 In the same process and database, alternating with it (``--rounds`` each, every write a new
 issue time, so every run is new), the previous path for new runs: the same run upsert and
@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from engine import data, store
-from serve_app import local
+import local_instance as local
 from engine.quantiles import QUANTILE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

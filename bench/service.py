@@ -1,7 +1,7 @@
 """Memory of the processes of a running pvcast instance (PSS where readable), sampled in a thread.
 
 The instance itself (scratch database, Ray head, ``serve run``) and the API key its clients
-send come from ``serve_app.local``, shared with the end-to-end tests.
+send come from ``bench/local_instance.py``, shared with the end-to-end tests.
 """
 
 import contextlib
@@ -9,7 +9,7 @@ import threading
 
 import psutil
 
-from serve_app.local import BIN, ROOT, api_key, bearer, scratch_database, serve_instance, session_of  # noqa: F401
+from local_instance import BIN, ROOT, api_key, bearer, scratch_database, serve_instance, session_of  # noqa: F401
 
 
 def memory_bytes(sessions):

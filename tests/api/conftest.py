@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from engine import data
-from serve_app import local
+import local_instance as local
 
 from apihelpers import NWP_MAX_UPLOAD_BYTES, ROOT, TENANT, WINDOW, demo_plants, weather_rows
 

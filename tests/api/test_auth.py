@@ -15,7 +15,7 @@ import pytest
 from apihelpers import ISSUE, TENANT, assert_error, count, demo_plants
 from engine import keys, store
 from nwphelpers import NETCDF, grid_centre, require_samples
-from serve_app import local
+import local_instance as local
 from serve_app.settings import load_settings
 from storehelpers import run
 

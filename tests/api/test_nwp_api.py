@@ -24,7 +24,7 @@ from apihelpers import (NWP_MAX_UPLOAD_BYTES, ROOT, assert_error, assert_forecas
                         openapi_validator)
 from engine import store, validation
 from nwphelpers import GEFS_2019, NETCDF, RAP_GRIB, RAP_NC, grid_centre, require_samples
-from serve_app import local
+import local_instance as local
 from storehelpers import run
 
 pytestmark = pytest.mark.slow

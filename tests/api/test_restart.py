@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from apihelpers import ISSUE, count, demo_plants, weather_rows
-from serve_app import local
+import local_instance as local
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ import yaml
 from apihelpers import WINDOW, count, demo_plants, weather_rows
 from dbproxy import Proxy, pgpass_with_port
 from engine import store
-from serve_app import local
+import local_instance as local
 
 pytestmark = pytest.mark.slow
 

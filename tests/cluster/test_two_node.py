@@ -1,10 +1,10 @@
 """The unchanged application on a real two-node Ray cluster on this machine (issue 12, scale-out).
 
 ``ray start --head`` (2 CPUs) runs pvcast deployed with ``serve deploy serve_config.yaml`` (a copy
-whose only changes are the HTTP port, the database URL and small batches: serve_app/local.py);
+whose only changes are the HTTP port, the database URL and small batches: bench/local_instance.py);
 a second node joins with ``ray start --address`` (1 CPU, its own ``pvcast_worker`` resource)
 while the service runs, as an operator adds capacity. Token authentication is on for both
-nodes (scripts/ray_env); they talk over loopback addresses (serve_app/local.py HEAD_IP).
+nodes (scripts/ray_env); they talk over loopback addresses (bench/local_instance.py HEAD_IP).
 
 The head holds every replica (they reserve 0.6 CPU), its free 1.4 CPU and the worker's 1 CPU
 take the 0.5-CPU feature tasks. Checked: the forecasts of the two-node cluster equal those of the
@@ -22,7 +22,7 @@ import yaml
 
 from apihelpers import ISSUE, ROOT, count, demo_plants, weather_rows
 from engine.quantiles import QUANTILE_COLUMNS
-from serve_app import local
+import local_instance as local
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """No open doors in a local run: Ray wants its token and listens on 127.0.0.1 only.
 
-A real instance from serve_app.local (``ray start`` + ``serve run`` with scripts/ray_env, the
+A real instance from bench/local_instance.py (``ray start`` + ``serve run`` with scripts/ray_env, the
 launcher of the API tests and the benchmarks). Issue 9: a POST to the dashboard agent's job
 API from the machine's network address ran a shell command as root.
 
@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from serve_app import local
+import local_instance as local
 
 PROBE = """
 import json, socket, sys

@@ -3,7 +3,7 @@
 import pytest
 
 from engine import store
-from serve_app import local
+import local_instance as local
 
 from storehelpers import demo_frames, run
 

@@ -1,7 +1,7 @@
 """Least-privilege database access: the service role reads and writes data, nothing else.
 
 Against the project's TimescaleDB as ``scripts/tsdb start`` leaves it: a session database
-owned by the owner role, migrated by it, the service role granted (serve_app.local).
+owned by the owner role, migrated by it, the service role granted (bench/local_instance.py).
 """
 
 import asyncio
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from engine import store
-from serve_app import local
+import local_instance as local
 
 from storehelpers import ROOT, demo_locations, forecast_of, real_weather, run
 

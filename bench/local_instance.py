@@ -7,6 +7,10 @@ then ``serve run`` of a copy of serve_config.yaml whose only changes are the
 HTTP port and PVCAST_DATABASE_URL. Both run in their own process sessions and
 are stopped with SIGTERM to the process group (background ``serve run``
 ignores SIGINT), then whatever remains of their sessions is killed.
+
+Not part of the runtime packages (it needs httpx and psutil of the test and
+bench extras): the bench scripts import it from their folder, the tests
+through pytest's ``pythonpath`` (pyproject.toml).
 """
 
 import asyncio
@@ -86,7 +90,7 @@ def scratch_database(prefix="pvcast_scratch"):
         asyncio.run(drop())
 
 
-def api_key(db_url, tenant_id, scopes="read,write", description="serve_app.local"):
+def api_key(db_url, tenant_id, scopes="read,write", description="bench/local_instance.py"):
     """A new API key of ``tenant_id`` on the database ``db_url`` (:func:`engine.store.create_key`); the key string.
 
     What ``pvcast keys create`` does, for the tests and benchmarks of an instance from :func:`serve_instance`.
