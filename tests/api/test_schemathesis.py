@@ -29,7 +29,8 @@ from schemathesis import GenerationMode, checks
 
 from apihelpers import ISSUE, WINDOW, demo_plants, weather_rows
 from engine import data
-from serve_app import ingress, local
+import local_instance as local
+from serve_app import ingress
 
 pytestmark = pytest.mark.slow
 TENANT = "fuzz"
