@@ -169,16 +169,19 @@ def test_accuracy_scores_the_stored_run_against_the_ingested_actuals(client, sco
     # by lead bucket: the rows of each bucket scored alone ([0, 1) h, [1, 6) h, ... of horizon_minutes)
     lead = joined["horizon_minutes"].to_numpy() / 60.0
     edges = metrics.LEAD_EDGES_HOURS
-    assert set(body["by_lead"]) == {"0-1h", "1-6h", "6-24h", "24-48h"}
-    for k, label in enumerate(metrics.lead_labels()):
-        rows = (lead >= edges[k]) & (lead < edges[k + 1])
+    buckets = {label: (lead >= edges[k]) & (lead < edges[k + 1]) for k, label in enumerate(metrics.lead_labels())}
+    # a bucket is reported when it holds daylight rows (issued at local midnight: the first hour is night)
+    assert set(body["by_lead"]) == {label for label, rows in buckets.items() if (rows & day).any()} == \
+        {"1-6h", "6-24h", "24-48h"}
+    for label, rows in buckets.items():
         if label in body["by_lead"]:
             part = body["by_lead"][label]
             assert part["n"] == rows.sum()
             assert part["metrics"] == pytest.approx(metrics.evaluate(
                 joined["power_kw"].to_numpy()[rows], joined[["p10", "p25", "p50", "p75", "p90"]].to_numpy()[rows],
                 plant["capacity_ac_kw"], day[rows]), rel=1e-9)
-    assert sum(part["n"] for part in body["by_lead"].values()) == body["n"]
+    assert sum(part["n"] for part in body["by_lead"].values()) == \
+        sum(rows.sum() for rows in buckets.values() if (rows & day).any())
     # day-ahead: valid on the plant's local day after the local day (issued 00:00 MDT on 2013-07-01)
     local = pd.DatetimeIndex(joined["valid_time"]).tz_convert(plant["timezone"]) - pd.Timedelta(microseconds=1)
     ahead = np.asarray(local.date == pd.Timestamp("2013-07-02").date())

@@ -236,7 +236,8 @@ def test_forecasts_join_real_actuals_by_time(db_url):
     assert run(db_url, lambda conn: store.write_actuals(conn, actuals)) == len(actuals)
     run(db_url, lambda conn: store.write_forecasts(conn, *forecast_of(locations)))
     joined = run(db_url, lambda conn: store.read_forecast_with_actuals(conn, lid, *WINDOW))
-    assert list(joined.columns) == ["run_id", "valid_time", *QUANTILE_COLUMNS, "power_kw"]
+    assert list(joined.columns) == ["run_id", "issue_time", "forecast_type", "valid_time", "horizon_minutes",
+                                    *QUANTILE_COLUMNS, "power_kw"]
     measured = joined.dropna(subset=["power_kw"])
     assert len(measured) > 100
     np.testing.assert_array_equal(measured["power_kw"], power.reindex(pd.DatetimeIndex(measured["valid_time"])))
