@@ -106,6 +106,30 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
         raise ValueError(f"location_id {location_id}: {reason}")
 
 
+def fill_wind_speed(weather, wind_speed_ms):
+    """Weather whose missing ``wind_speed`` is ``wind_speed_ms``, and the plants that had one missing.
+
+    Parameters
+    ----------
+    weather : DataFrame
+        Weather frame (``location_id``, ``wind_speed`` m/s, NaN = not given).
+    wind_speed_ms : float
+        The replacement, m/s: the constant the model was trained with
+        (``configs/training.yaml`` ``data.wind_speed_ms``).
+
+    Returns
+    -------
+    weather : DataFrame
+    location_ids : ndarray of int
+        Plants with at least one replaced value (their runs are flagged).
+    """
+    missing = weather["wind_speed"].isna().to_numpy()
+    flagged = np.unique(weather["location_id"].to_numpy("int64")[missing])
+    if not missing.any():
+        return weather, flagged
+    return weather.assign(wind_speed=weather["wind_speed"].fillna(float(wind_speed_ms))), flagged
+
+
 def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", "wind_speed", "period_minutes")):
     """Every location whose weather cannot drive a forecast at ``times``, and why (one vectorised pass).
 

@@ -37,7 +37,7 @@ LOCATION_COLUMNS = ("location_id", *validation.LOCATION_COLUMNS)
 WEATHER_COLUMNS = validation.WEATHER_COLUMNS
 RUN_FIELDS = ("run_id", "location_id", "issue_time", "model_id", "model_version", "forecast_type",
               "resolution_minutes", "horizon_hours", "n_steps", "status", "task_id", "timings", "written_at",
-              "calibration_version")
+              "calibration_version", "input_flags")
 
 
 def database_url():
@@ -450,7 +450,7 @@ async def write_weather(db, df, *, tenant_id=None):
     num = {c: df[c].to_numpy("float64") for c in ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")}
     rows = records(df["location_id"].to_numpy("int64"), micros(df["valid_time"]), micros(df["issue_time"]),
                    df["source"].to_numpy(object), num["ghi"], nullable(num["dni"]), nullable(num["dhi"]),
-                   num["temp_air"], num["wind_speed"], nullable(num["cloud_cover"]),
+                   num["temp_air"], nullable(num["wind_speed"]), nullable(num["cloud_cover"]),
                    df["period_minutes"].to_numpy("int64"))
     values = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover", "period_minutes")
     async with connection(db) as conn, conn.transaction():
@@ -593,7 +593,8 @@ def forecast_write_arrays(runs, forecast):
                 counts[np.searchsorted(uniq, run_locations)].tolist(),
                 [None if t is None or t != t else str(t) for t in runs["task_id"]],
                 [to_json(t if isinstance(t, dict) else {}) for t in runs["timings"]],
-                calibration_versions(runs)]
+                calibration_versions(runs),
+                [to_json(f if isinstance(f, dict) else {}) for f in runs.get("input_flags", [{}] * len(runs))]]
     order = np.argsort(run_locations)
     row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     return valid_us, run_args, run_locations, issue_us, order, row_run
@@ -636,17 +637,19 @@ async def upsert_runs(conn, run_args):
         return await conn.fetch(f"""
             INSERT INTO forecast_runs (location_id, issue_time, model_id, model_version, forecast_type,
                                        resolution_minutes, horizon_hours, n_steps, task_id, timings,
-                                       calibration_version)
+                                       calibration_version, input_flags)
             SELECT location_id, {FROM_MICROS.format("issue_us")}, model_id, model_version, forecast_type,
-                   resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb, calibration_version
+                   resolution_minutes, horizon_hours, n_steps, task_id::uuid, timings::jsonb, calibration_version,
+                   input_flags::jsonb
             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
-                        $8::int[], $9::text[], $10::text[], $11::int[])
+                        $8::int[], $9::text[], $10::text[], $11::int[], $12::text[])
                  AS r(location_id, issue_us, model_id, model_version, forecast_type, resolution_minutes,
-                      horizon_hours, n_steps, task_id, timings, calibration_version)
+                      horizon_hours, n_steps, task_id, timings, calibration_version, input_flags)
             ON CONFLICT (location_id, issue_time, forecast_type, model_version, resolution_minutes, horizon_hours,
                          task_id)
             DO UPDATE SET model_id = EXCLUDED.model_id, n_steps = EXCLUDED.n_steps, timings = EXCLUDED.timings,
-                          calibration_version = EXCLUDED.calibration_version, written_at = now()
+                          calibration_version = EXCLUDED.calibration_version, input_flags = EXCLUDED.input_flags,
+                          written_at = now()
             RETURNING location_id, run_id, xmax = 0 AS inserted""", *run_args)
     except asyncpg.ForeignKeyViolationError as exc:
         raise unknown_location(exc) from None
@@ -761,6 +764,7 @@ def run_dict(row):
     run = dict(row)
     run["task_id"] = None if run["task_id"] is None else str(run["task_id"])
     run["timings"] = json.loads(run["timings"])
+    run["input_flags"] = json.loads(run["input_flags"])
     return run
 
 

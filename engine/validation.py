@@ -28,6 +28,10 @@ LOCATION_COLUMNS = ("name", "latitude", "longitude", "altitude", "timezone", "ca
                     "losses_pct", "gamma_pdc", "temp_model_u0", "temp_model_u1", "model_id")
 WEATHER_COLUMNS = ("location_id", "valid_time", "issue_time", "source", "ghi", "dni", "dhi", "temp_air",
                    "wind_speed", "cloud_cover", "period_minutes")
+#: Weather values a source may lack (NaN/null = not given): dni/dhi are decomposed from ghi, a missing
+#: wind_speed is replaced by the constant the model was trained with (configs/training.yaml
+#: data.wind_speed_ms) and flagged on the run, cloud_cover is not used by the model.
+WEATHER_OPTIONAL = ("dni", "dhi", "wind_speed", "cloud_cover")
 ACTUALS_COLUMNS = ("location_id", "time", "power_kw")
 FORECAST_COLUMNS = ("location_id", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")
 RUN_COLUMNS = ("location_id", "issue_time", "model_id", "model_version", "forecast_type", "resolution_minutes",
@@ -283,7 +287,7 @@ def validate_weather(df, known_ids):
     Raises
     ------
     ValueError
-        NaN/inf (except NaN ``dni``, ``dhi``, ``cloud_cover``), a value outside
+        NaN/inf (NaN allowed in :data:`WEATHER_OPTIONAL`), a value outside
         :data:`WEATHER_BOUNDS`, naive, missing or out-of-range timestamp, empty
         source, repeated (location_id, valid_time, issue_time, source).
     LookupError
@@ -298,7 +302,7 @@ def validate_weather(df, known_ids):
     source = labels(df, "source")
     for column, bounds in WEATHER_BOUNDS.items():
         values = (integers(df, column) if column == "period_minutes"
-                  else numbers(df, column, allow_nan=column in ("dni", "dhi", "cloud_cover")))
+                  else numbers(df, column, allow_nan=column in WEATHER_OPTIONAL))
         bounded(column, values, bounds)
     keys = {"location_id": ids, "valid_time": valid, "issue_time": issue, "source": source}
     unique_keys("valid_time", keys, tuple(keys), df["valid_time"])

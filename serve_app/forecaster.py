@@ -7,9 +7,10 @@ import asyncpg
 import numpy as np
 import pandas as pd
 import ray
+import yaml
 from ray import serve
 
-from engine import adaptation, forecast, modelio, quantiles, resample, store, tuning, validation
+from engine import adaptation, forecast, modelio, quantiles, resample, resources, store, tuning, validation
 from engine.features import feature_frame
 from serve_app.observability import CLIPPED, event
 
@@ -20,7 +21,8 @@ def model_version(card):
 
 
 @ray.remote
-def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=()):
+def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=(),
+                 wind_speed_ms=None):
     """Features of the plants whose weather can drive a forecast, and the others' reasons.
 
     ``engine.resample.weather_problems`` finds, in one pass, every plant whose
@@ -31,7 +33,8 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     (the times of the actuals up to the issue) give the features of the model
     P50 the intraday update compares the actuals with, for the plants
     ``lookback_ids``; weather that does not cover them means no intraday
-    update (None), never an error.
+    update (None), never an error. A missing ``wind_speed`` is
+    ``wind_speed_ms`` (``engine.resample.fill_wind_speed``).
 
     Returns
     -------
@@ -41,7 +44,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     errors : dict
         location_id -> reason.
     lookback : DataFrame or None
+    wind_defaulted : ndarray of int
+        Plants whose missing wind speed was replaced (flagged on their runs).
     """
+    weather, wind_defaulted = resample.fill_wind_speed(weather, wind_speed_ms)
     errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
     good = locations[~locations["location_id"].isin(list(errors))]
     lookback = None
@@ -52,7 +58,7 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
         except ValueError:  # weather does not reach back to the actuals: forecast without the update
             lookback = None
     features = feature_frame(good, weather, times, planes=planes, horizon=horizon) if len(good) else None
-    return features, good, errors, lookback
+    return features, good, errors, lookback, wind_defaulted
 
 
 @serve.deployment
@@ -63,6 +69,9 @@ class Forecaster:
         self.settings = settings
         self.writer = writer
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
+        # a missing wind speed is the constant the model was trained with (one definition: training.yaml)
+        self.wind_speed_ms = float(yaml.safe_load(resources.config_path("training.yaml").read_text())
+                                   ["data"]["wind_speed_ms"])
         self.pool = None
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
         self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
@@ -95,8 +104,9 @@ class Forecaster:
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
-        feats, locs, errors, lookback = await feature_task.options(num_cpus=task_cpus).remote(
-            locations, weather, times, **geometry, lookback_times=lookback_times, lookback_ids=list(calibrations))
+        feats, locs, errors, lookback, wind_defaulted = await feature_task.options(num_cpus=task_cpus).remote(
+            locations, weather, times, **geometry, lookback_times=lookback_times, lookback_ids=list(calibrations),
+            wind_speed_ms=self.wind_speed_ms)
         t_feat = time.perf_counter()
         frame, model_errors = await asyncio.get_running_loop().run_in_executor(
             None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
@@ -108,6 +118,7 @@ class Forecaster:
             runs = self.runs_frame(written, params, issue, task_id)
             runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
                                            for i in runs["location_id"].tolist()]
+            runs["input_flags"] = input_flags(runs["location_id"], wind_defaulted, self.wind_speed_ms)
             run_ids = await self.writer.write.remote(runs, frame)
         t_write = time.perf_counter()
         clipped = clipped_values(frame, locs)
@@ -155,7 +166,8 @@ class Forecaster:
             return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded")}
         fit = await asyncio.get_running_loop().run_in_executor(
             None, lambda: adaptation.fit_calibration(
-                loc, weather, actuals, model, cutoff, plants["planes"], plants["horizon"],
+                loc, resample.fill_wind_speed(weather, self.wind_speed_ms)[0], actuals, model, cutoff,
+                plants["planes"], plants["horizon"],
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
         if not fit["ok"]:
             return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
@@ -229,6 +241,13 @@ class Forecaster:
             "model_version": [model_version(card[m]) for m in locations["model_id"]],
             "forecast_type": params["forecast_type"], "resolution_minutes": params["resolution_minutes"],
             "horizon_hours": params["horizon_hours"], "task_id": task_id, "timings": [{}] * len(locations)})
+
+
+def input_flags(location_ids, wind_defaulted, wind_speed_ms):
+    """Per run, what was not given and what replaced it (``{}``: every input given)."""
+    flag = {"wind_speed": f"not given for some times: {wind_speed_ms:g} m/s used (the model's training constant)"}
+    defaulted = set(np.asarray(wind_defaulted).tolist())
+    return [dict(flag) if i in defaulted else {} for i in location_ids.tolist()]
 
 
 def clipped_values(frame, locations):

@@ -166,9 +166,9 @@ def location_in(settings):
 
 
 def weather_row():
-    """One weather row (pvlib names and units; ``dni``/``dhi``/``cloud_cover`` may be null or absent)."""
+    """One weather row (pvlib names and units; ``validation.WEATHER_OPTIONAL`` may be null or absent)."""
     bounds = validation.WEATHER_BOUNDS
-    optional = ("dni", "dhi", "cloud_cover")
+    optional = validation.WEATHER_OPTIONAL
     fields = {"location_id": LocationId,
               "valid_time": instant("label of the value (END of its period for period averages);"),
               "issue_time": instant("when this weather was issued;"),
@@ -273,7 +273,8 @@ def responses(settings):
         "attempts": NotRequired[int]})
     run = TypedDict("Run", {"run_id": int, "location_id": int, "issue_time": datetime.datetime, "model_id": str,
                             "model_version": str, "forecast_type": Literal[FORECAST_TYPES],
-                            "resolution_minutes": int, "horizon_hours": int})
+                            "resolution_minutes": int, "horizon_hours": int,
+                            "input_flags": NotRequired[dict[str, str]]})
     stored_row = TypedDict("StoredForecastRow", {"valid_time": datetime.datetime, **{q: float for q in quantile},
                                                  "location_id": NotRequired[int], "horizon_minutes": NotRequired[int]})
     # aggregate=hourly|daily: energy (kWh) per bucket of the plant's local time, ``time`` = bucket start

@@ -251,3 +251,26 @@ def test_bad_plants_in_a_batch_are_errors_and_their_batch_mates_are_forecast(cli
     for lid in good:  # each good plant's run is stored whole
         stored = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": body["run_ids"][str(lid)]})
         assert stored.status_code == 200 and len(stored.json()["rows"]) == 192
+
+
+def test_weather_without_wind_speed_uses_the_training_constant_and_flags_the_run(client, training_config):
+    """wind_speed may be left out: the forecast uses the constant the model was trained with (1 m/s,
+    configs/training.yaml) and says so on the run; the same weather with 1 m/s given is not flagged."""
+    base = demo_plants()[1]
+    saved = client.post("/api/v1/locations", json={"locations": [{**base, "name": "no wind given"},
+                                                                 {**base, "name": "wind given"}]})
+    assert saved.status_code == 200, saved.text
+    without, given = (p["location_id"] for p in saved.json()["locations"])
+    rows = [{k: v for k, v in r.items() if k != "wind_speed"} for r in weather_rows([without], training_config)]
+    rows += [{**r, "wind_speed": training_config["data"]["wind_speed_ms"]} for r in weather_rows([given], training_config)]
+    assert client.post("/api/v1/weather", json={"rows": rows}).status_code == 200
+    r = generate(client, [without, given], wait=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "succeeded", body["errors"]
+    p50 = {loc["location_id"]: loc["p50"] for loc in body["locations"]}
+    assert p50[without] == p50[given] and max(p50[given]) > 0
+    flags = {lid: client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": body["run_ids"][str(lid)]}
+                             ).json()["run"]["input_flags"] for lid in (without, given)}
+    assert set(flags[without]) == {"wind_speed"} and "1 m/s" in flags[without]["wind_speed"]
+    assert flags[given] == {}

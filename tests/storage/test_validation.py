@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import data, validation
+from engine import data, resample, validation
 
 from storehelpers import TRAINING, demo_frames, demo_locations, forecast_of, real_weather
 
@@ -60,6 +60,15 @@ def test_missing_temperature_is_refused_not_filled(weather):
     weather.loc[10, "temp_air"] = np.nan
     with pytest.raises(ValueError, match=r"^temp_air: row 10 is missing \(NaN\)"):
         validation.validate_weather(weather, KNOWN)
+
+
+def test_a_missing_wind_speed_is_accepted_and_replaced_by_the_training_constant_with_its_plants_named(weather):
+    weather.loc[[3, 4], "wind_speed"] = np.nan
+    validation.validate_weather(weather, KNOWN)  # optional: no error
+    filled, flagged = resample.fill_wind_speed(weather, 1.0)
+    assert (filled.loc[[3, 4], "wind_speed"] == 1.0).all() and filled["wind_speed"].notna().all()
+    assert flagged.tolist() == sorted(set(weather.loc[[3, 4], "location_id"]))
+    assert resample.fill_wind_speed(filled, 1.0)[1].size == 0
 
 
 def test_infinite_wind_speed_is_refused(weather):
