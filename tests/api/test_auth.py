@@ -49,12 +49,17 @@ def victim(client, plants):
             "name": plants[lid]["name"]}
 
 
+def keyed_client(service, db_url, tenant, scopes, description):
+    """An HTTP client of the service presenting a new key of ``tenant`` with ``scopes`` (a generator)."""
+    key = local.api_key(db_url, tenant, scopes, description)
+    with httpx.Client(base_url=service, timeout=600, headers=local.bearer(key)) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def other(service, api_db_url):
     """A client of another tenant (scopes read, write)."""
-    key = local.api_key(api_db_url, OTHER, "read,write", "tests/api/test_auth.py")
-    with httpx.Client(base_url=service, timeout=600, headers=local.bearer(key)) as c:
-        yield c
+    yield from keyed_client(service, api_db_url, OTHER, "read,write", "tests/api/test_auth.py")
 
 
 def snapshot(url, location_id):
@@ -112,9 +117,7 @@ def test_a_refused_write_stores_nothing(service, plants, api_db_url):
 
 @pytest.fixture(scope="module")
 def reader(service, api_db_url):
-    key = local.api_key(api_db_url, TENANT, "read", "tests/api/test_auth.py read-only")
-    with httpx.Client(base_url=service, timeout=600, headers=local.bearer(key)) as c:
-        yield c
+    yield from keyed_client(service, api_db_url, TENANT, "read", "tests/api/test_auth.py read-only")
 
 
 def test_a_read_key_reads(reader, victim):
