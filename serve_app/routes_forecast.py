@@ -168,9 +168,9 @@ async def location_forecast(location_id: LocationPath, start: Start = None, end:
 @router.get("/location/{location_id}/plot.png", responses=responses_doc(None, media_type="image/png"),
             summary="Fan chart of a stored run")
 async def plot(location_id: LocationPath, start: Start = None, end: End = None,
-               run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None, *, who: Caller,
-               service=Depends(ingress)):
-    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id)
+               run_id: Annotated[Optional[int], Query(**validation.ID_BOUNDS)] = None,
+               forecast_type: ForecastType = None, *, who: Caller, service=Depends(ingress)):
+    location, run, frame = await read_run(service, location_id, start, end, run_id, who.tenant_id, forecast_type)
     buffer = io.BytesIO()
     title = f"{location['name']}: issued {run['issue_time']} ({run['forecast_type']}, {run['model_version']})"
     await asyncio.get_running_loop().run_in_executor(

@@ -117,10 +117,16 @@ def test_regenerating_an_issue_time_keeps_both_versions_and_the_read_selects_the
         runs.setdefault(kind, []).append(r.json()["run_ids"][str(lid)])
     assert len(set(runs["ml"])) == 2  # a re-generation is a new version; the first one is kept
     window = {"start": "2013-07-02T07:00:00Z", "end": "2013-07-02T12:00:00Z"}
+    plots = {}
     for kind, expected in (("ml", runs["ml"][1]), ("physics", runs["physics"][0])):
         read = client.get(f"/api/v1/forecast/location/{lid}", params={**window, "forecast_type": kind})
         assert read.status_code == 200, read.text
         assert read.json()["run"]["run_id"] == expected and read.json()["run"]["forecast_type"] == kind
+        plots[kind] = client.get(f"/api/v1/forecast/location/{lid}/plot.png", params={**window, "forecast_type": kind})
+        assert plots[kind].status_code == 200, plots[kind].text
+        assert plots[kind].content == client.get(f"/api/v1/forecast/location/{lid}/plot.png",
+                                                 params={**window, "run_id": expected}).content
+    assert plots["ml"].content != plots["physics"].content  # the plot, like the read, shows the type asked for
     first = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": runs["ml"][0]})
     assert first.status_code == 200 and len(first.json()["rows"]) == 24 * 4
 

@@ -27,6 +27,9 @@ import yaml
 from apihelpers import WINDOW, count, demo_plants, weather_rows
 from dbproxy import Proxy, pgpass_with_port
 from engine import store
+from serve_app.routes_forecast import generate_params
+from serve_app.schemas import generate_request
+from serve_app.settings import load_settings
 import local_instance as local
 
 pytestmark = pytest.mark.slow
@@ -321,3 +324,40 @@ def test_sigterm_of_the_whole_service_and_a_restart_lose_nothing(faults):
     task = final(faults["client"], task_id, timeout=120)
     runs = assert_task_is_its_runs(task, faults["db"], faults["ids"])
     assert task["status"] == "succeeded" and len(runs) == FLEET, task  # every plant: exactly one complete run
+
+
+def orphaned_task(faults, k, claims):
+    """A task of test ``k`` (3 plants) as owners that died ``claims`` times leave it: open, lease lapsed.
+
+    Its request is built by the service's own ``generate_params`` from a validated
+    GenerateRequest; the database row is what ``store.create_task`` writes plus the
+    claim count that ``claim_expired_tasks`` would have reached.
+    """
+    settings = load_settings()
+    body = generate_request(settings).model_validate_json(json.dumps({
+        "location_ids": faults["ids"][:3], "issue_time": issue_of(k), "horizon_hours": HORIZON_HOURS}))
+    params = generate_params(body, settings, now=None)
+    task_id = str(uuid.uuid4())
+
+    async def create():
+        conn = await asyncpg.connect(faults["db"])
+        try:
+            await store.create_task(conn, task_id, params, 3, tenant_id="faults", owner="dead:1:owner",
+                                    lease_seconds=0)
+            await conn.execute("UPDATE forecast_tasks SET attempts = $2 WHERE task_id = $1::uuid", task_id, claims)
+        finally:
+            await conn.close()
+    asyncio.run(create())
+    return task_id
+
+
+def test_a_task_claimed_max_attempts_times_ends_failed_with_its_reason_one_claim_less_is_resumed(faults):
+    max_attempts = TASKS["max_attempts"]
+    last_chance = orphaned_task(faults, 5, claims=max_attempts - 1)   # the next claim is attempt max_attempts
+    given_up = orphaned_task(faults, 6, claims=max_attempts)         # the next claim is one too many
+    resumed = final(faults["client"], last_chance)
+    assert resumed["status"] == "succeeded" and resumed["attempts"] == max_attempts, resumed
+    assert len(assert_task_is_its_runs(resumed, faults["db"], faults["ids"][:3])) == 3
+    failed = final(faults["client"], given_up)
+    assert failed["status"] == "failed" and failed["attempts"] == max_attempts + 1, failed
+    assert set(failed["errors"]) == {"task"} and stored_runs(faults["db"], given_up) == {}
