@@ -79,8 +79,9 @@ MIN_CLEAR_SAMPLES_PER_DAY = 12
 MIN_AZIMUTH_SPAN = 100.0
 """Solar azimuth span (10th..90th percentile) of the clear samples needed, deg: morning AND afternoon sun."""
 
-MIN_ORIENTATION_GAIN = 0.03
-"""The fitted orientation replaces the stated one only when it lowers the fit's error by this fraction."""
+NEAR_BEST = 0.1
+"""Candidates whose error is within this fraction of the best one's are not told apart by the data: the
+stated orientation is kept when it is one of them (its error <= (1 + NEAR_BEST) x the best's)."""
 
 MAX_ORIENTATION_SAMPLES = 3000
 """Clear samples used by :func:`fit_orientation` at most (evenly thinned), bounding its cost."""
@@ -349,7 +350,7 @@ def orientation_errors(y, pdc):
 
 
 def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n_planes=1,
-                    min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, min_gain=MIN_ORIENTATION_GAIN):
+                    min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST):
     """Fit a fixed plant's tilt and azimuth from clear samples before ``cutoff``, or say why not.
 
     Every candidate of a bounded grid (tilt in :data:`TILT_BOUNDS`, azimuth
@@ -370,8 +371,9 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     give), fewer than ``min_clear_days`` local days with
     :data:`MIN_CLEAR_SAMPLES_PER_DAY` clear samples, a solar-azimuth span
     (10th..90th percentile) of the clear samples under ``min_azimuth_span``,
-    or a best fit that does not lower the stated orientation's error by
-    ``min_gain`` (the data do not say the stated one is wrong).
+    or a stated orientation whose error is within ``near_best`` of the best
+    candidate's (the data do not say the stated one is wrong; on clear
+    summer days the tilt is weakly determined, docs/model.md).
 
     Parameters
     ----------
@@ -401,17 +403,17 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
         when refused), ``stated_tilt``, ``stated_azimuth`` (deg),
         ``diagnostics``: ``clear_days``, ``clear_samples``,
         ``solar_azimuth_span``, ``error_stated``, ``error_fitted`` (MAE,
-        fraction of AC capacity), ``gain``, ``dc_scale_fitted``,
-        ``near_best_tilt``, ``near_best_azimuth`` ([min, max] of the
-        candidates within 10 % of the best error: how well determined the fit
-        is), the bounds and thresholds.
+        fraction of AC capacity), ``gain`` (1 - fitted / stated error),
+        ``dc_scale_fitted``, ``near_best_tilt``, ``near_best_azimuth``
+        ([min, max] of the candidates within ``near_best`` of the best error:
+        how well determined the fit is), the bounds and thresholds.
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     stated = (float(plant["tilt"]), float(plant["azimuth"]))
     cap = float(plant["capacity_ac_kw"])
     diagnostics = {"tilt_bounds": list(TILT_BOUNDS), "azimuth_window": AZIMUTH_WINDOW,
                    "min_clear_days": int(min_clear_days), "min_solar_azimuth_span": float(min_azimuth_span),
-                   "min_gain": float(min_gain)}
+                   "near_best": float(near_best)}
     result = {"ok": False, "reason": None, "tilt": stated[0], "azimuth": stated[1], "stated_tilt": stated[0],
               "stated_azimuth": stated[1], "diagnostics": diagnostics}
     if str(plant["tracking"]).upper() != "FIXED" or n_planes > 1:
@@ -463,17 +465,16 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     cand_a = np.concatenate([[stated[1]], grid_a, fine_a])
     scale, err = errors(cand_t, cand_a)
     best = int(np.argmin(err))
-    near = err <= 1.1 * err[best]
+    near = err <= (1.0 + near_best) * err[best]
     gain = float(1.0 - err[best] / err[0]) if err[0] > 0 else 0.0
     diagnostics.update(error_stated=float(err[0]), error_fitted=float(err[best]), gain=gain,
                        dc_scale_fitted=float(scale[best]), dc_scale_stated=float(scale[0]),
                        near_best_tilt=[float(cand_t[near].min()), float(cand_t[near].max())],
                        near_best_azimuth=[float(cand_a[near].min() % 360), float(cand_a[near].max() % 360)],
                        candidates=int(len(cand_t)), samples_fitted=int(len(rows)))
-    if gain < min_gain:
-        result["reason"] = (f"orientation: the best fit (tilt {cand_t[best]:.0f}, azimuth {cand_a[best] % 360:.0f}) "
-                            f"lowers the stated orientation's error by {100 * gain:.1f} %, "
-                            f"less than {100 * min_gain:.0f} %: stated kept")
+    if near[0]:
+        result["reason"] = (f"orientation: the stated one's error is within {100 * near_best:.0f} % of the best fit's "
+                            f"(tilt {cand_t[best]:.0f}, azimuth {cand_a[best] % 360:.0f}): stated kept")
         return result
     result.update(ok=True, tilt=float(cand_t[best]), azimuth=float(cand_a[best] % 360.0))
     return result
