@@ -4,14 +4,18 @@ Plant-period: SERF East 2016-07-01..2016-10-13 (15 min, ``engine.data.load_serf_
 not in the training data (2011-04..2012-12) nor in the 2013 hold-out. Weather: the
 period's PSM3 file, stamped as issued the day before at 18:00 UTC (12:00 MDT) so that
 a day-ahead run sees exactly the weather a user would have fed in by then. The plant is
-entered twice: capacity_dc_kw = 1.2 x AC (a typical ratio) and = AC (the common mistake).
+entered twice: rightly (capacity_dc_kw = 1.2 x AC, a typical ratio, and the true tilt 45 /
+azimuth 158 of SERF East, configs/training.yaml) and with issue 10's wrong description
+(DC = AC, the common mistake, AND tilt 30, azimuth 180).
 
 Day-ahead walk: every day a run issued at 18:00 UTC for the next local day; before it,
 the calibration is refitted (``engine.adaptation.fit_calibration``) from the actuals
-strictly before the issue time (the service's POST .../calibrate). Scored on local
-daylight: P50 nMAE (% of AC capacity), P10-P90 and P25-P75 coverage, CRPS, for the
-global forecast (no adaptation) and the adapted one, against a one-factor PVWatts whose
-least-squares scale is fitted on the same past actuals.
+strictly before the issue time (the service's POST .../calibrate), once with orientation
+tuning (``engine.tuning.fit_orientation``, the service's default) and once keeping the stated
+orientation. Scored on local daylight: P50 nMAE (% of AC capacity), P10-P90 and P25-P75
+coverage, CRPS, for the global forecast (no adaptation) and both adapted ones, against a
+one-factor PVWatts whose least-squares scale is fitted on the same past actuals; then the
+wrong description's P50 nMAE / the right one's (issue 10 target <= 1.05).
 
 Intraday: decay constant tau fitted on out-of-fold forecasts of the model's TRAINING
 period (SERF East 2011-04..2012-12, month blocks in 2 folds; never 2013) by minimising
@@ -19,7 +23,8 @@ the P50 MAE over 0-6 h leads of hourly issues; then on 2016 (entered DC = AC, ad
 hourly issues 0-6 h: no update, update, and smart persistence (clear-sky index of the
 last hour of measured power carried forward x clear-sky physical power).
 
-Run: ``.venv/bin/python bench/bench_adaptive.py`` (~2 min).
+Run: ``.venv/bin/python bench/bench_adaptive.py`` (~12 min on a shared 2-core machine;
+``--day-ahead-only`` skips the intraday part).
 """
 
 import sys
@@ -29,13 +34,18 @@ import numpy as np
 import pandas as pd
 
 from engine import adaptation, conformal, data, features, forecast, intraday, metrics, modelio, quantiles, resources
-from engine import training
+from engine import training, tuning
 
 CONFIG = training.load_config()
 CAP = 5.5  # kW AC entered for SERF East 2016 (above every measured value: 5.43 kW)
 ISSUE_HOUR_UTC = 18
 COLS = list(quantiles.QUANTILE_COLUMNS)
 LEAD_BUCKETS = ((0, 1), (1, 2), (2, 4), (4, 6))
+TRUE_ORIENTATION = (CONFIG["site"]["tilt"], CONFIG["site"]["azimuth"])  # SERF East, PVDAQ system 50 (45, 158)
+DESCRIPTIONS = (  # label, capacity_dc_kw, tilt, azimuth as entered
+    ("right: DC = 1.2 x AC, true tilt/azimuth", 1.2 * CAP, *TRUE_ORIENTATION),
+    ("wrong: DC = AC, tilt 30, azimuth 180", CAP, 30.0, 180.0),
+)
 
 
 def stamp_day_ahead(weather, tz):
@@ -53,8 +63,26 @@ def scores(y, q, day):
             "n": int(ok.sum())}
 
 
+def tuned_location(location, cal):
+    """The entered description with a calibration's tuning applied (``engine.tuning.tuned_locations``)."""
+    return tuning.tuned_locations(location, None, adaptation.tuning_table({int(location["location_id"].iloc[0]):
+                                                                           {**cal, "version": 0}}))[0]
+
+
+def adapted_forecast(location, known, times, model, issue, cal):
+    """Day-ahead quantiles (kW) of the tuned description with the plant's band offsets; global when not calibrated."""
+    if not cal["ok"]:
+        return forecast.forecast_quantiles(features.feature_frame(location, known, times), location, model, "ml",
+                                           issue)[COLS].to_numpy()
+    tuned = tuned_location(location, cal)
+    adapt = {"location_ids": tuned["location_id"].to_numpy(), "offsets": np.asarray(cal["bands"]["offsets"])[None],
+             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+    return forecast.forecast_quantiles(features.feature_frame(tuned, known, times), tuned, model, "ml", issue,
+                                       adaptation=adapt)[COLS].to_numpy()
+
+
 def day_ahead_walk(power, weather, location, model, tz):
-    """Rows of every day-ahead run: measured, global, adapted and PVWatts-baseline forecasts, history days."""
+    """Rows of every day-ahead run: measured, global, adapted (with and without orientation tuning), PVWatts baseline."""
     days = pd.date_range("2016-07-02", "2016-10-12", freq="D")
     out = []
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
@@ -66,18 +94,11 @@ def day_ahead_walk(power, weather, location, model, tz):
         if times.max() > known["valid_time"].max():
             continue
         cal = adaptation.fit_calibration(location, known, actuals, model, issue, tau_hours=0.0)
+        fixed = adaptation.fit_calibration(location, known, actuals, model, issue, tau_hours=0.0, orientation=False)
         f = features.feature_frame(location, known, times)
         plain = forecast.forecast_quantiles(f, location, model, "ml", issue)[COLS].to_numpy()
-        if cal["ok"]:
-            tuned = location.assign(capacity_dc_kw=cal["capacity_dc_kw"])
-            if cal["clip_kw"] is not None:
-                tuned = tuned.assign(export_limit_kw=cal["clip_kw"])
-            adapt = {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
-                     "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
-            adapted = forecast.forecast_quantiles(features.feature_frame(tuned, known, times), tuned, model, "ml",
-                                                  issue, adaptation=adapt)[COLS].to_numpy()
-        else:
-            adapted = plain
+        adapted = adapted_forecast(location, known, times, model, issue, cal)
+        no_orient = adapted_forecast(location, known, times, model, issue, fixed)
         # one-factor PVWatts on the same past: least-squares scale of the entered physical estimate
         past = power[(power.index < issue) & (power.index >= weather["valid_time"].min())].dropna()
         fp = features.feature_frame(location, known, past.index)
@@ -85,34 +106,51 @@ def day_ahead_walk(power, weather, location, model, tz):
         scale = training.least_squares_scale(past.to_numpy()[use], fp["physical_ac_kw"].to_numpy()[use]) \
             if use.sum() > 96 else 1.0
         base = np.minimum(scale * f["physical_ac_kw"].to_numpy(), CAP)
+        orient = cal.get("orientation") or {}
         out.append(pd.DataFrame({
             "valid_time": times, "history_days": (issue - power.index[0]).days, "y": power.reindex(times).to_numpy(),
             "day": f["solar_elevation"].to_numpy() > 0, "calibrated": cal["ok"], "base": base,
             **{f"g_{c}": plain[:, j] for j, c in enumerate(COLS)},
             **{f"a_{c}": adapted[:, j] for j, c in enumerate(COLS)},
-            "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan}))
+            **{f"n_{c}": no_orient[:, j] for j, c in enumerate(COLS)},
+            "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan,
+            "tilt": orient.get("tilt", np.nan) if orient.get("ok") else np.nan,
+            "azimuth": orient.get("azimuth", np.nan) if orient.get("ok") else np.nan,
+            "orientation_reason": orient.get("reason")}))
     return pd.concat(out, ignore_index=True)
+
+
+HISTORY_BUCKETS = ((0, 7, "0-6 d"), (7, 14, "7-13 d"), (14, 30, "14-29 d"), (30, 999, ">= 30 d"), (14, 999, ">= 14 d"))
 
 
 def report_day_ahead(rows, label):
     print(f"\n== day-ahead, entered {label}: daylight, normalised by {CAP} kW ==")
-    print(f"{'history':>12} {'forecast':>22} {'nMAE %':>7} {'CRPS %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
-    for lo, hi, name in ((0, 7, "0-6 d"), (7, 14, "7-13 d"), (14, 30, "14-29 d"), (30, 999, ">= 30 d"),
-                         (14, 999, ">= 14 d")):
+    print(f"{'history':>12} {'forecast':>30} {'nMAE %':>7} {'CRPS %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
+    table = {}
+    for lo, hi, name in HISTORY_BUCKETS:
         sel = (rows["history_days"] >= lo) & (rows["history_days"] < hi)
         r = rows[sel]
         if not len(r):
             continue
         y, day = r["y"].to_numpy(), r["day"].to_numpy()
         for tag, q in (("global (no adaptation)", r[[f"g_{c}" for c in COLS]].to_numpy()),
-                       ("adapted", r[[f"a_{c}" for c in COLS]].to_numpy()),
+                       ("adapted, stated orientation", r[[f"n_{c}" for c in COLS]].to_numpy()),
+                       ("adapted + orientation", r[[f"a_{c}" for c in COLS]].to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             s = scores(y, q, day)
+            table[(name, tag)] = s
             cov = ("-", "-") if tag.startswith("PVWatts") else (
                 f"{s['cov_p10_p90_%']:.1f}", f"{s['cov_p25_p75_%']:.1f}")
-            print(f"{name:>12} {tag:>22} {s['nmae_%']:7.2f} {s['crps_%']:7.2f} {cov[0]:>9} {cov[1]:>9} {s['n']:6d}")
+            print(f"{name:>12} {tag:>30} {s['nmae_%']:7.2f} {s['crps_%']:7.2f} {cov[0]:>9} {cov[1]:>9} {s['n']:6d}")
     last = rows.dropna(subset=["dc_scale"]).iloc[-1]
-    print(f"last calibration: dc_scale {last['dc_scale']:.3f}, clip_kw {last['clip_kw']}")
+    fitted = rows.dropna(subset=["tilt"]).drop_duplicates("history_days")
+    print(f"last calibration: dc_scale {last['dc_scale']:.3f}, clip_kw {last['clip_kw']}, "
+          f"tilt {last['tilt']}, azimuth {last['azimuth']} ({last['orientation_reason'] or 'fitted'})")
+    if len(fitted):
+        print(f"orientation fitted on {len(fitted)} of {rows['history_days'].nunique()} days: tilt "
+              f"{fitted['tilt'].min():.0f}..{fitted['tilt'].max():.0f}, azimuth {fitted['azimuth'].min():.0f}.."
+              f"{fitted['azimuth'].max():.0f}; first from history day {fitted['history_days'].min()}")
+    return table
 
 
 def intraday_rows(times, y, p50, clear_kw, issues, cap, window_minutes=60):
@@ -222,11 +260,21 @@ def main():
     print(f"SERF East 2016: {power.index[0]} .. {power.index[-1]}, {power.notna().sum()} samples; "
           f"capacity_ac_kw entered {CAP}; weather PSM3 issued the day before {ISSUE_HOUR_UTC}:00 UTC; "
           f"band offsets n0 = {conformal.N0}")
-    walks = {}
-    for label, dc in (("DC = 1.2 x AC", 1.2 * CAP), ("DC = AC", CAP)):
-        location = data.site_location(CONFIG["site"], 1, CAP, dc)
+    site = CONFIG["site"]
+    walks, tables = {}, {}
+    for label, dc, tilt, azimuth in DESCRIPTIONS:
+        location = data.site_location(site, 1, CAP, dc).assign(tilt=tilt, azimuth=azimuth)
         walks[label] = day_ahead_walk(power, weather, location, model, tz)
-        report_day_ahead(walks[label], label)
+        tables[label] = report_day_ahead(walks[label], label)
+    right, wrong = DESCRIPTIONS[0][0], DESCRIPTIONS[-1][0]
+    print("\n== wrong vs right description, adapted + orientation: P50 nMAE ratio (target <= 1.05) ==")
+    for _, _, name in HISTORY_BUCKETS:
+        a, b = tables[wrong].get((name, "adapted + orientation")), tables[right].get((name, "adapted + orientation"))
+        if a and b:
+            print(f"{name:>12} {a['nmae_%']:.2f} / {b['nmae_%']:.2f} = {a['nmae_%'] / b['nmae_%']:.3f}")
+    if "--day-ahead-only" in sys.argv:
+        print(f"\n{time.time() - t0:.0f} s")
+        return 0
     tau, table, train_rows, train_cap = fit_tau()
     print(f"\n== intraday decay fitted on out-of-fold forecasts of the training period 2011-04..2012-12 "
           f"({len(train_rows)} rows, leads 0-6 h): P50 nMAE % ==")

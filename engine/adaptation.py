@@ -5,8 +5,11 @@ the refit policy and ``bench/bench_adaptive.py`` run: from one plant's actuals
 strictly before a cutoff and the weather stored for those times (as issued
 before the cutoff),
 
-1. :func:`engine.tuning.fit_tuning` on the physical estimate of the ENTERED
-   description (effective DC scale, observed clipping level);
+1. :func:`engine.tuning.fit_orientation` on the clear samples under the
+   ENTERED description (tilt/azimuth where the data support it, else the
+   stated ones and the reason), then :func:`engine.tuning.fit_tuning` on the
+   physical estimate of the entered description with that orientation
+   (effective DC scale, observed clipping level);
 2. the global model re-forecasts those times with the TUNED description
    (cross-fitted in the sense that the model never saw this plant; the two
    tuning numbers are fitted on the same rows), and
@@ -55,7 +58,7 @@ def weather_lead_hours(weather, times):
 
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
-                    window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0):
+                    window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -80,12 +83,18 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         Minimum days of usable actuals (:data:`engine.tuning.MIN_DAYS`).
     n0 : float
         Shrinkage constant of the band offsets (:data:`engine.conformal.N0`).
+    orientation : bool, default True
+        Fit tilt/azimuth (False: the stated ones, as before orientation tuning;
+        ``bench/bench_adaptive.py`` compares both).
 
     Returns
     -------
     dict
         ``ok``, ``reason``, ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
-        (tuned), ``clip_kw``, ``window_start``, ``window_end``,
+        (tuned), ``clip_kw``, ``orientation``
+        (:func:`engine.tuning.fit_orientation`: ``ok``, ``reason``, ``tilt``,
+        ``azimuth``, ``stated_tilt``, ``stated_azimuth``, ``diagnostics``;
+        the tilt/azimuth forecasts use when ``ok``), ``window_start``, ``window_end``,
         ``n_samples``, ``bands`` (:func:`engine.conformal.fit_band_offsets`),
         ``intraday`` (``tau_hours``, ``window_minutes``), ``diagnostics``
         (tuning rejections and fit, daylight P10-P90/P25-P75 coverage of the
@@ -112,11 +121,16 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
+    tz = str(loc.loc[0, "timezone"])
+    oriented = fit_orientation(loc, power, entered, cutoff, planes) if orientation else None
+    if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
+        loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
+        entered = feature_frame(loc, weather, times, planes, horizon)
     fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
-                            float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
-                            min_days=min_days)
+                            float(loc.loc[0, "capacity_dc_kw"]), cutoff, tz, min_days=min_days)
     if not fit["ok"]:
-        return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"]}
+        return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
+                "orientation": oriented}
     table = pd.DataFrame({"location_id": loc["location_id"], "dc_scale": [fit["dc_scale"]],
                           "clip_kw": [np.nan if fit["clip_kw"] is None else fit["clip_kw"]]})
     tuned, tuned_planes = tuning.tuned_locations(loc, planes, table)
@@ -138,23 +152,58 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
                    "coverage_p25_p75_before": coverage(y, q[:, 1], q[:, 3], (0.25, 0.75)),
                    "coverage_p25_p75_after": coverage(y, q_after[:, 1], q_after[:, 3], (0.25, 0.75))}
     return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
-            "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"],
+            "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented,
             "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes)},
             "diagnostics": diagnostics}
 
 
+def fit_orientation(location, power, entered, cutoff, planes=None):
+    """:func:`engine.tuning.fit_orientation` of one plant from its feature frame under the entered description.
+
+    Parameters
+    ----------
+    location : DataFrame
+        One-row locations frame (entered description).
+    power : Series
+        Measured AC power, kW, at the feature frame's times.
+    entered : DataFrame
+        ``engine.features.feature_frame`` of ``location`` at those times.
+    cutoff : Timestamp
+    planes : DataFrame, optional
+        Its plane rows (more than one: refused).
+
+    Returns
+    -------
+    dict
+        JSON-ready (:func:`engine.tuning.fit_orientation`).
+    """
+    row = location.iloc[0]
+    cap = float(row["capacity_ac_kw"])
+    n_planes = 0 if planes is None else int((planes["location_id"] == row["location_id"]).sum())
+    flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap)
+    return tuning.fit_orientation(power, tuning.sky_arrays(entered, power.index), flags["usable"], entered["csi"],
+                                  row.to_dict(), cutoff, str(row["timezone"]), n_planes=n_planes)
+
 
 def tuning_table(calibrations):
-    """``location_id``, ``dc_scale``, ``clip_kw`` (NaN: none), ``version`` of stored calibrations.
+    """``location_id``, ``dc_scale``, ``clip_kw`` (NaN: none), ``tilt``, ``azimuth`` (NaN: stated), ``version``.
 
     Parameters
     ----------
     calibrations : dict
-        location_id -> calibration dict (``engine.store.read_calibrations``).
+        location_id -> calibration dict (``engine.store.read_calibrations``);
+        its ``orientation`` (None: fitted before orientation tuning) applies
+        only when ``ok``.
     """
     ids = list(calibrations)
+
+    def fitted(i, key):
+        o = calibrations[i].get("orientation")
+        return float(o[key]) if o and o.get("ok") else np.nan
+
     return pd.DataFrame({"location_id": np.asarray(ids, dtype="int64"),
+                         "tilt": [fitted(i, "tilt") for i in ids], "azimuth": [fitted(i, "azimuth") for i in ids],
                          "dc_scale": [float(calibrations[i]["dc_scale"]) for i in ids],
                          "clip_kw": [np.nan if calibrations[i]["clip_kw"] is None else float(calibrations[i]["clip_kw"])
                                      for i in ids],

@@ -1228,7 +1228,7 @@ async def key_principal(db, key):
 # --- plant calibrations (issue 10, migration 0005) ------------------------------------------
 
 CALIBRATION_FIELDS = ("location_id", "version", "cutoff", "window_start", "window_end", "n_samples", "dc_scale",
-                      "capacity_dc_kw", "clip_kw", "bands", "intraday", "diagnostics", "created_at")
+                      "capacity_dc_kw", "clip_kw", "orientation", "bands", "intraday", "diagnostics", "created_at")
 
 
 def calibration_versions(runs):
@@ -1254,8 +1254,8 @@ def finite_json(value):
 def calibration_dict(row):
     """A plant_calibrations row as a JSON-ready dict (times stay datetimes)."""
     out = dict(row)
-    for key in ("bands", "intraday", "diagnostics"):
-        out[key] = json.loads(out[key])
+    for key in ("orientation", "bands", "intraday", "diagnostics"):
+        out[key] = None if out[key] is None else json.loads(out[key])
     return out
 
 
@@ -1269,7 +1269,7 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
     calibration : dict
         ``cutoff``, ``window_start``, ``window_end``, ``n_samples``,
         ``dc_scale``, ``capacity_dc_kw``, ``clip_kw`` (None: none),
-        ``bands``, ``intraday``, ``diagnostics``.
+        ``orientation`` (optional; None: not fitted), ``bands``, ``intraday``, ``diagnostics``.
     tenant_id : str, optional
         Refuse another tenant's location (like an unknown one); None: any.
 
@@ -1295,8 +1295,10 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
             raise LookupError(f"location_id {location_id} is unknown")
         return await conn.fetchval("""
             INSERT INTO plant_calibrations (location_id, version, cutoff, window_start, window_end, n_samples,
-                                            dc_scale, capacity_dc_kw, clip_kw, bands, intraday, diagnostics)
-            SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb
+                                            dc_scale, capacity_dc_kw, clip_kw, bands, intraday, diagnostics,
+                                            orientation)
+            SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb,
+                   $12::jsonb
             FROM plant_calibrations WHERE location_id = $1
             RETURNING version""",
             int(location_id), utc(calibration["cutoff"], "cutoff"), utc(calibration["window_start"], "window_start"),
@@ -1304,7 +1306,8 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
             float(calibration["dc_scale"]), float(calibration["capacity_dc_kw"]),
             None if calibration["clip_kw"] is None else float(calibration["clip_kw"]),
             finite_json(calibration["bands"]), finite_json(calibration["intraday"]),
-            finite_json(calibration["diagnostics"]))
+            finite_json(calibration["diagnostics"]),
+            None if calibration.get("orientation") is None else finite_json(calibration["orientation"]))
 
 
 async def read_calibration(db, location_id, version=None, *, tenant_id=None):

@@ -16,9 +16,15 @@ estimate of the weather used for those times, a small bounded correction:
   entered AC capacity (an inverter limited below its rating, an undeclared
   export limit); None otherwise.
 
-Orientation and shading are not fitted: with one weather source and a few
-weeks of 15-min power they are not separable from the DC scale (see
-docs/model.md "Plant adaptation").
+- ``tilt``/``azimuth`` (:func:`fit_orientation`): where the data support it
+  (enough clear days, morning and afternoon sun), the fixed plane's
+  orientation that makes the physical model's shape match the measured power
+  on clear samples, jointly with a DC scale per candidate; refused (the
+  stated orientation kept, the reason in the diagnostics) otherwise, and for
+  trackers and multi-plane plants.
+
+A solar-position shading profile is not fitted (docs/model.md "Plant
+adaptation" says what was measured).
 
 Samples that must not teach the model are rejected first
 (:func:`usable_samples`): night and low sun, outages (zero power in
@@ -31,7 +37,10 @@ import pandas as pd
 from pvanalytics.features import clipping
 from pvanalytics.quality import gaps
 
-from engine.validation import DC_AC_RATIO
+from pvlib import irradiance
+
+from engine import physics
+from engine.validation import DC_AC_RATIO, LOCATION_BOUNDS
 
 DC_SCALE_BOUNDS = (0.5, 2.0)
 """Allowed effective-DC scale (unitless): 0.5 = half the entered DC (heavy soiling or a
@@ -48,6 +57,34 @@ MIN_CLIPPED_SAMPLES = 8
 
 CLIP_BELOW = 0.97
 """An observed clipping level counts only when below this fraction of ``capacity_ac_kw``."""
+
+CLEAR_CSI = 0.8
+"""Weather clear-sky index from which a sample counts as clear (DC scale and orientation fits)."""
+
+TILT_BOUNDS = (0.0, 75.0)
+"""Tilt searched by :func:`fit_orientation`, deg (inside ``validation.LOCATION_BOUNDS['tilt']``)."""
+
+AZIMUTH_WINDOW = 90.0
+"""Azimuth searched: the stated azimuth +- this, deg (a user knows which side of the roof)."""
+
+COARSE_STEP = (5.0, 10.0)
+"""(tilt, azimuth) step of the coarse grid, deg; then a 1-deg grid +- one coarse step around its best."""
+
+MIN_CLEAR_DAYS = 5
+"""Local days with at least :data:`MIN_CLEAR_SAMPLES_PER_DAY` clear samples needed for an orientation fit."""
+
+MIN_CLEAR_SAMPLES_PER_DAY = 12
+"""Clear, unclipped samples (15 min: 3 h) that make a day a clear day."""
+
+MIN_AZIMUTH_SPAN = 100.0
+"""Solar azimuth span (10th..90th percentile) of the clear samples needed, deg: morning AND afternoon sun."""
+
+NEAR_BEST = 0.1
+"""Candidates whose error is within this fraction of the best one's are not told apart by the data: the
+stated orientation is kept when it is one of them (its error <= (1 + NEAR_BEST) x the best's)."""
+
+MAX_ORIENTATION_SAMPLES = 3000
+"""Clear samples used by :func:`fit_orientation` at most (evenly thinned), bounding its cost."""
 
 
 def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, min_elevation=5.0,
@@ -136,7 +173,7 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLE
 
 
 def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, capacity_dc_kw, cutoff,
-               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=MIN_CLEAR_SAMPLES, clear_csi=0.8):
+               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=MIN_CLEAR_SAMPLES, clear_csi=CLEAR_CSI):
     """Fit a plant's effective DC scale and observed clipping level from actuals before ``cutoff``.
 
     ``dc_scale`` is the median of measured / physical AC power over clear
@@ -165,7 +202,7 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
         IANA zone of the plant (for counting local days).
     min_days, min_clear_samples : int
         Minimum data (:data:`MIN_DAYS`, :data:`MIN_CLEAR_SAMPLES`).
-    clear_csi : float, default 0.8
+    clear_csi : float, default :data:`CLEAR_CSI`
 
     Returns
     -------
@@ -223,6 +260,226 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     return result
 
 
+def sky_arrays(features, times):
+    """What :func:`candidate_dc_power` needs of the sky, from a feature frame (``engine.features.feature_frame``).
+
+    Parameters
+    ----------
+    features : DataFrame
+        One plant's feature frame at ``times``.
+    times : DatetimeIndex
+        UTC.
+
+    Returns
+    -------
+    dict of ndarray
+        ``apparent_zenith``, ``solar_azimuth`` (deg), ``ghi``, ``dni``,
+        ``dhi``, ``dni_extra`` (W/m^2), ``airmass_relative``, ``temp_air``
+        (degC), ``wind_speed`` (m/s).
+    """
+    f = features
+    return {"apparent_zenith": f["solar_zenith"].to_numpy(dtype=float),
+            "solar_azimuth": f["solar_azimuth"].to_numpy(dtype=float),
+            "ghi": f["ghi"].to_numpy(dtype=float), "dni": f["dni"].to_numpy(dtype=float),
+            "dhi": f["dhi"].to_numpy(dtype=float),
+            "dni_extra": np.asarray(irradiance.get_extra_radiation(pd.DatetimeIndex(times)), dtype=float),
+            "airmass_relative": f["airmass"].to_numpy(dtype=float),
+            "temp_air": f["temp_air"].to_numpy(dtype=float), "wind_speed": f["wind_speed"].to_numpy(dtype=float)}
+
+
+def candidate_dc_power(tilt, azimuth, sky, plant):
+    """PVWatts DC power of every candidate orientation at every sample, kW (one vectorised chain).
+
+    The chain of ``engine.features.plant_physics`` for one fixed plane
+    (Perez POA, physical IAM, Faiman cell temperature, PVWatts DC after
+    losses, ``engine.physics``) on flat (candidate, sample) arrays: no loop
+    over candidates or samples.
+
+    Parameters
+    ----------
+    tilt, azimuth : ndarray
+        Shape (c,), deg.
+    sky : dict of ndarray
+        :func:`sky_arrays` at the n samples.
+    plant : dict
+        ``capacity_dc_kw`` (kW), ``gamma_pdc`` (1/degC), ``losses_pct`` (%),
+        ``temp_model_u0``, ``temp_model_u1``.
+
+    Returns
+    -------
+    ndarray
+        Shape (c, n), kW.
+    """
+    c, n = len(tilt), len(sky["ghi"])
+    cand = np.repeat(np.arange(c), n)
+    sample = np.tile(np.arange(n), c)
+    s = {k: v[sample] for k, v in sky.items()}
+    poa = physics.plane_of_array(np.asarray(tilt, dtype=float)[cand], np.asarray(azimuth, dtype=float)[cand],
+                                 s["apparent_zenith"], s["solar_azimuth"], s["ghi"], s["dni"], s["dhi"],
+                                 s["dni_extra"], s["airmass_relative"])
+    temp_cell = physics.cell_temperature(poa["poa_global"], s["temp_air"], s["wind_speed"], plant["temp_model_u0"],
+                                         plant["temp_model_u1"])
+    pdc = physics.dc_power(poa["effective_irradiance"], temp_cell, plant["capacity_dc_kw"], plant["gamma_pdc"],
+                           plant["losses_pct"])
+    return pdc.reshape(c, n)
+
+
+def orientation_errors(y, pdc):
+    """DC scale and error of each candidate on the same samples.
+
+    Parameters
+    ----------
+    y : ndarray
+        Shape (n,): measured AC power / capacity_ac_kw.
+    pdc : ndarray
+        Shape (c, n): candidate AC estimates without clipping (DC x nominal
+        inverter efficiency) / capacity_ac_kw.
+
+    Returns
+    -------
+    scale : ndarray
+        Shape (c,): the median of y / estimate (robust to clouds the weather
+        missed), within :data:`DC_SCALE_BOUNDS`.
+    error : ndarray
+        Shape (c,): mean absolute error of ``scale * estimate``, fraction of capacity_ac_kw.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(pdc > 0, y[None, :] / pdc, np.inf)
+    scale = np.clip(np.median(ratio, axis=1), *DC_SCALE_BOUNDS)
+    return scale, np.mean(np.abs(y[None, :] - scale[:, None] * pdc), axis=1)
+
+
+def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n_planes=1,
+                    min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST):
+    """Fit a fixed plant's tilt and azimuth from clear samples before ``cutoff``, or say why not.
+
+    Every candidate of a bounded grid (tilt in :data:`TILT_BOUNDS`, azimuth
+    within :data:`AZIMUTH_WINDOW` of the stated one; coarse steps
+    :data:`COARSE_STEP`, then 1 deg around the coarse best) gets the
+    physical model's unclipped AC estimate under the weather at the clear,
+    usable samples (weather clear-sky index >= :data:`CLEAR_CSI`, sun above
+    10 deg, measured power between 10 % and 90 % of AC capacity), its own
+    DC scale (median ratio) and its mean absolute error
+    (:func:`orientation_errors`). Tilt and azimuth change the shape of the
+    day (azimuth: morning vs afternoon; tilt: how peaked the day is and how it
+    changes with the season), the DC scale only its height, so the two are
+    separable when the clear samples span morning and afternoon.
+
+    Refused (``ok`` False, the stated orientation kept, ``reason`` says why):
+    a tracker or a multi-plane plant (one plane's geometry cannot be fitted
+    from the plant's summed power without more structure than clear days
+    give), fewer than ``min_clear_days`` local days with
+    :data:`MIN_CLEAR_SAMPLES_PER_DAY` clear samples, a solar-azimuth span
+    (10th..90th percentile) of the clear samples under ``min_azimuth_span``,
+    or a stated orientation whose error is within ``near_best`` of the best
+    candidate's (the data do not say the stated one is wrong; on clear
+    summer days the tilt is weakly determined, docs/model.md).
+
+    Parameters
+    ----------
+    power_kw : Series
+        Measured AC power, kW, UTC index.
+    sky : dict of ndarray
+        :func:`sky_arrays` at the same times.
+    usable : array_like of bool
+        :func:`usable_samples` ``usable``.
+    csi : array_like
+        Weather clear-sky index, unitless.
+    plant : dict
+        ``tilt``, ``azimuth`` (deg, stated), ``tracking``, ``capacity_ac_kw``,
+        ``capacity_dc_kw`` (kW), ``gamma_pdc``, ``losses_pct``,
+        ``temp_model_u0``, ``temp_model_u1``.
+    cutoff : Timestamp
+        tz-aware; only samples with time < cutoff are used.
+    timezone : str
+        IANA zone (local days).
+    n_planes : int
+        Plane rows of the plant (0 or 1: the plant's own columns).
+
+    Returns
+    -------
+    dict
+        ``ok``, ``reason``, ``tilt``, ``azimuth`` (fitted; the stated ones
+        when refused), ``stated_tilt``, ``stated_azimuth`` (deg),
+        ``diagnostics``: ``clear_days``, ``clear_samples``,
+        ``solar_azimuth_span``, ``error_stated``, ``error_fitted`` (MAE,
+        fraction of AC capacity), ``gain`` (1 - fitted / stated error),
+        ``dc_scale_fitted``, ``near_best_tilt``, ``near_best_azimuth``
+        ([min, max] of the candidates within ``near_best`` of the best error:
+        how well determined the fit is), the bounds and thresholds.
+    """
+    cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
+    stated = (float(plant["tilt"]), float(plant["azimuth"]))
+    cap = float(plant["capacity_ac_kw"])
+    diagnostics = {"tilt_bounds": list(TILT_BOUNDS), "azimuth_window": AZIMUTH_WINDOW,
+                   "min_clear_days": int(min_clear_days), "min_solar_azimuth_span": float(min_azimuth_span),
+                   "near_best": float(near_best)}
+    result = {"ok": False, "reason": None, "tilt": stated[0], "azimuth": stated[1], "stated_tilt": stated[0],
+              "stated_azimuth": stated[1], "diagnostics": diagnostics}
+    if str(plant["tracking"]).upper() != "FIXED" or n_planes > 1:
+        result["reason"] = "orientation: fitted only for one fixed plane (tracker or multi-plane plant)"
+        return result
+    before = np.asarray(power_kw.index < cutoff)
+    y = power_kw.to_numpy(dtype=float) / cap
+    elevation = 90.0 - sky["apparent_zenith"]
+    clear = (before & np.asarray(usable, dtype=bool) & (np.asarray(csi, dtype=float) >= CLEAR_CSI)
+             & (elevation > 10.0) & (y > 0.1) & (y < 0.9) & np.isfinite(y))
+    days = pd.Series(1, index=pd.DatetimeIndex(power_kw.index[clear]).tz_convert(timezone).normalize())
+    per_day = days.groupby(level=0).size()
+    clear_days = per_day.index[per_day >= MIN_CLEAR_SAMPLES_PER_DAY]
+    local_day = pd.DatetimeIndex(power_kw.index).tz_convert(timezone).normalize()
+    clear &= np.asarray(local_day.isin(clear_days))
+    sun_az = sky["solar_azimuth"][clear]
+    span = float(np.subtract(*np.quantile(sun_az, [0.9, 0.1]))) if clear.any() else 0.0
+    diagnostics.update(clear_days=int(len(clear_days)), clear_samples=int(clear.sum()), solar_azimuth_span=span)
+    if len(clear_days) < min_clear_days:
+        result["reason"] = (f"orientation: {len(clear_days)} clear days before {cutoff.isoformat()}, "
+                            f"at least {min_clear_days} needed")
+        return result
+    if span < min_azimuth_span:
+        result["reason"] = (f"orientation: the clear samples span {span:.0f} deg of solar azimuth, "
+                            f"at least {min_azimuth_span:.0f} needed (morning and afternoon)")
+        return result
+    rows = np.flatnonzero(clear)
+    rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), MAX_ORIENTATION_SAMPLES)).round().astype(int)]
+    rows = np.unique(rows)
+    s = {k: np.asarray(v, dtype=float)[rows] for k, v in sky.items()}
+    yy = y[rows]
+    scale_ac = physics.ETA_INV_NOM / cap
+
+    def errors(tilt, azimuth):
+        return orientation_errors(yy, candidate_dc_power(tilt, azimuth, s, plant) * scale_ac)
+
+    tilt_lim = (max(TILT_BOUNDS[0], LOCATION_BOUNDS["tilt"]["ge"]), min(TILT_BOUNDS[1], LOCATION_BOUNDS["tilt"]["le"]))
+    dt, da = COARSE_STEP
+    tilts = np.arange(tilt_lim[0], tilt_lim[1] + 1e-9, dt)
+    azimuths = stated[1] + np.arange(-AZIMUTH_WINDOW, AZIMUTH_WINDOW + 1e-9, da)
+    grid_t, grid_a = (g.ravel() for g in np.meshgrid(tilts, azimuths, indexing="ij"))
+    _, coarse = errors(grid_t, grid_a)
+    best = int(np.argmin(coarse))
+    fine_t, fine_a = (g.ravel() for g in np.meshgrid(
+        np.clip(grid_t[best] + np.arange(-dt, dt + 1e-9, 1.0), *tilt_lim),
+        np.clip(grid_a[best] + np.arange(-da, da + 1e-9, 1.0), stated[1] - AZIMUTH_WINDOW, stated[1] + AZIMUTH_WINDOW),
+        indexing="ij"))
+    cand_t = np.concatenate([[stated[0]], grid_t, fine_t])
+    cand_a = np.concatenate([[stated[1]], grid_a, fine_a])
+    scale, err = errors(cand_t, cand_a)
+    best = int(np.argmin(err))
+    near = err <= (1.0 + near_best) * err[best]
+    gain = float(1.0 - err[best] / err[0]) if err[0] > 0 else 0.0
+    diagnostics.update(error_stated=float(err[0]), error_fitted=float(err[best]), gain=gain,
+                       dc_scale_fitted=float(scale[best]), dc_scale_stated=float(scale[0]),
+                       near_best_tilt=[float(cand_t[near].min()), float(cand_t[near].max())],
+                       near_best_azimuth=[float(cand_a[near].min() % 360), float(cand_a[near].max() % 360)],
+                       candidates=int(len(cand_t)), samples_fitted=int(len(rows)))
+    if near[0]:
+        result["reason"] = (f"orientation: the stated one's error is within {100 * near_best:.0f} % of the best fit's "
+                            f"(tilt {cand_t[best]:.0f}, azimuth {cand_a[best] % 360:.0f}): stated kept")
+        return result
+    result.update(ok=True, tilt=float(cand_t[best]), azimuth=float(cand_a[best] % 360.0))
+    return result
+
+
 def tuned_locations(locations, planes, tuning):
     """The physical description with each plant's tuning applied (vectorised over plants).
 
@@ -230,12 +487,14 @@ def tuned_locations(locations, planes, tuning):
     ----------
     locations : DataFrame
         Locations frame (``location_id``, ``capacity_dc_kw``, ``capacity_ac_kw``,
-        ``export_limit_kw``).
+        ``export_limit_kw``, ``tilt``, ``azimuth``).
     planes : DataFrame or None
         Planes frame keyed by ``location_id`` (each plane's ``capacity_dc_kw``
-        is scaled by its plant's ``dc_scale``).
+        is scaled by its plant's ``dc_scale``; plane orientations are never
+        tuned: :func:`fit_orientation` refuses multi-plane plants).
     tuning : DataFrame
-        ``location_id``, ``dc_scale`` (unitless), ``clip_kw`` (kW, NaN = none);
+        ``location_id``, ``dc_scale`` (unitless), ``clip_kw`` (kW, NaN = none),
+        optionally ``tilt``, ``azimuth`` (deg, NaN = the stated one kept);
         plants without a row are unchanged.
 
     Returns
@@ -243,7 +502,8 @@ def tuned_locations(locations, planes, tuning):
     locations : DataFrame
         ``capacity_dc_kw`` scaled; ``export_limit_kw`` = min(export limit,
         ``clip_kw``) where a clipping level was observed (the forecast limit
-        of ``engine.quantiles``).
+        of ``engine.quantiles``); ``tilt``/``azimuth`` the fitted ones where
+        an orientation was fitted.
     planes : DataFrame or None
     """
     t = tuning.set_index("location_id")
@@ -252,6 +512,10 @@ def tuned_locations(locations, planes, tuning):
     out = locations.copy()
     out["capacity_dc_kw"] = locations["capacity_dc_kw"].to_numpy(dtype=float) * scale
     out["export_limit_kw"] = np.fmin(locations["export_limit_kw"].to_numpy(dtype=float), clip)
+    for column in ("tilt", "azimuth"):
+        if column in t:
+            fitted = t[column].reindex(locations["location_id"]).to_numpy(dtype=float)
+            out[column] = np.where(np.isfinite(fitted), fitted, locations[column].to_numpy(dtype=float))
     if planes is None or not len(planes):
         return out, planes
     plane_scale = t["dc_scale"].reindex(planes["location_id"]).fillna(1.0).to_numpy(dtype=float)

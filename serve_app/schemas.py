@@ -320,10 +320,13 @@ def calibration_out():
         "weight": list[list[float]], "pooled": list[float], "pooled_weight": float, "n0": float,
         "lead_edges_hours": list[Optional[float]],
         "csi_edges": list[Optional[float]]})
+    orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted
+        "ok": bool, "reason": Optional[str], "tilt": float, "azimuth": float, "stated_tilt": float,
+        "stated_azimuth": float, "diagnostics": dict[str, object]})
     return TypedDict("Calibration", {
         "location_id": int, "version": int, "cutoff": datetime.datetime, "window_start": datetime.datetime,
         "window_end": datetime.datetime, "n_samples": int, "dc_scale": float, "capacity_dc_kw": float,
-        "clip_kw": Optional[float], "bands": bands,
+        "clip_kw": Optional[float], "orientation": Optional[orientation], "bands": bands,
         "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int}),
         "diagnostics": dict[str, object], "created_at": datetime.datetime})
 

@@ -29,9 +29,12 @@ def rows(frame, columns):
     return out.astype(object).where(out.notna(), None).to_dict(orient="records")
 
 
-def stored_plant(client, training_config, name):
-    """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored."""
-    saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, "name": name}]})
+def stored_plant(client, training_config, name, **described):
+    """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored.
+
+    ``described`` overrides fields of :data:`PLANT` (a plant described otherwise).
+    """
+    saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, **described, "name": name}]})
     assert saved.status_code == 200, saved.text
     loc = saved.json()["locations"][0]
     power, weather = data.load_serf_east_2016(loc["location_id"], training_config["data"]["wind_speed_ms"])
@@ -127,6 +130,29 @@ def test_intraday_uses_actuals_up_to_the_issue_time_only(client, plant, calibrat
     assert same["p50"] == before["p50"] and same["p90"] == before["p90"]
     assert np.asarray(changed["p50"])[:4].sum() < 0.8 * np.asarray(before["p50"])[:4].sum()
 
+
+def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, training_config):
+    """Entered with azimuth 180 / tilt 30 (true 158 / 45): the calibration shows the fitted orientation, and the
+    plant's forecasts are those of a plant entered with that orientation (whose own fit keeps it)."""
+    wrong, _ = stored_plant(client, training_config, "SERF East 2016 [wrong orientation]", tilt=30.0, azimuth=180.0)
+    r = client.post(f"/api/v1/locations/{wrong['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert r.status_code == 200, r.text
+    openapi_validator(client, "Calibration").validate(r.json())
+    fitted = r.json()["orientation"]
+    assert fitted["ok"] and (fitted["stated_tilt"], fitted["stated_azimuth"]) == (30.0, 180.0), fitted
+    assert abs(fitted["azimuth"] - PLANT["azimuth"]) <= 5.0 and abs(fitted["tilt"] - PLANT["tilt"]) <= 10.0
+    assert client.get(f"/api/v1/locations/{wrong['location_id']}/calibration").json()["orientation"] == fitted
+    twin, _ = stored_plant(client, training_config, "SERF East 2016 [fitted orientation]", tilt=fitted["tilt"],
+                           azimuth=fitted["azimuth"])
+    r = client.post(f"/api/v1/locations/{twin['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert r.status_code == 200, r.text
+    assert not r.json()["orientation"]["ok"] and "stated kept" in r.json()["orientation"]["reason"]
+    issue = "2016-07-26T18:00:00+00:00"
+    got, _ = forecast(client, wrong["location_id"], issue, 30)
+    same, _ = forecast(client, twin["location_id"], issue, 30)
+    assert_forecast_invariant(got["valid_time"], got, wrong, 15)
+    for column in ("p10", "p50", "p90"):
+        assert np.allclose(got[column], same[column], rtol=0, atol=1e-9), column
 
 
 def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(client, training_config):
