@@ -75,7 +75,10 @@ def ml_raw_quantiles(features, capacity_ac_kw, model, thread_count=-1):
     day = features["solar_elevation"].to_numpy() > 0.0
     raw = np.zeros((len(features), len(quantiles.ALPHAS)))
     if day.any():  # night rows are exactly 0 after quantiles.apply_limits: not worth a model evaluation
-        raw[day] = quantiles.predict_normalised(model["model"], features.loc[day, card["features"]], thread_count)
+        # CatBoost evaluates float32 features whatever it is given: a C-ordered float32 matrix gives the
+        # same predictions as the frame, without its per-column conversion (~25 % of the predict call)
+        x = np.ascontiguousarray(features[card["features"]].to_numpy(np.float32)[day])
+        raw[day] = quantiles.predict_normalised(model["model"], x, thread_count)
     return raw + baseline_normalised(features, capacity_ac_kw, model["physics"]["scale"])[:, None]
 
 
@@ -244,8 +247,12 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
     for location_id in broken.tolist():
         errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
     good = locations[~locations["location_id"].isin(list(errors))]
-    frames = [forecast_quantiles(features[np.isin(lid, group["location_id"].to_numpy("int64"))], group,
-                                 models[model_id], forecast_type, issue_time, thread_count, adaptation)
+    def rows_of(group):  # the whole batch (one model, no error): the frame itself, not a copy of it
+        ids = group["location_id"].to_numpy("int64")
+        return features if np.array_equal(np.unique(lid), np.unique(ids)) else features[np.isin(lid, ids)]
+
+    frames = [forecast_quantiles(rows_of(group), group, models[model_id], forecast_type, issue_time, thread_count,
+                                 adaptation)
               for model_id, group in good.groupby("model_id")]  # one predict per model id, not per plant
     if not frames:
         return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"]), errors
