@@ -244,6 +244,7 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
     for location_id in broken.tolist():
         errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
     good = locations[~locations["location_id"].isin(list(errors))]
+
     def rows_of(group):  # the whole batch (one model, no error): the frame itself, not a copy of it
         ids = group["location_id"].to_numpy("int64")
         return features if np.array_equal(np.unique(lid), np.unique(ids)) else features[np.isin(lid, ids)]
