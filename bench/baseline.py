@@ -5,7 +5,7 @@ Per plant, in one process: its weather read from the database (one query), a pvl
 per plane, DNI zeroed below its horizon profile as in pvlib's example) on that weather
 resampled naively to 15 min (values placed at their labels, period averages NOT
 shifted to mid-period, linear interpolation in time; missing DNI/DHI from Erbs), the
-model features of that ONE plant (``engine.features.feature_frame``), one CatBoost
+model features of that ONE plant (``engine.features.feature_frame``, the serving frame as the service), one CatBoost
 predict (``engine.forecast.forecast_quantiles`` on that plant), and its rows stored
 with a run ``INSERT ... RETURNING`` and an ``executemany`` of one ``INSERT`` per row.
 """
@@ -105,7 +105,7 @@ async def run(conn, locations, model, times, issue, margin_minutes, planes=None,
                for name, rows in (("planes", planes), ("horizon", horizon))}
         modelchain_ac(plant, weather, times, own["planes"], own["horizon"])
         t2 = time.perf_counter()
-        feats = feature_frame(one, weather, times, **own)
+        feats = feature_frame(one, weather, times, **own, serving=True)
         t3 = time.perf_counter()
         frame = forecast.forecast_quantiles(feats, one, model, "ml", issue)
         t4 = time.perf_counter()

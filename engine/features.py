@@ -60,6 +60,20 @@ CONTEXT_SHIFTS_MINUTES = {"csi_lag30": -30, "csi_lag15": -15, "csi_lead15": 15, 
 WINDOW_SHIFTS_MINUTES = np.arange(-180, 181, 30)  # centred 6 h window of the clear-sky index (3 h: |shift| <= 90)
 LINKE_FILE = Path(pvlib.__file__).parent / "data" / "LinkeTurbidities.h5"
 
+#: What serving reads of a feature frame (:mod:`engine.forecast`): the model inputs and the physical estimate.
+SERVING_COLUMNS = (*MODEL_FEATURES, "physical_ac_kw")
+#: Serving columns kept float64: they enter float64 arithmetic (day mask, calibration bins, physical
+#: baseline, plant bands). The other model inputs are stored float32, the precision CatBoost evaluates
+#: them at whatever it is given, so the predictions are the same.
+SERVING_FLOAT64 = ("solar_elevation", "csi", "physical_ac_kw")
+
+#: Columns of :func:`feature_frame(daylight_only=True) <feature_frame>` with the sun at or below the
+#: horizon: the grid's solar geometry and clear sky, and what the full computation gives there (no
+#: irradiance, no power); the other columns are NaN there.
+NIGHT_VALUES = {"solar_elevation": "apparent_elevation", "solar_azimuth": "azimuth", "solar_zenith": "apparent_zenith",
+                "ghi_clear": "ghi_clear", "ghi": 0.0, "dni": 0.0, "dhi": 0.0, "poa_global": 0.0, "poa_direct": 0.0,
+                "physical_ac_kw": 0.0, "physical_dc_kw": 0.0, "physical_norm": 0.0}
+
 
 def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """Monthly Linke turbidity of each site from pvlib's climatology file.
@@ -257,7 +271,7 @@ def csi_window_stats(shifted):
                 "csi_std_6h": np.nanstd(window, axis=0)}
 
 
-def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_speed):
+def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_speed, elements=None):
     """Plane-of-array irradiance, cell temperature and DC power of every plane row, per plant.
 
     Every plane row is computed at once on flat (plane row, timestamp)
@@ -274,11 +288,15 @@ def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_spee
         :func:`engine.horizon.profiles` (None: no location has a horizon).
     n_times : int
     sun : dict of ndarray
-        :func:`sun_and_clear_sky` on the forecast grid (flat, location-major).
+        :func:`sun_and_clear_sky` of the elements.
     ghi, dni, dhi : ndarray
         W/m^2, flat, location-major.
     temp_air, wind_speed : ndarray
         degC, m/s.
+    elements : ndarray of int, optional
+        Position of each element in the forecast grid (plant, timestamp),
+        location-major, ascending: a subset of it (the daylight elements);
+        None: the whole grid.
 
     Returns
     -------
@@ -288,12 +306,19 @@ def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_spee
         ``poa_global``, ``poa_direct`` (W/m^2), ``aoi`` (deg), ``temp_cell`` (degC).
     """
     n_planes, n_sites = len(pl["site"]), len(pl["first"])
-    take = None if n_planes == n_sites else (pl["site"][:, None] * n_times + np.arange(n_times)).ravel()
+    elements = np.arange(n_sites * n_times) if elements is None else elements
+    site, step = np.divmod(elements, n_times)
+    if n_planes == n_sites:  # one plane per plant: the plane rows' elements are the plants'
+        take, row = None, site
+    else:  # each plane row repeats the elements of its plant
+        start = np.searchsorted(site, np.arange(n_sites))
+        per_plane = np.bincount(site, minlength=n_sites)[pl["site"]]
+        row = np.repeat(np.arange(n_planes), per_plane)
+        take = start[pl["site"]][row] + np.arange(len(row)) - np.repeat(np.cumsum(per_plane) - per_plane, per_plane)
 
     def on_planes(values):
         return values if take is None else values[take]
 
-    row = np.repeat(np.arange(n_planes), n_times)
     q = {k: pl[k][row] for k in (*GEOMETRY_COLUMNS, "single_axis", "backtrack")}
     zenith, azimuth = on_planes(sun["apparent_zenith"]), on_planes(sun["azimuth"])
     surface_tilt, surface_azimuth, rotation = physics.surface_orientation(
@@ -313,8 +338,14 @@ def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_spee
     if take is None:  # one plane per plant: nothing to sum
         return {"pdc": pdc, **means}
     share = (pl["capacity_dc_kw"] / np.add.reduceat(pl["capacity_dc_kw"], pl["first"])[pl["site"]])[row]
-    return {"pdc": physics.plant_sum(pdc, pl["first"], n_times),
-            **{k: physics.plant_sum(v * share, pl["first"], n_times) for k, v in means.items()}}
+    on_grid = row * n_times + step[take]  # each plane-row element's place in the (plane row, timestamp) grid
+
+    def plant_sum(values):  # on the whole grid (zeros elsewhere): the grid's own summation order, bit for bit
+        grid = np.zeros(n_planes * n_times)
+        grid[on_grid] = values
+        return physics.plant_sum(grid, pl["first"], n_times)[elements]
+
+    return {"pdc": plant_sum(pdc), **{k: plant_sum(v * share) for k, v in means.items()}}
 
 
 def shade_planes(poa, profiles, pl, row, rotation, apparent_elevation, solar_azimuth):
@@ -357,7 +388,7 @@ def shade_planes(poa, profiles, pl, row, rotation, apparent_elevation, solar_azi
         poa[k][elements] = v
 
 
-def feature_frame(locations, weather, times, planes=None, horizon=None):
+def feature_frame(locations, weather, times, planes=None, horizon=None, daylight_only=False, serving=False):
     """Model features + physical estimate for every (location, time).
 
     Parameters
@@ -382,6 +413,17 @@ def feature_frame(locations, weather, times, planes=None, horizon=None):
         Horizon frame keyed by ``location_id`` (profile points, azimuth
         increasing); locations without rows have a free horizon
         (:mod:`engine.horizon`).
+    daylight_only : bool
+        Compute only the (location, time) elements with the sun above the
+        horizon (apparent elevation > 0, the rows a forecast does not zero);
+        the others get :data:`NIGHT_VALUES` and NaN (:func:`frame_of`).
+        Every daylight row equals the full computation bit for bit (about a
+        third of a 48 h grid is night).
+    serving : bool
+        The frame a forecast reads (the Ray feature task), not the training
+        frame: ``daylight_only``, only :data:`SERVING_COLUMNS`, those not in
+        :data:`SERVING_FLOAT64` stored as float32 (half the bytes to allocate
+        and to move between processes; the same predictions).
 
     Returns
     -------
@@ -432,10 +474,14 @@ def feature_frame(locations, weather, times, planes=None, horizon=None):
     t_sec = solarposition.unixtime(times)
     resample.check_coverage(ids, starts, ends, inst_sec, w_site, t_sec)
 
-    # forecast grid, flat, location-major
+    # forecast grid, flat, location-major; with daylight_only, the rest runs on the daylight elements
     site = np.repeat(np.arange(n_sites), n_times)
     step = np.tile(np.arange(n_times), n_sites)
     sun = sun_and_clear_sky(times, step, site, loc, linke)
+    grid = {"site": site, "step": step, "sun": sun}
+    keep = np.flatnonzero(sun["apparent_elevation"] > 0.0) if daylight_only or serving else None
+    if keep is not None:
+        site, step, sun = site[keep], step[keep], {k: v[keep] for k, v in sun.items()}
     base = min(inst_sec.min(), t_sec.min()) - 86400.0
     band = max(inst_sec.max(), t_sec.max()) - base + 86400.0
     support = resample.band_axis(w_site, inst_sec - base, band)
@@ -467,7 +513,7 @@ def feature_frame(locations, weather, times, planes=None, horizon=None):
 
     # planes: POA, temperature and DC per plane row, summed per plant before ONE inverter clip
     phys = plant_physics(plane_arrays(loc, planes), shading.profiles(horizon, ids), n_times, sun, ghi, dni, dhi,
-                         temp_air, wind_speed)
+                         temp_air, wind_speed, keep)
     p = {"longitude": loc["longitude"][site], "capacity_ac_kw": loc["capacity_ac_kw"][site]}
     ac = physics.inverter_ac(phys["pdc"], p["capacity_ac_kw"])
 
@@ -503,5 +549,30 @@ def feature_frame(locations, weather, times, planes=None, horizon=None):
         "physical_ac_kw": ac, "physical_dc_kw": phys["pdc"], "poa_direct": phys["poa_direct"],
         "ghi": ghi, "dni": dni, "dhi": dhi, "wind_speed": wind_speed, "solar_zenith": zenith,
     }
-    index = pd.MultiIndex.from_arrays([ids[site], times[step]], names=["location_id", "valid_time"])
-    return pd.DataFrame(columns, index=index)
+    index = pd.MultiIndex.from_arrays([ids[grid["site"]], times[grid["step"]]], names=["location_id", "valid_time"])
+    if not serving:
+        return frame_of(columns, index, keep, grid["sun"])
+    wide = frame_of({c: columns[c] for c in SERVING_FLOAT64}, index, keep, grid["sun"])
+    narrow = frame_of({c: columns[c] for c in SERVING_COLUMNS if c not in SERVING_FLOAT64}, index, keep, grid["sun"],
+                      np.float32)
+    return pd.concat([wide, narrow], axis=1)[list(SERVING_COLUMNS)]  # no copy: the frame holds both blocks
+
+
+def frame_of(columns, index, keep=None, sun=None, dtype=np.float64):
+    """DataFrame of float columns of ``dtype`` written once into its one block (pandas would copy them into it).
+
+    ``keep`` None: one value per row of ``index``; else the values of the
+    daylight rows ``keep``, the others' from :data:`NIGHT_VALUES` (a name: that
+    array of ``sun``, the grid's solar position and clear sky; a number: that
+    value) or NaN: the forecast zeroes those rows
+    (``engine.quantiles.apply_limits``) and never passes them to the model.
+    """
+    block = np.empty((len(columns), len(index)), dtype)
+    for row, (name, values) in zip(block, columns.items()):
+        if keep is None:
+            row[:] = values
+            continue
+        night = NIGHT_VALUES.get(name, np.nan)
+        row[:] = sun[night] if isinstance(night, str) else night
+        row[keep] = values
+    return pd.DataFrame(block.T, index=index, columns=list(columns), copy=False)

@@ -244,8 +244,13 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
     for location_id in broken.tolist():
         errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
     good = locations[~locations["location_id"].isin(list(errors))]
-    frames = [forecast_quantiles(features[np.isin(lid, group["location_id"].to_numpy("int64"))], group,
-                                 models[model_id], forecast_type, issue_time, thread_count, adaptation)
+
+    def rows_of(group):  # the whole batch (one model, no error): the frame itself, not a copy of it
+        ids = group["location_id"].to_numpy("int64")
+        return features if np.array_equal(np.unique(lid), np.unique(ids)) else features[np.isin(lid, ids)]
+
+    frames = [forecast_quantiles(rows_of(group), group, models[model_id], forecast_type, issue_time, thread_count,
+                                 adaptation)
               for model_id, group in good.groupby("model_id")]  # one predict per model id, not per plant
     if not frames:
         return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"]), errors

@@ -162,7 +162,8 @@ async def apply_timescale(conn, hypertables):
     hypertables : dict
         Table -> ``time_column``, ``chunk_interval``, ``segment_by``,
         ``order_by``, ``compress_after``, ``drop_after`` (intervals as text,
-        ``drop_after`` None = keep forever); ``configs/storage.yaml``.
+        ``drop_after`` None = keep forever), optional ``default_indexes``
+        (TimescaleDB's time index, default true); ``configs/storage.yaml``.
 
     Returns
     -------
@@ -180,8 +181,8 @@ async def apply_timescale(conn, hypertables):
     for table, spec in hypertables.items():
         await conn.execute(
             "SELECT create_hypertable($1::text::regclass, $2::name, chunk_time_interval => $3::text::interval, "
-            "if_not_exists => true, migrate_data => true)",
-            table, spec["time_column"], spec["chunk_interval"])
+            "if_not_exists => true, migrate_data => true, create_default_indexes => $4)",
+            table, spec["time_column"], spec["chunk_interval"], spec.get("default_indexes", True))
     if not caps["compression"]:
         log.info("TimescaleDB %s license %r: hypertables %s created; compression and retention policies "
                  "skipped (not in this edition)", caps["timescaledb_version"], caps["license"], ", ".join(hypertables))

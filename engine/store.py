@@ -131,7 +131,9 @@ def binary_copy(columns):
 
     Each tuple is a big-endian int16 field count followed by, per field, an
     int32 byte length and the big-endian value (PostgreSQL "COPY ... FORMAT
-    binary" file format); one structured numpy array holds all tuples.
+    binary" file format); one structured numpy array holds all tuples, written
+    in place between the header and the trailer of ONE buffer (no further copy
+    of a payload of tens of MB: asyncpg's ``copy_to_table`` sends a buffer as it is).
 
     Parameters
     ----------
@@ -140,18 +142,24 @@ def binary_copy(columns):
 
     Returns
     -------
-    bytes
+    memoryview
+        Of bytes (``bytes(payload)`` for a copy).
     """
     n = len(columns[0][1])
     layout = [("n_fields", ">i2")]
     for name, _, dtype in columns:
         layout += [(f"len_{name}", ">i4"), (name, dtype)]
-    tuples = np.empty(n, dtype=np.dtype(layout))
+    layout = np.dtype(layout)
+    head, tail = len(PGCOPY_HEADER), len(PGCOPY_TRAILER)
+    buffer = np.empty(head + n * layout.itemsize + tail, dtype=np.uint8)
+    buffer[:head] = np.frombuffer(PGCOPY_HEADER, dtype=np.uint8)
+    buffer[head + n * layout.itemsize:] = np.frombuffer(PGCOPY_TRAILER, dtype=np.uint8)
+    tuples = buffer[head:head + n * layout.itemsize].view(layout)
     tuples["n_fields"] = len(columns)
     for name, values, dtype in columns:
         tuples[f"len_{name}"] = np.dtype(dtype).itemsize
         tuples[name] = values
-    return PGCOPY_HEADER + tuples.tobytes() + PGCOPY_TRAILER
+    return memoryview(buffer)
 
 
 def frame(rows, columns, times=(), floats=(), ints=()):
@@ -685,7 +693,7 @@ async def upsert_forecast_values(conn, payload):
         "CREATE TEMP TABLE forecast_staging (run_id bigint, location_id bigint, issue_time timestamptz, "
         "valid_time timestamptz, p10 float8, p25 float8, p50 float8, p75 float8, p90 float8, horizon_minutes int) "
         "ON COMMIT DROP")
-    await conn.copy_to_table("forecast_staging", source=io.BytesIO(payload), format="binary")
+    await conn.copy_to_table("forecast_staging", source=payload, format="binary")
     columns = ", ".join(FORECAST_VALUE_COLUMNS)
     await conn.execute(f"""
         INSERT INTO forecasts ({columns}) SELECT {columns} FROM forecast_staging
@@ -747,7 +755,7 @@ async def write_forecasts(db, runs, forecast, timings=None):
                 None, forecast_write_payloads, stored, run_locations, issue_us, order, row_run, valid_us, forecast)
             t3 = time.perf_counter()
             if new is not None:
-                await conn.copy_to_table("forecasts", source=io.BytesIO(new), columns=list(FORECAST_VALUE_COLUMNS),
+                await conn.copy_to_table("forecasts", source=new, columns=list(FORECAST_VALUE_COLUMNS),
                                          format="binary")
             t4 = time.perf_counter()
             if rewritten is not None:

@@ -54,10 +54,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     past = good[good["location_id"].isin(list(lookback_ids))]
     if lookback_times is not None and len(lookback_times) and len(past):
         try:
-            lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon)
+            lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon, serving=True)
         except ValueError:  # weather does not reach back to the actuals: forecast without the update
             lookback = None
-    features = feature_frame(good, weather, times, planes=planes, horizon=horizon) if len(good) else None
+    features = feature_frame(good, weather, times, planes=planes, horizon=horizon, serving=True) if len(good) else None
     return features, good, errors, lookback, wind_defaulted
 
 

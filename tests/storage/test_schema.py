@@ -58,3 +58,9 @@ def test_forecasts_weather_actuals_are_hypertables(db_url):
         "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"))
     assert {r["hypertable_name"] for r in rows} == {"forecasts", "weather", "actuals"}
     assert not any(r["compression_enabled"] for r in rows)  # not in the Apache-2 edition
+
+
+def test_forecasts_have_only_their_primary_key_index(db_url):
+    """Forecasts are read by run: no time index (TimescaleDB's default) slows their writes."""
+    rows = run(db_url, lambda conn: conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'forecasts'"))
+    assert [r["indexname"] for r in rows] == ["forecasts_pkey"]
