@@ -144,12 +144,13 @@ class Forecaster:
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         await self.open_pool()
         ids = locations["location_id"].tolist()
-        calibrations, actuals = await self.calibration_inputs(locations, issue)
-        planes = await store.fetch_planes(self.pool, ids)
+        (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
+            self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
+            store.fetch_horizons(self.pool, ids))
         locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
-        geometry = {"planes": planes, "horizon": await store.fetch_horizons(self.pool, ids)}
+        geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
@@ -172,9 +173,9 @@ class Forecaster:
         t_write = time.perf_counter()
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred, "merged_calls": len(calls)}
-        await self.refit_due(ids, issue)
-        results = await asyncio.get_running_loop().run_in_executor(
-            None, call_results, calls, run_ids, errors, frame, locs, timings)
+        results, _ = await asyncio.gather(
+            asyncio.get_running_loop().run_in_executor(None, call_results, calls, run_ids, errors, frame, locs, timings),
+            self.refit_due(ids, issue))
         clipped = sum(r["clipped"] for r in results)
         if clipped:  # a Ray Counter refuses inc(0)
             CLIPPED.inc(clipped)
@@ -228,7 +229,7 @@ class Forecaster:
     async def open_pool(self):
         """The replica's connection pool, created on first use."""
         if self.pool is None:
-            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
+            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
         return self.pool
 
     async def refit_due(self, location_ids, issue):

@@ -111,10 +111,13 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
             if not len(pending):
                 failed = {}
                 break
-            running = store.update_task(pool, task_id, status="running",
+            work = asyncio.ensure_future(  # the pass starts while the task is marked running
+                forecast_batches(service, task_id, pending, params, errors, frames, timings, runs))
+            try:
+                await store.update_task(pool, task_id, status="running",
                                         clear_errors=None if first else pending["location_id"].tolist())
-            (failed, shed), _ = await asyncio.gather(
-                forecast_batches(service, task_id, pending, params, errors, frames, timings, runs), running)
+            finally:  # the pass ends before anything else happens, even when the mark failed
+                failed, shed = await work
         except DATABASE_ERRORS as exc:
             failed = {"task": f"database unreachable: {reason(exc)}"}
         if not failed:
