@@ -18,7 +18,7 @@ small calls are not merged (configs/service.yaml ``forecast.merge.max_locations:
 baseline. ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
-                                         [--burst 600] [--plants 200] [--no-baseline] [--out out/bench]
+                                         [--burst 600] [--plants 200] [--no-baseline] [--profile] [--out out/bench]
 
 Writes ``<out>/bench_load.json``.
 """
@@ -26,7 +26,10 @@ Writes ``<out>/bench_load.json``.
 import argparse
 import asyncio
 import json
+import contextlib
 import random
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +37,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import numpy as np
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -138,9 +142,50 @@ async def burst(base, key, ids, n):
             "ok_latency": summary([o[1] for o in done if o[0] == 200])}
 
 
-def run_load(base, key, ids, args, shed=True):
-    """(a), (b) [, (c)] against the instance at ``base``."""
-    out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+@contextlib.contextmanager
+def profiled(sessions, out_dir, top=12):
+    """py-spy (raw stacks, 100 Hz) of every Ray worker of ``sessions`` during the block; yields a dict filled
+    on exit with, per process, its sample count and the functions with the most samples on top (self time)."""
+    procs = [p for p in psutil.process_iter(["cmdline"]) if service.session_of(p.pid) in sessions
+             and p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::")]
+    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{p.pid}.txt") for p in procs}
+    running = [subprocess.Popen([str(service.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+                                 "--rate", "100", "--nonblocking", "--output", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, (_, path) in spies.items()]
+    time.sleep(2)
+    out = {}
+    try:
+        yield out
+    finally:
+        for spy in running:
+            spy.send_signal(signal.SIGINT)
+        for spy in running:
+            spy.wait(60)
+        for pid, (title, path) in spies.items():
+            if not path.exists():
+                continue
+            leaves, total = {}, 0
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                total += int(count)
+                leaf = stack.split(";")[-1]
+                leaves[leaf] = leaves.get(leaf, 0) + int(count)
+            if total:
+                out[f"{title} ({pid})"] = {"samples": total, "top_self": sorted(
+                    leaves.items(), key=lambda x: -x[1])[:top]}
+
+
+def run_load(base, key, ids, args, shed=True, sessions=None):
+    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) is profiled (py-spy)."""
+    if sessions is not None:
+        with profiled(sessions, Path(args.out)) as prof:
+            out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+        out["profile"] = prof
+        for name, p in prof.items():
+            print(f"  py-spy {name}: {p['samples']} samples; top self: "
+                  + "; ".join(f"{f} {c}" for f, c in p["top_self"][:6]))
+    else:
+        out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
           f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}", flush=True)
     c = out["concurrent"] = asyncio.run(concurrent(base, key, ids, args.clients, args.duration, args.seed))
@@ -172,13 +217,13 @@ def main(args):
     report = {"machine": info, "args": vars(args), "mix": MIX}
     with service.scratch_database("pvcast_load") as (url, _):
         key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
-        with service.serve_instance(url, out_dir / "serve_load_merged") as (base, _):
+        with service.serve_instance(url, out_dir / "serve_load_merged") as (base, sessions):
             with httpx.Client(base_url=base, timeout=600, headers=service.bearer(key)) as client:
                 ids, report["ingestion"] = bench_fleet.ingest(client, plants, settings)
             print(f"{len(ids)} plants, {report['ingestion']['weather_rows']:,} weather rows (real records: "
                   + "; ".join(v["record"] for v in fleet.SITES.values()) + ")", flush=True)
             print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
-            report["merged"] = run_load(base, key, ids, args)
+            report["merged"] = run_load(base, key, ids, args, sessions=sessions if args.profile else None)
         if not args.no_baseline:
             off = {**settings["forecast"]["merge"], "max_locations": 0}
             print("baseline, same process and database: no merging (forecast.merge.max_locations 0):", flush=True)
@@ -212,4 +257,5 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=20130630)
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmerged instance")
     parser.add_argument("--out", default="out/bench")
+    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) (sequential)")
     main(parser.parse_args())
