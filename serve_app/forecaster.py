@@ -73,11 +73,9 @@ class Forecaster:
         self.wind_speed_ms = float(yaml.safe_load(resources.config_path("training.yaml").read_text())
                                    ["data"]["wind_speed_ms"])
         self.pool = None
-        merge = settings["forecast"]["merge"]
-        self.merge_max_locations = merge["max_locations"]
-        self.merged = serve.batch(max_batch_size=merge["max_batch_size"],
-                                  batch_wait_timeout_s=merge["batch_wait_timeout_s"],
-                                  max_concurrent_batches=merge["max_concurrent_batches"])(self.forecast_calls)
+        self.merge = settings["forecast"]["merge"]
+        self.waiting = []  # (call, future) of small calls for the next pass (forecast.merge)
+        self.passes = set()  # merged passes running
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
         self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
 
@@ -88,10 +86,11 @@ class Forecaster:
     async def forecast(self, locations, params, task_id):
         """Forecast, store and summarise one batch of plants (the call of a task: serve_app/tasks.py).
 
-        A call of at most ``forecast.merge.max_locations`` plants waits up to
-        ``batch_wait_timeout_s`` for concurrent calls (``serve.batch``) and
-        shares one pass with the compatible ones (:func:`merge_groups`); a
-        larger call runs alone. Either way the answer is this call's own.
+        A call of at most ``forecast.merge.max_locations`` plants is merged
+        (:meth:`start_passes`): it shares a pass with the compatible calls
+        that arrived while the replica's previous passes ran
+        (:func:`merge_groups`); a larger call runs alone. Either way the answer
+        is this call's own.
 
         Returns
         -------
@@ -106,15 +105,49 @@ class Forecaster:
             Whatever failed the pass whole (the writer gave up on the database):
             every call of the pass gets it.
         """
-        if len(locations) <= self.merge_max_locations:
-            result = await self.merged((locations, params, task_id))
-            if isinstance(result, BaseException):
-                raise result
-            return result
+        if len(locations) <= self.merge["max_locations"]:
+            answer = asyncio.get_running_loop().create_future()
+            self.waiting.append(((locations, params, task_id), answer))
+            self.start_passes()
+            return await answer
         return (await self.forecast_pass([(locations, params, task_id)]))[0]
 
+    def start_passes(self):
+        """Start merged passes of the waiting calls while fewer than ``forecast.merge.max_passes`` run.
+
+        A call that finds a free pass runs at once (a lone client never
+        waits); calls that arrive while every pass is busy wait and form the
+        next one (at most ``max_calls`` calls each): the busier the replica,
+        the more calls a pass serves. (Ray Serve's ``serve.batch`` closes a
+        batch after its wait timeout and only then waits for a free
+        concurrent slot: under load it queues many one-call batches.)
+        """
+        while self.waiting and len(self.passes) < self.merge["max_passes"]:
+            taken, self.waiting = self.waiting[:self.merge["max_calls"]], self.waiting[self.merge["max_calls"]:]
+            job = asyncio.get_running_loop().create_task(self.answer_calls(taken))
+            self.passes.add(job)
+
+            def ended(done):
+                self.passes.discard(done)
+                self.start_passes()
+            job.add_done_callback(ended)
+
+    async def answer_calls(self, taken):
+        """Forecast (call, future) pairs in merged passes and give each future its call's result or error."""
+        try:
+            results = await self.forecast_calls([call for call, _ in taken])
+        except BaseException as exc:  # a bug in the split itself: every call gets it, none hangs
+            results = [exc] * len(taken)
+        for (_, answer), result in zip(taken, results):
+            if answer.done():  # the caller went away
+                continue
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
     async def forecast_calls(self, calls):
-        """Concurrent forecast calls (``serve.batch``): one pass per group of :func:`merge_groups`.
+        """Concurrent small forecast calls: one pass per group of :func:`merge_groups`, the groups concurrent.
 
         Returns one result per call, in order; a pass that raised gives its
         exception to its calls only (returned, re-raised by :meth:`forecast`).

@@ -128,7 +128,7 @@ def tiny(tmp_path_factory, training_config):
             deployment.update(TINY[deployment["name"]])
     work = tmp_path_factory.mktemp("tiny")
     (work / "tiny_serve_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    merge_off = {"max_locations": 0, "max_batch_size": 1, "batch_wait_timeout_s": 0.0, "max_concurrent_batches": 1}
+    merge_off = {"max_locations": 0, "max_calls": 1, "max_passes": 1}
     with local.scratch_database("pvcast_tiny") as (url, _), local.serve_instance(
             url, work / "serve", serve_config=work / "tiny_serve_config.yaml",
             service_settings={"forecast": {"merge": merge_off}}) as (base, _):
