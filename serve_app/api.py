@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 
 from serve_app.observability import event
 
@@ -49,10 +50,20 @@ Unauthenticated = type("Unauthenticated", (Exception,), {"__doc__": "No usable A
                                                           "__module__": __name__})
 
 
+#: The service is over capacity: a deployment's queue (Ray Serve ``max_queued_requests``) refused a call the
+#: request needed (:func:`overloaded`) -> 503 with the deployment's Retry-After.
+Overloaded = type("Overloaded", (Exception,), {"__doc__": "Over capacity, the request was shed (503).",
+                                                "__module__": __name__})
+
+
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
 #: is a bug, not an unknown id: it is not listed and answers 500).
 STATUS_OF = (
     (Unauthenticated, 401),
+    (Overloaded, 503),
+    # Ray Serve answers a raw BackPressureError itself (a text body, the same 503 and Retry-After: it
+    # registers its handler on the ingress app after ours); routes raise Overloaded, which keeps ours
+    (BackPressureError, 503),
     (PermissionError, 403),
     (KeyError, 500),
     (LookupError, 404),
@@ -118,9 +129,11 @@ async def json_response_off_loop(value, status=200):
 ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
-def error_response(status, field, message, task_id=None):
-    """The error body; ``task_id``: the task the request created, which goes on (body and header)."""
+def error_response(status, field, message, task_id=None, retry_after_s=None):
+    """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait."""
     headers = dict(ERROR_HEADERS.get(status, {}))
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(math.ceil(retry_after_s))
     error = {"status": status, "field": field, "message": str(message)}
     if task_id is not None:
         error["task_id"] = task_id
@@ -178,6 +191,9 @@ async def on_error(request, exc):
     task_id = getattr(exc, "task_id", None)  # set by generate: the task exists and is resumed
     if status == 500:
         return error_response(500, None, "internal error (logged)", task_id)
+    if isinstance(exc, (Overloaded, BackPressureError)):
+        return error_response(503, "service", f"service over capacity, request shed: {exc}", task_id,
+                              getattr(exc, "retry_after_s", None))
     if status == 503:
         return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}", task_id)
     return error_response(status, field, exc.args[0] if exc.args else exc, task_id)
@@ -188,6 +204,13 @@ app.add_exception_handler(HTTPException, on_http_exception)
 for _kind, _status in STATUS_OF:
     app.add_exception_handler(_kind, on_error)
 app.add_exception_handler(Exception, on_error)
+
+
+def overloaded(exc):
+    """:data:`Overloaded` of a Ray Serve ``BackPressureError`` (a downstream queue was full), its Retry-After kept."""
+    out = Overloaded(getattr(exc, "message", None) or type(exc).__name__)
+    out.retry_after_s = exc.retry_after_s if exc.retry_after_s is not None else RETRY_AFTER_SECONDS
+    return out
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -265,7 +288,7 @@ def body_doc(name, others=None):
 
 
 ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 415: "Not JSON", 422: "Invalid field",
-              503: "Database unavailable (Retry-After)"}
+              503: "Database unavailable or service over capacity (Retry-After)"}
 
 
 def responses_doc(ok, status=200, more=None, media_type="application/json", errors=None, text_types=()):

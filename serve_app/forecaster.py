@@ -73,6 +73,9 @@ class Forecaster:
         self.wind_speed_ms = float(yaml.safe_load(resources.config_path("training.yaml").read_text())
                                    ["data"]["wind_speed_ms"])
         self.pool = None
+        self.merge = settings["forecast"]["merge"]
+        self.waiting = []  # (call, future) of small calls for the next pass (forecast.merge)
+        self.passes = set()  # merged passes running
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
         self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
 
@@ -81,26 +84,106 @@ class Forecaster:
         return {m: model_version(model["card"]) for m, model in self.models.items()}
 
     async def forecast(self, locations, params, task_id):
-        """Forecast, store and summarise one batch of plants.
+        """Forecast, store and summarise one batch of plants (the call of a task: serve_app/tasks.py).
+
+        A call of at most ``forecast.merge.max_locations`` plants is merged
+        (:meth:`start_passes`): it shares a pass with the compatible calls
+        that arrived while the replica's previous passes ran
+        (:func:`merge_groups`); a larger call runs alone. Either way the answer
+        is this call's own.
 
         Returns
         -------
         dict
             ``run_ids`` {location_id: run_id}, ``errors`` {location_id: reason},
-            ``timings`` (s by stage), ``clipped`` (count), ``forecast`` (frame or None).
+            ``timings`` (s by stage, and ``merged_calls``: calls that shared the
+            pass), ``clipped`` (count), ``forecast`` (frame or None).
+
+        Raises
+        ------
+        Exception
+            Whatever failed the pass whole (the writer gave up on the database):
+            every call of the pass gets it.
+        """
+        if len(locations) <= self.merge["max_locations"]:
+            answer = asyncio.get_running_loop().create_future()
+            self.waiting.append(((locations, params, task_id), answer))
+            self.start_passes()
+            return await answer
+        return (await self.forecast_pass([(locations, params, task_id)]))[0]
+
+    def start_passes(self):
+        """Start merged passes of the waiting calls while fewer than ``forecast.merge.max_passes`` run.
+
+        A call that finds a free pass runs at once (a lone client never
+        waits); calls that arrive while every pass is busy wait and form the
+        next one (at most ``max_calls`` calls each): the busier the replica,
+        the more calls a pass serves. (Ray Serve's ``serve.batch`` closes a
+        batch after its wait timeout and only then waits for a free
+        concurrent slot: under load it queues many one-call batches.)
+        """
+        while self.waiting and len(self.passes) < self.merge["max_passes"]:
+            taken, self.waiting = self.waiting[:self.merge["max_calls"]], self.waiting[self.merge["max_calls"]:]
+            job = asyncio.get_running_loop().create_task(self.answer_calls(taken))
+            self.passes.add(job)
+
+            def ended(done):
+                self.passes.discard(done)
+                self.start_passes()
+            job.add_done_callback(ended)
+
+    async def answer_calls(self, taken):
+        """Forecast (call, future) pairs in merged passes and give each future its call's result or error."""
+        try:
+            results = await self.forecast_calls([call for call, _ in taken])
+        except BaseException as exc:  # a bug in the split itself: every call gets it, none hangs
+            results = [exc] * len(taken)
+        for (_, answer), result in zip(taken, results):
+            if answer.done():  # the caller went away
+                continue
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
+    async def forecast_calls(self, calls):
+        """Concurrent small forecast calls: one pass per group of :func:`merge_groups`, the groups concurrent.
+
+        Returns one result per call, in order; a pass that raised gives its
+        exception to its calls only (returned, re-raised by :meth:`forecast`).
+        """
+        groups = merge_groups([c[0]["location_id"].tolist() for c in calls], [pass_key(c[1]) for c in calls])
+        passes = await asyncio.gather(*[self.forecast_pass([calls[i] for i in g]) for g in groups],
+                                      return_exceptions=True)
+        results = [None] * len(calls)
+        for group, out in zip(groups, passes):
+            for k, i in enumerate(group):
+                results[i] = out if isinstance(out, BaseException) else out[k]
+        return results
+
+    async def forecast_pass(self, calls):
+        """Forecast, store and summarise the plants of compatible calls in one pass; one result per call.
+
+        ``calls``: (locations, params, task_id) with the same :func:`pass_key`
+        and no plant twice. Each plant's run carries its own call's task id.
         """
         t0 = time.perf_counter()
+        params = calls[0][1]
+        locations = pd.concat([c[0] for c in calls], ignore_index=True) if len(calls) > 1 else calls[0][0]
+        task_of = dict(zip(locations["location_id"].tolist(),
+                           np.repeat([c[2] for c in calls], [len(c[0]) for c in calls]).tolist()))
         issue = pd.Timestamp(params["issue_time"])
         times = forecast.forecast_times(issue, params["horizon_hours"], params["resolution_minutes"])
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         await self.open_pool()
         ids = locations["location_id"].tolist()
-        calibrations, actuals = await self.calibration_inputs(locations, issue)
-        planes = await store.fetch_planes(self.pool, ids)
+        (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
+            self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
+            store.fetch_horizons(self.pool, ids))
         locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
-        geometry = {"planes": planes, "horizon": await store.fetch_horizons(self.pool, ids)}
+        geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
@@ -115,22 +198,23 @@ class Forecaster:
         run_ids = {}
         if len(frame):
             written = locs[locs["location_id"].isin(frame["location_id"].unique())]
-            runs = self.runs_frame(written, params, issue, task_id)
+            runs = self.runs_frame(written, params, issue, [task_of[i] for i in written["location_id"].tolist()])
             runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
                                            for i in runs["location_id"].tolist()]
             runs["input_flags"] = input_flags(runs["location_id"], wind_defaulted, self.wind_speed_ms)
             run_ids = await self.writer.write.remote(runs, frame)
         t_write = time.perf_counter()
-        clipped = clipped_values(frame, locs)
+        timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
+                   "write_s": t_write - t_pred, "merged_calls": len(calls)}
+        results, _ = await asyncio.gather(
+            asyncio.get_running_loop().run_in_executor(None, call_results, calls, run_ids, errors, frame, locs, timings),
+            self.refit_due(ids, issue))
+        clipped = sum(r["clipped"] for r in results)
         if clipped:  # a Ray Counter refuses inc(0)
             CLIPPED.inc(clipped)
-        timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
-                   "write_s": t_write - t_pred}
-        await self.refit_due(locations["location_id"].tolist(), issue)
-        event("batch_done", task_id=task_id, locations=len(locations), errors=len(errors), runs=len(run_ids),
-              timings=timings)
-        return {"run_ids": run_ids, "errors": errors, "timings": timings, "clipped": clipped,
-                "forecast": frame if params["wait"] and params["include_forecast"] else None}
+        event("batch_done", task_ids=sorted(set(task_of.values())), locations=len(locations), errors=len(errors),
+              runs=len(run_ids), timings=timings)
+        return results
 
     async def calibration_inputs(self, locations, issue):
         """The plants' latest calibrations and, for those, the actuals of the intraday window up to ``issue``.
@@ -178,7 +262,7 @@ class Forecaster:
     async def open_pool(self):
         """The replica's connection pool, created on first use."""
         if self.pool is None:
-            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=2)
+            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
         return self.pool
 
     async def refit_due(self, location_ids, issue):
@@ -232,15 +316,69 @@ class Forecaster:
             adapt = adaptation.serving_adaptation(calibrations, locations, issue, actuals, reference)
         return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue, threads, adapt)
 
-    def runs_frame(self, locations, params, issue, task_id):
-        """One runs row per location (ARCHITECTURE 'runs')."""
+    def runs_frame(self, locations, params, issue, task_ids):
+        """One runs row per location (ARCHITECTURE 'runs'); ``task_ids``: one per location, or one for all."""
         card = {m: self.models[m]["card"] for m in locations["model_id"].unique()}
         return pd.DataFrame({
             "location_id": locations["location_id"].to_numpy(dtype="int64"), "issue_time": issue,
             "model_id": locations["model_id"].to_numpy(),
             "model_version": [model_version(card[m]) for m in locations["model_id"]],
             "forecast_type": params["forecast_type"], "resolution_minutes": params["resolution_minutes"],
-            "horizon_hours": params["horizon_hours"], "task_id": task_id, "timings": [{}] * len(locations)})
+            "horizon_hours": params["horizon_hours"], "task_id": task_ids, "timings": [{}] * len(locations)})
+
+
+def pass_key(params):
+    """What calls must share to be forecast in one pass: issue time, horizon, resolution, forecast type."""
+    return (params["issue_time"], params["horizon_hours"], params["resolution_minutes"], params["forecast_type"])
+
+
+def merge_groups(location_ids, keys):
+    """Calls that can share a pass: indices grouped by key, no plant twice in a group.
+
+    A plant asked by two calls of the same key (two clients, the same plant
+    and issue time) is in two groups: each call gets a run of its own task.
+
+    Parameters
+    ----------
+    location_ids : list of list of int
+        The plants of each call.
+    keys : list
+        :func:`pass_key` of each call.
+
+    Returns
+    -------
+    list of list of int
+        Call indices, each group in call order.
+    """
+    groups = []  # (key, plants, indices)
+    for i, (ids, key) in enumerate(zip(location_ids, keys)):
+        ids = set(ids)
+        group = next((g for g in groups if g[0] == key and not g[1] & ids), None)
+        if group is None:
+            groups.append((key, ids, [i]))
+        else:
+            group[1].update(ids)
+            group[2].append(i)
+    return [g[2] for g in groups]
+
+
+def call_results(calls, run_ids, errors, frame, locations, timings):
+    """Each call's share of a pass: its runs, its errors, its clipped count, its forecast rows if it asked.
+
+    CPU work (a pass of many calls): runs in the replica's executor.
+    """
+    rows = frame.groupby("location_id", sort=False).indices if len(frame) else {}
+    clipped = clipped_by_location(frame, locations)
+    out = []
+    for call_locations, params, _ in calls:
+        ids = call_locations["location_id"].tolist()
+        mine = [rows[i] for i in ids if i in rows]
+        wanted = params["wait"] and params["include_forecast"]
+        out.append({"run_ids": {i: run_ids[i] for i in ids if i in run_ids},
+                    "errors": {i: errors[i] for i in ids if i in errors},
+                    "timings": dict(timings), "clipped": int(sum(clipped.get(i, 0) for i in ids)),
+                    "forecast": (frame.iloc[np.concatenate(mine)] if mine else frame.iloc[:0]) if wanted else None})
+    return out
 
 
 def input_flags(location_ids, wind_defaulted, wind_speed_ms):
@@ -250,11 +388,13 @@ def input_flags(location_ids, wind_defaulted, wind_speed_ms):
     return [dict(flag) if i in defaulted else {} for i in location_ids.tolist()]
 
 
-def clipped_values(frame, locations):
-    """Number of quantile values at the plant's power limit while the sun is up (p90 > 0)."""
+def clipped_by_location(frame, locations):
+    """{location_id: number of quantile values at the plant's power limit while the sun is up (p90 > 0)}."""
     if not len(frame):
-        return 0
+        return {}
     plants = locations.set_index("location_id").loc[frame["location_id"]]
     limit = quantiles.power_limit_kw(plants["capacity_ac_kw"].to_numpy(), plants["export_limit_kw"].to_numpy())
     values = frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy()
-    return int(((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum())
+    at_limit = ((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum(axis=1)
+    ids, where = np.unique(frame["location_id"].to_numpy("int64"), return_inverse=True)
+    return dict(zip(ids.tolist(), np.bincount(where, weights=at_limit, minlength=len(ids)).astype(int).tolist()))

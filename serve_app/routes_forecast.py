@@ -104,7 +104,7 @@ async def start_task(service, params, tenant_id):
     await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id,
                             owner=service.owner,
                             lease_seconds=service.settings["tasks"]["lease_seconds"])
-    job = service.start_background(task_id, run_task(service, task_id, params, locations))
+    job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 
 

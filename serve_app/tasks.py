@@ -11,8 +11,10 @@ import asyncio
 import time
 
 import asyncpg
+from ray.serve.exceptions import BackPressureError
 
 from engine import store
+from serve_app import api
 from serve_app.observability import LATENCY, LOCATION_ERRORS, LOCATIONS_PER_REQUEST, event, reason
 
 #: Errors that mean "the database is unreachable", not "the task is wrong": the task waits and retries.
@@ -37,77 +39,111 @@ async def until_reachable(pool, timeout):
             await asyncio.sleep(1)
 
 
-async def forecast_batches(service, task_id, pending, params, errors, frames, timings):
-    """One pass over the pending plants; returns {location_id: reason} of the batches that failed whole.
+async def forecast_batches(service, task_id, pending, params, errors, frames, timings, runs):
+    """One pass over the pending plants; returns ({location_id: reason} of the batches that failed whole, shed).
 
-    Per-plant reasons (data: no weather, unknown model) go into ``errors`` and
-    the task's stored errors as each batch ends; a batch that raises (the
-    writer gave up on the database, a Forecaster replica died) is an
-    infrastructure failure, returned for another attempt.
+    Per-plant reasons (data: no weather, unknown model) go into ``errors`` (and,
+    for a task of several batches, the task's stored errors as each batch
+    ends), the runs reported by the writer into ``runs``; a batch that raises
+    (the writer gave up on the database, a Forecaster replica died) is an
+    infrastructure failure, returned for another attempt. ``shed``: the
+    back-pressure error of a batch the Forecaster's full queue refused (Ray
+    Serve ``max_queued_requests``), else None.
     """
     size = service.settings["forecast"]["batch_locations"]
     calls = [(b, service.forecaster.forecast.remote(b, params, task_id)) for b in batches(pending, size)]
-    failed = {}
+    failed, shed = {}, None
 
     async def one(batch, ref):
         try:
             return batch, await ref, None
         except Exception as exc:  # the batch's plants are tried again, never dropped
-            return batch, None, f"batch failed: {reason(exc)}"
+            return batch, None, exc
 
     for done in asyncio.as_completed([one(b, r) for b, r in calls]):
         batch, result, failure = await done
         if failure is not None:
-            failed.update({int(i): failure for i in batch["location_id"]})
+            failed.update({int(i): f"batch failed: {reason(failure)}" for i in batch["location_id"]})
+            if isinstance(failure, BackPressureError):
+                shed = failure
             continue
         errors.update(result["errors"])
+        runs.update(result["run_ids"])
         if result["forecast"] is not None:
             frames.append(result["forecast"])
         for stage, seconds in result["timings"].items():
             timings[stage] = timings.get(stage, 0.0) + seconds
-        if result["errors"]:
+        if result["errors"] and len(calls) > 1:  # progress of a long task; finish() records them anyway
             await store.update_task(service.pool, task_id, errors=result["errors"])
-    return failed
+    return failed, shed
 
 
-async def run_task(service, task_id, params, locations=None, tenant_id=None):
+async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False):
     """Run (or resume) one task to its end and record it; returns the summary (+ frames if asked).
 
-    Plants with a stored run of this task are skipped. Batches that fail whole
-    are forecast again up to ``tasks.batch_attempts`` times, each time once the
-    database answers (waiting at most ``tasks.database_wait_seconds``). The
-    task then ends with the status of its stored runs and the reason of every
-    plant without one. A database that stays unreachable raises: the lease
-    lapses and a live owner resumes the task when the database is back.
+    Plants with a stored run of this task are skipped (``fresh``: the task was
+    just created, so none has one and the first pass reads nothing). Batches
+    that fail whole are forecast again up to ``tasks.batch_attempts`` times,
+    each time once the database answers (waiting at most
+    ``tasks.database_wait_seconds``). The task then ends with the status of
+    its stored runs and the reason of every plant without one. A database
+    that stays unreachable raises: the lease lapses and a live owner resumes
+    the task when the database is back.
+
+    A batch refused by the Forecaster's full queue sheds the task of a waiting
+    client (``params['wait']``): it ends with the reasons and
+    :data:`serve_app.api.Overloaded` is raised (503 and Retry-After; the
+    client retries). A background task waits the Retry-After and tries again.
     """
     cfg, pool = service.settings["tasks"], service.pool
     t0 = time.perf_counter()
     if locations is None:
         locations = await store.fetch_locations(pool, params["location_ids"], tenant_id=tenant_id)
     LOCATIONS_PER_REQUEST.observe(len(locations))
-    errors, frames, timings, failed = {}, [], {}, {}
+    errors, frames, timings, failed, runs = {}, [], {}, {}, {}
+    clean = fresh  # every run of the task came back from this process's batches: no need to read them
     for attempt in range(1, cfg["batch_attempts"] + 1):
+        shed = None
         try:
-            stored = await store.task_runs(pool, task_id)
+            first = fresh and attempt == 1
+            stored = {} if first else await store.task_runs(pool, task_id)
             pending = locations[~locations["location_id"].isin([*stored, *errors])]
             if not len(pending):
                 failed = {}
                 break
-            await store.update_task(pool, task_id, status="running", clear_errors=pending["location_id"].tolist())
-            failed = await forecast_batches(service, task_id, pending, params, errors, frames, timings)
+            work = asyncio.ensure_future(  # the pass starts while the task is marked running
+                forecast_batches(service, task_id, pending, params, errors, frames, timings, runs))
+            try:
+                await store.update_task(pool, task_id, status="running",
+                                        clear_errors=None if first else pending["location_id"].tolist())
+            finally:  # the pass ends before anything else happens, even when the mark failed
+                failed, shed = await work
         except DATABASE_ERRORS as exc:
             failed = {"task": f"database unreachable: {reason(exc)}"}
         if not failed:
             break
+        clean = False
         event("task_retry", task_id=task_id, attempt=attempt, failed=len(failed), error=next(iter(failed.values())))
+        if shed is not None and params["wait"]:
+            await finish(service, task_id, locations, {**failed, **errors}, frames, timings, t0)
+            raise api.overloaded(shed)
+        if shed is not None:
+            await asyncio.sleep(api.overloaded(shed).retry_after_s)
         if attempt < cfg["batch_attempts"] and not await until_reachable(pool, cfg["database_wait_seconds"]):
             raise ConnectionError(f"task {task_id}: database unreachable for {cfg['database_wait_seconds']} s")
-    return await finish(service, task_id, locations, {**failed, **errors}, frames, timings, t0)
+    return await finish(service, task_id, locations, {**failed, **errors}, frames, timings, t0,
+                        runs if clean else None)
 
 
-async def finish(service, task_id, locations, errors, frames, timings, t0):
-    """Record the end of a task: status of its stored runs, the reasons of the plants without one."""
-    stored = await store.task_runs(service.pool, task_id)
+async def finish(service, task_id, locations, errors, frames, timings, t0, stored=None):
+    """Record the end of a task: status of its stored runs, the reasons of the plants without one.
+
+    ``stored``: the task's runs as its batches reported them, when those are all
+    it can have (a fresh task, one clean pass: every write committed before its
+    batch returned); None: read from the database.
+    """
+    if stored is None:
+        stored = await store.task_runs(service.pool, task_id)
     task_reason = errors.pop("task", None)  # the database failed the pass itself: every plant left has it
     errors = {k: v for k, v in errors.items() if k not in stored}
     errors.update({i: task_reason or "no run stored" for i in locations["location_id"].tolist()

@@ -1,0 +1,263 @@
+"""Many small clients at once (issue 12): single-plant forecasts/s, latency, load shedding.
+
+Starts its own pvcast (``bench/local_instance.py``: a scratch database ``pvcast_load_<random>``,
+dropped at the end, and ``serve run`` of serve_config.yaml on a new Ray head, loopback only) and
+creates a seeded fleet of plants around the real weather sites of ``bench/fleet.py``, its weather
+ingested through the HTTP API (``bench_fleet.ingest``). Every request is single-plant, 48 h, 15 min,
+ml, issued at the same time (a warm, repeated client request; each one a new task and new runs):
+
+(a) ``--sequential`` requests one after the other, ``wait=true``: p50/p99 client latency;
+(b) ``--clients`` concurrent clients for ``--duration`` s, each looping over a mix of
+    single-plant generate (wait=true), stored-forecast reads and /healthz: forecasts/s
+    (generate answered 200 with a run), p50/p99 per kind, errors;
+(c) a burst of ``--burst`` generate requests at once, beyond capacity: how many are shed (503),
+    their latency and whether each carries Retry-After.
+
+The same (a) and (b) run again, in this process, on a second instance of the same database whose
+small calls are not merged (configs/service.yaml ``forecast.merge.max_locations: 0``): the
+baseline. ``--no-baseline`` skips it.
+
+    .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
+                                         [--burst 600] [--plants 200] [--no-baseline] [--profile] [--out out/bench]
+
+Writes ``<out>/bench_load.json``.
+"""
+
+import argparse
+import asyncio
+import json
+import contextlib
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import httpx
+import numpy as np
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_fleet  # noqa: E402
+import fleet  # noqa: E402
+import service  # noqa: E402
+
+ROOT = service.ROOT
+GENERATE = "/api/v1/forecast/generate"
+#: Share of each kind in a concurrent client's requests.
+MIX = {"generate": 0.7, "read": 0.2, "health": 0.1}
+
+
+def generate_body(location_id):
+    return {"location_ids": [location_id], "issue_time": bench_fleet.ISSUE.isoformat(),
+            "horizon_hours": bench_fleet.HORIZON_HOURS, "resolution": bench_fleet.RESOLUTION,
+            "forecast_type": "ml", "wait": True}
+
+
+async def call(session, kind, location_id):
+    """One request of ``kind``: (status, seconds, forecasts made, Retry-After header or None)."""
+    t0 = time.perf_counter()
+    if kind == "generate":
+        request = session.post(GENERATE, json=generate_body(location_id))
+    elif kind == "read":
+        request = session.get(f"/api/v1/forecast/location/{location_id}")
+    else:
+        request = session.get("/healthz")
+    async with request as r:
+        body = await r.read()
+        seconds = time.perf_counter() - t0
+        made = 0
+        if kind == "generate" and r.status == 200:
+            made = len(json.loads(body)["run_ids"])
+        return r.status, seconds, made, r.headers.get("Retry-After")
+
+
+def summary(latencies):
+    if not latencies:
+        return {"n": 0}
+    a = np.asarray(latencies) * 1000
+    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max())}
+
+
+def session_of(base, key, limit):
+    return aiohttp.ClientSession(base, headers=service.bearer(key), timeout=aiohttp.ClientTimeout(total=600),
+                                 connector=aiohttp.TCPConnector(limit=limit))
+
+
+async def sequential(base, key, ids, n):
+    """(a): ``n`` single-plant generate requests one after the other."""
+    async with session_of(base, key, 1) as s:
+        async with s.post(GENERATE, json={**generate_body(ids[0]), "location_ids": ids, "include_forecast": False}) as r:
+            assert r.status == 200, await r.text()  # untimed: every plant has a stored run to read in (b)
+        for i in ids[:5]:  # warm: the first single-plant requests open pools and workers
+            await call(s, "generate", i)
+        out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
+    bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
+    return {**summary([o[1] for o in out]), "errors": len(bad)}
+
+
+async def concurrent(base, key, ids, clients, duration, seed):
+    """(b): ``clients`` loops of MIX requests for ``duration`` s."""
+    rng = random.Random(seed)
+    kinds, weights = list(MIX), list(MIX.values())
+    results = {k: [] for k in MIX}
+    deadline = time.perf_counter() + duration
+
+    async def client(s, r):
+        while time.perf_counter() < deadline:
+            kind = r.choices(kinds, weights)[0]
+            try:
+                results[kind].append(await call(s, kind, r.choice(ids)))
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                results[kind].append((type(exc).__name__, 0.0, 0, None))
+
+    async with session_of(base, key, clients) as s:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(s, random.Random(rng.random())) for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    made = sum(o[2] for o in results["generate"])
+    return {"wall_s": wall, "forecasts": made, "forecasts_per_s": made / wall,
+            "requests_per_s": sum(map(len, results.values())) / wall,
+            "errors": {k: sum(1 for o in v if o[0] != 200) for k, v in results.items()},
+            "statuses": {k: sorted({str(o[0]) for o in v}) for k, v in results.items()},
+            **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()}}
+
+
+async def burst(base, key, ids, n):
+    """(c): ``n`` generate requests at once."""
+    async with session_of(base, key, 0) as s:
+        t0 = time.perf_counter()
+        out = await asyncio.gather(*[call(s, "generate", ids[k % len(ids)]) for k in range(n)],
+                                   return_exceptions=True)
+        wall = time.perf_counter() - t0
+    done = [o for o in out if not isinstance(o, BaseException)]
+    shed = [o for o in done if o[0] == 503]
+    return {"requests": n, "wall_s": wall, "ok": sum(1 for o in done if o[0] == 200), "shed_503": len(shed),
+            "other": len(out) - len(shed) - sum(1 for o in done if o[0] == 200),
+            "shed_with_retry_after": sum(1 for o in shed if o[3] is not None),
+            "retry_after_values": sorted({o[3] for o in shed if o[3] is not None}),
+            "shed_latency": summary([o[1] for o in shed]),
+            "ok_latency": summary([o[1] for o in done if o[0] == 200])}
+
+
+@contextlib.contextmanager
+def profiled(sessions, out_dir, top=12):
+    """py-spy (raw stacks, 100 Hz) of every Ray worker of ``sessions`` during the block; yields a dict filled
+    on exit with, per process, its sample count and the functions with the most samples on top (self time)."""
+    procs = [p for p in psutil.process_iter(["cmdline"]) if service.session_of(p.pid) in sessions
+             and p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::")]
+    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{p.pid}.txt") for p in procs}
+    running = [subprocess.Popen([str(service.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+                                 "--rate", "100", "--nonblocking", "--output", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, (_, path) in spies.items()]
+    time.sleep(2)
+    out = {}
+    try:
+        yield out
+    finally:
+        for spy in running:
+            spy.send_signal(signal.SIGINT)
+        for spy in running:
+            spy.wait(60)
+        for pid, (title, path) in spies.items():
+            if not path.exists():
+                continue
+            leaves, total = {}, 0
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                total += int(count)
+                leaf = stack.split(";")[-1]
+                leaves[leaf] = leaves.get(leaf, 0) + int(count)
+            if total:
+                out[f"{title} ({pid})"] = {"samples": total, "top_self": sorted(
+                    leaves.items(), key=lambda x: -x[1])[:top]}
+
+
+def run_load(base, key, ids, args, shed=True, sessions=None):
+    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) is profiled (py-spy)."""
+    if sessions is not None:
+        with profiled(sessions, Path(args.out)) as prof:
+            out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+        out["profile"] = prof
+        for name, p in prof.items():
+            print(f"  py-spy {name}: {p['samples']} samples; top self: "
+                  + "; ".join(f"{f} {c}" for f, c in p["top_self"][:6]))
+    else:
+        out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+    print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
+          f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}", flush=True)
+    c = out["concurrent"] = asyncio.run(concurrent(base, key, ids, args.clients, args.duration, args.seed))
+    print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
+          f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
+              f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
+              f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
+    if shed and args.burst:
+        b = out["burst"] = asyncio.run(burst(base, key, ids, args.burst))
+        print(f"  (c) burst of {b['requests']}: {b['ok']} answered 200, {b['shed_503']} shed 503 "
+              f"(Retry-After on {b['shed_with_retry_after']}: {b['retry_after_values']}), {b['other']} other; "
+              f"shed p50 {b['shed_latency'].get('p50_ms', float('nan')):.0f} ms p99 "
+              f"{b['shed_latency'].get('p99_ms', float('nan')):.0f} ms; 200s p50 "
+              f"{b['ok_latency'].get('p50_ms', float('nan')):.0f} ms p99 "
+              f"{b['ok_latency'].get('p99_ms', float('nan')):.0f} ms; burst wall {b['wall_s']:.1f} s", flush=True)
+    return out
+
+
+def main(args):
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
+    for s in fleet.SITES:
+        fleet.site_weather(s, bench_fleet.WEATHER_START, bench_fleet.WEATHER_END)
+    plants = fleet.plants(args.plants, args.seed, list(fleet.SITES))
+    info = bench_fleet.machine()
+    print(f"machine: {info['cpu_count']} CPUs ({info['cpu_model']}); ray {info['ray']}; commit "
+          f"{info['git_commit'][:10]}{' (dirty)' if info['git_dirty'] else ''}; merge {settings['forecast']['merge']}")
+    report = {"machine": info, "args": vars(args), "mix": MIX}
+    with service.scratch_database("pvcast_load") as (url, _):
+        key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
+        with service.serve_instance(url, out_dir / "serve_load_merged") as (base, sessions):
+            with httpx.Client(base_url=base, timeout=600, headers=service.bearer(key)) as client:
+                ids, report["ingestion"] = bench_fleet.ingest(client, plants, settings)
+            print(f"{len(ids)} plants, {report['ingestion']['weather_rows']:,} weather rows (real records: "
+                  + "; ".join(v["record"] for v in fleet.SITES.values()) + ")", flush=True)
+            print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
+            report["merged"] = run_load(base, key, ids, args, sessions=sessions if args.profile else None)
+        if not args.no_baseline:
+            off = {**settings["forecast"]["merge"], "max_locations": 0}
+            print("baseline, same process and database: no merging (forecast.merge.max_locations 0):", flush=True)
+            with service.serve_instance(url, out_dir / "serve_load_unmerged",
+                                        service_settings={"forecast": {"merge": off}}) as (base, _):
+                report["unmerged"] = run_load(base, key, ids, args, shed=False)
+    m = report["merged"]
+    if "unmerged" in report:
+        u = report["unmerged"]
+        print(f"merged vs unmerged: forecasts/s {m['concurrent']['forecasts_per_s']:.1f} vs "
+              f"{u['concurrent']['forecasts_per_s']:.1f} "
+              f"({m['concurrent']['forecasts_per_s'] / max(u['concurrent']['forecasts_per_s'], 1e-9):.1f}x); "
+              f"concurrent generate p99 {m['concurrent']['generate']['p99_ms']:.0f} vs "
+              f"{u['concurrent']['generate']['p99_ms']:.0f} ms; sequential p50 {m['sequential']['p50_ms']:.0f} vs "
+              f"{u['sequential']['p50_ms']:.0f} ms")
+    c = m["concurrent"]
+    print(f"targets: >= 150 forecasts/s: {c['forecasts_per_s']:.1f}; generate p99 <= 1000 ms: "
+          f"{c['generate']['p99_ms']:.0f}; zero errors: {sum(c['errors'].values())}; sequential p50 <= 25 ms: "
+          f"{m['sequential']['p50_ms']:.0f}, p99 <= 100 ms: {m['sequential']['p99_ms']:.0f}")
+    (out_dir / "bench_load.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out_dir / 'bench_load.json'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of the concurrent load (b)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--sequential", type=int, default=200, help="requests of (a)")
+    parser.add_argument("--burst", type=int, default=600, help="requests at once of (c); 0: none")
+    parser.add_argument("--plants", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=20130630)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmerged instance")
+    parser.add_argument("--out", default="out/bench")
+    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) (sequential)")
+    main(parser.parse_args())
