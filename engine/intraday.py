@@ -1,6 +1,6 @@
 """Intraday update: the latest measured power index blended into the first hours of a forecast.
 
-When actuals up to the issue time exist, the ratio of measured power to the
+When actuals before the issue time exist, the ratio of measured power to the
 model's own P50 over the last ``window`` before the issue (the plant's power
 index ``k``: the current error of the weather source and the model together,
 e.g. a cloud deck the forecast missed, snow, soiling) is persisted into the
@@ -13,8 +13,9 @@ period (docs/model.md "Plant adaptation": ratio to the model P50 beat the
 ratio to the physical estimate and an additive residual); ``tau = 0`` is no
 update.
 
-Only actuals at or before the issue time may enter :func:`power_index`; the
-caller selects them and :func:`power_index` refuses any later sample.
+Only actuals strictly before the issue time may enter :func:`power_indices`
+(issue 10: a forecast issued at T uses actuals with time < T); the caller
+selects them and :func:`power_indices` refuses a sample at or after T.
 """
 
 import numpy as np
@@ -52,23 +53,23 @@ def power_indices(location_ids, times, measured_kw, reference_kw, capacity_ac_kw
     -------
     Series
         location_id -> ``sum(measured) / sum(reference)`` over usable samples
-        in ``(issue - window, issue]``; plants without one are absent.
+        in ``[issue - window, issue)``; plants without one are absent.
 
     Raises
     ------
     ValueError
-        If a sample is later than ``issue_time`` (a forecast issued at T never
-        sees data after T).
+        If a sample is at or after ``issue_time`` (a forecast issued at T uses
+        actuals with time < T only).
     """
     times = pd.DatetimeIndex(times)
     issue = pd.Timestamp(issue_time) if np.ndim(issue_time) == 0 else pd.DatetimeIndex(issue_time)
-    late = np.asarray(times > issue)
+    late = np.asarray(times >= issue)
     if late.any():
         own = issue if np.ndim(issue_time) == 0 else issue[late][0]
-        raise ValueError(f"actuals: sample at {times[late][0]} is after the issue time {own}")
+        raise ValueError(f"actuals: sample at {times[late][0]} is at or after the issue time {own}")
     y = np.asarray(measured_kw, dtype=float)
     phys = np.asarray(reference_kw, dtype=float)
-    sel = np.asarray(times > issue - pd.Timedelta(minutes=window_minutes)) & np.isfinite(y) & np.isfinite(phys) & (
+    sel = np.asarray(times >= issue - pd.Timedelta(minutes=window_minutes)) & np.isfinite(y) & np.isfinite(phys) & (
         phys > min_fraction * np.asarray(capacity_ac_kw, dtype=float))
     sums = pd.DataFrame({"location_id": np.asarray(location_ids)[sel], "y": y[sel], "phys": phys[sel]}).groupby(
         "location_id")[["y", "phys"]].sum()
