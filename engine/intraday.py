@@ -26,6 +26,26 @@ K_BOUNDS = (0.0, 3.0)
 """The power index is clipped to this range (a sensor glitch cannot triple a forecast more)."""
 
 
+def actuals_window(times, issue_time, window_minutes=60):
+    """Which samples a forecast issued at ``issue_time`` may use for its power index: ``[T - window, T)``.
+
+    Parameters
+    ----------
+    times : array_like of datetime
+        UTC times of the actuals.
+    issue_time : Timestamp
+        tz-aware.
+    window_minutes : int
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    t = pd.DatetimeIndex(times)
+    issue = pd.Timestamp(issue_time)
+    return np.asarray((t >= issue - pd.Timedelta(minutes=window_minutes)) & (t < issue))
+
+
 def power_indices(location_ids, times, measured_kw, reference_kw, capacity_ac_kw, issue_time, window_minutes=60,
                   min_fraction=0.05):
     """Measured / reference power of each plant over the window ending at the issue time (vectorised).
