@@ -184,8 +184,8 @@ def aci_update(theta, y, q_issued, plant=None, alphas=ALPHAS, gamma=ACI_GAMMA, b
     """
     theta = np.asarray(theta, dtype=float)
     y = np.asarray(y, dtype=float)
-    q = np.asarray(q_issued, dtype=float).reshape(len(y), -1)
     alphas = np.asarray(alphas, dtype=float)
+    q = np.asarray(q_issued, dtype=float).reshape(len(y), len(alphas))
     above = np.column_stack([1.0 - below(y, q[:, j], a) for j, a in enumerate(alphas)]) if len(y) else \
         np.zeros((0, len(alphas)))
     step = gamma * (above - (1.0 - alphas)[None, :])

@@ -221,8 +221,8 @@ def fit_blend(lead_hours, y, base, candidates, tau_hours, n0=BLEND_N0, min_rows=
         Shape (n,): lead, h; measured and model P50 (same unit, e.g. fraction
         of capacity_ac_kw).
     candidates : ndarray
-        Shape (n, c); NaN (a candidate without data at that issue) counts as
-        ``base``.
+        Shape (n, c) or (n,); NaN (a candidate without data at that issue)
+        counts as ``base``. Rows without a finite ``y`` or ``base`` are left out.
     tau_hours : float
         Prior decay of candidate 0, h.
     n0, min_rows, step, edges
@@ -238,9 +238,11 @@ def fit_blend(lead_hours, y, base, candidates, tau_hours, n0=BLEND_N0, min_rows=
         ``mae_prior`` (bins,: in-sample MAE of the grid optimum and of the
         prior), ``fallback`` (list of str: the bins that kept the prior, why).
     """
-    y = np.asarray(y, dtype=float)
-    base = np.asarray(base, dtype=float)
-    cand = np.asarray(candidates, dtype=float).reshape(len(y), -1)
+    cand = np.asarray(candidates, dtype=float)
+    cand = cand[:, None] if cand.ndim == 1 else cand
+    ok = np.isfinite(np.asarray(y, dtype=float)) & np.isfinite(np.asarray(base, dtype=float))
+    y, base, cand = np.asarray(y, dtype=float)[ok], np.asarray(base, dtype=float)[ok], cand[ok]
+    lead_hours = np.asarray(lead_hours, dtype=float)[ok]
     cand = np.where(np.isfinite(cand), cand, base[:, None])
     c = cand.shape[1]
     grid = weight_grid(c, step)
@@ -301,6 +303,7 @@ def blend_shift(base, lead_hours, candidates, fit):
         Shape (n,); 0 where no candidate has data.
     """
     base = np.asarray(base, dtype=float)
-    cand = np.asarray(candidates, dtype=float).reshape(len(base), -1)
+    cand = np.asarray(candidates, dtype=float)
+    cand = cand[:, None] if cand.ndim == 1 else cand
     delta = np.where(np.isfinite(cand), cand - base[:, None], 0.0)
     return (blend_weights(lead_hours, fit) * delta).sum(axis=1)
