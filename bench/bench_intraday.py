@@ -343,9 +343,14 @@ def main(argv):
     report(r, {"smart persist.": smart, "day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(),
                f"ratio tau {tau:g}": r["update"].to_numpy(), "blend": fx[score]},
            f"intraday, issues {CHOICE_END.date()}..2016-10-12 (scored; weights refitted daily on earlier rows)")
+    richest = np.column_stack(candidate_sets(r)["ratio 60 + ratio 15 + smart persistence 60 + 15 (grid 0.1)"]) / CAP
+    own = intraday.fit_blend(r["lead"], r["y"] / CAP, r["none"] / CAP, richest, tau, n0=1e-9, min_rows=1, step=0.1)
+    in_sample = np.clip(r["none"].to_numpy() / CAP + intraday.blend_shift(r["none"].to_numpy() / CAP,
+                                                                          r["lead"].to_numpy(), richest, own), 0, 1)
     report(r, {"day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(), "blend": fx[score],
-               "hindsight LS": hindsight(r, SUB_BUCKETS)},
-           "the cause: day-ahead error on analysis weather vs the best last-hour correction IN HINDSIGHT")
+               "hindsight LS": hindsight(r, SUB_BUCKETS), "hindsight MAE": in_sample * CAP},
+           "the cause: day-ahead error on analysis weather vs the best last-hour corrections fitted IN HINDSIGHT on "
+           "these rows (LS: least squares on the 4 candidates + intercept; MAE: the 4-candidate blend, n0 = 0)")
     # online conformal offsets between refits (day-ahead runs)
     start = pd.DatetimeIndex(da["issue"]).min()
     end = pd.DatetimeIndex(da["issue"]).max() + pd.Timedelta(days=1)

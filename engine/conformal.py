@@ -142,8 +142,9 @@ def apply_band_offsets(q, plant, lead_hours, csi, offsets):
     return q + shift
 
 
-ACI_GAMMA = 0.002
-"""Step of the online offsets per scored row, fraction of capacity_ac_kw (chosen in bench/bench_intraday.py)."""
+ACI_GAMMA = 0.0005
+"""Step of the online offsets per scored row, fraction of capacity_ac_kw: of 0.0005..0.005 the steadiest weekly
+coverage on SERF East 2016 day-ahead runs issued before 08-16 (``bench/bench_intraday.py``; scored after)."""
 
 ACI_BOUND = 0.2
 """The online offsets stay within +-this fraction of capacity_ac_kw (a sensor fault cannot run them away)."""
