@@ -13,6 +13,14 @@ period (docs/model.md "Plant adaptation": ratio to the model P50 beat the
 ratio to the physical estimate and an additive residual); ``tau = 0`` is no
 update.
 
+:func:`fit_blend` generalises the decay to per-lead weights fitted on one
+plant's own past: a convex blend of the model and candidates that use the
+actuals (the power index persisted, smart persistence = the clear-sky index
+of measured power x clear-sky power), shrunk toward the ``exp(-h / tau)``
+prior; :func:`blend_shift` applies it. Measured in ``bench/bench_intraday.py``
+(docs/model.md "Intraday walked forward"); the service still runs
+:func:`intraday_shift`.
+
 Only actuals strictly before the issue time may enter :func:`power_indices`
 (issue 10: a forecast issued at T uses actuals with time < T); the caller
 selects them and :func:`power_indices` refuses a sample at or after T.
