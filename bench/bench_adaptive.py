@@ -157,18 +157,18 @@ def intraday_rows(times, y, p50, clear_kw, issues, cap, window_minutes=60):
     """Per (issue, lead) rows: lead h, measured, model P50, power index of the issue, smart persistence.
 
     The power index of an issue comes from ``intraday.power_indices`` on the
-    samples at or before it only (it raises on a later one).
+    samples before it only (it raises on one at or after it).
     """
     t = pd.DatetimeIndex(times)
     n = len(t)
     idx = np.searchsorted(t, issues)
     window = int(window_minutes // 15)
-    past = idx[:, None] - np.arange(window)[None, :]  # the issue's sample and the ones before it
+    past = idx[:, None] - 1 - np.arange(window)[None, :]  # the samples before the issue (time < T)
     past = np.clip(past, 0, n - 1)
     sample_ids = np.repeat(np.arange(len(issues)), window)
     flat = past.ravel()
     issue_of = pd.DatetimeIndex(issues).repeat(window)
-    ok = np.asarray((t[flat] > issue_of - pd.Timedelta(minutes=window_minutes)) & (t[flat] <= issue_of))
+    ok = np.asarray((t[flat] >= issue_of - pd.Timedelta(minutes=window_minutes)) & (t[flat] < issue_of))
     got = intraday.power_indices(sample_ids[ok], t[flat[ok]], y[flat[ok]], p50[flat[ok]], np.full(ok.sum(), cap),
                                  issue_of[ok], window_minutes)
     k = np.full(len(issues), np.nan)

@@ -14,6 +14,13 @@ group's offset (``n`` scores) toward that plant prior with weight
 ``n / (n + n0)``. A plant with little history is forecast as before; a plant
 with much history but few scores in one group uses its own pooled offset there.
 
+Between refits, :func:`aci_update` moves an additional per-plant offset of
+each quantile level online from the residuals of runs issued before T
+(adaptive conformal inference, Gibbs & Candes 2021, in the quantile-tracking
+form of Angelopoulos, Candes & Tibshirani 2023): per scored row the offset of
+level ``a`` moves by ``gamma * (miss_above - (1 - a))``, so it stands still
+when the level is met.
+
 Invariants are not enforced here: the shifted quantiles go through
 :func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
 """
@@ -21,7 +28,7 @@ Invariants are not enforced here: the shifted quantiles go through
 import numpy as np
 
 from engine.calibration import bin_index
-from engine.metrics import LEAD_EDGES_HOURS  # the lead buckets of accuracy reports: one definition
+from engine.metrics import LEAD_EDGES_HOURS, below  # the lead buckets and the tie rule of the reports: one definition
 from engine.quantiles import ALPHAS
 
 
@@ -133,3 +140,59 @@ def apply_band_offsets(q, plant, lead_hours, csi, offsets):
     shift = np.zeros_like(q)
     shift[has] = np.asarray(offsets, dtype=float)[plant[has], lead[has], regime[has]]
     return q + shift
+
+
+ACI_GAMMA = 0.0005
+"""Step of the online offsets per scored row, fraction of capacity_ac_kw: of 0.0005..0.005 the steadiest weekly
+coverage on SERF East 2016 day-ahead runs issued before 08-16 (``bench/bench_intraday.py``; scored after)."""
+
+ACI_BOUND = 0.2
+"""The online offsets stay within +-this fraction of capacity_ac_kw (a sensor fault cannot run them away)."""
+
+
+def aci_update(theta, y, q_issued, plant=None, alphas=ALPHAS, gamma=ACI_GAMMA, bound=ACI_BOUND):
+    """One adaptive-conformal step of the online offsets from a batch of scored rows (vectorised).
+
+    For quantile level ``a`` the offset moves by ``gamma * (e - (1 - a))``
+    per row, ``e = 1`` when the measurement is above the quantile AS ISSUED
+    (offset included; ties by :func:`engine.metrics.below`): more misses
+    above than ``1 - a`` raise it, fewer lower it (Gibbs & Candes 2021,
+    "Adaptive conformal inference under distribution shift"; the quantile
+    tracker of Angelopoulos, Candes & Tibshirani 2023).
+
+    Parameters
+    ----------
+    theta : ndarray
+        Shape (p, k) (plants x levels) or (k,): current offsets, fraction of
+        capacity_ac_kw.
+    y : ndarray
+        Shape (n,): measured / capacity_ac_kw of rows whose valid time is
+        before the next issue (the caller selects them).
+    q_issued : ndarray
+        Shape (n, k): the quantiles as issued for those rows, same unit.
+    plant : ndarray of int, optional
+        Shape (n,): row -> row of ``theta`` (required when ``theta`` is 2-D).
+    alphas : sequence of float
+    gamma : float
+        :data:`ACI_GAMMA`.
+    bound : float
+        :data:`ACI_BOUND`.
+
+    Returns
+    -------
+    ndarray
+        The updated offsets, the shape of ``theta``, clipped to ``+-bound``.
+    """
+    theta = np.asarray(theta, dtype=float)
+    y = np.asarray(y, dtype=float)
+    alphas = np.asarray(alphas, dtype=float)
+    q = np.asarray(q_issued, dtype=float).reshape(len(y), len(alphas))
+    above = np.column_stack([1.0 - below(y, q[:, j], a) for j, a in enumerate(alphas)]) if len(y) else \
+        np.zeros((0, len(alphas)))
+    step = gamma * (above - (1.0 - alphas)[None, :])
+    if theta.ndim == 1:
+        return np.clip(theta + step.sum(axis=0), -bound, bound)
+    plant = np.asarray(plant, dtype=int)
+    total = np.zeros_like(theta)
+    np.add.at(total, plant, step)
+    return np.clip(theta + total, -bound, bound)

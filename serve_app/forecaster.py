@@ -217,16 +217,17 @@ class Forecaster:
         return results
 
     async def calibration_inputs(self, locations, issue):
-        """The plants' latest calibrations and, for those, the actuals of the intraday window up to ``issue``.
+        """The plants' latest calibrations and, for those, the actuals of the intraday window before ``issue``.
 
-        Only actuals at or before the issue time are read (a forecast issued
-        at T never sees data after T).
+        Only actuals strictly before the issue time are read (a forecast issued
+        at T uses actuals with time < T).
         """
         calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist())
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
-        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
+        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window,
+                                                         issue - pd.Timedelta(microseconds=1))
 
     async def calibrate(self, location_id, cutoff, tenant_id=None):
         """Refit a plant's calibration from its actuals before ``cutoff`` and store it as a new version.

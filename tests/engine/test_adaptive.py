@@ -105,7 +105,7 @@ def test_power_index_refuses_actuals_after_the_issue_time(plant):
     window = power[(power.index > issue - pd.Timedelta("1h")) & (power.index <= issue + pd.Timedelta("15min"))]
     with pytest.raises(ValueError, match="after the issue time"):
         intraday.power_index(window.index, window.to_numpy(), np.full(len(window), 3.0), 5.5, issue)
-    upto = window[window.index <= issue]
+    upto = window[window.index < issue]  # a forecast issued at T uses actuals with time < T
     k = intraday.power_index(upto.index, upto.to_numpy(), np.full(len(upto), 3.0), 5.5, issue)
     assert k == pytest.approx(upto.sum() / (3.0 * len(upto)))
     issues = pd.DatetimeIndex([issue] * len(upto)).insert(0, issue - pd.Timedelta("1h"))

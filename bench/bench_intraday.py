@@ -1,0 +1,374 @@
+"""Intraday forecasts walked forward as a client issues them (issue 10 item 3 and its evaluation).
+
+Plant-period: SERF East 2016-07-01..2016-10-13 (``engine.data.load_serf_east_2016``), in
+neither the training data (2011-04..2012-12) nor the 2013 hold-out (2013 fits nothing here).
+The plant is entered with capacity_dc_kw = capacity_ac_kw (the common mistake), weather is
+the period's PSM3 file stamped as issued at 18:00 UTC of the previous local day
+(``bench_adaptive.stamp_day_ahead``): every run, day-ahead or intraday, sees the same weather
+a day-ahead user had, so the weather error is that of a satellite analysis (small).
+
+The walk, as a client meets the service:
+
+* actuals arrive continuously; the calibration (``engine.adaptation.fit_calibration``: tuning +
+  band offsets) is refitted at the 18:00 UTC day-ahead issue once
+  ``adaptation.refit_after_daylight_actuals`` (configs/service.yaml) daylight actuals arrived
+  since the last cutoff, as the service's refit policy does;
+* a day-ahead run is issued every day at 18:00 UTC for the next local day;
+* an intraday run is issued every hour of daylight for the next 6 h (within the local day),
+  with the latest calibration; it sees the actuals with time < T only, and weather issued at
+  or before T (asserted for every run).
+
+Each intraday issue is scored per lead bucket (``engine.metrics.LEAD_EDGES_HOURS``; 0-1 h and
+1-6 h here) with finer sub-buckets against
+
+(a) smart persistence: the clear-sky index of measured power over [T - 60 min, T) carried
+    forward, times the clear-sky physical power of the plant as the model describes it (the
+    tuned description, the weather file's ``ghi_clear``; ``bench_adaptive.clear_physical``);
+(b) the same run without actuals (band offsets, no intraday update);
+(c) the day-ahead run for the same valid times.
+
+Run: ``.venv/bin/python bench/bench_intraday.py`` (a few minutes).
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from engine import adaptation, conformal, data, features, forecast, intraday, metrics, modelio, quantiles, resources
+from bench_adaptive import CAP, COLS, CONFIG, ISSUE_HOUR_UTC, clear_physical, stamp_day_ahead
+
+SERVICE = yaml.safe_load(resources.config_path("service.yaml").read_text())["adaptation"]
+HORIZON_HOURS = 6
+WINDOW = pd.Timedelta(minutes=SERVICE["intraday_window_minutes"])
+SHORT = pd.Timedelta(minutes=15)  # the last sample only
+
+
+def adaptation_of(cal, k=np.nan, tau=0.0):
+    """``forecast_quantiles``' adaptation argument of one plant (location_id 1)."""
+    return {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
+            "k_meas": np.array([k]), "tau_hours": np.array([tau])}
+
+
+def window_ratio(times, measured, reference, issues, window, floor_kw):
+    """``intraday.power_indices`` of each issue over [issue - window, issue): sum(measured) / sum(reference).
+
+    ``reference`` is the model P50 (-> the power index k) or the clear-sky
+    physical power (-> the clear-sky index of smart persistence). NaN where no
+    sample has ``reference > floor_kw``.
+    """
+    t = pd.DatetimeIndex(times)
+    issues = pd.DatetimeIndex(issues)
+    pair_issue = np.repeat(np.arange(len(issues)), len(t))
+    pair_time = np.tile(np.arange(len(t)), len(issues))
+    inside = (t[pair_time] >= issues[pair_issue] - window) & (t[pair_time] < issues[pair_issue])
+    i, j = pair_issue[inside], pair_time[inside]
+    assert (t[j] < issues[i]).all()  # nothing at or after the issue
+    got = intraday.power_indices(i, t[j], measured[j], reference[j], np.full(len(j), CAP), issues[i],
+                                 int(window / pd.Timedelta(minutes=1)), min_fraction=floor_kw / CAP)
+    out = np.full(len(issues), np.nan)
+    out[got.index.to_numpy()] = got.to_numpy()
+    return out
+
+
+def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="2016-10-12"):
+    """Every intraday (issue, lead) row of the period and every day-ahead row, as a client would have them.
+
+    Returns
+    -------
+    rows : DataFrame
+        One row per intraday (issue, valid time) in daylight: ``issue``, ``valid``,
+        ``lead`` (h), ``y`` (kW), ``none`` (P50 of the run without actuals), ``update``
+        (P50 of the service's intraday update, tau of configs/service.yaml), ``day_ahead``
+        (P50 of the day-ahead run for that valid time), ``clear`` (clear-sky physical kW),
+        ``k60``, ``k15`` (power index over the last 60 / 15 min), ``kc60``, ``kc15``
+        (clear-sky index of measured power, same windows), ``version``.
+    day_ahead : DataFrame
+        Day-ahead rows: ``issue``, ``valid``, ``y``, ``day``, p10..p90 (kW), ``version``.
+    """
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    y_all = power.to_numpy()
+    threshold = SERVICE["refit_after_daylight_actuals"]
+    cal, version, rows, da_rows = None, 0, [], []
+    for d in pd.date_range(first_day, last_day, freq="D"):
+        da_issue = (d - pd.Timedelta(days=1) + pd.Timedelta(hours=ISSUE_HOUR_UTC)).tz_localize("UTC")
+        since = (power.index >= (cal["cutoff"] if cal else power.index[0])) & (power.index < da_issue)
+        if cal is None or (y_all[since] > 0).sum() >= threshold:  # the refit policy
+            fit = adaptation.fit_calibration(location, weather, actuals, model, da_issue)
+            if fit["ok"]:
+                cal, version = fit, version + 1
+        if cal is None:
+            continue
+        tuned = location.assign(capacity_dc_kw=cal["capacity_dc_kw"])
+        if cal["clip_kw"] is not None:
+            tuned = tuned.assign(export_limit_kw=cal["clip_kw"])
+        times = pd.DatetimeIndex(pd.date_range(d, d + pd.Timedelta(days=1), freq="15min", inclusive="left")
+                                 .tz_localize(tz).tz_convert("UTC"))
+        known = weather[weather["issue_time"] <= da_issue]
+        if times.max() > known["valid_time"].max():
+            continue
+        f = features.feature_frame(tuned, known, times)
+        y = power.reindex(times).to_numpy()
+        elev = f["solar_elevation"].to_numpy()
+        da = forecast.forecast_quantiles(f, tuned, model, "ml", da_issue, adaptation=adaptation_of(cal))
+        da_rows.append(pd.DataFrame({"issue": da_issue, "valid": times, "y": y, "day": elev > 0, "version": version,
+                                     **{c: da[c].to_numpy() for c in COLS}}))
+        reference = forecast.forecast_quantiles(f, tuned, model, "ml", times[0])["p50"].to_numpy()  # no offsets
+        clear = clear_physical(tuned, known, times)
+        issues = times[(times.minute == 0) & (elev > 0) & (times > times[0])]
+        floor = 0.05 * CAP
+        k60 = window_ratio(times, y, reference, issues, WINDOW, floor)
+        k15 = window_ratio(times, y, reference, issues, SHORT, floor)
+        kc60 = window_ratio(times, y, clear, issues, WINDOW, floor)
+        kc15 = window_ratio(times, y, clear, issues, SHORT, floor)
+        for n, issue in enumerate(issues):
+            assert (known["issue_time"] <= issue).all()  # weather: forecasts available at T
+            ahead = (times > issue) & (times <= issue + pd.Timedelta(hours=HORIZON_HOURS)) & (elev > 0)
+            if not ahead.any():
+                continue
+            fa = f[ahead]
+            none = forecast.forecast_quantiles(fa, tuned, model, "ml", issue, adaptation=adaptation_of(cal))
+            upd = forecast.forecast_quantiles(fa, tuned, model, "ml", issue,
+                                              adaptation=adaptation_of(cal, k60[n], SERVICE["intraday_tau_hours"]))
+            rows.append(pd.DataFrame({
+                "issue": issue, "valid": times[ahead], "lead": (times[ahead] - issue).total_seconds() / 3600.0,
+                "y": y[ahead], "none": none["p50"].to_numpy(), "update": upd["p50"].to_numpy(),
+                "day_ahead": da["p50"].to_numpy()[ahead], "clear": clear[ahead], "k60": k60[n], "k15": k15[n],
+                "kc60": kc60[n], "kc15": kc15[n], "version": version}))
+    return pd.concat(rows, ignore_index=True), pd.concat(da_rows, ignore_index=True)
+
+
+CHOICE_END = pd.Timestamp("2016-08-16T00:00:00Z")
+"""Design choices (candidate set, ACI step) are made on issues before this; the figures are scored after it."""
+
+SUB_BUCKETS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 6.0))
+"""Finer lead buckets inside ``engine.metrics.LEAD_EDGES_HOURS``' 0-1 h and 1-6 h, h ((lower, upper])."""
+
+
+def candidate_sets(rows):
+    """Candidates of the blend (kW): the power index persisted, smart persistence; by name."""
+    none = rows["none"].to_numpy()
+    k = {w: np.clip(rows[f"k{w}"].to_numpy(), *intraday.K_BOUNDS) * none for w in (60, 15)}
+    s = {w: np.minimum(rows[f"kc{w}"].to_numpy() * rows["clear"].to_numpy(), CAP) for w in (60, 15)}
+    return {"ratio 60 min": [k[60]], "ratio 60 + smart persistence 60": [k[60], s[60]],
+            "ratio 60 + ratio 15 + smart persistence 60": [k[60], k[15], s[60]],
+            "ratio 60 + smart persistence 60 + smart persistence 15": [k[60], s[60], s[15]],
+            "ratio 60 + ratio 15 + smart persistence 60 + 15 (grid 0.1)": [k[60], k[15], s[60], s[15]]}
+
+
+def online_blend(rows, candidates, tau, n0=intraday.BLEND_N0):
+    """:func:`_online_blend` with the grid step of the number of candidates (0.05 up to 3, 0.1 for 4)."""
+    return _online_blend(rows, candidates, tau, n0, intraday.BLEND_STEP if len(candidates) <= 3 else 0.1)
+
+
+def _online_blend(rows, candidates, tau, n0, step):
+    """P50 of the blend, its weights refitted every local day from that plant's rows with valid time < the day's
+    first issue (kW); and the fits' fallback messages of the first day."""
+    base = rows["none"].to_numpy() / CAP
+    cand = np.column_stack(candidates) / CAP
+    y = rows["y"].to_numpy() / CAP
+    lead = rows["lead"].to_numpy()
+    issue = pd.DatetimeIndex(rows["issue"])
+    valid = pd.DatetimeIndex(rows["valid"])
+    out = np.full(len(rows), np.nan)
+    day = issue.tz_convert(CONFIG["site"]["timezone"]).normalize()
+    first = None
+    for d in day.unique():
+        today = np.asarray(day == d)
+        start = issue[today].min()
+        past = np.asarray(valid < start)
+        assert (valid[past] < issue[today].min()).all()  # the weights of an issue never see its own future
+        fit = intraday.fit_blend(lead[past], y[past], base[past], cand[past], tau, n0=n0, step=step)
+        first = first or fit["fallback"]
+        out[today] = base[today] + intraday.blend_shift(base[today], lead[today], cand[today], fit)
+    return np.clip(out, 0.0, 1.0) * CAP, first, fit
+
+
+def nmae(y, fx):
+    """P50 nMAE, % of capacity_ac_kw."""
+    return 100.0 * metrics.mae(y, fx) / CAP
+
+
+def report(rows, forecasts, title):
+    """nMAE % per lead bucket of each forecast, and the ratios of the last one to the others."""
+    edges = metrics.LEAD_EDGES_HOURS
+    buckets = [(edges[0], edges[1]), (edges[1], HORIZON_HOURS), *SUB_BUCKETS]
+    names = list(forecasts)
+    print(f"\n== {title}: daylight P50 nMAE % of {CAP} kW, by lead ==")
+    print(f"{'lead h':>9} " + " ".join(f"{n:>14}" for n in names) + "   " +
+          " ".join(f"{'/' + n:>14}" for n in names[:-1]) + f" {'n':>6}")
+    lead = rows["lead"].to_numpy()
+    y = rows["y"].to_numpy()
+    for lo, hi in buckets:
+        sel = (lead > lo) & (lead <= hi) if (lo, hi) in SUB_BUCKETS else (lead >= lo) & (lead < hi)
+        if not sel.any():
+            continue
+        v = {n: nmae(y[sel], f[sel]) for n, f in forecasts.items()}
+        last = v[names[-1]]
+        tag = f"{lo:g}-{hi:g}" + ("" if (lo, hi) in SUB_BUCKETS else " *")
+        print(f"{tag:>9} " + " ".join(f"{v[n]:14.2f}" for n in names) + "   " +
+              " ".join(f"{last / v[n]:14.3f}" for n in names[:-1]) + f" {int(sel.sum()):6d}")
+    print("(* = engine.metrics.LEAD_EDGES_HOURS bucket, [lower, upper); others (lower, upper] inside them)")
+
+
+def aci_walk(da, gamma, reset_at_refit=True):
+    """Day-ahead quantiles (kW) with the online offsets of ``engine.conformal.aci_update``.
+
+    Before each day-ahead issue the offsets take one step from the daylight
+    rows of earlier runs whose valid time is before that issue and that were
+    not yet used; reset to 0 when a new calibration (refit) is used, whose
+    band offsets already hold those residuals (``reset_at_refit``).
+    """
+    q = da[COLS].to_numpy() / CAP
+    y = da["y"].to_numpy() / CAP
+    ok = da["day"].to_numpy() & np.isfinite(y)
+    valid = pd.DatetimeIndex(da["valid"])
+    issue = pd.DatetimeIndex(da["issue"])
+    version = da["version"].to_numpy()
+    out = q.copy()
+    theta = np.zeros(q.shape[1])
+    used = np.zeros(len(da), dtype=bool)
+    last_version = None
+    for t in issue.unique():
+        run = np.asarray(issue == t)
+        v = version[run][0]
+        if reset_at_refit and v != last_version:
+            theta[:] = 0.0
+            used |= np.asarray(valid < t)  # residuals the refit already used
+        last_version = v
+        new = ok & ~used & np.asarray(valid < t)
+        assert (valid[new] < t).all()
+        theta = conformal.aci_update(theta, y[new], out[new], gamma=gamma)
+        used |= new
+        out[run] = np.sort(np.clip(q[run] + theta, 0.0, 1.0), axis=1)
+    return np.where(da["day"].to_numpy()[:, None], out, 0.0) * CAP
+
+
+def coverage_stability(da, q, label, start, end):
+    """Weekly daylight P10-P90 / P25-P75 coverage on issues in [start, end): mean and worst |deviation|."""
+    sel = (pd.DatetimeIndex(da["issue"]) >= start) & (pd.DatetimeIndex(da["issue"]) < end) & da["day"].to_numpy() \
+        & np.isfinite(da["y"].to_numpy())
+    y = da["y"].to_numpy()[sel] / CAP
+    qq = q[sel] / CAP
+    week = np.asarray((pd.DatetimeIndex(da["valid"])[sel] - start).days // 7)
+    cov = pd.DataFrame({"week": week, "c80": metrics.below(y, qq[:, 4], 0.9) - metrics.below(y, qq[:, 0], 0.1),
+                        "c50": metrics.below(y, qq[:, 3], 0.75) - metrics.below(y, qq[:, 1], 0.25)})
+    weekly = cov.groupby("week")[["c80", "c50"]].mean()
+    dev80, dev50 = (weekly["c80"] - 0.8).abs(), (weekly["c50"] - 0.5).abs()
+    return {"label": label, "cov80": 100 * cov["c80"].mean(), "cov50": 100 * cov["c50"].mean(),
+            "mean_dev80": 100 * dev80.mean(), "max_dev80": 100 * dev80.max(), "mean_dev50": 100 * dev50.mean(),
+            "max_dev50": 100 * dev50.max(), "crps": 100 * metrics.crps_from_quantiles(y, qq), "weeks": len(weekly),
+            "nmae": 100 * metrics.mae(y, qq[:, 2])}
+
+
+def print_stability(results, title):
+    print(f"\n== {title} ==")
+    print(f"{'bands':>34} {'P10-P90':>8} {'|wk dev| mean/max':>18} {'P25-P75':>8} {'|wk dev| mean/max':>18} "
+          f"{'CRPS %':>7} {'nMAE %':>7} {'weeks':>5}")
+    for r in results:
+        print(f"{r['label']:>34} {r['cov80']:8.1f} {r['mean_dev80']:8.1f} / {r['max_dev80']:5.1f}    "
+              f"{r['cov50']:8.1f} {r['mean_dev50']:8.1f} / {r['max_dev50']:5.1f}    {r['crps']:7.2f} {r['nmae']:7.2f} "
+              f"{r['weeks']:5d}")
+
+
+def load():
+    """Model, plant (entered DC = AC), power and day-ahead-stamped weather."""
+    model = modelio.load_model(resources.folder("models"), "global")
+    tz = CONFIG["site"]["timezone"]
+    power, weather = data.load_serf_east_2016(1, CONFIG["data"]["wind_speed_ms"])
+    location = data.site_location(CONFIG["site"], 1, CAP, CAP)
+    return model, tz, power, stamp_day_ahead(weather, tz), location
+
+
+def hindsight(rows, lead_sel):
+    """nMAE % of the best linear correction of the run without actuals from the last-hour quantities,
+    least squares fitted IN HINDSIGHT on the scored rows themselves (an upper bound of what they can predict)."""
+    none = rows["none"].to_numpy()
+    x = np.column_stack([np.ones(len(rows))] + [c - none for c in candidate_sets(rows)[
+        "ratio 60 + ratio 15 + smart persistence 60"]] + [np.minimum(rows["kc15"] * rows["clear"], CAP) - none])
+    x = np.where(np.isfinite(x), x, 0.0)
+    y = rows["y"].to_numpy()
+    out = np.empty(len(rows))
+    for lo, hi in lead_sel:
+        sel = (rows["lead"].to_numpy() > lo) & (rows["lead"].to_numpy() <= hi)
+        beta = np.linalg.lstsq(x[sel], y[sel] - none[sel], rcond=None)[0]
+        out[sel] = none[sel] + x[sel] @ beta
+    return np.clip(out, 0.0, CAP)
+
+
+def main(argv):
+    t0 = time.time()
+    cache = argv[1] if len(argv) > 1 else None  # optional: a parquet prefix to keep / reuse the walk
+    if cache and Path(f"{cache}_rows.parquet").exists():
+        rows, da = pd.read_parquet(f"{cache}_rows.parquet"), pd.read_parquet(f"{cache}_da.parquet")
+    else:
+        model, tz, power, weather, location = load()
+        rows, da = walk(power, weather, location, model, tz)
+        if cache:
+            rows.to_parquet(f"{cache}_rows.parquet")
+            da.to_parquet(f"{cache}_da.parquet")
+    tau = SERVICE["intraday_tau_hours"]
+    print(f"SERF East 2016, entered DC = AC = {CAP} kW; {rows['issue'].nunique()} intraday issues "
+          f"({len(rows)} daylight issue-lead rows), {da['issue'].nunique()} day-ahead runs, "
+          f"{da['version'].max()} calibrations (refit policy: {SERVICE['refit_after_daylight_actuals']} daylight "
+          f"actuals); walk {time.time() - t0:.0f} s")
+    usable = np.isfinite(rows["y"]) & np.isfinite(rows["k60"]) & np.isfinite(rows["kc60"])
+    print(f"scored: rows with a measured value and both last-hour indices ({usable.sum()} of {len(rows)}; the "
+          f"others are issues within an hour after sunrise)")
+    sets = candidate_sets(rows)
+    blends = {name: online_blend(rows, cand, tau) for name, cand in sets.items()}
+    choice = usable & (pd.DatetimeIndex(rows["issue"]) < CHOICE_END)
+    score = usable & (pd.DatetimeIndex(rows["issue"]) >= CHOICE_END)
+    y = rows["y"].to_numpy()
+    print(f"\n== choice of the candidates on issues before {CHOICE_END.date()} ({choice.sum()} rows): "
+          f"nMAE % 0-1 h / 1-6 h / 0-6 h ==")
+    table = {}
+    for name, (fx, _, _) in blends.items():
+        lead = rows["lead"].to_numpy()
+        parts = [nmae(y[choice & m], fx[choice & m]) for m in (lead < 1, lead >= 1, lead > 0)]
+        table[name] = parts[2]
+        print(f"  {name:>55}: {parts[0]:.2f} / {parts[1]:.2f} / {parts[2]:.2f}")
+    chosen = min(table, key=table.get)
+    print(f"  -> {chosen}")
+    fx, first_fallback, last_fit = blends[chosen]
+    print(f"first day's fit: {first_fallback[:2]} ... ({len(first_fallback)} bins on the prior)")
+    print("last fit's weights by lead bin (" + ", ".join(
+        f"{lo:g}-{hi:g} h: {np.round(w * last_fit['shrink'][b], 2).tolist()}" for b, (lo, hi, w) in enumerate(
+            zip(last_fit["lead_edges_hours"][:-1], last_fit["lead_edges_hours"][1:], last_fit["fitted"]))) + ")")
+    r = rows[score]
+    smart = np.minimum(r["kc60"].to_numpy() * r["clear"].to_numpy(), CAP)
+    report(r, {"smart persist.": smart, "day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(),
+               f"ratio tau {tau:g}": r["update"].to_numpy(), "blend": fx[score]},
+           f"intraday, issues {CHOICE_END.date()}..2016-10-12 (scored; weights refitted daily on earlier rows)")
+    richest = np.column_stack(candidate_sets(r)["ratio 60 + ratio 15 + smart persistence 60 + 15 (grid 0.1)"]) / CAP
+    own = intraday.fit_blend(r["lead"], r["y"] / CAP, r["none"] / CAP, richest, tau, n0=1e-9, min_rows=1, step=0.1)
+    in_sample = np.clip(r["none"].to_numpy() / CAP + intraday.blend_shift(r["none"].to_numpy() / CAP,
+                                                                          r["lead"].to_numpy(), richest, own), 0, 1)
+    report(r, {"day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(), "blend": fx[score],
+               "hindsight LS": hindsight(r, SUB_BUCKETS), "hindsight MAE": in_sample * CAP},
+           "the cause: day-ahead error on analysis weather vs the best last-hour corrections fitted IN HINDSIGHT on "
+           "these rows (LS: least squares on the 4 candidates + intercept; MAE: the 4-candidate blend, n0 = 0)")
+    # online conformal offsets between refits (day-ahead runs)
+    start = pd.DatetimeIndex(da["issue"]).min()
+    end = pd.DatetimeIndex(da["issue"]).max() + pd.Timedelta(days=1)
+    plain = da[COLS].to_numpy()
+    gammas = (0.0005, 0.001, 0.002, 0.005)
+    tried = [coverage_stability(da, plain, "refits only", start, CHOICE_END)] + [
+        coverage_stability(da, aci_walk(da, g), f"refits + ACI gamma {g:g}", start, CHOICE_END) for g in gammas]
+    print_stability(tried, f"choice of the ACI step on day-ahead runs issued before {CHOICE_END.date()}")
+    best = min(tried[1:], key=lambda t: t["mean_dev80"] + t["mean_dev50"])
+    g = gammas[tried[1:].index(best)]
+    print_stability([coverage_stability(da, plain, "refits only", CHOICE_END, end),
+                     coverage_stability(da, aci_walk(da, g), f"refits + ACI gamma {g:g}", CHOICE_END, end),
+                     coverage_stability(da, aci_walk(da, g, reset_at_refit=False), f"+ ACI {g:g}, no reset",
+                                        CHOICE_END, end)],
+                    f"day-ahead bands, runs issued {CHOICE_END.date()}..: weekly coverage (scored)")
+    print(f"\n{time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
