@@ -223,7 +223,7 @@ def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookba
         tz-aware.
     actuals : DataFrame, optional
         ``location_id``, ``time``, ``power_kw``: measured up to the issue time
-        (a later sample raises ``ValueError``, :func:`engine.intraday.power_indices`).
+        (a sample at or after the issue raises ``ValueError``, :func:`engine.intraday.power_indices`).
     lookback : DataFrame, optional
         The plants' forecast frame (``p50``, kW; tuned description, no plant
         offsets) at the actuals' times (``location_id``, ``valid_time``); None:
