@@ -152,7 +152,8 @@ class Forecaster:
         Returns one result per call, in order; a pass that raised gives its
         exception to its calls only (returned, re-raised by :meth:`forecast`).
         """
-        groups = merge_groups([c[0]["location_id"].tolist() for c in calls], [pass_key(c[1]) for c in calls])
+        groups = merge_groups([c[0]["location_id"].tolist() for c in calls], [pass_key(c[1]) for c in calls],
+                              [c[2] for c in calls])
         passes = await asyncio.gather(*[self.forecast_pass([calls[i] for i in g]) for g in groups],
                                       return_exceptions=True)
         results = [None] * len(calls)
@@ -333,11 +334,13 @@ def pass_key(params):
     return (params["issue_time"], params["horizon_hours"], params["resolution_minutes"], params["forecast_type"])
 
 
-def merge_groups(location_ids, keys):
-    """Calls that can share a pass: indices grouped by key, no plant twice in a group.
+def merge_groups(location_ids, keys, task_ids):
+    """Calls that can share a pass: indices grouped by key, no plant twice and no task twice in a group.
 
     A plant asked by two calls of the same key (two clients, the same plant
     and issue time) is in two groups: each call gets a run of its own task.
+    Two batches of one task are never merged: the ingress split that task to
+    spread its batches over replicas and nodes (serve_app/tasks.py).
 
     Parameters
     ----------
@@ -345,22 +348,25 @@ def merge_groups(location_ids, keys):
         The plants of each call.
     keys : list
         :func:`pass_key` of each call.
+    task_ids : list of str
+        The task of each call.
 
     Returns
     -------
     list of list of int
         Call indices, each group in call order.
     """
-    groups = []  # (key, plants, indices)
-    for i, (ids, key) in enumerate(zip(location_ids, keys)):
+    groups = []  # (key, plants, tasks, indices)
+    for i, (ids, key, task) in enumerate(zip(location_ids, keys, task_ids)):
         ids = set(ids)
-        group = next((g for g in groups if g[0] == key and not g[1] & ids), None)
+        group = next((g for g in groups if g[0] == key and not g[1] & ids and task not in g[2]), None)
         if group is None:
-            groups.append((key, ids, [i]))
+            groups.append((key, ids, {task}, [i]))
         else:
             group[1].update(ids)
-            group[2].append(i)
-    return [g[2] for g in groups]
+            group[2].add(task)
+            group[3].append(i)
+    return [g[3] for g in groups]
 
 
 def call_results(calls, run_ids, errors, frame, locations, timings):

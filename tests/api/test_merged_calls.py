@@ -17,6 +17,7 @@ import yaml
 import local_instance as local
 from apihelpers import ISSUE, ROOT, assert_forecast_invariant, demo_plants, openapi_validator, weather_rows
 from engine.quantiles import QUANTILE_COLUMNS
+from serve_app.forecaster import merge_groups
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +169,10 @@ def test_beyond_capacity_requests_are_shed_with_503_and_retry_after(tiny):
             task = c.get(f"/api/v1/forecast/task/{r.headers['X-Task-Id']}").json()
             assert task["status"] == "failed" and set(task["errors"]) == {str(lid)}, task  # shed: not resumed
         assert c.post("/api/v1/forecast/generate", json=body([lid])).status_code == 200  # and it serves on
+
+
+def test_batches_of_one_task_never_share_a_pass_other_tasks_calls_do():
+    # calls: two batches of task a, one of task b (same key), a call of b with another key, b again on plant 1
+    same, other = ("2013-07-01T06:00:00+00:00", 48, 15, "ml"), ("2013-07-01T07:00:00+00:00", 48, 15, "ml")
+    groups = merge_groups([[1], [2], [3], [4], [1]], [same, same, same, other, same], ["a", "a", "b", "b", "c"])
+    assert groups == [[0, 2], [1, 4], [3]]
