@@ -1351,7 +1351,8 @@ async def read_calibrations(db, location_ids, *, tenant_id=None):
 async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
     """Measured power of many locations over a time window (inclusive), one frame.
 
-    A forecast issued at T passes ``end = T``: nothing later is read.
+    A forecast issued at T reads actuals with time < T: the Forecaster passes
+    ``end = T - 1 us`` (serve_app/forecaster.py ``calibration_inputs``).
 
     Returns
     -------
