@@ -1349,10 +1349,11 @@ async def read_calibrations(db, location_ids, *, tenant_id=None):
 
 
 async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
-    """Measured power of many locations over a time window (inclusive), one frame.
+    """Measured power of many locations over the half-open window ``[start, end)``, one frame.
 
-    A forecast issued at T reads actuals with time < T: the Forecaster passes
-    ``end = T - 1 us`` (serve_app/forecaster.py ``calibration_inputs``).
+    The end is exclusive: a forecast issued at T reads actuals with time < T
+    by passing ``end = T``, and a calibration with cutoff C reads those
+    before C (``None``: unbounded on that side).
 
     Returns
     -------
@@ -1362,7 +1363,7 @@ async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
     rows = await db.fetch(f"""
         SELECT location_id, time, power_kw FROM actuals
         WHERE location_id = ANY($1::bigint[]) AND time >= coalesce($2::timestamptz, '-infinity')
-          AND time <= coalesce($3::timestamptz, 'infinity') AND {TENANT_OWNS.format("$4")}
+          AND time < coalesce($3::timestamptz, 'infinity') AND {TENANT_OWNS.format("$4")}
         ORDER BY location_id, time""", [int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), tenant_id)
     return frame(rows, ("location_id", "time", "power_kw"), times=("time",), ints=("location_id",),
                  floats=("power_kw",))

@@ -227,8 +227,7 @@ class Forecaster:
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
-        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window,
-                                                         issue - pd.Timedelta(microseconds=1))
+        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
 
     async def calibrate(self, location_id, cutoff, tenant_id=None):
         """Refit a plant's calibration from its actuals before ``cutoff`` and store it as a new version.
@@ -244,7 +243,7 @@ class Forecaster:
         conf = self.settings["adaptation"]
         cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
         start = cutoff - pd.Timedelta(days=conf["max_history_days"])
-        actuals = await store.read_actuals(self.pool, [location_id], start, cutoff - pd.Timedelta(microseconds=1))
+        actuals = await store.read_actuals(self.pool, [location_id], start, cutoff)
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
         weather = await store.read_weather(self.pool, [location_id], start - margin, cutoff, cutoff)
         model = self.models.get(loc["model_id"].iloc[0])

@@ -51,12 +51,14 @@ def test_unknown_location_and_failed_fit_are_refused(db_url, calibration):
     assert run(db_url, lambda conn: store.read_calibration(conn, 10 ** 12)) is None
 
 
-def test_read_actuals_ends_at_the_given_time(db_url, location_id):
+def test_read_actuals_window_is_half_open(db_url, location_id):
+    """[start, end): a forecast issued at T passes end = T and never reads the sample at T."""
     times = pd.date_range("2016-07-01T18:00Z", periods=8, freq="15min")
     run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
         {"location_id": location_id, "time": times, "power_kw": np.arange(8.0)})))
-    got = run(db_url, lambda conn: store.read_actuals(conn, [location_id], None, times[4]))
-    assert got["time"].max() == times[4] and len(got) == 5
+    got = run(db_url, lambda conn: store.read_actuals(conn, [location_id], times[1], times[4]))
+    assert list(got["time"]) == list(times[1:4])
+    assert len(run(db_url, lambda conn: store.read_actuals(conn, [location_id], None, None))) == 8
     counts = run(db_url, lambda conn: store.count_actuals_after(conn, [location_id]))
     assert counts[location_id] == 0  # every actual is before the stored calibrations' cutoff (2016-07-22)
 
