@@ -298,25 +298,18 @@ class Forecaster:
         return due
 
     def predict(self, feats, locations, params, issue, adapt_inputs=({}, None, None)):
-        """``engine.forecast.forecast_batch`` (blocking; runs in the replica's executor).
+        """``engine.adaptation.forecast_with_calibrations`` (blocking; runs in the replica's executor).
 
         ``adapt_inputs``: (calibrations, actuals up to the issue, lookback
-        features at the actuals' times); the model P50 at those times (no plant
-        offsets) is the reference of the intraday power index
+        features at the actuals' times): the plants' intraday blend
         (``engine.adaptation.serving_adaptation``).
         """
         if feats is None:  # every plant of the batch already has its error
             return pd.DataFrame(columns=list(validation.FORECAST_COLUMNS)), {}
         calibrations, actuals, lookback = adapt_inputs
-        threads = self.settings["forecast"]["predict_threads"]
-        adapt = None
-        if calibrations:
-            reference = None
-            if lookback is not None:
-                past = locations[locations["location_id"].isin(lookback.index.get_level_values("location_id"))]
-                reference = forecast.forecast_batch(lookback, past, self.models, "ml", issue, threads)[0]
-            adapt = adaptation.serving_adaptation(calibrations, locations, issue, actuals, reference)
-        return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue, threads, adapt)
+        return adaptation.forecast_with_calibrations(feats, locations, self.models, params["forecast_type"], issue,
+                                                     self.settings["forecast"]["predict_threads"], calibrations,
+                                                     actuals, lookback)
 
     def runs_frame(self, locations, params, issue, task_ids):
         """One runs row per location (ARCHITECTURE 'runs'); ``task_ids``: one per location, or one for all."""
