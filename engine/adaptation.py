@@ -266,7 +266,7 @@ def fit_intraday_blend(times, power, p50_kw, feats, location, model, bands, tau_
     index = intraday.window_indices(wi, times[wj], y[wj], np.asarray(p50_kw, dtype=float)[wj], clear[wj],
                                     np.full(len(wj), cap), issues[wi], window_minutes)
     index = index.reindex(np.arange(len(issues))).to_numpy(dtype=float)
-    lead = np.asarray(times[lj].asi8 - issues[li].asi8, dtype=float) / 3.6e12
+    lead = np.asarray((times[lj] - issues[li]).total_seconds(), dtype=float) / 3600.0
     q = forecast.ml_quantiles(feats.iloc[lj], np.full(len(lj), cap), model)
     q = conformal.apply_band_offsets(q, np.zeros(len(lj), dtype=int), lead, feats["csi"].to_numpy()[lj],
                                      np.asarray(bands["offsets"], dtype=float)[None])
