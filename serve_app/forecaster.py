@@ -31,9 +31,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     (frames keyed by ``location_id``; None: one plane each, free horizon).
     Runs as a Ray task (never on a replica's event loop). ``lookback_times``
     (the times of the actuals up to the issue) give the features of the model
-    P50 the intraday update compares the actuals with, for the plants
-    ``lookback_ids``; weather that does not cover them means no intraday
-    update (None), never an error. A missing ``wind_speed`` is
+    P50 and the clear-sky power the intraday blend compares the actuals with,
+    for the plants ``lookback_ids``; a plant whose weather does not cover them
+    (``engine.resample.weather_problems``) has no lookback rows, i.e. no
+    intraday update, never an error (its batch-mates keep theirs). A missing ``wind_speed`` is
     ``wind_speed_ms`` (``engine.resample.fill_wind_speed``).
 
     Returns
@@ -53,10 +54,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     lookback = None
     past = good[good["location_id"].isin(list(lookback_ids))]
     if lookback_times is not None and len(lookback_times) and len(past):
-        try:
+        uncovered = resample.weather_problems(past["location_id"].to_numpy("int64"), weather, lookback_times)
+        past = past[~past["location_id"].isin(list(uncovered))]
+        if len(past):
             lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon, serving=True)
-        except ValueError:  # weather does not reach back to the actuals: forecast without the update
-            lookback = None
     features = feature_frame(good, weather, times, planes=planes, horizon=horizon, serving=True) if len(good) else None
     return features, good, errors, lookback, wind_defaulted
 
