@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import (adaptation, conformal, data, features, forecast, intraday, metrics, modelio, quantiles, resources,
+from engine import (adaptation, conformal, data, features, forecast, intraday, metrics, modelio, resources,
                     tuning)
 from bench_adaptive import CAP, COLS, CONFIG, ISSUE_HOUR_UTC, clear_physical, stamp_day_ahead
 

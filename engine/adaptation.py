@@ -284,8 +284,8 @@ def fit_intraday_blend(times, power, p50_kw, feats, location, model, bands, tau_
 
     return {"ok": ok, "reason": reason, "candidates": list(intraday.BLEND_CANDIDATES),
             "window_minutes": [int(window_minutes), int(window_minutes), intraday.LAST_MINUTES],
-            "issues": int(len(issues)), "rows": int(len(lj)), "lead_edges_hours": [float(e) for e in fit["lead_edges_hours"]],
-            "tau_hours": float(tau_hours), "fitted": listed(fit["fitted"]), "shrink": listed(fit["shrink"]),
+            "issues": int(len(issues)), "rows": int(len(lj)),
+            "lead_edges_hours": [float(e) for e in fit["lead_edges_hours"]], "tau_hours": float(tau_hours), "fitted": listed(fit["fitted"]), "shrink": listed(fit["shrink"]),
             "n": [int(v) for v in fit["n"]], "mae_fitted": listed(fit["mae_fitted"]),
             "mae_prior": listed(fit["mae_prior"]), "fallback": list(fit["fallback"])}
 
@@ -302,9 +302,8 @@ def stacked_blends(calibrations, ids):
     ValueError
         A stored blend whose candidates or lead bins are not this code's.
     """
-    edges = list(intraday.BLEND_LEAD_EDGES_HOURS)
-    nb, nc = len(edges) - 1, len(intraday.BLEND_CANDIDATES)
-    fitted, shrink = np.full((len(ids), nb, nc), np.nan), np.zeros((len(ids), nb))
+    stacked = intraday.prior_blend([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])
+    edges = stacked["lead_edges_hours"]
     for p, i in enumerate(ids):  # a few keys per plant: the arithmetic on them is vectorised
         blend = calibrations[i]["intraday"].get("blend")
         if blend is None:
@@ -312,10 +311,9 @@ def stacked_blends(calibrations, ids):
         if list(blend["candidates"]) != list(intraday.BLEND_CANDIDATES) or list(blend["lead_edges_hours"]) != edges:
             raise ValueError(f"location_id {i}: stored intraday blend has candidates {blend['candidates']} and lead "
                              f"bins {blend['lead_edges_hours']}, not {list(intraday.BLEND_CANDIDATES)} / {edges}")
-        fitted[p] = np.asarray(blend["fitted"], dtype=float)
-        shrink[p] = np.asarray(blend["shrink"], dtype=float)
-    tau = np.array([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])
-    return {"fitted": fitted, "shrink": shrink, "tau_hours": tau, "lead_edges_hours": edges}
+        stacked["fitted"][p] = np.asarray(blend["fitted"], dtype=float)
+        stacked["shrink"][p] = np.asarray(blend["shrink"], dtype=float)
+    return stacked
 
 
 def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookback=None, lookback_features=None):

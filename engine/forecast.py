@@ -147,15 +147,12 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     q = conformal.apply_band_offsets(q_norm, plant, lead_hours, csi, adaptation["offsets"])
     has = plant >= 0
     p = np.maximum(plant, 0)
-    n_cand = len(intraday.BLEND_CANDIDATES)
     if "indices" in adaptation:
         indices, blend = np.asarray(adaptation["indices"], dtype=float), adaptation["blend"]
     else:  # the update before fitted weights: the power index with weight exp(-lead / tau)
         k = np.asarray(adaptation["k_meas"], dtype=float)
-        indices = np.column_stack([k, np.full((len(k), n_cand - 1), np.nan)])
-        edges = list(intraday.BLEND_LEAD_EDGES_HOURS)
-        blend = {"fitted": np.full((len(k), len(edges) - 1, n_cand), np.nan), "shrink": np.zeros((len(k), len(edges) - 1)),
-                 "tau_hours": np.asarray(adaptation["tau_hours"], dtype=float), "lead_edges_hours": edges}
+        indices = np.column_stack([k, np.full((len(k), len(intraday.BLEND_CANDIDATES) - 1), np.nan)])
+        blend = intraday.prior_blend(adaptation["tau_hours"])
     if not has.any() or not np.isfinite(indices).any():
         return q
     row_indices = np.where(has[:, None], indices[p], np.nan)

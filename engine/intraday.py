@@ -453,6 +453,26 @@ def candidates(base, clear, indices):
     return np.column_stack([k[:, 0] * base, np.minimum(k[:, 1] * clear, 1.0), np.minimum(k[:, 2] * clear, 1.0)])
 
 
+def prior_blend(tau_hours):
+    """Plants' blends stacked for :func:`blend_weights` with no fitted weight: the prior of each plant.
+
+    Parameters
+    ----------
+    tau_hours : array_like
+        Shape (plants,), h.
+
+    Returns
+    -------
+    dict
+        ``fitted`` (plants, bins, candidates) NaN, ``shrink`` (plants, bins) 0,
+        ``tau_hours``, ``lead_edges_hours`` (:data:`BLEND_LEAD_EDGES_HOURS`).
+    """
+    tau = np.atleast_1d(np.asarray(tau_hours, dtype=float))
+    bins = len(BLEND_LEAD_EDGES_HOURS) - 1
+    return {"fitted": np.full((len(tau), bins, len(BLEND_CANDIDATES)), np.nan), "shrink": np.zeros((len(tau), bins)),
+            "tau_hours": tau, "lead_edges_hours": list(BLEND_LEAD_EDGES_HOURS)}
+
+
 def index_pairs(starts, ends):
     """(group, position) of every position in ``[starts[g], ends[g])``, vectorised."""
     counts = np.maximum(np.asarray(ends) - np.asarray(starts), 0)
