@@ -241,6 +241,36 @@ def _online_blend(rows, candidates, tau, n0, step):
     return np.clip(out, 0.0, 1.0) * CAP, first, fit
 
 
+def served_reference_candidates(rows):
+    """The bench's candidates with the SERVED clear-sky reference (``intraday.clear_sky_power``: physical_ac_kw /
+    csi of the plant's features) instead of the physical power under PSM3's clear sky (kW).
+
+    Isolates what the served reference costs from the other difference of the served blend (weights fitted at
+    each calibration on simulated past issues instead of refitted daily on the bench's own rows). The plant is
+    taken with DC = 1.13 x AC for the whole period (the tuned DC of the calibrations; the clear-sky index of
+    measured power x the clear-sky power does not depend on the DC scale below clipping).
+    """
+    _, _, power, weather, location = load()
+    times = power.index
+    f = features.feature_frame(location.assign(capacity_dc_kw=CAP * 1.13), weather, times)
+    ref = intraday.clear_sky_power(f["physical_ac_kw"].to_numpy(), f["csi"].to_numpy())
+    y = power.to_numpy()
+    issue = pd.DatetimeIndex(rows["issue"])
+    issues = issue.unique()
+    day = issues.normalize()
+    kc = {w: np.full(len(issues), np.nan) for w in (WINDOW, SHORT)}
+    for d in day.unique():  # window_ratio pairs every issue with every time: one day at a time
+        sel = np.asarray(day == d)
+        near = (times >= d - pd.Timedelta(hours=2)) & (times < d + pd.Timedelta(days=1, hours=2))
+        for w in kc:
+            kc[w][sel] = window_ratio(times[near], y[near], ref[near], issues[sel], w, 0.05 * CAP)
+    clear = pd.Series(ref, index=times).reindex(pd.DatetimeIndex(rows["valid"])).to_numpy()
+    none = rows["none"].to_numpy()
+    at = issues.get_indexer(issue)
+    return [np.clip(rows["k60"].to_numpy(), *intraday.K_BOUNDS) * none] + [
+        np.minimum(np.clip(kc[w][at], *intraday.K_BOUNDS) * clear, CAP) for w in (WINDOW, SHORT)]
+
+
 def nmae(y, fx):
     """P50 nMAE, % of capacity_ac_kw."""
     return 100.0 * metrics.mae(y, fx) / CAP
@@ -404,8 +434,13 @@ def main(argv):
         report(r, {"smart persist.": smart, "day-ahead": r["day_ahead"].to_numpy(),
                    "served no act.": r["served_none"].to_numpy(), f"ratio tau {tau:g}": r["update"].to_numpy(),
                    "bench blend": fx[score], "served blend": r["served"].to_numpy()},
-               f"the SERVICE's forecasts (adaptation.forecast_with_calibrations), issues {CHOICE_END.date()}..2016-10-12: "
-               f"blend weights fitted at each calibration on its simulated past issues")
+               f"the SERVICE's forecasts (adaptation.forecast_with_calibrations), issues {CHOICE_END.date()}.."
+               f"2016-10-12: blend weights fitted at each calibration on its simulated past issues")
+        own_ref = online_blend(rows, served_reference_candidates(rows), tau)[0]
+        report(r, {"bench blend": fx[score], "bench, served ref": own_ref[score],
+                   "served blend": r["served"].to_numpy()},
+               "the bench's daily-refitted blend with PSM3's clear sky and with the served clear-sky reference "
+               "(physical_ac_kw / csi), and the served blend")
     richest = np.column_stack(candidate_sets(r)["ratio 60 + ratio 15 + smart persistence 60 + 15 (grid 0.1)"]) / CAP
     own = intraday.fit_blend(r["lead"], r["y"] / CAP, r["none"] / CAP, richest, tau, n0=1e-9, min_rows=1, step=0.1)
     in_sample = np.clip(r["none"].to_numpy() / CAP + intraday.blend_shift(r["none"].to_numpy() / CAP,
