@@ -27,7 +27,16 @@ Each intraday issue is scored per lead bucket (``engine.metrics.LEAD_EDGES_HOURS
 (b) the same run without actuals (band offsets, no intraday update);
 (c) the day-ahead run for the same valid times.
 
-Run: ``.venv/bin/python bench/bench_intraday.py`` (a few minutes).
+With ``--served`` the walk also runs, for every intraday issue, what the service computes:
+``engine.adaptation.forecast_with_calibrations`` (the body of ``Forecaster.predict``) on the
+serving feature frame (``feature_frame(serving=True)``, the feature task's) of the plant tuned by
+its calibration (``tuning.tuned_locations``, as the forecaster), the calibration's own intraday
+blend (fitted at calibration time on simulated past issues, ``adaptation.fit_intraday_blend``),
+the actuals in [T - window, T) and the lookback features at their times; and the same without
+actuals. The table then has the served columns beside the bench's own (daily refitted) blend.
+
+Run: ``.venv/bin/python bench/bench_intraday.py [--served] [cache prefix]`` (a few minutes; ``--served``
+about twice that).
 """
 
 import sys
@@ -38,7 +47,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import adaptation, conformal, data, features, forecast, intraday, metrics, modelio, quantiles, resources
+from engine import (adaptation, conformal, data, features, forecast, intraday, metrics, modelio, resources,
+                    tuning)
 from bench_adaptive import CAP, COLS, CONFIG, ISSUE_HOUR_UTC, clear_physical, stamp_day_ahead
 
 SERVICE = yaml.safe_load(resources.config_path("service.yaml").read_text())["adaptation"]
@@ -74,7 +84,42 @@ def window_ratio(times, measured, reference, issues, window, floor_kw):
     return out
 
 
-def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="2016-10-12"):
+def served_day(cal, version, location, known, times, actuals, issues, aheads, model):
+    """P50 (kW) of the service's runs of one day, with and without actuals: one array per issue each.
+
+    What ``Forecaster.predict`` runs (``adaptation.forecast_with_calibrations``), on the serving feature
+    frame of the plant tuned by its calibration, the actuals in [T - window, T) and the lookback features
+    at their times. The day's frame is computed once and sliced: features are computed per (plant, time),
+    which the first issue of the day checks against frames computed for its own times, as the feature
+    task does.
+    """
+    cal = {**cal, "version": version}
+    tuned = tuning.tuned_locations(location, None, adaptation.tuning_table({1: cal}))[0]
+    fs = features.feature_frame(tuned, known, times, serving=True)
+    window = pd.Timedelta(minutes=cal["intraday"]["window_minutes"])
+    t_act = pd.DatetimeIndex(actuals["time"])
+    with_actuals, without = [], []
+    for n, (issue, ahead) in enumerate(zip(issues, aheads)):
+        sel = np.asarray((t_act >= issue - window) & (t_act < issue))
+        act = actuals[sel].assign(location_id=1)
+        assert (act["time"] < issue).all()  # a forecast issued at T sees actuals with time < T only
+        lookback = fs[times.isin(pd.DatetimeIndex(act["time"]))] if len(act) else None
+        rows = fs[ahead]
+        if n == 0:
+            own = features.feature_frame(tuned, known, times[ahead], serving=True)
+            pd.testing.assert_frame_equal(own, rows)
+            if lookback is not None:
+                pd.testing.assert_frame_equal(
+                    features.feature_frame(tuned, known, pd.DatetimeIndex(act["time"]), serving=True), lookback)
+        models = {model["card"]["model_id"]: model}
+        got = adaptation.forecast_with_calibrations(rows, tuned, models, "ml", issue, -1, {1: cal}, act, lookback)[0]
+        plain = adaptation.forecast_with_calibrations(rows, tuned, models, "ml", issue, -1, {1: cal})[0]
+        with_actuals.append(got["p50"].to_numpy())
+        without.append(plain["p50"].to_numpy())
+    return with_actuals, without
+
+
+def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="2016-10-12", served=False):
     """Every intraday (issue, lead) row of the period and every day-ahead row, as a client would have them.
 
     Returns
@@ -85,7 +130,8 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
         (P50 of the service's intraday update, tau of configs/service.yaml), ``day_ahead``
         (P50 of the day-ahead run for that valid time), ``clear`` (clear-sky physical kW),
         ``k60``, ``k15`` (power index over the last 60 / 15 min), ``kc60``, ``kc15``
-        (clear-sky index of measured power, same windows), ``version``.
+        (clear-sky index of measured power, same windows), ``version``; with ``served``:
+        ``served``, ``served_none`` (:func:`served_day`).
     day_ahead : DataFrame
         Day-ahead rows: ``issue``, ``valid``, ``y``, ``day``, p10..p90 (kW), ``version``.
     """
@@ -124,9 +170,16 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
         k15 = window_ratio(times, y, reference, issues, SHORT, floor)
         kc60 = window_ratio(times, y, clear, issues, WINDOW, floor)
         kc15 = window_ratio(times, y, clear, issues, SHORT, floor)
+        aheads = [(times > issue) & (times <= issue + pd.Timedelta(hours=HORIZON_HOURS)) & (elev > 0)
+                  for issue in issues]
+        keep = [n for n, a in enumerate(aheads) if a.any()]
+        if served:
+            sv, sv_none = served_day(cal, version, location, known, times, actuals, issues[keep],
+                                     [aheads[n] for n in keep], model)
+            served_of = dict(zip(keep, zip(sv, sv_none)))
         for n, issue in enumerate(issues):
             assert (known["issue_time"] <= issue).all()  # weather: forecasts available at T
-            ahead = (times > issue) & (times <= issue + pd.Timedelta(hours=HORIZON_HOURS)) & (elev > 0)
+            ahead = aheads[n]
             if not ahead.any():
                 continue
             fa = f[ahead]
@@ -137,7 +190,8 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
                 "issue": issue, "valid": times[ahead], "lead": (times[ahead] - issue).total_seconds() / 3600.0,
                 "y": y[ahead], "none": none["p50"].to_numpy(), "update": upd["p50"].to_numpy(),
                 "day_ahead": da["p50"].to_numpy()[ahead], "clear": clear[ahead], "k60": k60[n], "k15": k15[n],
-                "kc60": kc60[n], "kc15": kc15[n], "version": version}))
+                "kc60": kc60[n], "kc15": kc15[n], "version": version,
+                **({"served": served_of[n][0], "served_none": served_of[n][1]} if served else {})}))
     return pd.concat(rows, ignore_index=True), pd.concat(da_rows, ignore_index=True)
 
 
@@ -185,6 +239,36 @@ def _online_blend(rows, candidates, tau, n0, step):
         first = first or fit["fallback"]
         out[today] = base[today] + intraday.blend_shift(base[today], lead[today], cand[today], fit)
     return np.clip(out, 0.0, 1.0) * CAP, first, fit
+
+
+def served_reference_candidates(rows):
+    """The bench's candidates with the SERVED clear-sky reference (``intraday.clear_sky_power``: physical_ac_kw /
+    csi of the plant's features) instead of the physical power under PSM3's clear sky (kW).
+
+    Isolates what the served reference costs from the other difference of the served blend (weights fitted at
+    each calibration on simulated past issues instead of refitted daily on the bench's own rows). The plant is
+    taken with DC = 1.13 x AC for the whole period (the tuned DC of the calibrations; the clear-sky index of
+    measured power x the clear-sky power does not depend on the DC scale below clipping).
+    """
+    _, _, power, weather, location = load()
+    times = power.index
+    f = features.feature_frame(location.assign(capacity_dc_kw=CAP * 1.13), weather, times)
+    ref = intraday.clear_sky_power(f["physical_ac_kw"].to_numpy(), f["csi"].to_numpy())
+    y = power.to_numpy()
+    issue = pd.DatetimeIndex(rows["issue"])
+    issues = issue.unique()
+    day = issues.normalize()
+    kc = {w: np.full(len(issues), np.nan) for w in (WINDOW, SHORT)}
+    for d in day.unique():  # window_ratio pairs every issue with every time: one day at a time
+        sel = np.asarray(day == d)
+        near = (times >= d - pd.Timedelta(hours=2)) & (times < d + pd.Timedelta(days=1, hours=2))
+        for w in kc:
+            kc[w][sel] = window_ratio(times[near], y[near], ref[near], issues[sel], w, 0.05 * CAP)
+    clear = pd.Series(ref, index=times).reindex(pd.DatetimeIndex(rows["valid"])).to_numpy()
+    none = rows["none"].to_numpy()
+    at = issues.get_indexer(issue)
+    return [np.clip(rows["k60"].to_numpy(), *intraday.K_BOUNDS) * none] + [
+        np.minimum(np.clip(kc[w][at], *intraday.K_BOUNDS) * clear, CAP) for w in (WINDOW, SHORT)]
 
 
 def nmae(y, fx):
@@ -301,12 +385,15 @@ def hindsight(rows, lead_sel):
 
 def main(argv):
     t0 = time.time()
-    cache = argv[1] if len(argv) > 1 else None  # optional: a parquet prefix to keep / reuse the walk
+    served = "--served" in argv
+    args = [a for a in argv[1:] if a != "--served"]
+    cache = args[0] if args else None  # optional: a parquet prefix to keep / reuse the walk
     if cache and Path(f"{cache}_rows.parquet").exists():
         rows, da = pd.read_parquet(f"{cache}_rows.parquet"), pd.read_parquet(f"{cache}_da.parquet")
+        served = "served" in rows
     else:
         model, tz, power, weather, location = load()
-        rows, da = walk(power, weather, location, model, tz)
+        rows, da = walk(power, weather, location, model, tz, served=served)
         if cache:
             rows.to_parquet(f"{cache}_rows.parquet")
             da.to_parquet(f"{cache}_da.parquet")
@@ -343,6 +430,17 @@ def main(argv):
     report(r, {"smart persist.": smart, "day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(),
                f"ratio tau {tau:g}": r["update"].to_numpy(), "blend": fx[score]},
            f"intraday, issues {CHOICE_END.date()}..2016-10-12 (scored; weights refitted daily on earlier rows)")
+    if served:
+        report(r, {"smart persist.": smart, "day-ahead": r["day_ahead"].to_numpy(),
+                   "served no act.": r["served_none"].to_numpy(), f"ratio tau {tau:g}": r["update"].to_numpy(),
+                   "bench blend": fx[score], "served blend": r["served"].to_numpy()},
+               f"the SERVICE's forecasts (adaptation.forecast_with_calibrations), issues {CHOICE_END.date()}.."
+               f"2016-10-12: blend weights fitted at each calibration on its simulated past issues")
+        own_ref = online_blend(rows, served_reference_candidates(rows), tau)[0]
+        report(r, {"bench blend": fx[score], "bench, served ref": own_ref[score],
+                   "served blend": r["served"].to_numpy()},
+               "the bench's daily-refitted blend with PSM3's clear sky and with the served clear-sky reference "
+               "(physical_ac_kw / csi), and the served blend")
     richest = np.column_stack(candidate_sets(r)["ratio 60 + ratio 15 + smart persistence 60 + 15 (grid 0.1)"]) / CAP
     own = intraday.fit_blend(r["lead"], r["y"] / CAP, r["none"] / CAP, richest, tau, n0=1e-9, min_rows=1, step=0.1)
     in_sample = np.clip(r["none"].to_numpy() / CAP + intraday.blend_shift(r["none"].to_numpy() / CAP,

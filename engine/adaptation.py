@@ -16,7 +16,11 @@ before the cutoff),
    :func:`engine.conformal.fit_band_offsets` turns the plant's residuals into
    shrunk offsets per lead bucket (lead = valid time - the weather's issue
    time) and clear-sky regime;
-3. the intraday decay constant of the settings is recorded with it.
+3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
+   candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
+   hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
+   power index where there are too few, said in the blend's ``fallback``, or
+   the whole prior with ``ok = False`` and the reason).
 
 The result is JSON-ready data; a plant with too little history gets
 ``ok = False`` and the reason (errors as data).
@@ -96,7 +100,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         ``azimuth``, ``stated_tilt``, ``stated_azimuth``, ``diagnostics``;
         the tilt/azimuth forecasts use when ``ok``), ``window_start``, ``window_end``,
         ``n_samples``, ``bands`` (:func:`engine.conformal.fit_band_offsets`),
-        ``intraday`` (``tau_hours``, ``window_minutes``), ``diagnostics``
+        ``intraday`` (``tau_hours``, ``window_minutes``, ``blend``:
+        :func:`fit_intraday_blend`), ``diagnostics``
         (tuning rejections and fit, daylight P10-P90/P25-P75 coverage of the
         fitting rows before/after the band offsets).
     """
@@ -154,7 +159,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
             "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented,
             "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
-            "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes)},
+            "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes),
+                                         "blend": fit_intraday_blend(times, power, fx["p50"], feats, tuned, model,
+                                                                     bands, tau_hours, window_minutes)},
             "diagnostics": diagnostics}
 
 
@@ -210,7 +217,106 @@ def tuning_table(calibrations):
                          "version": [int(calibrations[i]["version"]) for i in ids]})
 
 
-def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookback=None):
+def fit_intraday_blend(times, power, p50_kw, feats, location, model, bands, tau_hours, window_minutes):
+    """The intraday blend of one plant, fitted on simulated hourly issues of its history (JSON-ready).
+
+    Every full hour with the sun up in the history is an issue T
+    (:func:`engine.intraday.past_issues`): its candidates
+    (:func:`engine.intraday.candidates`) come from the actuals in
+    ``[T - window, T)`` exactly as at serving time (the power index against
+    the model P50 without plant offsets, the clear-sky indices against
+    :func:`engine.intraday.clear_sky_power`), its base is the model P50 with
+    the plant's band offsets at lead ``valid - T``, its targets the actuals in
+    ``(T, T + 6 h]``. Every sample is before the calibration's cutoff (the
+    caller's selection), so no weight sees data at or after it.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        The history's sample times (sorted, UTC, < cutoff).
+    power : Series
+        Measured AC power at ``times``, kW.
+    p50_kw : array_like
+        Model P50 at ``times`` (tuned description, no plant offsets), kW.
+    feats : DataFrame
+        ``engine.features.feature_frame`` of the tuned plant at ``times``.
+    location : DataFrame
+        The tuned one-row locations frame.
+    model : dict
+    bands : dict
+        :func:`engine.conformal.fit_band_offsets` of the plant.
+    tau_hours, window_minutes
+        The prior's decay, h; the window of the indices, min.
+
+    Returns
+    -------
+    dict
+        ``ok`` (False: no lead bin had enough rows; the prior serves),
+        ``reason``, ``candidates`` (:data:`engine.intraday.BLEND_CANDIDATES`),
+        ``window_minutes`` (of each candidate), ``issues``, ``rows``, and
+        :func:`engine.intraday.fit_blend`'s ``lead_edges_hours``, ``tau_hours``,
+        ``fitted``, ``shrink``, ``n``, ``mae_fitted``, ``mae_prior``
+        (fraction of capacity, in sample), ``fallback``; NaN as None.
+    """
+    cap = float(location["capacity_ac_kw"].iloc[0])
+    elev = feats["solar_elevation"].to_numpy(dtype=float)
+    issues, (wi, wj), (li, lj) = intraday.past_issues(times, elev, window_minutes)
+    y = power.to_numpy(dtype=float)
+    clear = intraday.clear_sky_power(feats["physical_ac_kw"].to_numpy(), feats["csi"].to_numpy())
+    index = intraday.window_indices(wi, times[wj], y[wj], np.asarray(p50_kw, dtype=float)[wj], clear[wj],
+                                    np.full(len(wj), cap), issues[wi], window_minutes)
+    index = index.reindex(np.arange(len(issues))).to_numpy(dtype=float)
+    lead = np.asarray((times[lj] - issues[li]).total_seconds(), dtype=float) / 3600.0
+    q = forecast.ml_quantiles(feats.iloc[lj], np.full(len(lj), cap), model)
+    q = conformal.apply_band_offsets(q, np.zeros(len(lj), dtype=int), lead, feats["csi"].to_numpy()[lj],
+                                     np.asarray(bands["offsets"], dtype=float)[None])
+    base = q[:, 2]
+    fit = intraday.fit_blend(lead, y[lj] / cap, base, intraday.candidates(base, clear[lj] / cap, index[li]),
+                             tau_hours)
+    ok = bool((fit["shrink"] > 0).any())
+    reason = None if ok else (f"{len(lj)} past (issue, lead) rows from {len(issues)} simulated hourly issues: no lead "
+                              f"bin with {intraday.BLEND_MIN_ROWS} rows: prior weights exp(-lead / {tau_hours:g} h) "
+                              f"on the power index")
+
+    def listed(a):
+        return [None if not np.isfinite(v) else float(v) for v in np.ravel(a)] if np.ndim(a) == 1 else \
+            [listed(r) for r in a]
+
+    return {"ok": ok, "reason": reason, "candidates": list(intraday.BLEND_CANDIDATES),
+            "window_minutes": [int(window_minutes), int(window_minutes), intraday.LAST_MINUTES],
+            "issues": int(len(issues)), "rows": int(len(lj)),
+            "lead_edges_hours": [float(e) for e in fit["lead_edges_hours"]], "tau_hours": float(tau_hours), "fitted": listed(fit["fitted"]), "shrink": listed(fit["shrink"]),
+            "n": [int(v) for v in fit["n"]], "mae_fitted": listed(fit["mae_fitted"]),
+            "mae_prior": listed(fit["mae_prior"]), "fallback": list(fit["fallback"])}
+
+
+def stacked_blends(calibrations, ids):
+    """The plants' blends stacked for :func:`engine.intraday.blend_weights` (``plant`` = position in ``ids``).
+
+    A calibration stored before fitted blends (no ``intraday.blend``) or
+    whose blend was refused has NaN ``fitted`` and 0 ``shrink``: the prior,
+    i.e. :func:`engine.intraday.intraday_shift` with its ``tau_hours``.
+
+    Raises
+    ------
+    ValueError
+        A stored blend whose candidates or lead bins are not this code's.
+    """
+    stacked = intraday.prior_blend([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])
+    edges = stacked["lead_edges_hours"]
+    for p, i in enumerate(ids):  # a few keys per plant: the arithmetic on them is vectorised
+        blend = calibrations[i]["intraday"].get("blend")
+        if blend is None:
+            continue
+        if list(blend["candidates"]) != list(intraday.BLEND_CANDIDATES) or list(blend["lead_edges_hours"]) != edges:
+            raise ValueError(f"location_id {i}: stored intraday blend has candidates {blend['candidates']} and lead "
+                             f"bins {blend['lead_edges_hours']}, not {list(intraday.BLEND_CANDIDATES)} / {edges}")
+        stacked["fitted"][p] = np.asarray(blend["fitted"], dtype=float)
+        stacked["shrink"][p] = np.asarray(blend["shrink"], dtype=float)
+    return stacked
+
+
+def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookback=None, lookback_features=None):
     """The ``adaptation`` argument of ``engine.forecast.forecast_quantiles`` for a batch of plants.
 
     Parameters
@@ -228,27 +334,84 @@ def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookba
         The plants' forecast frame (``p50``, kW; tuned description, no plant
         offsets) at the actuals' times (``location_id``, ``valid_time``); None:
         no intraday update.
+    lookback_features : DataFrame, optional
+        The serving feature frame at the actuals' times (``physical_ac_kw``,
+        ``csi``; indexed by ``location_id``, ``valid_time``): the clear-sky
+        power of the clear-sky-index candidates; None: those candidates are
+        missing (no update from them).
 
     Returns
     -------
     dict
         ``location_ids``, ``offsets`` (plants, lead buckets, regimes, 5),
-        ``k_meas`` (NaN: no update), ``tau_hours``.
+        ``indices`` (plants, candidates: :func:`engine.intraday.window_indices`,
+        NaN: none), ``k_meas`` (its power index column), ``tau_hours``,
+        ``blend`` (:func:`stacked_blends`).
     """
     ids = [i for i in locations["location_id"].tolist() if i in calibrations]
     n_lead, n_regime = len(conformal.LEAD_EDGES_HOURS) - 1, len(conformal.CSI_EDGES) - 1
     offsets = np.stack([np.asarray(calibrations[i]["bands"]["offsets"], dtype=float) for i in ids]) if ids else \
         np.zeros((0, n_lead, n_regime, 5))
-    k = pd.Series(np.nan, index=pd.Index(ids, dtype="int64"))
+    indices = pd.DataFrame(np.nan, index=pd.Index(ids, dtype="int64"), columns=list(intraday.BLEND_CANDIDATES))
     if ids and actuals is not None and lookback is not None and len(actuals) and len(lookback):
         ref = lookback[["location_id", "valid_time", "p50"]].rename(columns={"valid_time": "time"})
         joined = actuals.merge(ref, on=["location_id", "time"], how="inner")
         joined = joined[joined["location_id"].isin(ids)]
-        cap = locations.set_index("location_id")["capacity_ac_kw"].reindex(joined["location_id"]).to_numpy()
-        window = np.array([calibrations[i]["intraday"]["window_minutes"] for i in ids]).max()
-        measured = intraday.power_indices(joined["location_id"].to_numpy(), pd.DatetimeIndex(joined["time"]),
-                                          joined["power_kw"].to_numpy(), joined["p50"].to_numpy(), cap,
-                                          issue_time, int(window))
-        k.loc[measured.index.intersection(k.index)] = measured
-    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets, "k_meas": k.to_numpy(dtype=float),
-            "tau_hours": np.array([float(calibrations[i]["intraday"]["tau_hours"]) for i in ids])}
+        lid = joined["location_id"].to_numpy("int64")
+        times = pd.DatetimeIndex(joined["time"])
+        clear = np.full(len(joined), np.nan)
+        if lookback_features is not None and len(lookback_features):
+            at = lookback_features.reindex(pd.MultiIndex.from_arrays([lid, times]))
+            clear = intraday.clear_sky_power(at["physical_ac_kw"].to_numpy(dtype=float),
+                                             at["csi"].to_numpy(dtype=float))
+        cap = locations.set_index("location_id")["capacity_ac_kw"].reindex(lid).to_numpy(dtype=float)
+        window = pd.Series({i: calibrations[i]["intraday"]["window_minutes"] for i in ids}).reindex(lid).to_numpy()
+        measured = intraday.window_indices(lid, times, joined["power_kw"].to_numpy(dtype=float),
+                                           joined["p50"].to_numpy(dtype=float), clear, cap, issue_time, window)
+        indices.loc[measured.index.intersection(indices.index)] = measured
+    values = indices.to_numpy(dtype=float)
+    blend = stacked_blends(calibrations, ids)
+    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets, "indices": values,
+            "k_meas": values[:, 0], "tau_hours": blend["tau_hours"], "blend": blend}
+
+
+def forecast_with_calibrations(features, locations, models, forecast_type, issue_time, thread_count, calibrations,
+                               actuals=None, lookback=None):
+    """What the service forecasts for a batch: ``engine.forecast.forecast_batch`` with the plants' calibrations.
+
+    The model P50 at the actuals' times (no plant offsets) is the power
+    index's reference; the lookback features give the clear-sky power
+    (:func:`serving_adaptation`). ``serve_app.forecaster.Forecaster.predict``
+    and ``bench/bench_intraday.py --served`` call this.
+
+    Parameters
+    ----------
+    features : DataFrame
+        Serving feature frame at the forecast times.
+    locations : DataFrame
+        The batch's (tuned) plants.
+    models : dict
+        model_id -> ``modelio.load_model``.
+    forecast_type, issue_time, thread_count
+        As in ``engine.forecast.forecast_batch``.
+    calibrations : dict
+        location_id -> latest stored calibration ({}: the global forecast).
+    actuals : DataFrame, optional
+        ``location_id``, ``time``, ``power_kw``, all before ``issue_time``.
+    lookback : DataFrame, optional
+        Serving feature frame at the actuals' times (None: no intraday update).
+
+    Returns
+    -------
+    frame : DataFrame
+    errors : dict
+        ``engine.forecast.forecast_batch``.
+    """
+    adapt = None
+    if calibrations:
+        reference = None
+        if lookback is not None:
+            past = locations[locations["location_id"].isin(lookback.index.get_level_values("location_id"))]
+            reference = forecast.forecast_batch(lookback, past, models, "ml", issue_time, thread_count)[0]
+        adapt = serving_adaptation(calibrations, locations, issue_time, actuals, reference, lookback)
+    return forecast.forecast_batch(features, locations, models, forecast_type, issue_time, thread_count, adapt)

@@ -106,16 +106,19 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     """A plant's own calibration on its normalised quantiles (before the limits).
 
     Band offsets (:func:`engine.conformal.apply_band_offsets`) first, then the
-    intraday shift (:func:`engine.intraday.intraday_shift`) from the plant's
-    power index measured up to the issue time. Plants without a calibration
-    are unchanged.
+    intraday blend (:func:`engine.intraday.blend_shift`) of the candidates
+    measured up to the issue time (:func:`engine.intraday.candidates`: the
+    plant's window indices, the P50 after the offsets, the clear-sky power of
+    the row's features), every quantile moved by the same amount. Plants
+    without a calibration are unchanged; a plant without actuals before the
+    issue gets its band offsets only.
 
     Parameters
     ----------
     q_norm : ndarray
         Shape (n, 5), fraction of capacity_ac_kw.
     features : DataFrame
-        ``csi`` per row.
+        ``csi``, ``physical_ac_kw`` per row.
     location_ids : ndarray
         Shape (n,).
     lead_hours : ndarray
@@ -124,8 +127,11 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
         Shape (n,), kW.
     adaptation : dict
         ``location_ids`` (plants with a calibration), ``offsets`` (shape
-        (plants, lead buckets, regimes, 5)), ``k_meas`` (shape (plants,),
-        NaN = no actuals at the issue), ``tau_hours`` (shape (plants,)).
+        (plants, lead buckets, regimes, 5)), ``indices`` (shape (plants, 3),
+        NaN = no actuals) and ``blend`` (``engine.adaptation.stacked_blends``)
+        of ``engine.adaptation.serving_adaptation``; without those two,
+        ``k_meas`` and ``tau_hours`` (shape (plants,)): the prior blend on the
+        power index (:func:`engine.intraday.intraday_shift`).
 
     Returns
     -------
@@ -140,9 +146,20 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     csi = features["csi"].to_numpy(dtype=float)
     q = conformal.apply_band_offsets(q_norm, plant, lead_hours, csi, adaptation["offsets"])
     has = plant >= 0
-    k = np.where(has, np.asarray(adaptation["k_meas"], dtype=float)[np.maximum(plant, 0)], np.nan)
-    tau = np.where(has, np.asarray(adaptation["tau_hours"], dtype=float)[np.maximum(plant, 0)], 0.0)
-    return q + intraday.intraday_shift(q[:, 2], lead_hours, k, tau)[:, None]
+    p = np.maximum(plant, 0)
+    if "indices" in adaptation:
+        indices, blend = np.asarray(adaptation["indices"], dtype=float), adaptation["blend"]
+    else:  # the update before fitted weights: the power index with weight exp(-lead / tau)
+        k = np.asarray(adaptation["k_meas"], dtype=float)
+        indices = np.column_stack([k, np.full((len(k), len(intraday.BLEND_CANDIDATES) - 1), np.nan)])
+        blend = intraday.prior_blend(adaptation["tau_hours"])
+    if not has.any() or not np.isfinite(indices).any():
+        return q
+    row_indices = np.where(has[:, None], indices[p], np.nan)
+    clear = intraday.clear_sky_power(features["physical_ac_kw"].to_numpy(dtype=float), csi) / capacity_ac_kw
+    base = q[:, 2]
+    shift = intraday.blend_shift(base, lead_hours, intraday.candidates(base, clear, row_indices), blend, p)
+    return q + shift[:, None]
 
 
 def forecast_quantiles(features, locations, model, forecast_type, issue_time, thread_count=-1, adaptation=None):

@@ -17,9 +17,15 @@ update.
 plant's own past: a convex blend of the model and candidates that use the
 actuals (the power index persisted, smart persistence = the clear-sky index
 of measured power x clear-sky power), shrunk toward the ``exp(-h / tau)``
-prior; :func:`blend_shift` applies it. Measured in ``bench/bench_intraday.py``
-(docs/model.md "Intraday walked forward"); the service still runs
-:func:`intraday_shift`.
+prior; :func:`blend_shift` applies it. The service serves it: the candidates
+of :data:`BLEND_CANDIDATES` (:func:`candidates`, the clear-sky power from the
+serving feature frame, :func:`clear_sky_power`) are fitted per plant at
+calibration time on simulated past issues (:func:`past_issues`,
+:func:`fit_served_blend`, stored in the calibration's ``intraday.blend``) and
+applied at every forecast issued with actuals before it
+(``engine.forecast.adapt_quantiles``). With the prior weights (no fit, or a
+calibration stored before fitted weights) the blend is :func:`intraday_shift`.
+Measured in ``bench/bench_intraday.py`` (docs/model.md "Intraday walked forward").
 
 Only actuals strictly before the issue time may enter :func:`power_indices`
 (issue 10: a forecast issued at T uses actuals with time < T); the caller
@@ -198,12 +204,13 @@ def prior_weights(lead_hours, tau_hours, n_candidates):
     """The prior of every row: the power-index candidate (column 0) weighted ``exp(-lead / tau)``, the rest 0.
 
     With these weights :func:`blend_shift` is :func:`intraday_shift` (the
-    update as it was before fitted weights).
+    update as it was before fitted weights). ``tau_hours``: scalar or one per
+    row; 0 = no update.
     """
     lead = np.maximum(np.asarray(lead_hours, dtype=float), 0.0)
+    tau = np.broadcast_to(np.asarray(tau_hours, dtype=float), lead.shape)
     w = np.zeros((len(lead), n_candidates))
-    if tau_hours > 0:
-        w[:, 0] = np.exp(-lead / tau_hours)
+    w[:, 0] = np.where(tau > 0, np.exp(-lead / np.where(tau > 0, tau, 1.0)), 0.0)
     return w
 
 
@@ -278,20 +285,38 @@ def fit_blend(lead_hours, y, base, candidates, tau_hours, n0=BLEND_N0, min_rows=
             "fallback": fallback}
 
 
-def blend_weights(lead_hours, fit):
-    """Weights of each row, shape (n, c): the bin's fitted weights shrunk toward the row's prior (0 outside the bins)."""
+def blend_weights(lead_hours, fit, plant=None):
+    """Weights of each row, shape (n, c): the bin's fitted weights shrunk toward the row's prior (0 outside the bins).
+
+    Parameters
+    ----------
+    lead_hours : ndarray
+        Shape (n,), h.
+    fit : dict
+        One plant's :func:`fit_blend` (``plant`` None), or plants stacked
+        (:func:`stack_blends`: ``fitted`` (p, bins, c), ``shrink`` (p, bins),
+        ``tau_hours`` (p,)); NaN/None in ``fitted``: that bin keeps the prior.
+    plant : ndarray of int, optional
+        Shape (n,): row -> plant of the stacked ``fit``.
+    """
     edges = fit["lead_edges_hours"]
     fitted = np.asarray(fit["fitted"], dtype=float)
+    shrink = np.asarray(fit["shrink"], dtype=float)
+    tau = np.asarray(fit["tau_hours"], dtype=float)
+    if plant is None:
+        fitted, shrink, tau = fitted[None], shrink[None], tau.reshape(1)
+        plant = np.zeros(len(np.asarray(lead_hours)), dtype=int)
     bins = blend_bins(lead_hours, edges)
     inside = bins >= 0
     b = np.maximum(bins, 0)
-    lam = np.where(inside, np.asarray(fit["shrink"], dtype=float)[b], 0.0)[:, None]
-    own = np.where(np.isfinite(fitted[b]), fitted[b], 0.0)
-    prior = prior_weights(lead_hours, fit["tau_hours"], fitted.shape[1])
+    lam = np.where(inside, shrink[plant, b], 0.0)[:, None]
+    own = fitted[plant, b]
+    own = np.where(np.isfinite(own), own, 0.0)
+    prior = prior_weights(lead_hours, tau[plant], fitted.shape[2])
     return np.where(inside[:, None], lam * own + (1.0 - lam) * prior, 0.0)
 
 
-def blend_shift(base, lead_hours, candidates, fit):
+def blend_shift(base, lead_hours, candidates, fit, plant=None):
     """Additive shift of every quantile: ``sum_j w_j(lead) * (c_j - base)`` (:func:`fit_blend`'s weights).
 
     Parameters
@@ -303,7 +328,9 @@ def blend_shift(base, lead_hours, candidates, fit):
     candidates : ndarray
         Shape (n, c), the unit of ``base``; NaN: no update from that candidate.
     fit : dict
-        :func:`fit_blend`.
+        :func:`fit_blend`, or plants stacked (:func:`blend_weights`).
+    plant : ndarray of int, optional
+        Shape (n,): row -> plant of a stacked ``fit``.
 
     Returns
     -------
@@ -314,4 +341,179 @@ def blend_shift(base, lead_hours, candidates, fit):
     cand = np.asarray(candidates, dtype=float)
     cand = cand[:, None] if cand.ndim == 1 else cand
     delta = np.where(np.isfinite(cand), cand - base[:, None], 0.0)
-    return (blend_weights(lead_hours, fit) * delta).sum(axis=1)
+    return (blend_weights(lead_hours, fit, plant) * delta).sum(axis=1)
+
+
+# --- the served blend (issue 10 item 3): candidates from the serving feature frame ----------------------
+
+LAST_MINUTES = 15
+"""Window of the last-sample clear-sky index, min (one sample of 15-min actuals)."""
+
+BLEND_CANDIDATES = ("power_index", "clear_sky_index", "clear_sky_index_last")
+"""The served blend's candidates, in column order (chosen in ``bench/bench_intraday.py`` on issues before
+2016-08-16): the power index over the calibration's window persisted (``k * base``); smart persistence, the
+clear-sky index of measured power over that window x the clear-sky power (:func:`clear_sky_power`); the same
+over the last :data:`LAST_MINUTES`."""
+
+CSI_FLOOR = 0.1
+"""Weather clear-sky index below which :func:`clear_sky_power` is undefined (NaN): the ratio is noise."""
+
+
+def clear_sky_power(physical_ac_kw, csi, floor=CSI_FLOOR):
+    """The plant's physical AC power at the weather's clear-sky index 1: ``physical_ac_kw / csi``.
+
+    Both are columns of the serving feature frame (``engine.features.SERVING_COLUMNS``): the physical
+    estimate under the weather and the weather's clear-sky index (GHI / Ineichen clear-sky GHI). The
+    smart-persistence reference of the served blend; with it, smart persistence is the persistence of the
+    measured / physical ratio with the weather's cloudiness held at its value before the issue.
+
+    Parameters
+    ----------
+    physical_ac_kw : array_like
+        kW.
+    csi : array_like
+        Weather clear-sky index (NaN at night).
+    floor : float
+        :data:`CSI_FLOOR`.
+
+    Returns
+    -------
+    ndarray
+        kW; NaN where ``csi`` is NaN or below ``floor``.
+    """
+    csi = np.asarray(csi, dtype=float)
+    ok = np.isfinite(csi) & (csi >= floor)
+    return np.where(ok, np.asarray(physical_ac_kw, dtype=float) / np.where(ok, csi, 1.0), np.nan)
+
+
+def window_indices(keys, times, measured_kw, reference_kw, clear_kw, capacity_ac_kw, issue_time, window_minutes):
+    """The indices of :data:`BLEND_CANDIDATES` of each plant (or (plant, issue) key), vectorised.
+
+    Parameters
+    ----------
+    keys : array_like of int
+        Plant (or issue) of each sample.
+    times : DatetimeIndex
+        UTC times of the samples, all before their issue.
+    measured_kw, reference_kw, clear_kw, capacity_ac_kw : array_like
+        kW of each sample: measured, model P50 (the power index's reference),
+        :func:`clear_sky_power`, the plant's AC capacity.
+    issue_time : Timestamp or DatetimeIndex
+        One issue, or the issue of each sample.
+    window_minutes : int or array_like
+        The window of each sample's plant (its calibration's ``window_minutes``).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by key, columns :data:`BLEND_CANDIDATES`; NaN where a window
+        has no usable sample (:func:`power_indices`, which refuses a sample at
+        or after its issue).
+    """
+    times = pd.DatetimeIndex(times)
+    keys = np.asarray(keys)
+    issue = pd.Timestamp(issue_time) if np.ndim(issue_time) == 0 else pd.DatetimeIndex(issue_time)
+    age = np.asarray((issue - times).total_seconds(), dtype=float) / 60.0  # min before the issue (> 0)
+    window = np.broadcast_to(np.asarray(window_minutes, dtype=float), age.shape)
+    longest = int(window.max()) if len(window) else LAST_MINUTES
+    own = age <= window
+    last = age <= LAST_MINUTES
+
+    def ratio(sel, reference, minutes):
+        return power_indices(keys[sel], times[sel], np.asarray(measured_kw, dtype=float)[sel],
+                             np.asarray(reference, dtype=float)[sel], np.asarray(capacity_ac_kw, dtype=float)[sel],
+                             issue if np.ndim(issue_time) == 0 else issue[sel], minutes)
+
+    parts = [ratio(own, reference_kw, longest), ratio(own, clear_kw, longest), ratio(last, clear_kw, LAST_MINUTES)]
+    return pd.concat(parts, axis=1, keys=list(BLEND_CANDIDATES)).reindex(columns=list(BLEND_CANDIDATES))
+
+
+def candidates(base, clear, indices):
+    """The candidates of :data:`BLEND_CANDIDATES` of each row, shape (n, 3), fraction of capacity_ac_kw.
+
+    Parameters
+    ----------
+    base : ndarray
+        Shape (n,): model P50 (the run without actuals), fraction of capacity.
+    clear : ndarray
+        Shape (n,): :func:`clear_sky_power` / capacity at the row's valid time.
+    indices : ndarray
+        Shape (n, 3): the row's plant's :func:`window_indices` at the issue.
+
+    Returns
+    -------
+    ndarray
+        ``k * base``, ``kc * clear``, ``kc_last * clear``; indices clipped to
+        :data:`K_BOUNDS`, smart persistence capped at capacity (1); NaN where
+        an index or the clear-sky power is missing (no update from it).
+    """
+    k = np.clip(np.asarray(indices, dtype=float), *K_BOUNDS)
+    base = np.asarray(base, dtype=float)
+    clear = np.asarray(clear, dtype=float)
+    return np.column_stack([k[:, 0] * base, np.minimum(k[:, 1] * clear, 1.0), np.minimum(k[:, 2] * clear, 1.0)])
+
+
+def prior_blend(tau_hours):
+    """Plants' blends stacked for :func:`blend_weights` with no fitted weight: the prior of each plant.
+
+    Parameters
+    ----------
+    tau_hours : array_like
+        Shape (plants,), h.
+
+    Returns
+    -------
+    dict
+        ``fitted`` (plants, bins, candidates) NaN, ``shrink`` (plants, bins) 0,
+        ``tau_hours``, ``lead_edges_hours`` (:data:`BLEND_LEAD_EDGES_HOURS`).
+    """
+    tau = np.atleast_1d(np.asarray(tau_hours, dtype=float))
+    bins = len(BLEND_LEAD_EDGES_HOURS) - 1
+    return {"fitted": np.full((len(tau), bins, len(BLEND_CANDIDATES)), np.nan), "shrink": np.zeros((len(tau), bins)),
+            "tau_hours": tau, "lead_edges_hours": list(BLEND_LEAD_EDGES_HOURS)}
+
+
+def index_pairs(starts, ends):
+    """(group, position) of every position in ``[starts[g], ends[g])``, vectorised."""
+    counts = np.maximum(np.asarray(ends) - np.asarray(starts), 0)
+    group = np.repeat(np.arange(len(counts)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return group, np.repeat(np.asarray(starts), counts) + offset
+
+
+def past_issues(times, solar_elevation, window_minutes, horizon_hours=BLEND_LEAD_EDGES_HOURS[-1]):
+    """Simulated hourly issues over a plant's history: which samples each would have used and forecast.
+
+    An issue is every sample time on the full hour with the sun up; its
+    window rows are the samples in ``[T - window, T)``, its lead rows the
+    samples in ``(T, T + horizon]`` with the sun up.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        Sorted UTC times of the history (all before the calibration's cutoff).
+    solar_elevation : ndarray
+        deg, at ``times``.
+    window_minutes : int
+    horizon_hours : float
+        The last lead the blend updates (:data:`BLEND_LEAD_EDGES_HOURS`).
+
+    Returns
+    -------
+    issues : DatetimeIndex
+    window : tuple of ndarray
+        (issue index, sample index) pairs of the windows.
+    leads : tuple of ndarray
+        (issue index, sample index) pairs of the leads.
+    """
+    times = pd.DatetimeIndex(times)
+    elev = np.asarray(solar_elevation, dtype=float)
+    at = np.flatnonzero((times.minute == 0) & (times.second == 0) & (elev > 0))
+    issues = times[at]
+    ns = times.asi8
+    start = np.searchsorted(ns, (issues - pd.Timedelta(minutes=window_minutes)).asi8, side="left")
+    window = index_pairs(start, at)
+    end = np.searchsorted(ns, (issues + pd.Timedelta(hours=horizon_hours)).asi8, side="right")
+    i, j = index_pairs(at + 1, end)
+    day = elev[j] > 0
+    return issues, window, (i[day], j[day])

@@ -1264,6 +1264,7 @@ def calibration_dict(row):
     out = dict(row)
     for key in ("orientation", "bands", "intraday", "diagnostics"):
         out[key] = None if out[key] is None else json.loads(out[key])
+    out["intraday"].setdefault("blend", None)  # stored before fitted intraday blends: the prior serves
     return out
 
 

@@ -31,9 +31,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     (frames keyed by ``location_id``; None: one plane each, free horizon).
     Runs as a Ray task (never on a replica's event loop). ``lookback_times``
     (the times of the actuals up to the issue) give the features of the model
-    P50 the intraday update compares the actuals with, for the plants
-    ``lookback_ids``; weather that does not cover them means no intraday
-    update (None), never an error. A missing ``wind_speed`` is
+    P50 and the clear-sky power the intraday blend compares the actuals with,
+    for the plants ``lookback_ids``; a plant whose weather does not cover them
+    (``engine.resample.weather_problems``) has no lookback rows, i.e. no
+    intraday update, never an error (its batch-mates keep theirs). A missing ``wind_speed`` is
     ``wind_speed_ms`` (``engine.resample.fill_wind_speed``).
 
     Returns
@@ -53,10 +54,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     lookback = None
     past = good[good["location_id"].isin(list(lookback_ids))]
     if lookback_times is not None and len(lookback_times) and len(past):
-        try:
+        uncovered = resample.weather_problems(past["location_id"].to_numpy("int64"), weather, lookback_times)
+        past = past[~past["location_id"].isin(list(uncovered))]
+        if len(past):
             lookback = feature_frame(past, weather, lookback_times, planes=planes, horizon=horizon, serving=True)
-        except ValueError:  # weather does not reach back to the actuals: forecast without the update
-            lookback = None
     features = feature_frame(good, weather, times, planes=planes, horizon=horizon, serving=True) if len(good) else None
     return features, good, errors, lookback, wind_defaulted
 
@@ -297,25 +298,18 @@ class Forecaster:
         return due
 
     def predict(self, feats, locations, params, issue, adapt_inputs=({}, None, None)):
-        """``engine.forecast.forecast_batch`` (blocking; runs in the replica's executor).
+        """``engine.adaptation.forecast_with_calibrations`` (blocking; runs in the replica's executor).
 
         ``adapt_inputs``: (calibrations, actuals up to the issue, lookback
-        features at the actuals' times); the model P50 at those times (no plant
-        offsets) is the reference of the intraday power index
+        features at the actuals' times): the plants' intraday blend
         (``engine.adaptation.serving_adaptation``).
         """
         if feats is None:  # every plant of the batch already has its error
             return pd.DataFrame(columns=list(validation.FORECAST_COLUMNS)), {}
         calibrations, actuals, lookback = adapt_inputs
-        threads = self.settings["forecast"]["predict_threads"]
-        adapt = None
-        if calibrations:
-            reference = None
-            if lookback is not None:
-                past = locations[locations["location_id"].isin(lookback.index.get_level_values("location_id"))]
-                reference = forecast.forecast_batch(lookback, past, self.models, "ml", issue, threads)[0]
-            adapt = adaptation.serving_adaptation(calibrations, locations, issue, actuals, reference)
-        return forecast.forecast_batch(feats, locations, self.models, params["forecast_type"], issue, threads, adapt)
+        return adaptation.forecast_with_calibrations(feats, locations, self.models, params["forecast_type"], issue,
+                                                     self.settings["forecast"]["predict_threads"], calibrations,
+                                                     actuals, lookback)
 
     def runs_frame(self, locations, params, issue, task_ids):
         """One runs row per location (ARCHITECTURE 'runs'); ``task_ids``: one per location, or one for all."""

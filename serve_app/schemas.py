@@ -323,11 +323,17 @@ def calibration_out():
     orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted
         "ok": bool, "reason": Optional[str], "tilt": float, "azimuth": float, "stated_tilt": float,
         "stated_azimuth": float, "diagnostics": dict[str, object]})
+    blend = TypedDict("CalibrationIntradayBlend", {  # engine.adaptation.fit_intraday_blend; null: fitted before it
+        "ok": bool, "reason": Optional[str], "candidates": list[str], "window_minutes": list[int], "issues": int,
+        "rows": int, "lead_edges_hours": list[float], "tau_hours": float,
+        "fitted": list[list[Optional[float]]], "shrink": list[float], "n": list[int],
+        "mae_fitted": list[Optional[float]], "mae_prior": list[Optional[float]], "fallback": list[str]})
     return TypedDict("Calibration", {
         "location_id": int, "version": int, "cutoff": datetime.datetime, "window_start": datetime.datetime,
         "window_end": datetime.datetime, "n_samples": int, "dc_scale": float, "capacity_dc_kw": float,
         "clip_kw": Optional[float], "orientation": Optional[orientation], "bands": bands,
-        "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int}),
+        "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int,
+                                                      "blend": Optional[blend]}),
         "diagnostics": dict[str, object], "created_at": datetime.datetime})
 
 

@@ -131,6 +131,36 @@ def test_intraday_uses_actuals_up_to_the_issue_time_only(client, plant, calibrat
     assert np.asarray(changed["p50"])[:4].sum() < 0.8 * np.asarray(before["p50"])[:4].sum()
 
 
+def test_calibrated_plant_with_actuals_before_t_gets_the_fitted_blend(client, plant, calibrated):
+    """The calibration shows the intraday blend fitted on its own past (weight on the last sample's clear-sky
+    index at the first leads). A forecast issued at T whose last 15 min are measured 60 % lower, the hour's sum
+    kept (the power index and the hour's clear-sky index unchanged: the fixed ratio update would not move), has
+    a lower first step, and nothing after 6 h moves: the fitted blend is served."""
+    blend = calibrated["intraday"]["blend"]
+    assert blend["ok"] and blend["reason"] is None, blend
+    assert blend["candidates"] == ["power_index", "clear_sky_index", "clear_sky_index_last"]
+    assert blend["shrink"][0] * blend["fitted"][0][2] > 0, blend
+    loc, power = plant
+    lid = loc["location_id"]
+    issue = pd.Timestamp("2016-07-27T18:00:00Z")
+    before, _ = forecast(client, lid, issue.isoformat(), 12)
+    hour = power[(power.index >= issue - pd.Timedelta(hours=1)) & (power.index < issue)]
+    assert len(hour) == 4 and hour.min() > 1.0
+    moved = hour.copy()
+    drop = 0.6 * moved.iloc[-1]
+    moved.iloc[-1] -= drop
+    moved.iloc[0] += drop
+    assert post_actuals(client, pd.DataFrame({"location_id": lid, "time": hour.index, "power_kw": moved})
+                        ).status_code == 200
+    after, _ = forecast(client, lid, issue.isoformat(), 12)
+    assert post_actuals(client, pd.DataFrame({"location_id": lid, "time": hour.index, "power_kw": hour})
+                        ).status_code == 200
+    assert after["p50"][0] < before["p50"][0] - 0.05, (before["p50"][:4], after["p50"][:4])
+    late = [i for i, t in enumerate(before["valid_time"]) if pd.Timestamp(t) > issue + pd.Timedelta(hours=6)]
+    assert late and [after["p50"][i] for i in late] == [before["p50"][i] for i in late]
+    assert_forecast_invariant(after["valid_time"], after, loc, 15)
+
+
 def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, training_config):
     """Entered with azimuth 180 / tilt 30 (true 158 / 45): the calibration shows the fitted orientation, and the
     plant's forecasts are those of a plant entered with that orientation (whose own fit keeps it)."""
