@@ -25,8 +25,9 @@ Writes ``<out>/bench_load.json``.
 
 import argparse
 import asyncio
-import json
 import contextlib
+import json
+import os
 import random
 import signal
 import subprocess
@@ -58,7 +59,7 @@ def generate_body(location_id):
 
 
 async def call(session, kind, location_id):
-    """One request of ``kind``: (status, seconds, forecasts made, Retry-After header or None)."""
+    """One request of ``kind``: (status, seconds, forecasts made, Retry-After header or None, server timings)."""
     t0 = time.perf_counter()
     if kind == "generate":
         request = session.post(GENERATE, json=generate_body(location_id))
@@ -69,10 +70,11 @@ async def call(session, kind, location_id):
     async with request as r:
         body = await r.read()
         seconds = time.perf_counter() - t0
-        made = 0
+        made, timings = 0, None
         if kind == "generate" and r.status == 200:
-            made = len(json.loads(body)["run_ids"])
-        return r.status, seconds, made, r.headers.get("Retry-After")
+            answer = json.loads(body)
+            made, timings = len(answer["run_ids"]), answer["timings"]
+        return r.status, seconds, made, r.headers.get("Retry-After"), timings
 
 
 def summary(latencies):
@@ -97,7 +99,17 @@ async def sequential(base, key, ids, n):
             await call(s, "generate", i)
         out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
     bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
-    return {**summary([o[1] for o in out]), "errors": len(bad)}
+    return {**summary([o[1] for o in out]), "errors": len(bad), "stages_ms": stages([o for o in out if o[4]])}
+
+
+def stages(answers):
+    """Median ms per stage of answered requests: the server's ``timings`` (the Forecaster's stages, the task's
+    ``wall_s``) and what the client saw beyond the task (``outside_task``: proxy, ingress, task row, response)."""
+    names = sorted({k for o in answers for k in o[4] if k.endswith("_s")})
+    out = {k[:-2]: float(np.median([o[4].get(k, 0.0) for o in answers]) * 1000) for k in names}
+    out["client"] = float(np.median([o[1] for o in answers]) * 1000)
+    out["outside_task"] = float(np.median([o[1] - o[4]["wall_s"] for o in answers]) * 1000)
+    return out
 
 
 async def concurrent(base, key, ids, clients, duration, seed):
@@ -113,7 +125,7 @@ async def concurrent(base, key, ids, clients, duration, seed):
             try:
                 results[kind].append(await call(s, kind, r.choice(ids)))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                results[kind].append((type(exc).__name__, 0.0, 0, None))
+                results[kind].append((type(exc).__name__, 0.0, 0, None, None))
 
     async with session_of(base, key, clients) as s:
         t0 = time.perf_counter()
@@ -189,7 +201,8 @@ def run_load(base, key, ids, args, shed=True, sessions=None):
     else:
         out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
-          f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}", flush=True)
+          f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}; median ms by stage: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items()), flush=True)
     c = out["concurrent"] = asyncio.run(concurrent(base, key, ids, args.clients, args.duration, args.seed))
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
@@ -207,6 +220,9 @@ def run_load(base, key, ids, args, shed=True, sessions=None):
 
 
 def main(args):
+    # Ray starts its workers (the replicas, the feature tasks) at nice 15 by default (RAY_worker_niceness):
+    # on a machine shared with nice-10 jobs they would get a fraction of a core whatever the service does
+    os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
@@ -215,8 +231,9 @@ def main(args):
     plants = fleet.plants(args.plants, args.seed, list(fleet.SITES))
     info = bench_fleet.machine()
     print(f"machine: {info['cpu_count']} CPUs ({info['cpu_model']}); ray {info['ray']}; commit "
-          f"{info['git_commit'][:10]}{' (dirty)' if info['git_dirty'] else ''}; merge {settings['forecast']['merge']}")
-    report = {"machine": info, "args": vars(args), "mix": MIX}
+          f"{info['git_commit'][:10]}{' (dirty)' if info['git_dirty'] else ''}; merge {settings['forecast']['merge']}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; Ray worker nice {args.worker_niceness}")
+    report = {"machine": info, "args": vars(args), "mix": MIX, "load_average_start": os.getloadavg()}
     with service.scratch_database("pvcast_load") as (url, _):
         key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
         with service.serve_instance(url, out_dir / "serve_load_merged") as (base, sessions):
@@ -245,6 +262,8 @@ def main(args):
     print(f"targets: >= 150 forecasts/s: {c['forecasts_per_s']:.1f}; generate p99 <= 1000 ms: "
           f"{c['generate']['p99_ms']:.0f}; zero errors: {sum(c['errors'].values())}; sequential p50 <= 25 ms: "
           f"{m['sequential']['p50_ms']:.0f}, p99 <= 100 ms: {m['sequential']['p99_ms']:.0f}")
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in report['load_average_end'])}")
     (out_dir / "bench_load.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out_dir / 'bench_load.json'}")
 
@@ -259,5 +278,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=20130630)
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmerged instance")
     parser.add_argument("--out", default="out/bench")
+    parser.add_argument("--worker-niceness", type=int, default=0,
+                        help="nice of the instance's Ray workers (Ray's default is 15)")
     parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) (sequential)")
     main(parser.parse_args())
