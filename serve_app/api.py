@@ -110,8 +110,8 @@ def clean_nan(value):
         return None
     if isinstance(value, dict):
         return {str(k): clean_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_nan(v) for v in value]
+    if isinstance(value, (list, tuple)):  # floats inline: a forecast's value lists hold thousands
+        return [(None if v != v else v) if type(v) is float else clean_nan(v) for v in value]
     return value
 
 
