@@ -163,15 +163,23 @@ def binary_copy(columns):
 
 
 def frame(rows, columns, times=(), floats=(), ints=()):
-    """DataFrame of query rows; ``times`` UTC tz-aware, ``floats`` NULL -> NaN, ``ints`` int64."""
-    df = pd.DataFrame([tuple(r) for r in rows], columns=list(columns))
-    for c in times:
-        df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[us, UTC]")
-    for c in floats:
-        df[c] = df[c].astype("float64")
-    for c in ints:
-        df[c] = df[c].astype("int64")
-    return df
+    """DataFrame of query rows; ``times`` UTC tz-aware, ``floats`` NULL -> NaN, ``ints`` int64.
+
+    Built from one array per column in one DataFrame call (a one-row read, the
+    plants of a small request, costs a fraction of a millisecond).
+    """
+    values = list(zip(*[tuple(r) for r in rows])) or [()] * len(columns)
+    data = {}
+    for c, v in zip(columns, values):
+        if c in times:
+            data[c] = pd.to_datetime(list(v), utc=True).astype("datetime64[us, UTC]")
+        elif c in floats:
+            data[c] = np.array(v, dtype="float64")  # None (NULL) -> NaN
+        elif c in ints:
+            data[c] = np.array(v, dtype="int64")
+        else:  # text: inferred as the DataFrame constructor does (an empty column: object)
+            data[c] = list(v) if len(v) else np.array([], dtype=object)
+    return pd.DataFrame(data, columns=list(columns))
 
 
 def to_json(value):
