@@ -447,8 +447,7 @@ def clipped_by_location(frame, locations):
     """{location_id: number of quantile values at the plant's power limit while the sun is up (p90 > 0)}."""
     if not len(frame):
         return {}
-    plants = locations.set_index("location_id").loc[frame["location_id"]]
-    limit = quantiles.power_limit_kw(plants["capacity_ac_kw"].to_numpy(), plants["export_limit_kw"].to_numpy())
+    limit = quantiles.plant_limits_kw(locations, frame["location_id"].to_numpy("int64"))[1]
     values = frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy()
     at_limit = ((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum(axis=1)
     ids, where = np.unique(frame["location_id"].to_numpy("int64"), return_inverse=True)

@@ -56,10 +56,7 @@ def locations_payload(frame, locations, run_ids, wanted):
     times = np.char.add(np.datetime_as_string(valid[first], unit="s"), "+00:00").tolist()  # Timestamp.isoformat()
     horizon = frame["horizon_minutes"].to_numpy()[first].astype(int).tolist()
     values = {q: frame[q].to_numpy(float)[order].reshape(len(ids), steps).tolist() for q in wanted}
-    known = locations["location_id"].to_numpy("int64")
-    at = np.argsort(known)[np.searchsorted(known, ids, sorter=np.argsort(known))]
-    cap = locations["capacity_ac_kw"].to_numpy(float)[at]
-    limit = quantiles.power_limit_kw(cap, locations["export_limit_kw"].to_numpy(float)[at])
+    cap, limit = quantiles.plant_limits_kw(locations, ids)
     return [{"location_id": i, "run_id": run_ids.get(i), "capacity_ac_kw": c, "power_limit_kw": lim,
              "valid_time": times, "horizon_minutes": horizon, **{q: values[q][k] for q in wanted}}
             for k, (i, c, lim) in enumerate(zip(ids.tolist(), cap.tolist(), limit.tolist()))]
