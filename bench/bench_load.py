@@ -136,7 +136,9 @@ async def concurrent(base, key, ids, clients, duration, seed):
             "requests_per_s": sum(map(len, results.values())) / wall,
             "errors": {k: sum(1 for o in v if o[0] != 200) for k, v in results.items()},
             "statuses": {k: sorted({str(o[0]) for o in v}) for k, v in results.items()},
-            **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()}}
+            **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()},
+            "generate_stages_ms": stages([o for o in results["generate"] if o[4]]),
+            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0]))}
 
 
 async def burst(base, key, ids, n):
@@ -156,13 +158,19 @@ async def burst(base, key, ids, n):
             "ok_latency": summary([o[1] for o in done if o[0] == 200])}
 
 
+#: Source files of pvcast's own code, as py-spy names their frames (``serve_app/tasks.py``, ``store.py``).
+OWN_FILES = {f"{p.parent.name}/{p.name}" for d in ("serve_app", "engine") for p in (ROOT / d).glob("*.py")} | {
+    p.name for p in (ROOT / "engine").glob("*.py")}
+
+
 @contextlib.contextmanager
-def profiled(sessions, out_dir, top=12):
+def profiled(sessions, out_dir, phase, top=12):
     """py-spy (raw stacks, 100 Hz) of every Ray worker of ``sessions`` during the block; yields a dict filled
-    on exit with, per process, its sample count and the functions with the most samples on top (self time)."""
+    on exit with, per process, its sample count and pvcast's own functions (serve_app/, engine/) with the most
+    samples on their stacks (inclusive: a function's callees count for it)."""
     procs = [p for p in psutil.process_iter(["cmdline"]) if service.session_of(p.pid) in sessions
              and p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::")]
-    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{p.pid}.txt") for p in procs}
+    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{phase}_{p.pid}.txt") for p in procs}
     running = [subprocess.Popen([str(service.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
                                  "--rate", "100", "--nonblocking", "--output", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, (_, path) in spies.items()]
@@ -178,36 +186,46 @@ def profiled(sessions, out_dir, top=12):
         for pid, (title, path) in spies.items():
             if not path.exists():
                 continue
-            leaves, total = {}, 0
+            own, total = {}, 0
             for line in path.read_text().splitlines():
                 stack, _, count = line.rpartition(" ")
                 total += int(count)
-                leaf = stack.split(";")[-1]
-                leaves[leaf] = leaves.get(leaf, 0) + int(count)
+                for name in {f for f in stack.split(";") if f.rpartition("(")[2].split(":")[0] in OWN_FILES}:
+                    own[name] = own.get(name, 0) + int(count)
             if total:
-                out[f"{title} ({pid})"] = {"samples": total, "top_self": sorted(
-                    leaves.items(), key=lambda x: -x[1])[:top]}
+                out[f"{title} ({pid})"] = {"samples": total, "top_own": sorted(own.items(), key=lambda x: -x[1])[:top]}
+
+
+def phase(name, sessions, args, job):
+    """``job()``, profiled (py-spy, printed) when ``sessions`` is given; returns (result, profile or None)."""
+    if sessions is None:
+        return job(), None
+    with profiled(sessions, Path(args.out), name) as prof:
+        result = job()
+    for title, p in prof.items():
+        print(f"  py-spy {name} {title}: {p['samples']} samples; pvcast functions on the stack: "
+              + "; ".join(f"{f} {c}" for f, c in p["top_own"][:8]))
+    return result, prof
 
 
 def run_load(base, key, ids, args, shed=True, sessions=None):
-    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) is profiled (py-spy)."""
-    if sessions is not None:
-        with profiled(sessions, Path(args.out)) as prof:
-            out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
-        out["profile"] = prof
-        for name, p in prof.items():
-            print(f"  py-spy {name}: {p['samples']} samples; top self: "
-                  + "; ".join(f"{f} {c}" for f, c in p["top_self"][:6]))
-    else:
-        out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) and (b) are profiled (py-spy)."""
+    out = {"profile": {}}
+    out["sequential"], out["profile"]["sequential"] = phase(
+        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential)))
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
           f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items()), flush=True)
-    c = out["concurrent"] = asyncio.run(concurrent(base, key, ids, args.clients, args.duration, args.seed))
+    c, out["profile"]["concurrent"] = phase(
+        "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
+                                                                     args.seed)))
+    out["concurrent"] = c
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
               f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
               f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
+    print(f"      generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
     if shed and args.burst:
         b = out["burst"] = asyncio.run(burst(base, key, ids, args.burst))
         print(f"  (c) burst of {b['requests']}: {b['ok']} answered 200, {b['shed_503']} shed 503 "
@@ -280,5 +298,5 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--worker-niceness", type=int, default=0,
                         help="nice of the instance's Ray workers (Ray's default is 15)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) (sequential)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) and (b)")
     main(parser.parse_args())
