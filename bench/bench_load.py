@@ -90,16 +90,20 @@ def session_of(base, key, limit):
                                  connector=aiohttp.TCPConnector(limit=limit))
 
 
-async def sequential(base, key, ids, n):
-    """(a): ``n`` single-plant generate requests one after the other."""
+async def sequential(base, key, ids, n, sessions):
+    """(a): ``n`` single-plant generate requests one after the other (and the CPU ms the instance's processes
+    spent per request)."""
     async with session_of(base, key, 1) as s:
         async with s.post(GENERATE, json={**generate_body(ids[0]), "location_ids": ids, "include_forecast": False}) as r:
             assert r.status == 200, await r.text()  # untimed: every plant has a stored run to read in (b)
         for i in ids[:5]:  # warm: the first single-plant requests open pools and workers
             await call(s, "generate", i)
+        before = cpu_seconds(sessions)
         out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
+        cpu = cpu_spent(before, cpu_seconds(sessions))
     bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
-    return {**summary([o[1] for o in out]), "errors": len(bad), "stages_ms": stages([o for o in out if o[4]])}
+    return {**summary([o[1] for o in out]), "errors": len(bad), "stages_ms": stages([o for o in out if o[4]]),
+            "cpu_ms_per_request": cpu / n * 1000}
 
 
 def stages(answers):
@@ -196,35 +200,62 @@ def profiled(sessions, out_dir, phase, top=12):
                 out[f"{title} ({pid})"] = {"samples": total, "top_own": sorted(own.items(), key=lambda x: -x[1])[:top]}
 
 
-def phase(name, sessions, args, job):
-    """``job()``, profiled (py-spy, printed) when ``sessions`` is given; returns (result, profile or None)."""
-    if sessions is None:
-        return job(), None
+def cpu_seconds(sessions):
+    """{pid: user + system CPU s} of every process of ``sessions`` (the instance's Ray processes; not the database)."""
+    out = {}
+    for p in psutil.process_iter():
+        if service.session_of(p.pid) in sessions:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def phase(name, sessions, args, job, profile):
+    """``job()`` and the CPU seconds the instance's processes spent on it; profiled (py-spy, printed) if
+    ``profile``. Returns (result, CPU s, profile or None)."""
+    before = cpu_seconds(sessions)
+    if not profile:
+        result = job()
+        return result, cpu_spent(before, cpu_seconds(sessions)), None
     with profiled(sessions, Path(args.out), name) as prof:
         result = job()
+    spent = cpu_spent(before, cpu_seconds(sessions))  # py-spy's own CPU is not the instance's
     for title, p in prof.items():
         print(f"  py-spy {name} {title}: {p['samples']} samples; pvcast functions on the stack: "
               + "; ".join(f"{f} {c}" for f, c in p["top_own"][:8]))
-    return result, prof
+    return result, spent, prof
 
 
-def run_load(base, key, ids, args, shed=True, sessions=None):
-    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) and (b) are profiled (py-spy)."""
+def cpu_spent(before, after):
+    """CPU s between two :func:`cpu_seconds` (a process started meanwhile counts whole)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def run_load(base, key, ids, args, sessions, shed=True, profile=False):
+    """(a), (b) [, (c)] against the instance at ``base`` (its processes: ``sessions``); ``profile``: (a) and (b)
+    under py-spy. The instance's CPU time per request is measured in each phase (machine-independent: what
+    a dedicated box would spend)."""
     out = {"profile": {}}
-    out["sequential"], out["profile"]["sequential"] = phase(
-        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential)))
+    out["sequential"], _, out["profile"]["sequential"] = phase(
+        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential, sessions)),
+        profile)
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
           f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}; median ms by stage: "
-          + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items()), flush=True)
-    c, out["profile"]["concurrent"] = phase(
+          + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items())
+          + f"; instance CPU {out['sequential']['cpu_ms_per_request']:.0f} ms per request", flush=True)
+    c, cpu, out["profile"]["concurrent"] = phase(
         "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
-                                                                     args.seed)))
+                                                                     args.seed)), profile)
+    c["cpu_s"], c["cpu_cores_used"] = cpu, cpu / c["wall_s"]
+    c["cpu_ms_per_forecast"] = cpu / max(c["forecasts"], 1) * 1000  # the reads and health checks included
     out["concurrent"] = c
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
               f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
               f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
-    print(f"      generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
+    print(f"      instance CPU {c['cpu_cores_used']:.2f} cores busy, {c['cpu_ms_per_forecast']:.0f} ms per forecast "
+          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
     if shed and args.burst:
         b = out["burst"] = asyncio.run(burst(base, key, ids, args.burst))
@@ -260,13 +291,13 @@ def main(args):
             print(f"{len(ids)} plants, {report['ingestion']['weather_rows']:,} weather rows (real records: "
                   + "; ".join(v["record"] for v in fleet.SITES.values()) + ")", flush=True)
             print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
-            report["merged"] = run_load(base, key, ids, args, sessions=sessions if args.profile else None)
+            report["merged"] = run_load(base, key, ids, args, sessions, profile=args.profile)
         if not args.no_baseline:
             off = {**settings["forecast"]["merge"], "max_locations": 0}
             print("baseline, same process and database: no merging (forecast.merge.max_locations 0):", flush=True)
             with service.serve_instance(url, out_dir / "serve_load_unmerged",
-                                        service_settings={"forecast": {"merge": off}}) as (base, _):
-                report["unmerged"] = run_load(base, key, ids, args, shed=False)
+                                        service_settings={"forecast": {"merge": off}}) as (base, sessions):
+                report["unmerged"] = run_load(base, key, ids, args, sessions, shed=False)
     m = report["merged"]
     if "unmerged" in report:
         u = report["unmerged"]

@@ -97,15 +97,14 @@ async def start_task(service, params, tenant_id):
     LookupError
         An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
     """
-    locations = await store.fetch_locations(service.pool, params["location_ids"], tenant_id=tenant_id)
+    task_id = str(uuid.uuid4())
+    locations = await store.create_task_of_locations(  # the task row only if every plant is known (one round trip)
+        service.pool, task_id, params, params["location_ids"], tenant_id=tenant_id, owner=service.owner,
+        lease_seconds=service.settings["tasks"]["lease_seconds"])
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError)
-    task_id = str(uuid.uuid4())
-    await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id,
-                            owner=service.owner,
-                            lease_seconds=service.settings["tasks"]["lease_seconds"])
     job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 
