@@ -13,9 +13,10 @@ ml, issued at the same time (a warm, repeated client request; each one a new tas
 (c) a burst of ``--burst`` generate requests at once, beyond capacity: how many are shed (503),
     their latency and whether each carries Retry-After.
 
-The same (a) and (b) run again, in this process, on a second instance of the same database whose
-small calls are not merged (configs/service.yaml ``forecast.merge.max_locations: 0``): the
-baseline. ``--no-baseline`` skips it.
+The same (a) and (b) run again, in this process, on a second instance of the same database with
+the per-request design of before issue 12: small calls not merged (configs/service.yaml
+``forecast.merge.max_locations: 0``) and every pass's features in a Ray task
+(``forecast.local_features_max_locations: 0``): the baseline. ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
                                          [--burst 600] [--plants 200] [--no-baseline] [--profile] [--out out/bench]
@@ -293,21 +294,24 @@ def main(args):
             print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
             report["merged"] = run_load(base, key, ids, args, sessions, profile=args.profile)
         if not args.no_baseline:
-            off = {**settings["forecast"]["merge"], "max_locations": 0}
-            print("baseline, same process and database: no merging (forecast.merge.max_locations 0):", flush=True)
-            with service.serve_instance(url, out_dir / "serve_load_unmerged",
-                                        service_settings={"forecast": {"merge": off}}) as (base, sessions):
-                report["unmerged"] = run_load(base, key, ids, args, sessions, shed=False)
+            off = {"merge": {**settings["forecast"]["merge"], "max_locations": 0}, "local_features_max_locations": 0}
+            print("baseline, same process and database: no merging, features in a Ray task (forecast.merge."
+                  "max_locations 0, forecast.local_features_max_locations 0):", flush=True)
+            with service.serve_instance(url, out_dir / "serve_load_baseline",
+                                        service_settings={"forecast": off}) as (base, sessions):
+                report["baseline"] = run_load(base, key, ids, args, sessions, shed=False)
     m = report["merged"]
-    if "unmerged" in report:
-        u = report["unmerged"]
-        print(f"merged vs unmerged: forecasts/s {m['concurrent']['forecasts_per_s']:.1f} vs "
+    c = m["concurrent"]
+    if "baseline" in report:
+        u = report["baseline"]
+        print(f"this design vs baseline: forecasts/s {m['concurrent']['forecasts_per_s']:.1f} vs "
               f"{u['concurrent']['forecasts_per_s']:.1f} "
               f"({m['concurrent']['forecasts_per_s'] / max(u['concurrent']['forecasts_per_s'], 1e-9):.1f}x); "
               f"concurrent generate p99 {m['concurrent']['generate']['p99_ms']:.0f} vs "
               f"{u['concurrent']['generate']['p99_ms']:.0f} ms; sequential p50 {m['sequential']['p50_ms']:.0f} vs "
-              f"{u['sequential']['p50_ms']:.0f} ms")
-    c = m["concurrent"]
+              f"{u['sequential']['p50_ms']:.0f} ms; instance CPU per sequential request "
+              f"{m['sequential']['cpu_ms_per_request']:.0f} vs {u['sequential']['cpu_ms_per_request']:.0f} ms, per "
+              f"concurrent forecast {c['cpu_ms_per_forecast']:.0f} vs {u['concurrent']['cpu_ms_per_forecast']:.0f} ms")
     print(f"targets: >= 150 forecasts/s: {c['forecasts_per_s']:.1f}; generate p99 <= 1000 ms: "
           f"{c['generate']['p99_ms']:.0f}; zero errors: {sum(c['errors'].values())}; sequential p50 <= 25 ms: "
           f"{m['sequential']['p50_ms']:.0f}, p99 <= 100 ms: {m['sequential']['p99_ms']:.0f}")
@@ -325,7 +329,7 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=600, help="requests at once of (c); 0: none")
     parser.add_argument("--plants", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20130630)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the unmerged instance")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline instance")
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--worker-niceness", type=int, default=0,
                         help="nice of the instance's Ray workers (Ray's default is 15)")
