@@ -189,7 +189,8 @@ class Forecaster:
         (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
             self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
             store.fetch_horizons(self.pool, ids))
-        locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+        if calibrations:  # no calibration: the plants as stated
+            locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
         geometry = {"planes": planes, "horizon": horizon}
