@@ -23,7 +23,7 @@ def ray_cluster(served):
     for pid in served[1]:
         for arg in psutil.Process(pid).cmdline():
             if arg.startswith("--dashboard-port="):
-                return {"dashboard": f"127.0.0.1:{arg.split('=', 1)[1]}", "env": local.ray_env()}
+                return {"dashboard": f"http://127.0.0.1:{arg.split('=', 1)[1]}", "env": local.ray_env()}
     raise LookupError(f"no Ray head among {served[1]}")
 
 
