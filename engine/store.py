@@ -1422,7 +1422,7 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
     dict
         location_id -> count (locations without actuals: 0).
     """
-    rows = await db.fetch(f"""
+    rows = await db.fetch("""
         SELECT l.location_id, count(a.time) AS n FROM locations l
         LEFT JOIN LATERAL (SELECT max(cutoff) AS cutoff FROM plant_calibrations c
                            WHERE c.location_id = l.location_id) c ON true
