@@ -19,7 +19,13 @@ the per-request design of before issue 12: small calls not merged (configs/servi
 (``forecast.local_features_max_locations: 0``): the baseline. ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
-                                         [--burst 600] [--plants 200] [--no-baseline] [--profile] [--out out/bench]
+                                         [--burst 600] [--plants 200] [--no-baseline] [--profile]
+                                         [--worker-niceness 0] [--out out/bench]
+
+Besides the client's latencies it prints the median server-side stage timings of the generate
+answers (``timings``: reads, features, predict, write, the task's wall time, and the time outside
+the task) and the CPU time the instance's processes spent per request (``psutil``: every process of
+its Ray sessions, Ray's own included; the database server's is not counted).
 
 Writes ``<out>/bench_load.json``.
 """
