@@ -13,20 +13,28 @@ ml, issued at the same time (a warm, repeated client request; each one a new tas
 (c) a burst of ``--burst`` generate requests at once, beyond capacity: how many are shed (503),
     their latency and whether each carries Retry-After.
 
-The same (a) and (b) run again, in this process, on a second instance of the same database whose
-small calls are not merged (configs/service.yaml ``forecast.merge.max_locations: 0``): the
-baseline. ``--no-baseline`` skips it.
+The same (a) and (b) run again, in this process, on a second instance of the same database with
+the per-request design of before issue 12: small calls not merged (configs/service.yaml
+``forecast.merge.max_locations: 0``) and every pass's features in a Ray task
+(``forecast.local_features_max_locations: 0``): the baseline. ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
-                                         [--burst 600] [--plants 200] [--no-baseline] [--profile] [--out out/bench]
+                                         [--burst 600] [--plants 200] [--no-baseline] [--profile]
+                                         [--worker-niceness 0] [--out out/bench]
+
+Besides the client's latencies it prints the median server-side stage timings of the generate
+answers (``timings``: reads, features, predict, write, the task's wall time, and the time outside
+the task) and the CPU time the instance's processes spent per request (``psutil``: every process of
+its Ray sessions, Ray's own included; the database server's is not counted).
 
 Writes ``<out>/bench_load.json``.
 """
 
 import argparse
 import asyncio
-import json
 import contextlib
+import json
+import os
 import random
 import signal
 import subprocess
@@ -58,7 +66,7 @@ def generate_body(location_id):
 
 
 async def call(session, kind, location_id):
-    """One request of ``kind``: (status, seconds, forecasts made, Retry-After header or None)."""
+    """One request of ``kind``: (status, seconds, forecasts made, Retry-After header or None, server timings)."""
     t0 = time.perf_counter()
     if kind == "generate":
         request = session.post(GENERATE, json=generate_body(location_id))
@@ -69,10 +77,11 @@ async def call(session, kind, location_id):
     async with request as r:
         body = await r.read()
         seconds = time.perf_counter() - t0
-        made = 0
+        made, timings = 0, None
         if kind == "generate" and r.status == 200:
-            made = len(json.loads(body)["run_ids"])
-        return r.status, seconds, made, r.headers.get("Retry-After")
+            answer = json.loads(body)
+            made, timings = len(answer["run_ids"]), answer["timings"]
+        return r.status, seconds, made, r.headers.get("Retry-After"), timings
 
 
 def summary(latencies):
@@ -88,16 +97,30 @@ def session_of(base, key, limit):
                                  connector=aiohttp.TCPConnector(limit=limit))
 
 
-async def sequential(base, key, ids, n):
-    """(a): ``n`` single-plant generate requests one after the other."""
+async def sequential(base, key, ids, n, sessions):
+    """(a): ``n`` single-plant generate requests one after the other (and the CPU ms the instance's processes
+    spent per request)."""
     async with session_of(base, key, 1) as s:
         async with s.post(GENERATE, json={**generate_body(ids[0]), "location_ids": ids, "include_forecast": False}) as r:
             assert r.status == 200, await r.text()  # untimed: every plant has a stored run to read in (b)
         for i in ids[:5]:  # warm: the first single-plant requests open pools and workers
             await call(s, "generate", i)
+        before = cpu_seconds(sessions)
         out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
+        cpu = cpu_spent(before, cpu_seconds(sessions))
     bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
-    return {**summary([o[1] for o in out]), "errors": len(bad)}
+    return {**summary([o[1] for o in out]), "errors": len(bad), "stages_ms": stages([o for o in out if o[4]]),
+            "cpu_ms_per_request": cpu / n * 1000}
+
+
+def stages(answers):
+    """Median ms per stage of answered requests: the server's ``timings`` (the Forecaster's stages, the task's
+    ``wall_s``) and what the client saw beyond the task (``outside_task``: proxy, ingress, task row, response)."""
+    names = sorted({k for o in answers for k in o[4] if k.endswith("_s")})
+    out = {k[:-2]: float(np.median([o[4].get(k, 0.0) for o in answers]) * 1000) for k in names}
+    out["client"] = float(np.median([o[1] for o in answers]) * 1000)
+    out["outside_task"] = float(np.median([o[1] - o[4]["wall_s"] for o in answers]) * 1000)
+    return out
 
 
 async def concurrent(base, key, ids, clients, duration, seed):
@@ -113,7 +136,7 @@ async def concurrent(base, key, ids, clients, duration, seed):
             try:
                 results[kind].append(await call(s, kind, r.choice(ids)))
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                results[kind].append((type(exc).__name__, 0.0, 0, None))
+                results[kind].append((type(exc).__name__, 0.0, 0, None, None))
 
     async with session_of(base, key, clients) as s:
         t0 = time.perf_counter()
@@ -124,7 +147,9 @@ async def concurrent(base, key, ids, clients, duration, seed):
             "requests_per_s": sum(map(len, results.values())) / wall,
             "errors": {k: sum(1 for o in v if o[0] != 200) for k, v in results.items()},
             "statuses": {k: sorted({str(o[0]) for o in v}) for k, v in results.items()},
-            **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()}}
+            **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()},
+            "generate_stages_ms": stages([o for o in results["generate"] if o[4]]),
+            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0]))}
 
 
 async def burst(base, key, ids, n):
@@ -144,13 +169,19 @@ async def burst(base, key, ids, n):
             "ok_latency": summary([o[1] for o in done if o[0] == 200])}
 
 
+#: Source files of pvcast's own code, as py-spy names their frames (``serve_app/tasks.py``, ``store.py``).
+OWN_FILES = {f"{p.parent.name}/{p.name}" for d in ("serve_app", "engine") for p in (ROOT / d).glob("*.py")} | {
+    p.name for p in (ROOT / "engine").glob("*.py")}
+
+
 @contextlib.contextmanager
-def profiled(sessions, out_dir, top=12):
+def profiled(sessions, out_dir, phase, top=12):
     """py-spy (raw stacks, 100 Hz) of every Ray worker of ``sessions`` during the block; yields a dict filled
-    on exit with, per process, its sample count and the functions with the most samples on top (self time)."""
+    on exit with, per process, its sample count and pvcast's own functions (serve_app/, engine/) with the most
+    samples on their stacks (inclusive: a function's callees count for it)."""
     procs = [p for p in psutil.process_iter(["cmdline"]) if service.session_of(p.pid) in sessions
              and p.info["cmdline"] and p.info["cmdline"][0].startswith("ray::")]
-    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{p.pid}.txt") for p in procs}
+    spies = {p.pid: (p.info["cmdline"][0], out_dir / f"pyspy_load_{phase}_{p.pid}.txt") for p in procs}
     running = [subprocess.Popen([str(service.BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
                                  "--rate", "100", "--nonblocking", "--output", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid, (_, path) in spies.items()]
@@ -166,35 +197,73 @@ def profiled(sessions, out_dir, top=12):
         for pid, (title, path) in spies.items():
             if not path.exists():
                 continue
-            leaves, total = {}, 0
+            own, total = {}, 0
             for line in path.read_text().splitlines():
                 stack, _, count = line.rpartition(" ")
                 total += int(count)
-                leaf = stack.split(";")[-1]
-                leaves[leaf] = leaves.get(leaf, 0) + int(count)
+                for name in {f for f in stack.split(";") if f.rpartition("(")[2].split(":")[0] in OWN_FILES}:
+                    own[name] = own.get(name, 0) + int(count)
             if total:
-                out[f"{title} ({pid})"] = {"samples": total, "top_self": sorted(
-                    leaves.items(), key=lambda x: -x[1])[:top]}
+                out[f"{title} ({pid})"] = {"samples": total, "top_own": sorted(own.items(), key=lambda x: -x[1])[:top]}
 
 
-def run_load(base, key, ids, args, shed=True, sessions=None):
-    """(a), (b) [, (c)] against the instance at ``base``; with ``sessions``, (a) is profiled (py-spy)."""
-    if sessions is not None:
-        with profiled(sessions, Path(args.out)) as prof:
-            out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
-        out["profile"] = prof
-        for name, p in prof.items():
-            print(f"  py-spy {name}: {p['samples']} samples; top self: "
-                  + "; ".join(f"{f} {c}" for f, c in p["top_self"][:6]))
-    else:
-        out = {"sequential": asyncio.run(sequential(base, key, ids, args.sequential))}
+def cpu_seconds(sessions):
+    """{pid: user + system CPU s} of every process of ``sessions`` (the instance's Ray processes; not the database)."""
+    out = {}
+    for p in psutil.process_iter():
+        if service.session_of(p.pid) in sessions:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def phase(name, sessions, args, job, profile):
+    """``job()`` and the CPU seconds the instance's processes spent on it; profiled (py-spy, printed) if
+    ``profile``. Returns (result, CPU s, profile or None)."""
+    before = cpu_seconds(sessions)
+    if not profile:
+        result = job()
+        return result, cpu_spent(before, cpu_seconds(sessions)), None
+    with profiled(sessions, Path(args.out), name) as prof:
+        result = job()
+    spent = cpu_spent(before, cpu_seconds(sessions))  # py-spy's own CPU is not the instance's
+    for title, p in prof.items():
+        print(f"  py-spy {name} {title}: {p['samples']} samples; pvcast functions on the stack: "
+              + "; ".join(f"{f} {c}" for f, c in p["top_own"][:8]))
+    return result, spent, prof
+
+
+def cpu_spent(before, after):
+    """CPU s between two :func:`cpu_seconds` (a process started meanwhile counts whole)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+
+
+def run_load(base, key, ids, args, sessions, shed=True, profile=False):
+    """(a), (b) [, (c)] against the instance at ``base`` (its processes: ``sessions``); ``profile``: (a) and (b)
+    under py-spy. The instance's CPU time per request is measured in each phase (machine-independent: what
+    a dedicated box would spend)."""
+    out = {"profile": {}}
+    out["sequential"], _, out["profile"]["sequential"] = phase(
+        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential, sessions)),
+        profile)
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
-          f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}", flush=True)
-    c = out["concurrent"] = asyncio.run(concurrent(base, key, ids, args.clients, args.duration, args.seed))
+          f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}; median ms by stage: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items())
+          + f"; instance CPU {out['sequential']['cpu_ms_per_request']:.0f} ms per request", flush=True)
+    c, cpu, out["profile"]["concurrent"] = phase(
+        "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
+                                                                     args.seed)), profile)
+    c["cpu_s"], c["cpu_cores_used"] = cpu, cpu / c["wall_s"]
+    c["cpu_ms_per_forecast"] = cpu / max(c["forecasts"], 1) * 1000  # the reads and health checks included
+    out["concurrent"] = c
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
               f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
               f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
+    print(f"      instance CPU {c['cpu_cores_used']:.2f} cores busy, {c['cpu_ms_per_forecast']:.0f} ms per forecast "
+          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
     if shed and args.burst:
         b = out["burst"] = asyncio.run(burst(base, key, ids, args.burst))
         print(f"  (c) burst of {b['requests']}: {b['ok']} answered 200, {b['shed_503']} shed 503 "
@@ -207,6 +276,9 @@ def run_load(base, key, ids, args, shed=True, sessions=None):
 
 
 def main(args):
+    # Ray starts its workers (the replicas, the feature tasks) at nice 15 by default (RAY_worker_niceness):
+    # on a machine shared with nice-10 jobs they would get a fraction of a core whatever the service does
+    os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
@@ -215,8 +287,9 @@ def main(args):
     plants = fleet.plants(args.plants, args.seed, list(fleet.SITES))
     info = bench_fleet.machine()
     print(f"machine: {info['cpu_count']} CPUs ({info['cpu_model']}); ray {info['ray']}; commit "
-          f"{info['git_commit'][:10]}{' (dirty)' if info['git_dirty'] else ''}; merge {settings['forecast']['merge']}")
-    report = {"machine": info, "args": vars(args), "mix": MIX}
+          f"{info['git_commit'][:10]}{' (dirty)' if info['git_dirty'] else ''}; merge {settings['forecast']['merge']}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; Ray worker nice {args.worker_niceness}")
+    report = {"machine": info, "args": vars(args), "mix": MIX, "load_average_start": os.getloadavg()}
     with service.scratch_database("pvcast_load") as (url, _):
         key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
         with service.serve_instance(url, out_dir / "serve_load_merged") as (base, sessions):
@@ -225,26 +298,31 @@ def main(args):
             print(f"{len(ids)} plants, {report['ingestion']['weather_rows']:,} weather rows (real records: "
                   + "; ".join(v["record"] for v in fleet.SITES.values()) + ")", flush=True)
             print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
-            report["merged"] = run_load(base, key, ids, args, sessions=sessions if args.profile else None)
+            report["merged"] = run_load(base, key, ids, args, sessions, profile=args.profile)
         if not args.no_baseline:
-            off = {**settings["forecast"]["merge"], "max_locations": 0}
-            print("baseline, same process and database: no merging (forecast.merge.max_locations 0):", flush=True)
-            with service.serve_instance(url, out_dir / "serve_load_unmerged",
-                                        service_settings={"forecast": {"merge": off}}) as (base, _):
-                report["unmerged"] = run_load(base, key, ids, args, shed=False)
+            off = {"merge": {**settings["forecast"]["merge"], "max_locations": 0}, "local_features_max_locations": 0}
+            print("baseline, same process and database: no merging, features in a Ray task (forecast.merge."
+                  "max_locations 0, forecast.local_features_max_locations 0):", flush=True)
+            with service.serve_instance(url, out_dir / "serve_load_baseline",
+                                        service_settings={"forecast": off}) as (base, sessions):
+                report["baseline"] = run_load(base, key, ids, args, sessions, shed=False)
     m = report["merged"]
-    if "unmerged" in report:
-        u = report["unmerged"]
-        print(f"merged vs unmerged: forecasts/s {m['concurrent']['forecasts_per_s']:.1f} vs "
+    c = m["concurrent"]
+    if "baseline" in report:
+        u = report["baseline"]
+        print(f"this design vs baseline: forecasts/s {m['concurrent']['forecasts_per_s']:.1f} vs "
               f"{u['concurrent']['forecasts_per_s']:.1f} "
               f"({m['concurrent']['forecasts_per_s'] / max(u['concurrent']['forecasts_per_s'], 1e-9):.1f}x); "
               f"concurrent generate p99 {m['concurrent']['generate']['p99_ms']:.0f} vs "
               f"{u['concurrent']['generate']['p99_ms']:.0f} ms; sequential p50 {m['sequential']['p50_ms']:.0f} vs "
-              f"{u['sequential']['p50_ms']:.0f} ms")
-    c = m["concurrent"]
+              f"{u['sequential']['p50_ms']:.0f} ms; instance CPU per sequential request "
+              f"{m['sequential']['cpu_ms_per_request']:.0f} vs {u['sequential']['cpu_ms_per_request']:.0f} ms, per "
+              f"concurrent forecast {c['cpu_ms_per_forecast']:.0f} vs {u['concurrent']['cpu_ms_per_forecast']:.0f} ms")
     print(f"targets: >= 150 forecasts/s: {c['forecasts_per_s']:.1f}; generate p99 <= 1000 ms: "
           f"{c['generate']['p99_ms']:.0f}; zero errors: {sum(c['errors'].values())}; sequential p50 <= 25 ms: "
           f"{m['sequential']['p50_ms']:.0f}, p99 <= 100 ms: {m['sequential']['p99_ms']:.0f}")
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in report['load_average_end'])}")
     (out_dir / "bench_load.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out_dir / 'bench_load.json'}")
 
@@ -257,7 +335,9 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=600, help="requests at once of (c); 0: none")
     parser.add_argument("--plants", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20130630)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the unmerged instance")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline instance")
     parser.add_argument("--out", default="out/bench")
-    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) (sequential)")
+    parser.add_argument("--worker-niceness", type=int, default=0,
+                        help="nice of the instance's Ray workers (Ray's default is 15)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the Ray workers during (a) and (b)")
     main(parser.parse_args())

@@ -59,6 +59,28 @@ def power_limit_kw(capacity_ac_kw, export_limit_kw):
     return np.fmin(np.asarray(capacity_ac_kw, dtype=float), np.asarray(export_limit_kw, dtype=float))
 
 
+def plant_limits_kw(locations, location_ids):
+    """AC capacity and :func:`power_limit_kw` of the plant of each of ``location_ids``, kW.
+
+    Parameters
+    ----------
+    locations : DataFrame
+        Locations frame (``location_id``, ``capacity_ac_kw``, ``export_limit_kw``) holding every id.
+    location_ids : array_like of int
+        Any order, repeats allowed (one per forecast row, or one per plant).
+
+    Returns
+    -------
+    capacity_ac_kw, limit_kw : ndarray
+        Shape of ``location_ids``.
+    """
+    known = locations["location_id"].to_numpy("int64")
+    order = np.argsort(known, kind="stable")
+    at = order[np.searchsorted(known, np.asarray(location_ids, dtype="int64"), sorter=order)]
+    capacity = locations["capacity_ac_kw"].to_numpy(float)[at]
+    return capacity, power_limit_kw(capacity, locations["export_limit_kw"].to_numpy(float)[at])
+
+
 def apply_limits(q_norm, capacity_ac_kw, export_limit_kw, solar_elevation):
     """Sort, scale, clip and zero the quantiles.
 

@@ -26,7 +26,7 @@ import asyncpg
 import numpy as np
 import pandas as pd
 import pydantic
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
@@ -110,8 +110,8 @@ def clean_nan(value):
         return None
     if isinstance(value, dict):
         return {str(k): clean_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_nan(v) for v in value]
+    if isinstance(value, (list, tuple)):  # floats inline: a forecast's value lists hold thousands
+        return [(None if v != v else v) if type(v) is float else clean_nan(v) for v in value]
     return value
 
 

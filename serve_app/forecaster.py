@@ -1,6 +1,7 @@
 """Forecaster deployment: holds the verified CatBoost models, forecasts batches of plants."""
 
 import asyncio
+import functools
 import time
 
 import asyncpg
@@ -20,7 +21,6 @@ def model_version(card):
     return f"{card['model_id']}@{card['sha256'][:12]}"
 
 
-@ray.remote
 def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=(),
                  wind_speed_ms=None):
     """Features of the plants whose weather can drive a forecast, and the others' reasons.
@@ -62,6 +62,10 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     return features, good, errors, lookback, wind_defaulted
 
 
+#: :func:`feature_task` as a Ray task (a fleet's batches, placed by Ray over the cluster's nodes).
+remote_feature_task = ray.remote(feature_task)
+
+
 @serve.deployment
 class Forecaster:
     """Loads every configured model once (checked against its card) and keeps it."""
@@ -79,13 +83,17 @@ class Forecaster:
         self.passes = set()  # merged passes running
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
         self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
+        self.refit_pending, self.refit_check = {}, None  # location_id -> issue time to check; the running check
 
     async def ready(self):
         """Model ids and versions (called by the ingress' /readyz)."""
         return {m: model_version(model["card"]) for m, model in self.models.items()}
 
-    async def forecast(self, locations, params, task_id):
+    async def forecast(self, locations, params, task_id, batches=1):
         """Forecast, store and summarise one batch of plants (the call of a task: serve_app/tasks.py).
+
+        ``batches``: how many batches the task was split into (its batches'
+        features are always Ray tasks: :meth:`features`).
 
         A call of at most ``forecast.merge.max_locations`` plants is merged
         (:meth:`start_passes`): it shares a pass with the compatible calls
@@ -108,10 +116,10 @@ class Forecaster:
         """
         if len(locations) <= self.merge["max_locations"]:
             answer = asyncio.get_running_loop().create_future()
-            self.waiting.append(((locations, params, task_id), answer))
+            self.waiting.append(((locations, params, task_id, batches), answer))
             self.start_passes()
             return await answer
-        return (await self.forecast_pass([(locations, params, task_id)]))[0]
+        return (await self.forecast_pass([(locations, params, task_id, batches)]))[0]
 
     def start_passes(self):
         """Start merged passes of the waiting calls while fewer than ``forecast.merge.max_passes`` run.
@@ -166,7 +174,7 @@ class Forecaster:
     async def forecast_pass(self, calls):
         """Forecast, store and summarise the plants of compatible calls in one pass; one result per call.
 
-        ``calls``: (locations, params, task_id) with the same :func:`pass_key`
+        ``calls``: (locations, params, task_id, batches) with the same :func:`pass_key`
         and no plant twice. Each plant's run carries its own call's task id.
         """
         t0 = time.perf_counter()
@@ -182,16 +190,17 @@ class Forecaster:
         (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
             self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
             store.fetch_horizons(self.pool, ids))
-        locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+        if calibrations:  # no calibration: the plants as stated
+            locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
         geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
-        task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
-        feats, locs, errors, lookback, wind_defaulted = await feature_task.options(num_cpus=task_cpus).remote(
-            locations, weather, times, **geometry, lookback_times=lookback_times, lookback_ids=list(calibrations),
-            wind_speed_ms=self.wind_speed_ms)
+        local = self.features_here(len(locations), [c[3] for c in calls])
+        feats, locs, errors, lookback, wind_defaulted = await self.features(
+            local, locations, weather, times, **geometry, lookback_times=lookback_times,
+            lookback_ids=list(calibrations), wind_speed_ms=self.wind_speed_ms)
         t_feat = time.perf_counter()
         frame, model_errors = await asyncio.get_running_loop().run_in_executor(
             None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
@@ -207,16 +216,30 @@ class Forecaster:
             run_ids = await self.writer.write.remote(runs, frame)
         t_write = time.perf_counter()
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
-                   "write_s": t_write - t_pred, "merged_calls": len(calls)}
-        results, _ = await asyncio.gather(
-            asyncio.get_running_loop().run_in_executor(None, call_results, calls, run_ids, errors, frame, locs, timings),
-            self.refit_due(ids, issue))
+                   "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local)}
+        self.check_refits(ids, issue)
+        results = await asyncio.get_running_loop().run_in_executor(
+            None, call_results, calls, run_ids, errors, frame, locs, timings)
         clipped = sum(r["clipped"] for r in results)
         if clipped:  # a Ray Counter refuses inc(0)
             CLIPPED.inc(clipped)
         event("batch_done", task_ids=sorted(set(task_of.values())), locations=len(locations), errors=len(errors),
               runs=len(run_ids), timings=timings)
         return results
+
+    def features_here(self, n_locations, batches):
+        """Whether a pass computes its features in this replica: at most ``forecast.local_features_max_locations``
+        plants, none of a task split into several batches (the ingress split it to spread it over replicas and
+        nodes: serve_app/tasks.py)."""
+        return n_locations <= self.settings["forecast"]["local_features_max_locations"] and max(batches) == 1
+
+    def features(self, local, *args, **kwargs):
+        """:func:`feature_task` of a pass, awaitable: in the replica's executor when ``local`` (a few plants: no
+        task to schedule, no frames crossing processes), else a Ray task of ``forecast.feature_task_num_cpus``."""
+        if local:
+            return asyncio.get_running_loop().run_in_executor(None, functools.partial(feature_task, *args, **kwargs))
+        task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
+        return remote_feature_task.options(num_cpus=task_cpus).remote(*args, **kwargs)
 
     async def calibration_inputs(self, locations, issue):
         """The plants' latest calibrations and, for those, the actuals of the intraday window before ``issue``.
@@ -266,6 +289,32 @@ class Forecaster:
         if self.pool is None:
             self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
         return self.pool
+
+    def check_refits(self, location_ids, issue):
+        """:meth:`refit_due` of a pass's plants, off the forecast's path (its answer does not wait for the count).
+
+        At most one check runs at a time; the plants of passes that end
+        meanwhile are checked together by the next one (one count query per
+        issue time for many passes under load). A refit's cutoff is the issue
+        time of the plant's latest pass, as when the pass checked it itself.
+        """
+        if not self.settings["adaptation"]["refit_after_daylight_actuals"]:
+            return
+        self.refit_pending.update(dict.fromkeys(location_ids, issue))
+        if self.refit_check is not None:
+            return
+
+        async def check():
+            try:
+                while self.refit_pending:
+                    pending, self.refit_pending = self.refit_pending, {}
+                    for when in set(pending.values()):
+                        await self.refit_due([i for i, t in pending.items() if t == when], when)
+            except Exception as exc:  # a refit check never fails a forecast
+                event("refit_check_failed", error=repr(exc))
+            finally:
+                self.refit_check = None
+        self.refit_check = asyncio.get_running_loop().create_task(check())
 
     async def refit_due(self, location_ids, issue):
         """Start a background refit of every plant with ``adaptation.refit_after_daylight_actuals`` new ones.
@@ -370,7 +419,7 @@ def call_results(calls, run_ids, errors, frame, locations, timings):
     rows = frame.groupby("location_id", sort=False).indices if len(frame) else {}
     clipped = clipped_by_location(frame, locations)
     out = []
-    for call_locations, params, _ in calls:
+    for call_locations, params, *_ in calls:
         ids = call_locations["location_id"].tolist()
         mine = [rows[i] for i in ids if i in rows]
         wanted = params["wait"] and params["include_forecast"]
@@ -392,8 +441,7 @@ def clipped_by_location(frame, locations):
     """{location_id: number of quantile values at the plant's power limit while the sun is up (p90 > 0)}."""
     if not len(frame):
         return {}
-    plants = locations.set_index("location_id").loc[frame["location_id"]]
-    limit = quantiles.power_limit_kw(plants["capacity_ac_kw"].to_numpy(), plants["export_limit_kw"].to_numpy())
+    limit = quantiles.plant_limits_kw(locations, frame["location_id"].to_numpy("int64"))[1]
     values = frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy()
     at_limit = ((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum(axis=1)
     ids, where = np.unique(frame["location_id"].to_numpy("int64"), return_inverse=True)

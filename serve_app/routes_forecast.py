@@ -40,21 +40,23 @@ def locations_payload(frame, locations, run_ids, wanted):
     """Columnar forecast of every location (kW) with its capacity and limit, without a per-row loop.
 
     Every location of ``frame`` has the same forecast grid, so the values are
-    reshaped to (locations, steps) once and the times serialised once.
+    reshaped to (locations, steps) once and the times serialised once (numpy:
+    a single-plant answer is built in well under a millisecond).
     """
-    frame = frame.sort_values(["location_id", "valid_time"], kind="stable")
-    ids, counts = np.unique(frame["location_id"].to_numpy("int64"), return_counts=True)
+    ids_all = frame["location_id"].to_numpy("int64")
+    valid = frame["valid_time"].to_numpy("datetime64[us]")  # tz-aware UTC (validation.FORECAST_COLUMNS)
+    order = np.lexsort((valid, ids_all))
+    ids, counts = np.unique(ids_all, return_counts=True)
     if len(ids) == 0:
         return []
     steps = int(counts[0])
     if (counts != steps).any():
         raise RuntimeError(f"forecast frames of unequal length per location: {sorted(set(counts.tolist()))}")
-    times = [t.isoformat() for t in frame["valid_time"].iloc[:steps]]
-    horizon = frame["horizon_minutes"].iloc[:steps].astype(int).tolist()
-    values = {q: frame[q].to_numpy(float).reshape(len(ids), steps).tolist() for q in wanted}
-    plants = locations.set_index("location_id").loc[ids]
-    cap = plants["capacity_ac_kw"].to_numpy(float)
-    limit = quantiles.power_limit_kw(cap, plants["export_limit_kw"].to_numpy(float))
+    first = order[:steps]
+    times = np.char.add(np.datetime_as_string(valid[first], unit="s"), "+00:00").tolist()  # Timestamp.isoformat()
+    horizon = frame["horizon_minutes"].to_numpy()[first].astype(int).tolist()
+    values = {q: frame[q].to_numpy(float)[order].reshape(len(ids), steps).tolist() for q in wanted}
+    cap, limit = quantiles.plant_limits_kw(locations, ids)
     return [{"location_id": i, "run_id": run_ids.get(i), "capacity_ac_kw": c, "power_limit_kw": lim,
              "valid_time": times, "horizon_minutes": horizon, **{q: values[q][k] for q in wanted}}
             for k, (i, c, lim) in enumerate(zip(ids.tolist(), cap.tolist(), limit.tolist()))]
@@ -95,15 +97,14 @@ async def start_task(service, params, tenant_id):
     LookupError
         An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
     """
-    locations = await store.fetch_locations(service.pool, params["location_ids"], tenant_id=tenant_id)
+    task_id = str(uuid.uuid4())
+    locations = await store.create_task_of_locations(  # the task row only if every plant is known (one round trip)
+        service.pool, task_id, params, params["location_ids"], tenant_id=tenant_id, owner=service.owner,
+        lease_seconds=service.settings["tasks"]["lease_seconds"])
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError)
-    task_id = str(uuid.uuid4())
-    await store.create_task(service.pool, task_id, params, len(locations), tenant_id=tenant_id,
-                            owner=service.owner,
-                            lease_seconds=service.settings["tasks"]["lease_seconds"])
     job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 

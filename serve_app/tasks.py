@@ -51,7 +51,8 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     Serve ``max_queued_requests``), else None.
     """
     size = service.settings["forecast"]["batch_locations"]
-    calls = [(b, service.forecaster.forecast.remote(b, params, task_id)) for b in batches(pending, size)]
+    split = batches(pending, size)
+    calls = [(b, service.forecaster.forecast.remote(b, params, task_id, len(split))) for b in split]
     failed, shed = {}, None
 
     async def one(batch, ref):

@@ -1,0 +1,62 @@
+"""A generate request's task row and its plants in one statement (store.create_task_of_locations).
+
+The task is recorded only when every asked plant is known to the asking tenant; the plants come
+back as fetch_locations gives them, whether or not the task was recorded.
+"""
+
+import uuid
+
+import pandas as pd
+
+from engine import store
+from storehelpers import demo_locations, run
+
+
+def tenant():
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def create(url, ids, tenant_id, owner="owner-1"):
+    """(plants returned, fetch_locations of the same ids, the task row or None) of a new task."""
+    task_id = str(uuid.uuid4())
+
+    async def go(conn):
+        got = await store.create_task_of_locations(conn, task_id, {"location_ids": ids}, ids, tenant_id=tenant_id,
+                                                   owner=owner, lease_seconds=20.0)
+        row = await conn.fetchrow("SELECT *, lease_expires_at - now() AS lease FROM forecast_tasks "
+                                  "WHERE task_id = $1::uuid", task_id)
+        return got, await store.fetch_locations(conn, ids, tenant_id=tenant_id), row
+    return run(url, go)
+
+
+def plants_of_two_tenants(url):
+    a, b = tenant(), tenant()
+
+    async def go(conn):
+        for t in (a, b):
+            await store.create_key(conn, t, "read,write")
+        return (await store.upsert_locations(conn, demo_locations(" [task creation]"), tenant_id=a),
+                await store.upsert_locations(conn, demo_locations(" [task creation]"), tenant_id=b))
+    return a, b, *run(url, go)
+
+
+def test_a_task_of_known_plants_is_recorded_with_them(service_url):
+    a, _, mine, _ = plants_of_two_tenants(service_url)
+    ids = mine["location_id"].tolist()
+    got, fetched, row = create(service_url, ids + ids[:1], a)  # an id asked twice is one plant
+    pd.testing.assert_frame_equal(got, fetched)
+    assert got["location_id"].tolist() == sorted(ids)
+    assert row is not None and row["status"] == "queued" and row["progress_total"] == len(ids)
+    assert row["tenant_id"] == a and row["owner"] == "owner-1"
+    assert 0 < row["lease"].total_seconds() <= 20
+
+
+def test_no_task_when_a_plant_is_unknown_or_another_tenants(service_url):
+    a, _, mine, theirs = plants_of_two_tenants(service_url)
+    ids = mine["location_id"].tolist()
+    got, fetched, row = create(service_url, ids + [theirs["location_id"].iloc[0]], a)
+    assert row is None
+    pd.testing.assert_frame_equal(got, fetched)
+    assert got["location_id"].tolist() == sorted(ids)  # the caller names the missing one
+    got, _, row = create(service_url, [max(ids) + 10**9], a)
+    assert row is None and got.empty
