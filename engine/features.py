@@ -99,7 +99,7 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     return box[rows - r0, cols - c0, :].astype(float) / 20.0
 
 
-def linke_turbidity(monthly, site_index, times):
+def linke_turbidity(monthly, site_index, times, inverse):
     """Daily-interpolated Linke turbidity (as ``lookup_linke_turbidity(interp_turbidity=True)``).
 
     Parameters
@@ -109,7 +109,10 @@ def linke_turbidity(monthly, site_index, times):
     site_index : ndarray of int
         Site of each element.
     times : DatetimeIndex
-        UTC time of each element.
+        Distinct UTC timestamps.
+    inverse : ndarray of int
+        Timestamp of each element (index into ``times``); the position in the
+        year is computed once per timestamp.
 
     Returns
     -------
@@ -123,6 +126,7 @@ def linke_turbidity(monthly, site_index, times):
     lo = np.floor(position).astype(int)
     hi = np.minimum(lo + 1, 13)
     frac = position - lo
+    lo, hi, frac = lo[inverse], hi[inverse], frac[inverse]
     return lts[site_index, lo] * (1.0 - frac) + lts[site_index, hi] * frac
 
 
@@ -136,6 +140,11 @@ def month_middles(year):
 
 def sun_and_clear_sky(times, inverse, site_index, sites, monthly_linke):
     """Solar position, air mass, extraterrestrial and clear-sky irradiance on flat arrays.
+
+    Air mass and clear sky are evaluated only where the sun is at or above
+    the geometric horizon of refraction (``apparent_zenith <= 90``); below it
+    pvlib's relative air mass is NaN and its Ineichen clear sky, through
+    ``np.fmax(NaN, 0)``, exactly 0, the values set there directly.
 
     Parameters
     ----------
@@ -157,17 +166,22 @@ def sun_and_clear_sky(times, inverse, site_index, sites, monthly_linke):
         ``dni_extra``, ``airmass_relative``, ``airmass_absolute``,
         ``ghi_clear``, ``dni_clear``, ``dhi_clear`` (W/m^2).
     """
-    altitude = sites["altitude"][site_index]
-    sun = solarposition.solar_position_flat(times, inverse, sites["latitude"][site_index],
-                                            sites["longitude"][site_index], altitude)
+    spa_sites = solarposition.site_terms(sites["latitude"], sites["altitude"])
+    sun = solarposition.solar_position_flat(times, inverse, spa_sites, site_index, sites["longitude"][site_index])
     sun["dni_extra"] = np.asarray(irradiance.get_extra_radiation(times), dtype=float)[inverse]
-    sun["airmass_relative"] = np.asarray(atmosphere.get_relative_airmass(sun["apparent_zenith"]))
-    sun["airmass_absolute"] = np.asarray(atmosphere.get_absolute_airmass(sun["airmass_relative"], sun["pressure"]))
-    linke = linke_turbidity(monthly_linke, site_index, times[inverse])
-    with np.errstate(divide="ignore", invalid="ignore"):  # sun below the horizon: air mass NaN, clear sky 0
-        cs = clearsky.ineichen(sun["apparent_zenith"], sun["airmass_absolute"], linke, altitude, sun["dni_extra"])
+    up = np.flatnonzero(sun["apparent_zenith"] <= 90.0)
+    zenith, pressure = sun["apparent_zenith"][up], sun["pressure"][up]
+    relative = np.asarray(atmosphere.get_relative_airmass(zenith))
+    absolute = np.asarray(atmosphere.get_absolute_airmass(relative, pressure))
+    linke = linke_turbidity(monthly_linke, site_index[up], times, inverse[up])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cs = clearsky.ineichen(zenith, absolute, linke, sites["altitude"][site_index[up]], sun["dni_extra"][up])
+    for name, values in (("airmass_relative", relative), ("airmass_absolute", absolute)):
+        sun[name] = np.full(len(inverse), np.nan)
+        sun[name][up] = values
     for k in ("ghi", "dni", "dhi"):
-        sun[f"{k}_clear"] = np.nan_to_num(np.asarray(cs[k], dtype=float), nan=0.0)
+        sun[f"{k}_clear"] = np.zeros(len(inverse))
+        sun[f"{k}_clear"][up] = np.nan_to_num(np.asarray(cs[k], dtype=float), nan=0.0)
     return sun
 
 

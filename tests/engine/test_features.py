@@ -178,3 +178,43 @@ def test_given_dni_dhi_are_used_instead_of_erbs(plants, psm3):
     kd_given = (clear["dhi"] / clear["ghi"])[clear["ghi"] > 800].median()
     assert abs(got["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) < 0.03
     assert abs(erbs["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) > 0.03
+
+
+SPREAD = {"latitude": np.array([39.742, 35.05, 44.5, -33.9, 64.8, 0.3]),
+          "longitude": np.array([-105.1727, -106.6, -100.3, 151.2, -147.7, 32.6]),
+          "altitude": np.array([1730.0, 1600.0, 500.0, 20.0, 130.0, 1190.0])}
+
+
+def flat_sun(sites):
+    """``sun_and_clear_sky`` of every (site, forecast time), location-major, as ``feature_frame`` lays it out."""
+    n, t = len(sites["latitude"]), len(TIMES)
+    site, step = np.repeat(np.arange(n), t), np.tile(np.arange(t), n)
+    monthly = features.linke_turbidity_monthly(sites["latitude"], sites["longitude"])
+    return site, step, monthly, features.sun_and_clear_sky(TIMES, step, site, sites, monthly)
+
+
+def test_flat_solar_position_is_pvlib_spa_bit_for_bit():
+    """Time terms once per timestamp, site terms once per site, shared sines: pvlib's nrel_numpy values exactly."""
+    _, _, _, sun = flat_sun(SPREAD)
+    for i, (lat, lon, alt) in enumerate(zip(*SPREAD.values())):
+        ref = pvlib.solarposition.get_solarposition(TIMES, lat, lon, alt, method="nrel_numpy", delta_t=None)
+        part = slice(i * len(TIMES), (i + 1) * len(TIMES))
+        for name in ("apparent_elevation", "elevation", "apparent_zenith", "zenith", "azimuth", "equation_of_time"):
+            np.testing.assert_array_equal(sun[name][part], ref[name].to_numpy(), err_msg=f"site {i} {name}")
+
+
+def test_clear_sky_evaluated_only_above_the_horizon_equals_it_evaluated_everywhere():
+    """Skipping air mass and Ineichen below the horizon changes no value: there they are NaN and exactly 0."""
+    site, step, monthly, sun = flat_sun(SPREAD)
+    below = sun["apparent_zenith"] > 90.0
+    assert 0.2 < below.mean() < 0.6  # the shortcut is exercised (and so is the daylight part)
+    relative = pvlib.atmosphere.get_relative_airmass(sun["apparent_zenith"])
+    absolute = pvlib.atmosphere.get_absolute_airmass(relative, sun["pressure"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        everywhere = pvlib.clearsky.ineichen(sun["apparent_zenith"], absolute,
+                                             features.linke_turbidity(monthly, site, TIMES, step),
+                                             SPREAD["altitude"][site], sun["dni_extra"])
+    np.testing.assert_array_equal(sun["airmass_relative"], relative)
+    np.testing.assert_array_equal(sun["airmass_absolute"], absolute)
+    for k in ("ghi", "dni", "dhi"):
+        np.testing.assert_array_equal(sun[f"{k}_clear"], np.nan_to_num(np.asarray(everywhere[k]), nan=0.0))
