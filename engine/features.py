@@ -285,6 +285,54 @@ def csi_window_stats(shifted):
                 "csi_std_6h": np.nanstd(window, axis=0)}
 
 
+def csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts, n_sites):
+    """Clear-sky index at every element's time + each shift, NaN outside the plant's weather instants.
+
+    The shifted times of all forecast times are few and shared by every
+    plant (15 min steps, shifts of 15 and 30 min: 216 for 192 steps), so the
+    interpolation runs once per (plant, distinct shifted time) and each
+    shift is a gather, not an interpolation per element and shift. Times in
+    whole seconds make every band-axis value an exact float sum, so the
+    values are those of interpolating at each element + shift bit for bit.
+
+    Parameters
+    ----------
+    csi_w : ndarray
+        Clear-sky index at the weather instants (NaN: skipped).
+    support : ndarray
+        Band axis of the weather instants (:func:`engine.resample.band_axis`).
+    w_site : ndarray of int
+        Plant of each weather instant (sorted).
+    inst_sec, t_sec : ndarray
+        s since 1970, weather instants and forecast times.
+    base, band : float
+        s, of the band axis.
+    site, step : ndarray of int
+        Plant and forecast time of each element.
+    shifts : list of int
+        min.
+    n_sites : int
+        Number of plants.
+
+    Returns
+    -------
+    dict of int to ndarray
+        One value per element for every shift.
+    """
+    wanted = t_sec[:, None] + np.asarray(shifts, dtype=float) * 60.0  # (n_times, n_shifts)
+    at = np.unique(wanted)
+    slot = np.searchsorted(at, wanted).T  # (n_shifts, n_times)
+    plant = np.repeat(np.arange(n_sites), len(at))
+    seconds = np.tile(at, n_sites)
+    first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
+    last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
+    csi_at = resample.band_interpolator(support, w_site, csi_w, plant, n_sites)
+    values = np.where((seconds >= first[plant]) & (seconds <= last[plant]),
+                      csi_at(resample.band_axis(plant, seconds - base, band)), np.nan)
+    row = site * len(at)
+    return {m: values[row + slot[j][step]] for j, m in enumerate(shifts)}
+
+
 def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_speed, elements=None):
     """Plane-of-array irradiance, cell temperature and DC power of every plane row, per plant.
 
@@ -504,8 +552,7 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     def interpolator(values):
         return resample.band_interpolator(support, w_site, values, site, n_sites)
 
-    csi_at = interpolator(csi_w)
-    csi = csi_at(target)
+    csi = interpolator(csi_w)(target)
     ghi_clear = sun["ghi_clear"]
     night = ghi_clear < resample.MIN_CLEAR_GHI
     ghi = np.where(night, np.nan_to_num(csi, nan=0.0) * ghi_clear, csi * ghi_clear)
@@ -531,17 +578,11 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     p = {"longitude": loc["longitude"][site], "capacity_ac_kw": loc["capacity_ac_kw"][site]}
     ac = physics.inverter_ac(phys["pdc"], p["capacity_ac_kw"])
 
-    # temporal context of the clear-sky index (NaN outside the plant's weather instants)
-    first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
-    last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
-    seconds = t_sec[step]
-
-    def csi_inside(minutes):
-        shifted = seconds + minutes * 60.0
-        return np.where((shifted >= first[site]) & (shifted <= last[site]), csi_at(target + minutes * 60.0), np.nan)
-
+    # temporal context of the clear-sky index (NaN outside the plant's weather instants): interpolated once
+    # per plant at each distinct shifted time, then gathered for every element and shift
     shifts = sorted({*CONTEXT_SHIFTS_MINUTES.values(), *WINDOW_SHIFTS_MINUTES.tolist()})
-    shifted = {m: csi_inside(m) for m in shifts}  # each shift interpolated once, shared below
+    shifted = csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts,
+                          n_sites)
     context = {name: np.where(night, np.nan, shifted[m]) for name, m in CONTEXT_SHIFTS_MINUTES.items()}
     window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
                        context["csi_lead30"]])

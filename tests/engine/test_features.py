@@ -218,3 +218,40 @@ def test_clear_sky_evaluated_only_above_the_horizon_equals_it_evaluated_everywhe
     np.testing.assert_array_equal(sun["airmass_absolute"], absolute)
     for k in ("ghi", "dni", "dhi"):
         np.testing.assert_array_equal(sun[f"{k}_clear"], np.nan_to_num(np.asarray(everywhere[k]), nan=0.0))
+
+
+def test_shifted_csi_gathered_equals_it_interpolated_per_element(psm3):
+    """One interpolation per (plant, distinct shifted time), then gathers: each element's value at time + shift exactly.
+
+    Real PSM3 GHI / 1000 as the index (NaN where it is 0, as at night), three plants whose weather ends at
+    different times (so some shifted times fall outside a plant's weather: NaN), a subset of the elements
+    (the daylight ones in ``feature_frame``).
+    """
+    from engine import resample, solarposition
+
+    spans = ["2013-06-04 00:00", "2013-06-03 09:00", "2013-06-02 20:00"]
+    w = pd.concat([psm3[psm3["valid_time"] < end].assign(site=i) for i, end in enumerate(spans)], ignore_index=True)
+    inst_sec = solarposition.unixtime(resample.weather_instants(w))
+    w_site = w["site"].to_numpy()
+    ghi = w["ghi"].to_numpy(dtype=float)
+    csi_w = np.where(ghi > 0, ghi / 1000.0, np.nan)
+    t_sec = solarposition.unixtime(TIMES)
+    n_sites, n_times = 3, len(TIMES)
+    elements = np.flatnonzero(np.arange(n_sites * n_times) % 3 != 1)
+    site, step = np.divmod(elements, n_times)
+    base = min(inst_sec.min(), t_sec.min()) - 86400.0
+    band = max(inst_sec.max(), t_sec.max()) - base + 86400.0
+    support = resample.band_axis(w_site, inst_sec - base, band)
+    shifts = sorted({*features.CONTEXT_SHIFTS_MINUTES.values(), *features.WINDOW_SHIFTS_MINUTES.tolist()})
+    got = features.csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts, n_sites)
+    per_element = resample.band_interpolator(support, w_site, csi_w, site, n_sites)
+    target = resample.band_axis(site, t_sec[step] - base, band)
+    first = np.array([inst_sec[w_site == i].min() for i in range(n_sites)])
+    last = np.array([inst_sec[w_site == i].max() for i in range(n_sites)])
+    outside = 0
+    for m in shifts:
+        seconds = t_sec[step] + m * 60.0
+        inside = (seconds >= first[site]) & (seconds <= last[site])
+        outside += (~inside).sum()
+        np.testing.assert_array_equal(got[m], np.where(inside, per_element(target + m * 60.0), np.nan), err_msg=m)
+    assert outside > 100 and np.isfinite(np.stack(list(got.values()))).mean() > 0.3
