@@ -78,8 +78,11 @@ NIGHT_VALUES = {"solar_elevation": "apparent_elevation", "solar_azimuth": "azimu
 def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """Monthly Linke turbidity of each site from pvlib's climatology file.
 
-    Reads only the bounding box of the sites (not the 112 MB grid) and maps
-    coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``.
+    Maps coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``
+    and reads, per storage chunk of the file (gzip, 135 x 270 cells) holding
+    sites, only the bounding box of those sites: a fleet clustered around a
+    few places reads a few small boxes, not the box spanning all of them
+    (nor the 112 MB grid). One read per such chunk (at most 256 on Earth).
 
     Parameters
     ----------
@@ -93,10 +96,17 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """
     rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(int)
     cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(int)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    out = np.empty((len(rows), 12))
     with h5py.File(filepath, "r") as f:
-        box = f["LinkeTurbidity"][r0:r1, c0:c1, :]
-    return box[rows - r0, cols - c0, :].astype(float) / 20.0
+        grid = f["LinkeTurbidity"]
+        chunk_rows, chunk_cols = grid.chunks[:2] if grid.chunks else grid.shape[:2]
+        tile = (rows // chunk_rows) * (grid.shape[1] // chunk_cols + 1) + cols // chunk_cols
+        for t in np.unique(tile):
+            part = np.flatnonzero(tile == t)
+            r, c = rows[part], cols[part]
+            box = grid[r.min():r.max() + 1, c.min():c.max() + 1, :]
+            out[part] = box[r - r.min(), c - c.min(), :]
+    return out / 20.0
 
 
 def linke_turbidity(monthly, site_index, times, inverse):

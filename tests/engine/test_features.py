@@ -255,3 +255,14 @@ def test_shifted_csi_gathered_equals_it_interpolated_per_element(psm3):
         outside += (~inside).sum()
         np.testing.assert_array_equal(got[m], np.where(inside, per_element(target + m * 60.0), np.nan), err_msg=m)
     assert outside > 100 and np.isfinite(np.stack(list(got.values()))).mean() > 0.3
+
+
+def test_monthly_linke_turbidity_read_by_chunk_equals_pvlib_lookup():
+    """Sites clustered and scattered over the globe (many storage chunks, grid edges): pvlib's monthly values."""
+    rng = np.random.default_rng(7)
+    lat = np.concatenate([rng.uniform(-60.0, 70.0, 12), 39.7 + rng.uniform(-0.5, 0.5, 4), [89.99, -89.99]])
+    lon = np.concatenate([rng.uniform(-180.0, 180.0, 12), -105.2 + rng.uniform(-0.5, 0.5, 4), [179.99, -180.0]])
+    months = pd.date_range("2013-01-01", periods=12, freq="MS", tz="UTC")
+    expected = np.array([pvlib.clearsky.lookup_linke_turbidity(months, la, lo, interp_turbidity=False).to_numpy()
+                         for la, lo in zip(lat, lon)])
+    np.testing.assert_array_equal(features.linke_turbidity_monthly(lat, lon), expected)
