@@ -574,13 +574,18 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     # decomposition: interpolated measured diffuse fraction, else Erbs
     zenith = sun["apparent_zenith"]
     doy = times.day_of_year.to_numpy()[step]
-    erbs = irradiance.erbs(ghi, zenith, doy)
     use_kd = measured_diffuse[site]
     kd = interpolator(kd_w)(target) if measured_diffuse.any() else np.full(len(site), np.nan)
-    dhi = np.where(use_kd & np.isfinite(kd), np.nan_to_num(kd) * ghi, erbs["dhi"])
+    by_kd = use_kd & np.isfinite(kd)
+    erbs = {k: np.zeros(len(site)) for k in ("dni", "dhi")}  # Erbs is elementwise: only where it is used
+    by_erbs = np.flatnonzero(~by_kd)
+    decomposed = irradiance.erbs(ghi[by_erbs], zenith[by_erbs], doy[by_erbs])
+    for k in erbs:
+        erbs[k][by_erbs] = decomposed[k]
+    dhi = np.where(by_kd, np.nan_to_num(kd) * ghi, erbs["dhi"])
     with np.errstate(invalid="ignore", divide="ignore"):
         dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
-    dni = np.where(use_kd & np.isfinite(kd), np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
+    dni = np.where(by_kd, np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
 
     # planes: POA, temperature and DC per plane row, summed per plant before ONE inverter clip
     phys = plant_physics(plane_arrays(loc, planes), shading.profiles(horizon, ids), n_times, sun, ghi, dni, dhi,
