@@ -287,12 +287,22 @@ def csi_window_stats(shifted):
         ``csi_mean_3h``, ``csi_min_3h``, ``csi_max_3h``, ``csi_mean_6h``, ``csi_std_6h``.
     """
     window = np.stack([shifted[m] for m in WINDOW_SHIFTS_MINUTES])
-    inner = window[np.abs(WINDOW_SHIFTS_MINUTES) <= 90]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    inner = np.abs(WINDOW_SHIFTS_MINUTES) <= 90
+    # numpy's nanmean / nanstd step by step (NaN -> 0, sums over the window, / count), the NaN
+    # replacement and the 6 h mean done once for the three statistics: the same values bit for bit
+    missing = np.isnan(window)
+    values = np.where(missing, 0.0, window)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as documented
-        return {"csi_mean_3h": np.nanmean(inner, axis=0), "csi_min_3h": np.nanmin(inner, axis=0),
-                "csi_max_3h": np.nanmax(inner, axis=0), "csi_mean_6h": np.nanmean(window, axis=0),
-                "csi_std_6h": np.nanstd(window, axis=0)}
+        count = (~missing).sum(axis=0, dtype=np.intp)
+        mean_6h = values.sum(axis=0) / count
+        mean_3h = values[inner].sum(axis=0) / (~missing[inner]).sum(axis=0, dtype=np.intp)
+        values -= mean_6h
+        values[missing] = 0.0
+        np.multiply(values, values, out=values)
+        std_6h = np.sqrt(values.sum(axis=0) / count)
+        return {"csi_mean_3h": mean_3h, "csi_min_3h": np.nanmin(window[inner], axis=0),
+                "csi_max_3h": np.nanmax(window[inner], axis=0), "csi_mean_6h": mean_6h, "csi_std_6h": std_6h}
 
 
 def csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts, n_sites):

@@ -266,3 +266,26 @@ def test_monthly_linke_turbidity_read_by_chunk_equals_pvlib_lookup():
     expected = np.array([pvlib.clearsky.lookup_linke_turbidity(months, la, lo, interp_turbidity=False).to_numpy()
                          for la, lo in zip(lat, lon)])
     np.testing.assert_array_equal(features.linke_turbidity_monthly(lat, lon), expected)
+
+
+def test_window_stats_are_numpys_nan_statistics_bit_for_bit(psm3):
+    """Mean/min/max over 3 h and mean/std over 6 h ignoring NaN: numpy's nanmean/nanmin/nanmax/nanstd exactly.
+
+    Real PSM3 GHI / 1000 (NaN where it is 0, at night), the window of each instant from the series shifted by
+    the window's steps (NaN beyond its ends): windows partly and wholly NaN included.
+    """
+    ghi = psm3["ghi"].to_numpy(dtype=float)
+    csi = np.where(ghi > 0, ghi / 1000.0, np.nan)
+    steps = features.WINDOW_SHIFTS_MINUTES // 30  # the PSM3 series is 30-min
+    shifted = {m: np.concatenate([np.full(max(-k, 0), np.nan), csi[max(k, 0):len(csi) + min(k, 0)],
+                                  np.full(max(k, 0), np.nan)]) for m, k in zip(features.WINDOW_SHIFTS_MINUTES, steps)}
+    window = np.stack([shifted[m] for m in features.WINDOW_SHIFTS_MINUTES])
+    inner = window[np.abs(features.WINDOW_SHIFTS_MINUTES) <= 90]
+    assert np.isnan(inner).all(axis=0).sum() > 10 and (np.isnan(window).any(axis=0) & ~np.isnan(window).all(axis=0)).sum() > 10
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        expected = {"csi_mean_3h": np.nanmean(inner, axis=0), "csi_min_3h": np.nanmin(inner, axis=0),
+                    "csi_max_3h": np.nanmax(inner, axis=0), "csi_mean_6h": np.nanmean(window, axis=0),
+                    "csi_std_6h": np.nanstd(window, axis=0)}
+    got = features.csi_window_stats(shifted)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
