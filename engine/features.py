@@ -78,8 +78,11 @@ NIGHT_VALUES = {"solar_elevation": "apparent_elevation", "solar_azimuth": "azimu
 def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """Monthly Linke turbidity of each site from pvlib's climatology file.
 
-    Reads only the bounding box of the sites (not the 112 MB grid) and maps
-    coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``.
+    Maps coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``
+    and reads, per storage chunk of the file (gzip, 135 x 270 cells) holding
+    sites, only the bounding box of those sites: a fleet clustered around a
+    few places reads a few small boxes, not the box spanning all of them
+    (nor the 112 MB grid). One read per such chunk (at most 256 on Earth).
 
     Parameters
     ----------
@@ -93,13 +96,20 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """
     rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(int)
     cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(int)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    out = np.empty((len(rows), 12))
     with h5py.File(filepath, "r") as f:
-        box = f["LinkeTurbidity"][r0:r1, c0:c1, :]
-    return box[rows - r0, cols - c0, :].astype(float) / 20.0
+        grid = f["LinkeTurbidity"]
+        chunk_rows, chunk_cols = grid.chunks[:2] if grid.chunks else grid.shape[:2]
+        tile = (rows // chunk_rows) * (grid.shape[1] // chunk_cols + 1) + cols // chunk_cols
+        for t in np.unique(tile):
+            part = np.flatnonzero(tile == t)
+            r, c = rows[part], cols[part]
+            box = grid[r.min():r.max() + 1, c.min():c.max() + 1, :]
+            out[part] = box[r - r.min(), c - c.min(), :]
+    return out / 20.0
 
 
-def linke_turbidity(monthly, site_index, times):
+def linke_turbidity(monthly, site_index, times, inverse):
     """Daily-interpolated Linke turbidity (as ``lookup_linke_turbidity(interp_turbidity=True)``).
 
     Parameters
@@ -109,7 +119,10 @@ def linke_turbidity(monthly, site_index, times):
     site_index : ndarray of int
         Site of each element.
     times : DatetimeIndex
-        UTC time of each element.
+        Distinct UTC timestamps.
+    inverse : ndarray of int
+        Timestamp of each element (index into ``times``); the position in the
+        year is computed once per timestamp.
 
     Returns
     -------
@@ -123,6 +136,7 @@ def linke_turbidity(monthly, site_index, times):
     lo = np.floor(position).astype(int)
     hi = np.minimum(lo + 1, 13)
     frac = position - lo
+    lo, hi, frac = lo[inverse], hi[inverse], frac[inverse]
     return lts[site_index, lo] * (1.0 - frac) + lts[site_index, hi] * frac
 
 
@@ -136,6 +150,11 @@ def month_middles(year):
 
 def sun_and_clear_sky(times, inverse, site_index, sites, monthly_linke):
     """Solar position, air mass, extraterrestrial and clear-sky irradiance on flat arrays.
+
+    Air mass and clear sky are evaluated only where the sun is at or above
+    the geometric horizon of refraction (``apparent_zenith <= 90``); below it
+    pvlib's relative air mass is NaN and its Ineichen clear sky, through
+    ``np.fmax(NaN, 0)``, exactly 0, the values set there directly.
 
     Parameters
     ----------
@@ -157,17 +176,22 @@ def sun_and_clear_sky(times, inverse, site_index, sites, monthly_linke):
         ``dni_extra``, ``airmass_relative``, ``airmass_absolute``,
         ``ghi_clear``, ``dni_clear``, ``dhi_clear`` (W/m^2).
     """
-    altitude = sites["altitude"][site_index]
-    sun = solarposition.solar_position_flat(times, inverse, sites["latitude"][site_index],
-                                            sites["longitude"][site_index], altitude)
+    spa_sites = solarposition.site_terms(sites["latitude"], sites["altitude"])
+    sun = solarposition.solar_position_flat(times, inverse, spa_sites, site_index, sites["longitude"][site_index])
     sun["dni_extra"] = np.asarray(irradiance.get_extra_radiation(times), dtype=float)[inverse]
-    sun["airmass_relative"] = np.asarray(atmosphere.get_relative_airmass(sun["apparent_zenith"]))
-    sun["airmass_absolute"] = np.asarray(atmosphere.get_absolute_airmass(sun["airmass_relative"], sun["pressure"]))
-    linke = linke_turbidity(monthly_linke, site_index, times[inverse])
-    with np.errstate(divide="ignore", invalid="ignore"):  # sun below the horizon: air mass NaN, clear sky 0
-        cs = clearsky.ineichen(sun["apparent_zenith"], sun["airmass_absolute"], linke, altitude, sun["dni_extra"])
+    up = np.flatnonzero(sun["apparent_zenith"] <= 90.0)
+    zenith, pressure = sun["apparent_zenith"][up], sun["pressure"][up]
+    relative = np.asarray(atmosphere.get_relative_airmass(zenith))
+    absolute = np.asarray(atmosphere.get_absolute_airmass(relative, pressure))
+    linke = linke_turbidity(monthly_linke, site_index[up], times, inverse[up])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cs = clearsky.ineichen(zenith, absolute, linke, sites["altitude"][site_index[up]], sun["dni_extra"][up])
+    for name, values in (("airmass_relative", relative), ("airmass_absolute", absolute)):
+        sun[name] = np.full(len(inverse), np.nan)
+        sun[name][up] = values
     for k in ("ghi", "dni", "dhi"):
-        sun[f"{k}_clear"] = np.nan_to_num(np.asarray(cs[k], dtype=float), nan=0.0)
+        sun[f"{k}_clear"] = np.zeros(len(inverse))
+        sun[f"{k}_clear"][up] = np.nan_to_num(np.asarray(cs[k], dtype=float), nan=0.0)
     return sun
 
 
@@ -263,12 +287,70 @@ def csi_window_stats(shifted):
         ``csi_mean_3h``, ``csi_min_3h``, ``csi_max_3h``, ``csi_mean_6h``, ``csi_std_6h``.
     """
     window = np.stack([shifted[m] for m in WINDOW_SHIFTS_MINUTES])
-    inner = window[np.abs(WINDOW_SHIFTS_MINUTES) <= 90]
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    inner = np.abs(WINDOW_SHIFTS_MINUTES) <= 90
+    # numpy's nanmean / nanstd step by step (NaN -> 0, sums over the window, / count), the NaN
+    # replacement and the 6 h mean done once for the three statistics: the same values bit for bit
+    missing = np.isnan(window)
+    values = np.where(missing, 0.0, window)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as documented
-        return {"csi_mean_3h": np.nanmean(inner, axis=0), "csi_min_3h": np.nanmin(inner, axis=0),
-                "csi_max_3h": np.nanmax(inner, axis=0), "csi_mean_6h": np.nanmean(window, axis=0),
-                "csi_std_6h": np.nanstd(window, axis=0)}
+        count = (~missing).sum(axis=0, dtype=np.intp)
+        mean_6h = values.sum(axis=0) / count
+        mean_3h = values[inner].sum(axis=0) / (~missing[inner]).sum(axis=0, dtype=np.intp)
+        values -= mean_6h
+        values[missing] = 0.0
+        np.multiply(values, values, out=values)
+        std_6h = np.sqrt(values.sum(axis=0) / count)
+        return {"csi_mean_3h": mean_3h, "csi_min_3h": np.nanmin(window[inner], axis=0),
+                "csi_max_3h": np.nanmax(window[inner], axis=0), "csi_mean_6h": mean_6h, "csi_std_6h": std_6h}
+
+
+def csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts, n_sites):
+    """Clear-sky index at every element's time + each shift, NaN outside the plant's weather instants.
+
+    The shifted times of all forecast times are few and shared by every
+    plant (15 min steps, shifts of 15 and 30 min: 216 for 192 steps), so the
+    interpolation runs once per (plant, distinct shifted time) and each
+    shift is a gather, not an interpolation per element and shift. Times in
+    whole seconds make every band-axis value an exact float sum, so the
+    values are those of interpolating at each element + shift bit for bit.
+
+    Parameters
+    ----------
+    csi_w : ndarray
+        Clear-sky index at the weather instants (NaN: skipped).
+    support : ndarray
+        Band axis of the weather instants (:func:`engine.resample.band_axis`).
+    w_site : ndarray of int
+        Plant of each weather instant (sorted).
+    inst_sec, t_sec : ndarray
+        s since 1970, weather instants and forecast times.
+    base, band : float
+        s, of the band axis.
+    site, step : ndarray of int
+        Plant and forecast time of each element.
+    shifts : list of int
+        min.
+    n_sites : int
+        Number of plants.
+
+    Returns
+    -------
+    dict of int to ndarray
+        One value per element for every shift.
+    """
+    wanted = t_sec[:, None] + np.asarray(shifts, dtype=float) * 60.0  # (n_times, n_shifts)
+    at = np.unique(wanted)
+    slot = np.searchsorted(at, wanted).T  # (n_shifts, n_times)
+    plant = np.repeat(np.arange(n_sites), len(at))
+    seconds = np.tile(at, n_sites)
+    first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
+    last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
+    csi_at = resample.band_interpolator(support, w_site, csi_w, plant, n_sites)
+    values = np.where((seconds >= first[plant]) & (seconds <= last[plant]),
+                      csi_at(resample.band_axis(plant, seconds - base, band)), np.nan)
+    row = site * len(at)
+    return {m: values[row + slot[j][step]] for j, m in enumerate(shifts)}
 
 
 def plant_physics(pl, profiles, n_times, sun, ghi, dni, dhi, temp_air, wind_speed, elements=None):
@@ -490,8 +572,7 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     def interpolator(values):
         return resample.band_interpolator(support, w_site, values, site, n_sites)
 
-    csi_at = interpolator(csi_w)
-    csi = csi_at(target)
+    csi = interpolator(csi_w)(target)
     ghi_clear = sun["ghi_clear"]
     night = ghi_clear < resample.MIN_CLEAR_GHI
     ghi = np.where(night, np.nan_to_num(csi, nan=0.0) * ghi_clear, csi * ghi_clear)
@@ -503,13 +584,18 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     # decomposition: interpolated measured diffuse fraction, else Erbs
     zenith = sun["apparent_zenith"]
     doy = times.day_of_year.to_numpy()[step]
-    erbs = irradiance.erbs(ghi, zenith, doy)
     use_kd = measured_diffuse[site]
     kd = interpolator(kd_w)(target) if measured_diffuse.any() else np.full(len(site), np.nan)
-    dhi = np.where(use_kd & np.isfinite(kd), np.nan_to_num(kd) * ghi, erbs["dhi"])
+    by_kd = use_kd & np.isfinite(kd)
+    erbs = {k: np.zeros(len(site)) for k in ("dni", "dhi")}  # Erbs is elementwise: only where it is used
+    by_erbs = np.flatnonzero(~by_kd)
+    decomposed = irradiance.erbs(ghi[by_erbs], zenith[by_erbs], doy[by_erbs])
+    for k in erbs:
+        erbs[k][by_erbs] = decomposed[k]
+    dhi = np.where(by_kd, np.nan_to_num(kd) * ghi, erbs["dhi"])
     with np.errstate(invalid="ignore", divide="ignore"):
         dni_kd = np.where(zenith < 87.0, (ghi - dhi) / np.cos(np.radians(zenith)), 0.0)
-    dni = np.where(use_kd & np.isfinite(kd), np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
+    dni = np.where(by_kd, np.maximum(np.nan_to_num(dni_kd), 0.0), erbs["dni"])
 
     # planes: POA, temperature and DC per plane row, summed per plant before ONE inverter clip
     phys = plant_physics(plane_arrays(loc, planes), shading.profiles(horizon, ids), n_times, sun, ghi, dni, dhi,
@@ -517,17 +603,11 @@ def feature_frame(locations, weather, times, planes=None, horizon=None, daylight
     p = {"longitude": loc["longitude"][site], "capacity_ac_kw": loc["capacity_ac_kw"][site]}
     ac = physics.inverter_ac(phys["pdc"], p["capacity_ac_kw"])
 
-    # temporal context of the clear-sky index (NaN outside the plant's weather instants)
-    first = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="left")]
-    last = inst_sec[np.searchsorted(w_site, np.arange(n_sites), side="right") - 1]
-    seconds = t_sec[step]
-
-    def csi_inside(minutes):
-        shifted = seconds + minutes * 60.0
-        return np.where((shifted >= first[site]) & (shifted <= last[site]), csi_at(target + minutes * 60.0), np.nan)
-
+    # temporal context of the clear-sky index (NaN outside the plant's weather instants): interpolated once
+    # per plant at each distinct shifted time, then gathered for every element and shift
     shifts = sorted({*CONTEXT_SHIFTS_MINUTES.values(), *WINDOW_SHIFTS_MINUTES.tolist()})
-    shifted = {m: csi_inside(m) for m in shifts}  # each shift interpolated once, shared below
+    shifted = csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts,
+                          n_sites)
     context = {name: np.where(night, np.nan, shifted[m]) for name, m in CONTEXT_SHIFTS_MINUTES.items()}
     window = np.stack([context["csi_lag30"], context["csi_lag15"], csi, context["csi_lead15"],
                        context["csi_lead30"]])
@@ -568,11 +648,14 @@ def frame_of(columns, index, keep=None, sun=None, dtype=np.float64):
     (``engine.quantiles.apply_limits``) and never passes them to the model.
     """
     block = np.empty((len(columns), len(index)), dtype)
+    if keep is not None:  # ``keep`` is ascending: a boolean mask places the values alike, ~3x faster
+        day = np.zeros(len(index), dtype=bool)
+        day[keep] = True
     for row, (name, values) in zip(block, columns.items()):
         if keep is None:
             row[:] = values
             continue
         night = NIGHT_VALUES.get(name, np.nan)
         row[:] = sun[night] if isinstance(night, str) else night
-        row[keep] = values
+        row[day] = values
     return pd.DataFrame(block.T, index=index, columns=list(columns), copy=False)

@@ -108,10 +108,12 @@ def plane_of_array(surface_tilt, surface_azimuth, apparent_zenith, solar_azimuth
         ``poa_sky_diffuse``, ``poa_ground_diffuse``, ``poa_circumsolar``
         (W/m^2, Perez circumsolar part of the sky diffuse) and ``iam``.
     """
-    poa = irradiance.get_total_irradiance(surface_tilt, surface_azimuth, apparent_zenith, solar_azimuth,
-                                          dni, ghi, dhi, dni_extra=dni_extra, airmass=airmass_relative,
-                                          albedo=ALBEDO, model="perez", diffuse_components=components)
+    # pvlib.irradiance.get_total_irradiance(model="perez") step by step, its angle of incidence computed once
     aoi = irradiance.aoi(surface_tilt, surface_azimuth, apparent_zenith, solar_azimuth)
+    sky = irradiance.get_sky_diffuse(surface_tilt, surface_azimuth, apparent_zenith, solar_azimuth, dni, ghi, dhi,
+                                     dni_extra=dni_extra, airmass=airmass_relative, model="perez",
+                                     return_components=components)
+    poa = irradiance.poa_components(aoi, dni, sky, irradiance.get_ground_diffuse(surface_tilt, ghi, ALBEDO))
     direct = np.nan_to_num(np.asarray(poa["poa_direct"], dtype=float), nan=0.0)
     diffuse = np.nan_to_num(np.asarray(poa["poa_diffuse"], dtype=float), nan=0.0)
     iam_modifier = np.nan_to_num(iam.physical(aoi), nan=0.0)

@@ -74,18 +74,51 @@ def spa_time_terms(times):
             "eot": eot}
 
 
-def solar_position(terms, latitude, longitude, altitude):
+def site_terms(latitude, altitude):
+    """Time-independent SPA quantities, one value per site.
+
+    Parameters
+    ----------
+    latitude : ndarray
+        deg.
+    altitude : ndarray
+        m above sea level.
+
+    Returns
+    -------
+    dict of ndarray
+        ``latitude`` (deg), ``x``, ``y`` (SPA x and y terms, [1]_ eq. 38-40),
+        ``sin_lat``, ``cos_lat`` (of the latitude), ``pressure`` (Pa,
+        ``pvlib.atmosphere.alt2pres(altitude)``).
+    """
+    latitude, altitude = np.asarray(latitude, dtype=float), np.asarray(altitude, dtype=float)
+    u = spa.uterm(latitude)
+    lat_rad = np.radians(latitude)
+    return {"latitude": latitude, "x": spa.xterm(u, latitude, altitude), "y": spa.yterm(u, latitude, altitude),
+            "sin_lat": np.sin(lat_rad), "cos_lat": np.cos(lat_rad), "pressure": atmosphere.alt2pres(altitude)}
+
+
+def solar_position(terms, inverse, sites, site_index, longitude):
     """Topocentric solar position on flat (site, timestamp) arrays.
+
+    The formulas and their order of operations are those of ``pvlib.spa``
+    (``local_hour_angle`` .. ``topocentric_azimuth_angle``, [1]_ eq. 32-45),
+    so every value equals pvlib's bit for bit; a sine or cosine that pvlib
+    evaluates more than once per element is evaluated once here, per timestamp
+    when it depends on the time only, per site when on the site only.
 
     Parameters
     ----------
     terms : dict of ndarray
-        :func:`spa_time_terms`, already gathered to the flat layout (one value
-        per element).
-    latitude, longitude : ndarray
+        :func:`spa_time_terms`, one value per distinct timestamp.
+    inverse : ndarray of int
+        Timestamp of each element (index into ``terms``).
+    sites : dict of ndarray
+        :func:`site_terms`, one value per site.
+    site_index : ndarray of int
+        Site of each element (index into ``sites``).
+    longitude : ndarray
         deg, one value per element.
-    altitude : ndarray
-        m above sea level; pressure is ``pvlib.atmosphere.alt2pres(altitude)``.
 
     Returns
     -------
@@ -93,24 +126,45 @@ def solar_position(terms, latitude, longitude, altitude):
         ``apparent_zenith``, ``zenith``, ``apparent_elevation``, ``elevation``,
         ``azimuth`` (deg), ``equation_of_time`` (min), ``pressure`` (Pa).
     """
-    pressure = atmosphere.alt2pres(altitude)
-    hour_angle = spa.local_hour_angle(terms["v"], longitude, terms["alpha"])
-    u = spa.uterm(latitude)
-    x = spa.xterm(u, latitude, altitude)
-    y = spa.yterm(u, latitude, altitude)
-    delta_alpha = spa.parallax_sun_right_ascension(x, terms["xi"], hour_angle, terms["delta"])
-    delta_prime = spa.topocentric_sun_declination(terms["delta"], x, y, terms["xi"], delta_alpha, hour_angle)
-    h_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
-    e0 = spa.topocentric_elevation_angle_without_atmosphere(latitude, delta_prime, h_prime)
+    xi_rad, delta_rad = np.radians(terms["xi"]), np.radians(terms["delta"])
+    sin_xi, sin_delta, cos_delta = np.sin(xi_rad)[inverse], np.sin(delta_rad)[inverse], np.cos(delta_rad)[inverse]
+    x, y = sites["x"][site_index], sites["y"][site_index]
+    sin_lat, cos_lat = sites["sin_lat"][site_index], sites["cos_lat"][site_index]
+    # local_hour_angle
+    hour_angle = terms["v"][inverse] + longitude
+    hour_angle -= terms["alpha"][inverse]
+    hour_angle %= 360
+    h_rad = np.radians(hour_angle)
+    cos_h = np.cos(h_rad)
+    x_sin_xi = -x * sin_xi
+    # parallax_sun_right_ascension
+    num = x_sin_xi * np.sin(h_rad)
+    x_sin_xi = x * sin_xi
+    denom = cos_delta - x_sin_xi * cos_h
+    delta_alpha = np.degrees(np.arctan2(num, denom))
+    # topocentric_sun_declination
+    num = (sin_delta - y * sin_xi) * np.cos(np.radians(delta_alpha))
+    delta_prime = np.degrees(np.arctan2(num, denom))
+    del num, denom, x_sin_xi, cos_h, h_rad
+    # topocentric_local_hour_angle, topocentric_elevation_angle_without_atmosphere
+    h_prime = hour_angle - delta_alpha
+    del hour_angle, delta_alpha
+    h_prime_rad = np.radians(h_prime)
+    cos_h_prime = np.cos(h_prime_rad)
+    dp_rad = np.radians(delta_prime)
+    e0 = np.degrees(np.arcsin(sin_lat * np.sin(dp_rad) + cos_lat * np.cos(dp_rad) * cos_h_prime))
+    # atmospheric_refraction_correction (pvlib.spa's expression, bit for bit)
+    pressure = sites["pressure"][site_index]
     delta_e = spa.atmospheric_refraction_correction(pressure / 100.0, TEMPERATURE, e0, ATMOS_REFRACT)
-    e = spa.topocentric_elevation_angle(e0, delta_e)
-    gamma = spa.topocentric_astronomers_azimuth(h_prime, delta_prime, latitude)
+    e = e0 + delta_e
+    del delta_e
+    # topocentric_astronomers_azimuth, topocentric_azimuth_angle
+    gamma = np.degrees(np.arctan2(np.sin(h_prime_rad), cos_h_prime * sin_lat - np.tan(dp_rad) * cos_lat)) % 360
     return {"apparent_zenith": 90.0 - e, "zenith": 90.0 - e0, "apparent_elevation": e, "elevation": e0,
-            "azimuth": spa.topocentric_azimuth_angle(gamma), "equation_of_time": terms["eot"],
-            "pressure": pressure}
+            "azimuth": (gamma + 180) % 360, "equation_of_time": terms["eot"][inverse], "pressure": pressure}
 
 
-def solar_position_flat(times, inverse, latitude, longitude, altitude):
+def solar_position_flat(times, inverse, sites, site_index, longitude):
     """Solar position of elements whose timestamp is ``times[inverse]``.
 
     Parameters
@@ -119,13 +173,16 @@ def solar_position_flat(times, inverse, latitude, longitude, altitude):
         Distinct timestamps (tz-aware); the time terms are computed once each.
     inverse : ndarray of int
         Index into ``times`` of every element.
-    latitude, longitude, altitude : ndarray
-        deg, deg, m; one value per element.
+    sites : dict of ndarray
+        :func:`site_terms`, one value per site.
+    site_index : ndarray of int
+        Site of each element.
+    longitude : ndarray
+        deg, one value per element.
 
     Returns
     -------
     dict of ndarray
         As :func:`solar_position`.
     """
-    terms = {k: v[inverse] for k, v in spa_time_terms(times).items()}
-    return solar_position(terms, latitude, longitude, altitude)
+    return solar_position(spa_time_terms(times), inverse, sites, site_index, longitude)

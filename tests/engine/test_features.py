@@ -178,3 +178,114 @@ def test_given_dni_dhi_are_used_instead_of_erbs(plants, psm3):
     kd_given = (clear["dhi"] / clear["ghi"])[clear["ghi"] > 800].median()
     assert abs(got["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) < 0.03
     assert abs(erbs["diffuse_fraction"].to_numpy()[noon].mean() - kd_given) > 0.03
+
+
+SPREAD = {"latitude": np.array([39.742, 35.05, 44.5, -33.9, 64.8, 0.3]),
+          "longitude": np.array([-105.1727, -106.6, -100.3, 151.2, -147.7, 32.6]),
+          "altitude": np.array([1730.0, 1600.0, 500.0, 20.0, 130.0, 1190.0])}
+
+
+def flat_sun(sites):
+    """``sun_and_clear_sky`` of every (site, forecast time), location-major, as ``feature_frame`` lays it out."""
+    n, t = len(sites["latitude"]), len(TIMES)
+    site, step = np.repeat(np.arange(n), t), np.tile(np.arange(t), n)
+    monthly = features.linke_turbidity_monthly(sites["latitude"], sites["longitude"])
+    return site, step, monthly, features.sun_and_clear_sky(TIMES, step, site, sites, monthly)
+
+
+def test_flat_solar_position_is_pvlib_spa_bit_for_bit():
+    """Time terms once per timestamp, site terms once per site, shared sines: pvlib's nrel_numpy values exactly."""
+    _, _, _, sun = flat_sun(SPREAD)
+    for i, (lat, lon, alt) in enumerate(zip(*SPREAD.values())):
+        ref = pvlib.solarposition.get_solarposition(TIMES, lat, lon, alt, method="nrel_numpy", delta_t=None)
+        part = slice(i * len(TIMES), (i + 1) * len(TIMES))
+        for name in ("apparent_elevation", "elevation", "apparent_zenith", "zenith", "azimuth", "equation_of_time"):
+            np.testing.assert_array_equal(sun[name][part], ref[name].to_numpy(), err_msg=f"site {i} {name}")
+
+
+def test_clear_sky_evaluated_only_above_the_horizon_equals_it_evaluated_everywhere():
+    """Skipping air mass and Ineichen below the horizon changes no value: there they are NaN and exactly 0."""
+    site, step, monthly, sun = flat_sun(SPREAD)
+    below = sun["apparent_zenith"] > 90.0
+    assert 0.2 < below.mean() < 0.6  # the shortcut is exercised (and so is the daylight part)
+    relative = pvlib.atmosphere.get_relative_airmass(sun["apparent_zenith"])
+    absolute = pvlib.atmosphere.get_absolute_airmass(relative, sun["pressure"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        everywhere = pvlib.clearsky.ineichen(sun["apparent_zenith"], absolute,
+                                             features.linke_turbidity(monthly, site, TIMES, step),
+                                             SPREAD["altitude"][site], sun["dni_extra"])
+    np.testing.assert_array_equal(sun["airmass_relative"], relative)
+    np.testing.assert_array_equal(sun["airmass_absolute"], absolute)
+    for k in ("ghi", "dni", "dhi"):
+        np.testing.assert_array_equal(sun[f"{k}_clear"], np.nan_to_num(np.asarray(everywhere[k]), nan=0.0))
+
+
+def test_shifted_csi_gathered_equals_it_interpolated_per_element(psm3):
+    """One interpolation per (plant, distinct shifted time), then gathers: each element's value at time + shift exactly.
+
+    Real PSM3 GHI / 1000 as the index (NaN where it is 0, as at night), three plants whose weather ends at
+    different times (so some shifted times fall outside a plant's weather: NaN), a subset of the elements
+    (the daylight ones in ``feature_frame``).
+    """
+    from engine import resample, solarposition
+
+    spans = ["2013-06-04 00:00", "2013-06-03 09:00", "2013-06-02 20:00"]
+    w = pd.concat([psm3[psm3["valid_time"] < end].assign(site=i) for i, end in enumerate(spans)], ignore_index=True)
+    inst_sec = solarposition.unixtime(resample.weather_instants(w))
+    w_site = w["site"].to_numpy()
+    ghi = w["ghi"].to_numpy(dtype=float)
+    csi_w = np.where(ghi > 0, ghi / 1000.0, np.nan)
+    t_sec = solarposition.unixtime(TIMES)
+    n_sites, n_times = 3, len(TIMES)
+    elements = np.flatnonzero(np.arange(n_sites * n_times) % 3 != 1)
+    site, step = np.divmod(elements, n_times)
+    base = min(inst_sec.min(), t_sec.min()) - 86400.0
+    band = max(inst_sec.max(), t_sec.max()) - base + 86400.0
+    support = resample.band_axis(w_site, inst_sec - base, band)
+    shifts = sorted({*features.CONTEXT_SHIFTS_MINUTES.values(), *features.WINDOW_SHIFTS_MINUTES.tolist()})
+    got = features.csi_shifted(csi_w, support, w_site, inst_sec, t_sec, base, band, site, step, shifts, n_sites)
+    per_element = resample.band_interpolator(support, w_site, csi_w, site, n_sites)
+    target = resample.band_axis(site, t_sec[step] - base, band)
+    first = np.array([inst_sec[w_site == i].min() for i in range(n_sites)])
+    last = np.array([inst_sec[w_site == i].max() for i in range(n_sites)])
+    outside = 0
+    for m in shifts:
+        seconds = t_sec[step] + m * 60.0
+        inside = (seconds >= first[site]) & (seconds <= last[site])
+        outside += (~inside).sum()
+        np.testing.assert_array_equal(got[m], np.where(inside, per_element(target + m * 60.0), np.nan), err_msg=m)
+    assert outside > 100 and np.isfinite(np.stack(list(got.values()))).mean() > 0.3
+
+
+def test_monthly_linke_turbidity_read_by_chunk_equals_pvlib_lookup():
+    """Sites clustered and scattered over the globe (many storage chunks, grid edges): pvlib's monthly values."""
+    rng = np.random.default_rng(7)
+    lat = np.concatenate([rng.uniform(-60.0, 70.0, 12), 39.7 + rng.uniform(-0.5, 0.5, 4), [89.99, -89.99]])
+    lon = np.concatenate([rng.uniform(-180.0, 180.0, 12), -105.2 + rng.uniform(-0.5, 0.5, 4), [179.99, -180.0]])
+    months = pd.date_range("2013-01-01", periods=12, freq="MS", tz="UTC")
+    expected = np.array([pvlib.clearsky.lookup_linke_turbidity(months, la, lo, interp_turbidity=False).to_numpy()
+                         for la, lo in zip(lat, lon)])
+    np.testing.assert_array_equal(features.linke_turbidity_monthly(lat, lon), expected)
+
+
+def test_window_stats_are_numpys_nan_statistics_bit_for_bit(psm3):
+    """Mean/min/max over 3 h and mean/std over 6 h ignoring NaN: numpy's nanmean/nanmin/nanmax/nanstd exactly.
+
+    Real PSM3 GHI / 1000 (NaN where it is 0, at night), the window of each instant from the series shifted by
+    the window's steps (NaN beyond its ends): windows partly and wholly NaN included.
+    """
+    ghi = psm3["ghi"].to_numpy(dtype=float)
+    csi = np.where(ghi > 0, ghi / 1000.0, np.nan)
+    steps = features.WINDOW_SHIFTS_MINUTES // 30  # the PSM3 series is 30-min
+    shifted = {m: np.concatenate([np.full(max(-k, 0), np.nan), csi[max(k, 0):len(csi) + min(k, 0)],
+                                  np.full(max(k, 0), np.nan)]) for m, k in zip(features.WINDOW_SHIFTS_MINUTES, steps)}
+    window = np.stack([shifted[m] for m in features.WINDOW_SHIFTS_MINUTES])
+    inner = window[np.abs(features.WINDOW_SHIFTS_MINUTES) <= 90]
+    assert np.isnan(inner).all(axis=0).sum() > 10 and (np.isnan(window).any(axis=0) & ~np.isnan(window).all(axis=0)).sum() > 10
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        expected = {"csi_mean_3h": np.nanmean(inner, axis=0), "csi_min_3h": np.nanmin(inner, axis=0),
+                    "csi_max_3h": np.nanmax(inner, axis=0), "csi_mean_6h": np.nanmean(window, axis=0),
+                    "csi_std_6h": np.nanstd(window, axis=0)}
+    got = features.csi_window_stats(shifted)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
