@@ -259,7 +259,7 @@ def main():
     weather = stamp_day_ahead(weather, tz)
     print(f"SERF East 2016: {power.index[0]} .. {power.index[-1]}, {power.notna().sum()} samples; "
           f"capacity_ac_kw entered {CAP}; weather PSM3 issued the day before {ISSUE_HOUR_UTC}:00 UTC; "
-          f"band offsets n0 = {conformal.N0}")
+          f"band offsets n0 = {conformal.N0}, fitted on forward residuals of {adaptation.BAND_FOLDS} day blocks")
     site = CONFIG["site"]
     walks, tables = {}, {}
     for label, dc, tilt, azimuth in DESCRIPTIONS:

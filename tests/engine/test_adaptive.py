@@ -262,7 +262,8 @@ def test_forward_quantiles_never_come_from_a_tuning_that_saw_their_rows_or_later
     q2, how2 = adaptation.forward_quantiles(loc, p.where(fold != 2, 1.3 * p), entered, weather, times, model)
     np.testing.assert_array_equal(q2[fold <= 2], q[fold <= 2])
     day = np.nan_to_num(q[:, 4]) > 0
-    assert np.abs(q2[(fold > 2) & day] - q[(fold > 2) & day]).mean() > 0.01 * 5.5  # kW
+    later = (fold > 2) & day
+    assert (q2[later, 2] - q[later, 2]).mean() > 0.0  # their tunings saw block 2 scaled up: a higher DC
     assert [f["dc_scale"] for f in how2["fold"][:3]] == [f["dc_scale"] for f in how["fold"][:3]]
     assert all(f2["dc_scale"] > f["dc_scale"] for f, f2 in zip(how["fold"][3:], how2["fold"][3:]))
 
@@ -294,11 +295,11 @@ def test_calibration_records_how_the_band_residuals_were_obtained(wrong):
 
 
 def test_too_little_history_for_a_forward_tuning_keeps_the_global_bands(plant):
-    """8 days of actuals: the served tuning is fitted (>= 7 days) but no block has 7 days before it, so no
+    """7 days of actuals: the served tuning is fitted (>= 7 days) but no block has 7 days before it, so no
     residual exists and the bands are the global calibration (offsets 0), said in the diagnostics."""
     power, weather, location, model = plant
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
-    cal = adaptation.fit_calibration(location, weather, actuals, model, pd.Timestamp("2016-07-09T06:00:00Z"))
+    cal = adaptation.fit_calibration(location, weather, actuals, model, pd.Timestamp("2016-07-08T06:00:00Z"))
     assert cal["ok"], cal["reason"]
     how = cal["diagnostics"]["band_residuals"]
     assert how["rows"] == 0 and not any(f["ok"] for f in how["fold"])
