@@ -294,20 +294,27 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if not fit["ok"]:
         return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
                 "orientation": oriented}
+    flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
+                                  min_elevation=0.0)
+    usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
     # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample)
+    q_kw, how = None, None
     if folds > 1:
         q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
                                       orientation)
-    else:
+        scored = int((usable & np.isfinite(q_kw).all(axis=1)).sum())
+        if scored < n0:  # too short a history for forward residuals: the served tuning's own (stated)
+            how = {**how, "used": False, "reason": f"{scored} forward residuals < n0 = {n0:g}: in-sample used"}
+            q_kw = None
+        else:
+            how = {**how, "used": True, "reason": None}
+    if q_kw is None:
         feats = feature_frame(served["location"], weather, times, served["planes"], horizon)
         q_kw = forecast.forecast_quantiles(feats, served["location"], model, "ml", times[0])[
             list(QUANTILE_COLUMNS)].to_numpy()
         how = {"method": "in-sample (the served tuning's own rows)", "folds": 1, "rows": int(len(times)),
-               "unscored_rows": 0}
-    flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
-                                  min_elevation=0.0)
-    rows = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy() & \
-        np.isfinite(q_kw).all(axis=1)
+               "unscored_rows": 0, "forward": how}
+    rows = usable & np.isfinite(q_kw).all(axis=1)
     y = power.to_numpy()[rows] / cap
     q = q_kw[rows] / cap
     lead = weather_lead_hours(weather, times)[rows]

@@ -287,21 +287,28 @@ def test_calibration_records_how_the_band_residuals_were_obtained(wrong):
     """The diagnostics say: forward day blocks, how many, which rows, each block's tuning."""
     _, _, cal = wrong
     how = cal["diagnostics"]["band_residuals"]
-    assert how["method"].startswith("forward day blocks") and how["folds"] == adaptation.BAND_FOLDS
+    assert how["method"].startswith("forward day blocks") and how["folds"] == adaptation.BAND_FOLDS and how["used"]
     assert sum(f["rows"] for f in how["fold"]) == how["rows"] + how["unscored_rows"]
     assert how["unscored_rows"] >= how["fold"][0]["rows"] > 0
     assert 0 < cal["diagnostics"]["band_rows"] == int(np.sum(cal["bands"]["n"])) <= how["rows"]
     assert [f["first_day"] for f in how["fold"]] == sorted(f["first_day"] for f in how["fold"])
 
 
-def test_too_little_history_for_a_forward_tuning_keeps_the_global_bands(plant):
-    """7 days of actuals: the served tuning is fitted (>= 7 days) but no block has 7 days before it, so no
-    residual exists and the bands are the global calibration (offsets 0), said in the diagnostics."""
+def test_too_little_history_for_forward_residuals_uses_the_served_tunings_own_and_says_so(plant):
+    """7 days of actuals: the served tuning is fitted (>= 7 days) but no block has 7 days before it, so there are
+    fewer than n0 forward residuals; the bands are then fitted on the served tuning's in-sample residuals (the
+    plant's own, not the global calibration that under-covers it), exactly as ``folds=1``, and the diagnostics
+    say why."""
     power, weather, location, model = plant
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
-    cal = adaptation.fit_calibration(location, weather, actuals, model, pd.Timestamp("2016-07-08T06:00:00Z"))
+    cutoff = pd.Timestamp("2016-07-08T06:00:00Z")
+    cal = adaptation.fit_calibration(location, weather, actuals, model, cutoff)
     assert cal["ok"], cal["reason"]
     how = cal["diagnostics"]["band_residuals"]
-    assert how["rows"] == 0 and not any(f["ok"] for f in how["fold"])
-    assert all("days with usable daylight" in f["reason"] for f in how["fold"][1:])
-    assert np.allclose(cal["bands"]["offsets"], 0.0) and cal["diagnostics"]["band_rows"] == 0
+    assert how["method"].startswith("in-sample") and how["forward"]["used"] is False
+    assert how["forward"]["rows"] == 0 and not any(f["ok"] for f in how["forward"]["fold"])
+    assert all("days with usable daylight" in f["reason"] for f in how["forward"]["fold"][1:])
+    in_sample = adaptation.fit_calibration(location, weather, actuals, model, cutoff, folds=1)
+    assert cal["diagnostics"]["band_rows"] == in_sample["diagnostics"]["band_rows"] > 0
+    assert np.array_equal(cal["bands"]["offsets"], in_sample["bands"]["offsets"])
+    assert not np.allclose(cal["bands"]["offsets"], 0.0)
