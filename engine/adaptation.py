@@ -10,12 +10,14 @@ before the cutoff),
    stated ones and the reason), then :func:`engine.tuning.fit_tuning` on the
    physical estimate of the entered description with that orientation
    (effective DC scale, observed clipping level);
-2. the global model re-forecasts those times with the TUNED description
-   (cross-fitted in the sense that the model never saw this plant; the two
-   tuning numbers are fitted on the same rows), and
-   :func:`engine.conformal.fit_band_offsets` turns the plant's residuals into
+2. the band residuals: the history is cut into contiguous day blocks and
+   each block after the first is re-forecast by the global model with the
+   tuning fitted on the days before it (:func:`forward_quantiles`: the
+   errors a tuning makes on days it has not seen, as the served one does
+   after the cutoff; the model never saw this plant), and
+   :func:`engine.conformal.fit_band_offsets` turns those residuals into
    shrunk offsets per lead bucket (lead = valid time - the weather's issue
-   time) and clear-sky regime;
+   time) and clear-sky regime; the served tuning is the one of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
@@ -61,8 +63,166 @@ def weather_lead_hours(weather, times):
     return np.maximum((t - issue_ns[nearest]) / 3.6e12, 0.0)
 
 
+BAND_FOLDS = 5
+"""Contiguous day blocks of the forward band residuals (:func:`forward_quantiles`): the 5 of K-fold
+validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Blocks 1..4 are scored
+(block 0 only teaches), so a calibration costs at most ``BAND_FOLDS`` tunings; with the
+``max_history_days`` cap of the service (90) a block is at most 18 days."""
+
+
+def band_folds(times, timezone, k=BAND_FOLDS):
+    """Block of each time: ``k`` contiguous blocks of the plant's local days, as equal as the days allow.
+
+    Whole local days stay in one block (blocks meet at local midnight, in
+    the night), contiguous blocks keep weather spells inside a block
+    (blocked validation for dependent data: Roberts et al. 2017, Ecography
+    40:913). Fewer days than ``k``: one block per day.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        UTC, the rows of the calibration.
+    timezone : str
+        IANA zone of the plant.
+    k : int, default :data:`BAND_FOLDS`
+
+    Returns
+    -------
+    ndarray of int
+        Shape (n,): 0..min(k, days) - 1, non-decreasing in time.
+    """
+    day = pd.DatetimeIndex(times).tz_convert(timezone).tz_localize(None).normalize()
+    codes, days = pd.factorize(day, sort=True)
+    n_days = max(len(days), 1)
+    folds = min(int(k), n_days)
+    return (codes * folds) // n_days
+
+
+def tune_description(loc, power, entered, weather, times, cutoff, planes=None, horizon=None, min_days=tuning.MIN_DAYS,
+                     orientation=True):
+    """Step 1 of :func:`fit_calibration`: orientation, then DC scale and clipping level, from ``power``.
+
+    Parameters
+    ----------
+    loc : DataFrame
+        One-row locations frame, the description as ENTERED.
+    power : Series
+        Measured AC power, kW, at ``times`` (UTC, before ``cutoff``).
+    entered : DataFrame
+        ``engine.features.feature_frame`` of ``loc`` at ``times``.
+    weather, cutoff, planes, horizon
+        As :func:`fit_calibration`.
+    min_days : int
+        Minimum days (:data:`engine.tuning.MIN_DAYS`).
+    orientation : bool
+        Fit tilt/azimuth.
+
+    Returns
+    -------
+    dict
+        ``orientation`` (None when not fitted), ``fit``
+        (:func:`engine.tuning.fit_tuning`), ``location`` and ``planes`` (the
+        tuned description; None when the fit is refused).
+    """
+    cap = float(loc.loc[0, "capacity_ac_kw"])
+    oriented = fit_orientation(loc, power, entered, cutoff, planes) if orientation else None
+    if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
+        loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
+        entered = feature_frame(loc, weather, times, planes, horizon)
+    fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
+                            float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
+                            min_days=min_days)
+    if not fit["ok"]:
+        return {"orientation": oriented, "fit": fit, "location": None, "planes": None}
+    table = pd.DataFrame({"location_id": loc["location_id"], "dc_scale": [fit["dc_scale"]],
+                          "clip_kw": [np.nan if fit["clip_kw"] is None else fit["clip_kw"]]})
+    tuned, tuned_planes = tuning.tuned_locations(loc, planes, table)
+    return {"orientation": oriented, "fit": fit, "location": tuned, "planes": tuned_planes}
+
+
+def forward_quantiles(loc, power, entered, weather, times, model, planes=None, horizon=None, folds=BAND_FOLDS,
+                      min_days=tuning.MIN_DAYS, orientation=True):
+    """Forward quantiles, kW: each day block forecast with the tuning fitted on the actuals before it.
+
+    The served tuning is fitted on the rows before the cutoff and used on
+    the days AFTER it. The band residuals must be errors of that kind: a
+    tuning's residuals on its own rows are too small (in-sample), and a
+    plant's effective description drifts with the season (a wrongly
+    entered orientation absorbed by the DC scale in July is not absorbed in
+    September), so a tuning applied to later days errs more than on the
+    days it was fitted on. Here the rows are cut into :func:`band_folds`
+    contiguous day blocks; block k (k >= 1) is forecast by the global model
+    with the whole tuning (orientation, DC scale, clipping level) fitted by
+    :func:`tune_description` on the rows before the block's first day,
+    with the served fit's minimum data: each residual is the error the
+    service would have made on that row had the plant been calibrated at the
+    start of its block (a walk forward over the history, as in rolling-origin
+    forecast evaluation, Tashman 2000, Int. J. Forecasting 16:437). Block 0,
+    and a block whose past is too short for a tuning, give no residuals
+    (NaN) and say why.
+
+    Forward rather than cross-fitted blocks (a tuning without the block,
+    fitted on the days on both sides): an inner block is then an
+    interpolation, the served forecast an extrapolation; cross-fitting
+    removes the in-sample optimism but not the drift. The price: the
+    first block never gets a residual and the early blocks are scored with
+    tunings fitted on fewer days than the served one (wider, the safe side),
+    so with little history the bands stay nearer the global prior
+    (:func:`engine.conformal.fit_band_offsets` shrinks by the residual count).
+
+    Parameters
+    ----------
+    loc, power, entered, weather, times, model, planes, horizon
+        As :func:`tune_description` and :func:`fit_calibration` (``power``
+        at ``times``, UTC, sorted).
+    folds : int, default :data:`BAND_FOLDS`
+    min_days : int
+        The served fit's minimum days (:data:`engine.tuning.MIN_DAYS`).
+    orientation : bool
+
+    Returns
+    -------
+    q : ndarray
+        Shape (n, 5), kW, NaN on rows without a forward residual.
+    diagnostics : dict
+        ``method``, ``folds`` (blocks), ``rows`` (rows with forward
+        quantiles), ``unscored_rows``, ``fold``: per block its first and
+        last local day, rows, ``ok`` (scored), ``reason``, ``dc_scale``,
+        ``tilt``, ``azimuth`` (None: stated) of its tuning.
+    """
+    tz = str(loc.loc[0, "timezone"])
+    fold = band_folds(times, tz, folds)
+    n_folds = int(fold.max()) + 1 if len(fold) else 0
+    q = np.full((len(times), len(QUANTILE_COLUMNS)), np.nan)
+    local = pd.DatetimeIndex(times).tz_convert(tz)
+    per_fold = []
+    for k in range(n_folds):  # at most BAND_FOLDS - 1 tunings, each vectorised over its rows
+        block = fold == k
+        start = int(np.argmax(block))  # rows are sorted: the block's past is the prefix before it
+        info = {"first_day": local[block].min().date().isoformat(), "last_day": local[block].max().date().isoformat(),
+                "rows": int(block.sum()), "ok": False, "reason": "the first block has no past", "dc_scale": None,
+                "tilt": None, "azimuth": None}
+        per_fold.append(info)
+        if k == 0:
+            continue
+        t = tune_description(loc, power.iloc[:start], entered.iloc[:start], weather, times[:start], times[start],
+                             planes, horizon, min_days, orientation)
+        o = t["orientation"] if t["orientation"] is not None and t["orientation"]["ok"] else None
+        info.update(ok=bool(t["fit"]["ok"]), reason=t["fit"]["reason"], dc_scale=float(t["fit"]["dc_scale"]),
+                    tilt=None if o is None else o["tilt"], azimuth=None if o is None else o["azimuth"])
+        if not t["fit"]["ok"]:
+            continue
+        feats = feature_frame(t["location"], weather, times[block], t["planes"], horizon)
+        q[block] = forecast.forecast_quantiles(feats, t["location"], model, "ml", times[0])[
+            list(QUANTILE_COLUMNS)].to_numpy()
+    got = np.isfinite(q).all(axis=1)
+    return q, {"method": "forward day blocks (each block forecast with the tuning fitted on the days before it)",
+               "folds": n_folds, "rows": int(got.sum()), "unscored_rows": int((~got).sum()), "fold": per_fold}
+
+
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
-                    window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True):
+                    window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
+                    folds=BAND_FOLDS):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -90,6 +250,10 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     orientation : bool, default True
         Fit tilt/azimuth (False: the stated ones, as before orientation tuning;
         ``bench/bench_adaptive.py`` compares both).
+    folds : int, default :data:`BAND_FOLDS`
+        Day blocks of the forward band residuals (:func:`forward_quantiles`);
+        1: in-sample residuals of the served tuning (the former method, kept
+        to measure the difference).
 
     Returns
     -------
@@ -102,8 +266,11 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         ``n_samples``, ``bands`` (:func:`engine.conformal.fit_band_offsets`),
         ``intraday`` (``tau_hours``, ``window_minutes``, ``blend``:
         :func:`fit_intraday_blend`), ``diagnostics``
-        (tuning rejections and fit, daylight P10-P90/P25-P75 coverage of the
-        fitting rows before/after the band offsets).
+        (tuning rejections and fit; ``band_residuals``: how the band
+        residuals were obtained, :func:`forward_quantiles`; ``band_rows``:
+        the daylight residuals the offsets are fitted on; daylight
+        P10-P90/P25-P75 coverage of those rows before/after the band offsets,
+        None without rows).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
@@ -126,41 +293,50 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
-    tz = str(loc.loc[0, "timezone"])
-    oriented = fit_orientation(loc, power, entered, cutoff, planes) if orientation else None
-    if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
-        loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
-        entered = feature_frame(loc, weather, times, planes, horizon)
-    fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
-                            float(loc.loc[0, "capacity_dc_kw"]), cutoff, tz, min_days=min_days)
+    served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon, min_days=min_days,
+                              orientation=orientation)
+    oriented, fit = served["orientation"], served["fit"]
     if not fit["ok"]:
         return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
                 "orientation": oriented}
-    table = pd.DataFrame({"location_id": loc["location_id"], "dc_scale": [fit["dc_scale"]],
-                          "clip_kw": [np.nan if fit["clip_kw"] is None else fit["clip_kw"]]})
-    tuned, tuned_planes = tuning.tuned_locations(loc, planes, table)
-    feats = feature_frame(tuned, weather, times, tuned_planes, horizon)
-    fx = forecast.forecast_quantiles(feats, tuned, model, "ml", times[0])
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
                                   min_elevation=0.0)
-    rows = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
+    usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
+    # the served tuning's forecast of the history: in-sample band residuals and the intraday blend's base
+    feats = feature_frame(served["location"], weather, times, served["planes"], horizon)
+    fx = forecast.forecast_quantiles(feats, served["location"], model, "ml", times[0])
+    # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample)
+    q_kw, how = None, None
+    if folds > 1:
+        q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
+                                      orientation)
+        scored = int((usable & np.isfinite(q_kw).all(axis=1)).sum())
+        if scored < n0:  # too short a history for forward residuals: the served tuning's own (stated)
+            how = {**how, "used": False, "reason": f"{scored} forward residuals < n0 = {n0:g}: in-sample used"}
+            q_kw = None
+        else:
+            how = {**how, "used": True, "reason": None}
+    if q_kw is None:
+        q_kw = fx[list(QUANTILE_COLUMNS)].to_numpy()
+        how = {"method": "in-sample (the served tuning's own rows)", "folds": 1, "rows": int(len(times)),
+               "unscored_rows": 0, "forward": how}
+    rows = usable & np.isfinite(q_kw).all(axis=1)
     y = power.to_numpy()[rows] / cap
-    q = fx[list(QUANTILE_COLUMNS)].to_numpy()[rows] / cap
+    q = q_kw[rows] / cap
     lead = weather_lead_hours(weather, times)[rows]
-    csi = feats["csi"].to_numpy()[rows]
+    csi = entered["csi"].to_numpy()[rows]  # the weather's clear-sky index: the same under every description
     bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0)
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
-    diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()),
-                   "coverage_p10_p90_before": coverage(y, q[:, 0], q[:, 4], (0.1, 0.9)),
-                   "coverage_p10_p90_after": coverage(y, q_after[:, 0], q_after[:, 4], (0.1, 0.9)),
-                   "coverage_p25_p75_before": coverage(y, q[:, 1], q[:, 3], (0.25, 0.75)),
-                   "coverage_p25_p75_after": coverage(y, q_after[:, 1], q_after[:, 3], (0.25, 0.75))}
+    diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()), "band_residuals": how}
+    for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
+        diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
+        diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None
     return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
             "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented,
             "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes),
-                                         "blend": fit_intraday_blend(times, power, fx["p50"], feats, tuned, model,
+                                         "blend": fit_intraday_blend(times, power, fx["p50"], feats, served["location"], model,
                                                                      bands, tau_hours, window_minutes)},
             "diagnostics": diagnostics}
 

@@ -28,14 +28,14 @@ adaptation" says what was measured).
 
 Samples that must not teach the model are rejected first
 (:func:`usable_samples`): night and low sun, outages (zero power in
-daylight), stale/flat runs (``pvanalytics.quality.gaps.stale_values_diff``),
+daylight), stale/flat runs (the rule of ``pvanalytics.quality.gaps.stale_values_diff``,
+vectorised: :func:`stale_values`),
 clipped or curtailed flat tops (``pvanalytics.features.clipping.geometric``).
 """
 
 import numpy as np
 import pandas as pd
 from pvanalytics.features import clipping
-from pvanalytics.quality import gaps
 
 from pvlib import irradiance
 
@@ -87,6 +87,41 @@ MAX_ORIENTATION_SAMPLES = 3000
 """Clear samples used by :func:`fit_orientation` at most (evenly thinned), bounding its cost."""
 
 
+def stale_values(power_kw, window):
+    """``pvanalytics.quality.gaps.stale_values_diff(power_kw, window)`` in one vectorised pass.
+
+    The same rule and defaults (mark ``'tail'``, ``rtol=1e-5``,
+    ``atol=1e-8``): a value ends a stale run when all ``window`` values up to
+    it are ``numpy.allclose`` to the run's first one (a NaN breaks a run),
+    and the run's last ``window - 1`` values are flagged. pvanalytics
+    evaluates the rule with a Python call per sample (``Series.rolling.apply``),
+    the largest cost of a calibration that tunes a plant several times
+    (``engine.adaptation.cross_fitted_quantiles``); this gives the same flags
+    (``tests/engine/test_tuning.py`` compares both on SERF East).
+
+    Parameters
+    ----------
+    power_kw : array_like
+        Shape (n,), kW.
+    window : int
+        >= 2 samples.
+
+    Returns
+    -------
+    ndarray of bool
+        Shape (n,).
+    """
+    v = np.asarray(power_kw, dtype=float)
+    end = np.zeros(len(v), dtype=bool)
+    if len(v) >= window:
+        w = np.lib.stride_tricks.sliding_window_view(v, window)
+        end[window - 1:] = (np.abs(w - w[:, :1]) <= 1e-8 + 1e-5 * np.abs(w[:, :1])).all(axis=1)
+    flags = end.copy()
+    for back in range(1, window - 1):  # window - 2 shifts: the run's last window - 1 values
+        flags[:-back] |= end[back:]
+    return flags
+
+
 def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, min_elevation=5.0,
                    outage_fraction=0.01, outage_physical_fraction=0.2, stale_window=4):
     """Which samples may teach the tuning, and why the others may not.
@@ -126,7 +161,7 @@ def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, mi
         phys > outage_physical_fraction * capacity_ac_kw)
     live = ~night & ~missing & (p.to_numpy() > outage_fraction * capacity_ac_kw)
     filled = p.fillna(-1.0)
-    stale = np.asarray(gaps.stale_values_diff(filled, window=stale_window)) & live
+    stale = stale_values(filled, stale_window) & live
     clipped = np.zeros(len(p), dtype=bool)
     if live.sum() > 2 * stale_window:
         flags = clipping.geometric(p.where(~night, 0.0).fillna(0.0))

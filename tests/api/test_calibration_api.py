@@ -163,11 +163,15 @@ def test_calibrated_plant_with_actuals_before_t_gets_the_fitted_blend(client, pl
 
 def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, training_config):
     """Entered with azimuth 180 / tilt 30 (true 158 / 45): the calibration shows the fitted orientation, and the
-    plant's forecasts are those of a plant entered with that orientation (whose own fit keeps it)."""
+    plant's forecasts are those of a plant entered with that orientation (whose own fit keeps it) up to the
+    band offsets: the wrong plant's band residuals come from tunings that fitted the orientation block by
+    block (docs/model.md "Which residuals"), the twin's from tunings that kept it."""
     wrong, _ = stored_plant(client, training_config, "SERF East 2016 [wrong orientation]", tilt=30.0, azimuth=180.0)
     r = client.post(f"/api/v1/locations/{wrong['location_id']}/calibrate", json={"cutoff": CUTOFF})
     assert r.status_code == 200, r.text
     openapi_validator(client, "Calibration").validate(r.json())
+    assert r.json()["diagnostics"]["band_residuals"]["method"].startswith("forward day blocks")
+    offsets = np.asarray(r.json()["bands"]["offsets"])
     fitted = r.json()["orientation"]
     assert fitted["ok"] and (fitted["stated_tilt"], fitted["stated_azimuth"]) == (30.0, 180.0), fitted
     assert abs(fitted["azimuth"] - PLANT["azimuth"]) <= 5.0 and abs(fitted["tilt"] - PLANT["tilt"]) <= 10.0
@@ -177,12 +181,13 @@ def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, t
     r = client.post(f"/api/v1/locations/{twin['location_id']}/calibrate", json={"cutoff": CUTOFF})
     assert r.status_code == 200, r.text
     assert not r.json()["orientation"]["ok"] and "stated kept" in r.json()["orientation"]["reason"]
+    bound = np.abs(offsets - np.asarray(r.json()["bands"]["offsets"])).max() * PLANT["capacity_ac_kw"] + 1e-9
     issue = "2016-07-26T18:00:00+00:00"
     got, _ = forecast(client, wrong["location_id"], issue, 30)
     same, _ = forecast(client, twin["location_id"], issue, 30)
     assert_forecast_invariant(got["valid_time"], got, wrong, 15)
-    for column in ("p10", "p50", "p90"):
-        assert np.allclose(got[column], same[column], rtol=0, atol=1e-9), column
+    for column in ("p10", "p50", "p90"):  # sorting and clipping never widen a difference
+        assert np.abs(np.asarray(got[column]) - np.asarray(same[column])).max() <= bound, column
 
 
 def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(client, training_config):

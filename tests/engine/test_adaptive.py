@@ -224,3 +224,91 @@ def test_invariants_hold_with_orientation_tuning_on(plant, wrong):
         q = forecast.forecast_quantiles(f, tuned, model, "ml", issue, adaptation=adapt)[COLS].to_numpy()
         assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all() and (q <= 4.0).all()
         assert (q[f["solar_elevation"].to_numpy() <= 0] == 0).all()
+
+
+def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
+    """Every local day in exactly one block, blocks in time order, 5 of them, as equal as the days allow."""
+    power = plant[0]
+    times = power.index[power.index < CUTOFF]
+    fold = adaptation.band_folds(times, "America/Denver")
+    day = pd.DatetimeIndex(times).tz_convert("America/Denver").normalize()
+    assert (np.diff(fold) >= 0).all() and set(np.unique(fold)) == set(range(adaptation.BAND_FOLDS))
+    assert (pd.Series(fold).groupby(np.asarray(day)).nunique() == 1).all()
+    days_per_block = pd.Series(np.asarray(day)).groupby(fold).nunique()
+    assert days_per_block.max() - days_per_block.min() <= 1
+    few = adaptation.band_folds(times[times < pd.Timestamp("2016-07-04T06:00:00Z")], "America/Denver")
+    assert set(np.unique(few)) == {0, 1, 2}  # fewer days than folds: one block per day
+
+
+def history(plant, loc, actuals):
+    """The wrong description's actuals before CUTOFF as ``fit_calibration`` sees them: power, entered features."""
+    power, weather, _, model = plant
+    act = actuals[actuals["time"] < CUTOFF]
+    times = pd.DatetimeIndex(act["time"])
+    p = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
+    return p, features.feature_frame(loc, weather, times), times
+
+
+def test_forward_quantiles_never_come_from_a_tuning_that_saw_their_rows_or_later_ones(plant, wrong):
+    """Scaling block 2's actuals leaves blocks 0-2 as they were (their tunings are fitted before block 2) and
+    moves blocks 3-4 (their tunings saw it); block 0 has no past, so no residuals."""
+    _, weather, _, model = plant
+    loc, actuals, _ = wrong
+    p, entered, times = history(plant, loc, actuals)
+    q, how = adaptation.forward_quantiles(loc, p, entered, weather, times, model)
+    fold = adaptation.band_folds(times, "America/Denver")
+    assert how["folds"] == adaptation.BAND_FOLDS and [f["ok"] for f in how["fold"]] == [False, True, True, True, True]
+    assert np.isnan(q[fold == 0]).all() and np.isfinite(q[fold > 0]).all()
+    q2, how2 = adaptation.forward_quantiles(loc, p.where(fold != 2, 1.3 * p), entered, weather, times, model)
+    np.testing.assert_array_equal(q2[fold <= 2], q[fold <= 2])
+    day = np.nan_to_num(q[:, 4]) > 0
+    later = (fold > 2) & day
+    assert (q2[later, 2] - q[later, 2]).mean() > 0.0  # their tunings saw block 2 scaled up: a higher DC
+    assert [f["dc_scale"] for f in how2["fold"][:3]] == [f["dc_scale"] for f in how["fold"][:3]]
+    assert all(f2["dc_scale"] > f["dc_scale"] for f, f2 in zip(how["fold"][3:], how2["fold"][3:]))
+
+
+def test_forward_residuals_are_larger_than_the_served_tunings_own(plant, wrong):
+    """On the same rows the tuning fitted on all of them (in-sample) errs less than the tunings fitted on the
+    days before each block: the residuals the bands are fitted on are those of unseen days."""
+    _, weather, _, model = plant
+    loc, actuals, _ = wrong
+    p, entered, times = history(plant, loc, actuals)
+    q, _ = adaptation.forward_quantiles(loc, p, entered, weather, times, model)
+    served = adaptation.tune_description(loc, p, entered, weather, times, CUTOFF)
+    own = forecast.forecast_quantiles(features.feature_frame(served["location"], weather, times), served["location"],
+                                      model, "ml", times[0])["p50"].to_numpy()
+    rows = np.isfinite(q[:, 2]) & np.isfinite(p.to_numpy()) & (q[:, 4] > 0)
+    y = p.to_numpy()[rows]
+    assert metrics.mae(y, q[rows, 2]) > metrics.mae(y, own[rows])
+
+
+def test_calibration_records_how_the_band_residuals_were_obtained(wrong):
+    """The diagnostics say: forward day blocks, how many, which rows, each block's tuning."""
+    _, _, cal = wrong
+    how = cal["diagnostics"]["band_residuals"]
+    assert how["method"].startswith("forward day blocks") and how["folds"] == adaptation.BAND_FOLDS and how["used"]
+    assert sum(f["rows"] for f in how["fold"]) == how["rows"] + how["unscored_rows"]
+    assert how["unscored_rows"] >= how["fold"][0]["rows"] > 0
+    assert 0 < cal["diagnostics"]["band_rows"] == int(np.sum(cal["bands"]["n"])) <= how["rows"]
+    assert [f["first_day"] for f in how["fold"]] == sorted(f["first_day"] for f in how["fold"])
+
+
+def test_too_little_history_for_forward_residuals_uses_the_served_tunings_own_and_says_so(plant):
+    """7 days of actuals: the served tuning is fitted (>= 7 days) but no block has 7 days before it, so there are
+    fewer than n0 forward residuals; the bands are then fitted on the served tuning's in-sample residuals (the
+    plant's own, not the global calibration that under-covers it), exactly as ``folds=1``, and the diagnostics
+    say why."""
+    power, weather, location, model = plant
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    cutoff = pd.Timestamp("2016-07-08T06:00:00Z")
+    cal = adaptation.fit_calibration(location, weather, actuals, model, cutoff)
+    assert cal["ok"], cal["reason"]
+    how = cal["diagnostics"]["band_residuals"]
+    assert how["method"].startswith("in-sample") and how["forward"]["used"] is False
+    assert how["forward"]["rows"] == 0 and not any(f["ok"] for f in how["forward"]["fold"])
+    assert all("days with usable daylight" in f["reason"] for f in how["forward"]["fold"][1:])
+    in_sample = adaptation.fit_calibration(location, weather, actuals, model, cutoff, folds=1)
+    assert cal["diagnostics"]["band_rows"] == in_sample["diagnostics"]["band_rows"] > 0
+    assert np.array_equal(cal["bands"]["offsets"], in_sample["bands"]["offsets"])
+    assert not np.allclose(cal["bands"]["offsets"], 0.0)

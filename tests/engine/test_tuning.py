@@ -93,3 +93,14 @@ def test_tuned_locations_scale_dc_and_limit_export():
     assert tuned["capacity_dc_kw"].tolist() == [5.0, 10.0]
     assert tuned["export_limit_kw"].tolist()[1] == 3.5 and np.isnan(tuned["export_limit_kw"].iloc[0])
     assert tuned_planes["capacity_dc_kw"].tolist() == [5.0, 5.0]
+
+
+def test_stale_values_are_pvanalytics_stale_values_diff(serf):
+    """The vectorised stale rule flags exactly what pvanalytics' stale_values_diff flags (gaps as -1 or NaN)."""
+    from pvanalytics.quality import gaps
+    power = serf[0]
+    for series in (power.fillna(-1.0), power):
+        for window in (2, 4, 6):
+            expected = np.asarray(gaps.stale_values_diff(series, window=window), dtype=bool)
+            assert expected.sum() > 0
+            np.testing.assert_array_equal(tuning.stale_values(series, window), expected)
