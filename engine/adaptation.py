@@ -17,7 +17,11 @@ before the cutoff),
    after the cutoff; the model never saw this plant), and
    :func:`engine.conformal.fit_band_offsets` turns those residuals into
    shrunk offsets per lead bucket (lead = valid time - the weather's issue
-   time) and clear-sky regime; the served tuning is the one of step 1;
+   time) and clear-sky regime, each residual weighted by its age at the
+   cutoff (:func:`engine.conformal.recency_weights`, half-life
+   :data:`engine.conformal.HALF_LIFE_DAYS`: the effective description
+   drifts with the season, so the last weeks' errors say more about the
+   next days'); the served tuning is the one of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
@@ -168,7 +172,10 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
     first block never gets a residual and the early blocks are scored with
     tunings fitted on fewer days than the served one (wider, the safe side),
     so with little history the bands stay nearer the global prior
-    (:func:`engine.conformal.fit_band_offsets` shrinks by the residual count).
+    (:func:`engine.conformal.fit_band_offsets` shrinks by the residuals'
+    effective count). The early blocks' residuals are also the oldest:
+    :func:`fit_calibration` weights them down by age
+    (:func:`engine.conformal.recency_weights`).
 
     Parameters
     ----------
@@ -222,7 +229,7 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
-                    folds=BAND_FOLDS):
+                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -254,6 +261,11 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         Day blocks of the forward band residuals (:func:`forward_quantiles`);
         1: in-sample residuals of the served tuning (the former method, kept
         to measure the difference).
+    half_life_days : float or None, default :data:`engine.conformal.HALF_LIFE_DAYS`
+        Band residuals weighted by their age at the cutoff
+        (:func:`engine.conformal.recency_weights`); None: equal weights (the
+        former method). Forward residuals are used when their effective
+        sample size reaches ``n0``.
 
     Returns
     -------
@@ -267,7 +279,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         ``intraday`` (``tau_hours``, ``window_minutes``, ``blend``:
         :func:`fit_intraday_blend`), ``diagnostics``
         (tuning rejections and fit; ``band_residuals``: how the band
-        residuals were obtained, :func:`forward_quantiles`; ``band_rows``:
+        residuals were obtained, :func:`forward_quantiles`, and
+        ``weighting``: ``half_life_days``, ``rows``, ``n_effective`` of the
+        residuals used; ``band_rows``:
         the daylight residuals the offsets are fitted on; daylight
         P10-P90/P25-P75 coverage of those rows before/after the band offsets,
         None without rows).
@@ -307,12 +321,20 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     fx = forecast.forecast_quantiles(feats, served["location"], model, "ml", times[0])
     # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample)
     q_kw, how = None, None
+    age_weight = conformal.recency_weights(times, cutoff, half_life_days)  # older residuals count less
+
+    def weighting(rows):
+        return {"half_life_days": None if half_life_days is None else float(half_life_days), "rows": int(rows.sum()),
+                "n_effective": conformal.effective_n(age_weight[rows])}
+
     if folds > 1:
         q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
                                       orientation)
-        scored = int((usable & np.isfinite(q_kw).all(axis=1)).sum())
-        if scored < n0:  # too short a history for forward residuals: the served tuning's own (stated)
-            how = {**how, "used": False, "reason": f"{scored} forward residuals < n0 = {n0:g}: in-sample used"}
+        scored = weighting(usable & np.isfinite(q_kw).all(axis=1))
+        if scored["n_effective"] < n0:  # too short a history for forward residuals: the served tuning's own (stated)
+            how = {**how, "used": False, "weighting": scored,
+                   "reason": f"{scored['n_effective']:.0f} effective forward residuals ({scored['rows']} rows) "
+                             f"< n0 = {n0:g}: in-sample used"}
             q_kw = None
         else:
             how = {**how, "used": True, "reason": None}
@@ -321,11 +343,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         how = {"method": "in-sample (the served tuning's own rows)", "folds": 1, "rows": int(len(times)),
                "unscored_rows": 0, "forward": how}
     rows = usable & np.isfinite(q_kw).all(axis=1)
+    how = {**how, "weighting": weighting(rows)}
     y = power.to_numpy()[rows] / cap
     q = q_kw[rows] / cap
     lead = weather_lead_hours(weather, times)[rows]
     csi = entered["csi"].to_numpy()[rows]  # the weather's clear-sky index: the same under every description
-    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0)
+    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows])
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
     diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()), "band_residuals": how}

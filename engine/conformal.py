@@ -14,6 +14,16 @@ group's offset (``n`` scores) toward that plant prior with weight
 ``n / (n + n0)``. A plant with little history is forecast as before; a plant
 with much history but few scores in one group uses its own pooled offset there.
 
+Scores can carry weights (:func:`recency_weights`: older scores count less,
+for a plant whose errors drift with the season). The offsets are then
+weighted quantiles of the scores (weighted conformal prediction under
+distribution drift, Barber, Candes, Ramdas & Tibshirani 2023, "Conformal
+prediction beyond exchangeability", Ann. Statist. 51:816) and every ``n``
+above becomes the effective sample size of the weights (Kish 1965,
+``(sum w)^2 / sum w^2``): down-weighting old scores cannot make a group look
+better measured than its recent scores are. Equal weights give the unweighted
+offsets.
+
 Between refits, :func:`aci_update` moves an additional per-plant offset of
 each quantile level online from the residuals of runs issued before T
 (adaptive conformal inference, Gibbs & Candes 2021, in the quantile-tracking
@@ -26,6 +36,7 @@ Invariants are not enforced here: the shifted quantiles go through
 """
 
 import numpy as np
+import pandas as pd
 
 from engine.calibration import bin_index
 from engine.metrics import LEAD_EDGES_HOURS, below  # the lead buckets and the tie rule of the reports: one definition
@@ -40,6 +51,83 @@ N0 = 200
 
 MIN_GROUP = 30
 """Groups with fewer scores keep the global calibration (weight 0)."""
+
+HALF_LIFE_DAYS = 14.0
+"""Half-life of the band scores' weights, days (:func:`recency_weights`). Chosen a priori, not fitted: a
+plant's effective description drifts with the sun's path (a wrongly entered tilt absorbed by the DC scale in
+July is not absorbed in September), and the sun's declination moves by up to 0.4 deg/day, ~6 deg in two
+weeks, so scores older than a few weeks describe another geometry; a two-week half-life keeps an effective
+sample of ``2 x 14 / ln 2`` ~ 40 days of scores in a long history (Kish), 4-5x the weather spells a day-block
+holds, enough for the 10 % tails, and in the service's 90-day history the oldest day counts 1/90 of the
+newest. 30 days was measured beside it (docs/model.md "Plant adaptation")."""
+
+
+def recency_weights(times, cutoff, half_life_days=HALF_LIFE_DAYS):
+    """Weight of each score by its age at the cutoff: ``0.5 ** ((cutoff - time) / half_life)``.
+
+    Exponential forgetting, the fixed (data-independent) weights of weighted
+    conformal prediction under drift (Barber et al. 2023, section 4.4:
+    ``w_i = rho^(n + 1 - i)``), with ``rho`` per day = ``0.5 ** (1 / half_life_days)``.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        UTC, the scores' valid times (before ``cutoff``).
+    cutoff : Timestamp
+        tz-aware: where the served forecasts start (age 0).
+    half_life_days : float or None
+        days; None: equal weights (1).
+
+    Returns
+    -------
+    ndarray
+        Shape (n,), in (0, 1].
+    """
+    if half_life_days is None:
+        return np.ones(len(times))
+    age = (pd.Timestamp(cutoff).tz_convert("UTC") - pd.DatetimeIndex(times).tz_convert("UTC")).total_seconds()
+    return 0.5 ** (np.maximum(np.asarray(age, dtype=float), 0.0) / (86400.0 * float(half_life_days)))
+
+
+def effective_n(weights):
+    """Kish's effective sample size of weights: ``(sum w)^2 / sum w^2`` (= n for equal weights; 0 for none)."""
+    w = np.asarray(weights, dtype=float)
+    return float(w.sum() ** 2 / np.sum(w * w)) if w.size and np.sum(w * w) > 0 else 0.0
+
+
+def weighted_quantiles(scores, weights, alphas):
+    """Quantile ``alphas[c]`` of column ``c`` of ``scores`` under ``weights`` (linear interpolation).
+
+    Each sorted score sits at the cumulative weight of the scores below it
+    plus half its own, rescaled so the smallest is at 0 and the largest at
+    1: with equal weights that is ``(i - 1) / (n - 1)``, numpy's default
+    (``linear``) quantile. The step-function quantile of Barber et al. (2023)
+    differs from it by less than one score's weight share; like the
+    unweighted offsets, the test point's mass (``1 / (1 + sum w)``) is left out.
+
+    Parameters
+    ----------
+    scores : ndarray
+        Shape (n, k).
+    weights : ndarray
+        Shape (n,), >= 0.
+    alphas : sequence of float
+        k levels.
+
+    Returns
+    -------
+    ndarray
+        Shape (k,).
+    """
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(scores, axis=0, kind="stable")
+    s = np.take_along_axis(scores, order, axis=0)
+    w = np.asarray(weights, dtype=float)[order]
+    if len(s) == 1:
+        return s[0].copy()
+    cum = np.cumsum(w, axis=0) - 0.5 * w - 0.5 * w[:1]
+    pos = cum / cum[-1:]
+    return np.array([np.interp(a, pos[:, c], s[:, c]) for c, a in enumerate(alphas)])
 
 
 def group_index(lead_hours, csi):
@@ -61,7 +149,7 @@ def group_index(lead_hours, csi):
             bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
 
 
-def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS):
+def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -75,38 +163,48 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         Shape (n,): lead time, h; weather clear-sky index.
     n0 : float, default :data:`N0`
     min_group : int, default :data:`MIN_GROUP`
+        Compared with a group's effective sample size.
     alphas : sequence of float
+    weights : ndarray, optional
+        Shape (n,), > 0: weight of each score (:func:`recency_weights`); None:
+        equal. Offsets are :func:`weighted_quantiles`; shrinkage and
+        ``min_group`` use the effective sample size (:func:`effective_n`).
 
     Returns
     -------
     dict
         ``offsets`` (list, shape (n_lead, n_regime, k), fraction of
         capacity_ac_kw, shrunk), ``n`` (list, shape (n_lead, n_regime), scores
-        per group), ``weight`` (same shape, the group weights), ``raw`` (the
-        unshrunk group offsets), ``pooled`` (the plant's unshrunk pooled
-        offsets, shape (k,)), ``pooled_weight``, ``n0``, ``lead_edges_hours``,
-        ``csi_edges`` (JSON-ready: inf as None).
+        per group), ``n_effective`` (same shape, their effective sample size:
+        ``n`` for equal weights), ``weight`` (same shape, the group weights
+        ``n_effective / (n_effective + n0)``), ``raw`` (the unshrunk group
+        offsets), ``pooled`` (the plant's unshrunk pooled offsets, shape (k,)),
+        ``pooled_n_effective``, ``pooled_weight``, ``n0``,
+        ``lead_edges_hours``, ``csi_edges`` (JSON-ready: inf as None).
     """
     scores = np.asarray(y, dtype=float)[:, None] - np.asarray(q, dtype=float)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
     lead, regime = group_index(lead_hours, csi)
     n_lead, n_regime, k = len(LEAD_EDGES_HOURS) - 1, len(CSI_EDGES) - 1, len(alphas)
     raw = np.zeros((n_lead, n_regime, k))
     n = np.zeros((n_lead, n_regime), dtype=int)
+    n_eff = np.zeros((n_lead, n_regime))
     flat = lead * n_regime + regime
     for g in np.unique(flat):  # at most 15 groups
         sel = flat == g
         i, j = divmod(int(g), n_regime)
-        n[i, j] = int(sel.sum())
-        if n[i, j] >= min_group:
-            raw[i, j] = [np.quantile(scores[sel, c], a) for c, a in enumerate(alphas)]
-    total = len(scores)
-    pooled = np.array([np.quantile(scores[:, c], a) for c, a in enumerate(alphas)]) if total else np.zeros(k)
+        n[i, j], n_eff[i, j] = int(sel.sum()), effective_n(w[sel])
+        if n_eff[i, j] >= min_group:
+            raw[i, j] = weighted_quantiles(scores[sel], w[sel], alphas)
+    total = effective_n(w)
+    pooled = weighted_quantiles(scores, w, alphas) if len(scores) else np.zeros(k)
     pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
     prior = pooled_weight * pooled
-    weight = np.where(n >= min_group, n / (n + float(n0)), 0.0)
+    weight = np.where(n_eff >= min_group, n_eff / (n_eff + float(n0)), 0.0)
     offsets = weight[:, :, None] * raw + (1.0 - weight[:, :, None]) * prior[None, None, :]
-    return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "weight": weight.tolist(),
-            "pooled": pooled.tolist(), "pooled_weight": float(pooled_weight), "n0": float(n0),
+    return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "n_effective": n_eff.tolist(),
+            "weight": weight.tolist(), "pooled": pooled.tolist(), "pooled_n_effective": total,
+            "pooled_weight": float(pooled_weight), "n0": float(n0),
             "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
             "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
 

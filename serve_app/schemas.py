@@ -318,6 +318,8 @@ def calibration_out():
     bands = TypedDict("CalibrationBands", {
         "offsets": list[list[list[float]]], "raw": list[list[list[float]]], "n": list[list[int]],
         "weight": list[list[float]], "pooled": list[float], "pooled_weight": float, "n0": float,
+        # effective sample sizes of the recency-weighted scores; absent: stored before weighting (equal weights)
+        "n_effective": NotRequired[list[list[float]]], "pooled_n_effective": NotRequired[float],
         "lead_edges_hours": list[Optional[float]],
         "csi_edges": list[Optional[float]]})
     orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted
