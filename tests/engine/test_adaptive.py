@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from engine import adaptation, data, features, forecast, intraday, metrics, modelio, quantiles, resources, training
-from engine import tuning
+from engine import conformal, tuning
 
 CONFIG = training.load_config()
 CUTOFF = pd.Timestamp("2016-08-01T00:00:00Z")
@@ -125,7 +125,6 @@ def test_no_decay_is_no_update_and_the_index_decays():
 
 def test_offsets_are_the_global_calibration_without_history_and_the_plant_with_much():
     """Real residuals of the fitted plant: 0 rows -> offsets 0 (global); all rows -> near the unshrunk ones."""
-    from engine import conformal
     rng = np.random.default_rng(0)  # only to subsample rows
     y = rng.uniform(0, 1, 5000)
     q = np.column_stack([y - 0.2, y - 0.1, y, y + 0.1, y + 0.2]) - 0.05  # a band biased low by 0.05
@@ -312,3 +311,79 @@ def test_too_little_history_for_forward_residuals_uses_the_served_tunings_own_an
     assert cal["diagnostics"]["band_rows"] == in_sample["diagnostics"]["band_rows"] > 0
     assert np.array_equal(cal["bands"]["offsets"], in_sample["bands"]["offsets"])
     assert not np.allclose(cal["bands"]["offsets"], 0.0)
+
+
+@pytest.fixture(scope="module")
+def forward_scores(plant, wrong):
+    """Daylight forward residual rows of the wrong description's history before CUTOFF (as fit_calibration)."""
+    _, weather, _, model = plant
+    loc, actuals, _ = wrong
+    p, entered, times = history(plant, loc, actuals)
+    q, _ = adaptation.forward_quantiles(loc, p, entered, weather, times, model)
+    rows = np.isfinite(q).all(axis=1) & np.isfinite(p.to_numpy()) & (entered["solar_elevation"].to_numpy() > 0)
+    fold = adaptation.band_folds(times, "America/Denver")[rows]
+    lead = adaptation.weather_lead_hours(weather, times)[rows]
+    return (p.to_numpy()[rows] / 5.5, q[rows] / 5.5, lead, entered["csi"].to_numpy()[rows], times[rows], fold)
+
+
+def test_equal_weights_give_the_unweighted_conformal_offsets(forward_scores):
+    """Weighted quantiles with equal weights are numpy's (linear) quantiles, and their effective n is n."""
+    y, q, lead, csi, _, _ = forward_scores
+    scores = y[:, None] - q
+    expected = [np.quantile(scores[:, c], a) for c, a in enumerate(quantiles.ALPHAS)]
+    np.testing.assert_allclose(conformal.weighted_quantiles(scores, np.ones(len(y)), quantiles.ALPHAS), expected,
+                               rtol=0, atol=1e-12)
+    equal = conformal.fit_band_offsets(y, q, lead, csi, weights=np.full(len(y), 0.3))
+    plain = conformal.fit_band_offsets(y, q, lead, csi)
+    np.testing.assert_allclose(equal["offsets"], plain["offsets"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(equal["n_effective"], plain["n"], rtol=1e-9)
+
+
+def test_older_residuals_move_the_band_offsets_less_than_newer_ones(forward_scores):
+    """The same perturbation (actuals x 1.3) of the oldest scored block moves the recency-weighted offsets less
+    than of the newest block, by about their weight ratio; with equal weights the two move alike."""
+    y, q, lead, csi, times, fold = forward_scores
+    old, new = fold == fold.min(), fold == fold.max()
+    assert fold.min() == 1 and fold.max() == adaptation.BAND_FOLDS - 1
+
+    def moved(weights, block):
+        base = np.asarray(conformal.fit_band_offsets(y, q, lead, csi, weights=weights)["offsets"])
+        scaled = np.asarray(conformal.fit_band_offsets(np.where(block, 1.3 * y, y), q, lead, csi,
+                                                       weights=weights)["offsets"])
+        return np.abs(scaled - base).mean()
+
+    recency = conformal.recency_weights(times, CUTOFF)
+    equal = np.ones(len(y))
+    assert moved(recency, old) < 0.6 * moved(recency, new)
+    assert moved(equal, old) > 0.6 * moved(equal, new)
+    assert recency[old].max() < recency[new].min() and recency.max() <= 1.0
+
+
+def test_the_calibration_states_its_weighting_and_effective_n(wrong):
+    """band_residuals.weighting: the half-life, the rows, their effective n (below the rows: old ones count less);
+    the bands' pooled effective n is the same number and drives the shrinkage weight."""
+    _, _, cal = wrong
+    w = cal["diagnostics"]["band_residuals"]["weighting"]
+    assert w["half_life_days"] == conformal.HALF_LIFE_DAYS and w["rows"] == cal["diagnostics"]["band_rows"]
+    assert 0 < w["n_effective"] < w["rows"]
+    bands = cal["bands"]
+    assert bands["pooled_n_effective"] == pytest.approx(w["n_effective"])
+    assert bands["pooled_weight"] == pytest.approx(w["n_effective"] / (w["n_effective"] + conformal.N0))
+    assert (np.asarray(bands["n_effective"]) <= np.asarray(bands["n"]) + 1e-9).all()
+
+
+def test_the_effective_n_of_the_forward_residuals_drives_the_in_sample_fallback(plant, wrong):
+    """31 days give ~1,000 forward residual rows: used with equal weights; with a half-life of half a day their
+    effective n (~1.4 days of daylight) is under n0, so the served tuning's own residuals are used and the
+    diagnostics say so with both counts."""
+    power, weather, _, model = plant
+    loc, actuals, _ = wrong
+    equal = adaptation.fit_calibration(loc, weather, actuals, model, CUTOFF, half_life_days=None)
+    how = equal["diagnostics"]["band_residuals"]
+    assert how["used"] and how["weighting"]["n_effective"] == how["weighting"]["rows"] >= conformal.N0
+    short = adaptation.fit_calibration(loc, weather, actuals, model, CUTOFF, half_life_days=0.5)
+    how = short["diagnostics"]["band_residuals"]
+    assert how["method"].startswith("in-sample") and how["forward"]["used"] is False
+    forward = how["forward"]["weighting"]
+    assert forward["rows"] >= conformal.N0 > forward["n_effective"] > 0
+    assert "effective forward residuals" in how["forward"]["reason"]
