@@ -58,7 +58,7 @@ plant's effective description drifts with the sun's path (a wrongly entered tilt
 July is not absorbed in September), and the sun's declination moves by up to 0.4 deg/day, ~6 deg in two
 weeks, so scores older than a few weeks describe another geometry; a two-week half-life keeps an effective
 sample of ``2 x 14 / ln 2`` ~ 40 days of scores in a long history (Kish), 4-5x the weather spells a day-block
-holds, enough for the 10 % tails, and in the service's 90-day history the oldest day counts 1/90 of the
+holds, enough for the 10 % tails, and in the service's 90-day history the oldest day counts ~1/85 of the
 newest. 30 days was measured beside it (docs/model.md "Plant adaptation")."""
 
 
