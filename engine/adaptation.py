@@ -330,9 +330,17 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
+    minutes = tuning.sample_minutes(times)
+    timing = (f"orientation: actuals {minutes:.0f} min apart sent as instants (period_minutes 0); hour-ending "
+              f"means read as instants look like a plant turned west: send their period_minutes to fit it"
+              if orientation and period == 0 and minutes > tuning.MAX_INSTANT_MINUTES else None)
+    orientation = orientation and timing is None
     served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon, min_days=min_days,
                               orientation=orientation)
     oriented, fit = served["orientation"], served["fit"]
+    stated = loc.loc[0, ["tilt", "azimuth"]].to_numpy(dtype=float)
+    if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
+        oriented = tuning.refused_orientation(*stated, timing, {"sample_minutes": minutes})
     if not fit["ok"]:
         return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
                 "orientation": oriented}

@@ -434,6 +434,32 @@ def orientation_errors(y, pdc):
     return scale, np.mean(np.abs(y[None, :] - scale[:, None] * pdc), axis=1)
 
 
+MAX_INSTANT_MINUTES = 15.0
+"""Longest spacing of actuals sent as instants (``period_minutes`` 0) from which an orientation is
+fitted, min. Hourly values are mostly hour-ENDING means; read as instants at their label they lag
+their middle by 30 min, which the fit reads as a plant turned ~10 deg west (docs/model.md "Actuals at
+other intervals"), so coarser instants keep the stated orientation, and say so."""
+
+
+def refused_orientation(tilt, azimuth, reason, diagnostics=None):
+    """:func:`fit_orientation`'s answer when no orientation is fitted: the stated one, and why.
+
+    Parameters
+    ----------
+    tilt, azimuth : float
+        Stated, deg.
+    reason : str or None
+    diagnostics : dict, optional
+
+    Returns
+    -------
+    dict
+        ``ok`` False, ``reason``, ``tilt``/``azimuth`` = ``stated_tilt``/``stated_azimuth``, ``diagnostics``.
+    """
+    return {"ok": False, "reason": reason, "tilt": float(tilt), "azimuth": float(azimuth), "stated_tilt": float(tilt),
+            "stated_azimuth": float(azimuth), "diagnostics": diagnostics or {}}
+
+
 def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n_planes=1,
                     min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST):
     """Fit a fixed plant's tilt and azimuth from clear samples before ``cutoff``, or say why not.
@@ -499,8 +525,7 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     diagnostics = {"tilt_bounds": list(TILT_BOUNDS), "azimuth_window": AZIMUTH_WINDOW,
                    "min_clear_days": int(min_clear_days), "min_solar_azimuth_span": float(min_azimuth_span),
                    "near_best": float(near_best)}
-    result = {"ok": False, "reason": None, "tilt": stated[0], "azimuth": stated[1], "stated_tilt": stated[0],
-              "stated_azimuth": stated[1], "diagnostics": diagnostics}
+    result = refused_orientation(*stated, None, diagnostics)
     if str(plant["tracking"]).upper() != "FIXED" or n_planes > 1:
         result["reason"] = "orientation: fitted only for one fixed plane (tracker or multi-plane plant)"
         return result
