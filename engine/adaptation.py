@@ -35,7 +35,7 @@ The result is JSON-ready data; a plant with too little history gets
 import numpy as np
 import pandas as pd
 
-from engine import conformal, forecast, intraday, tuning
+from engine import conformal, forecast, intraday, resample, tuning
 from engine.features import feature_frame
 from engine.metrics import coverage
 from engine.quantiles import QUANTILE_COLUMNS
@@ -227,6 +227,42 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
                "folds": n_folds, "rows": int(got.sum()), "unscored_rows": int((~got).sum()), "fold": per_fold}
 
 
+def actual_instants(actuals, cutoff):
+    """A plant's actuals before ``cutoff`` at their effective instants, sorted, and their longest period.
+
+    A value labelled at the end of its averaging period (``period_minutes``
+    > 0, e.g. hourly means from an inverter portal) is compared with the
+    model at the middle of the period (``engine.resample.period_instants``,
+    the rule of the weather rows); without that an hourly mean is read as
+    the instant 30 min later and the tuning learns a wrong azimuth and DC
+    scale. Only periods that END before ``cutoff`` are used.
+
+    Parameters
+    ----------
+    actuals : DataFrame
+        ``time`` (UTC, end of period), ``power_kw``; optional ``period_minutes``
+        (absent: 0, instantaneous) and ``location_id`` (several plants).
+    cutoff : Timestamp
+        tz-aware.
+
+    Returns
+    -------
+    act : DataFrame
+        ``time`` (effective instant, UTC), ``power_kw``, ``period_minutes``, sorted
+        by (``location_id``,) time.
+    period : int
+        Longest ``period_minutes`` among them, min (0 without rows).
+    """
+    period = actuals["period_minutes"] if "period_minutes" in actuals else np.zeros(len(actuals), dtype="int64")
+    act = actuals.assign(time=pd.DatetimeIndex(actuals["time"]).tz_convert("UTC"),
+                         period_minutes=np.asarray(period, dtype="int64"))
+    act = act[act["time"] < cutoff]
+    act = act.assign(time=resample.period_instants(act["time"], act["period_minutes"]))
+    keys = ["location_id", "time"] if "location_id" in act else ["time"]
+    act = act.drop_duplicates(keys).sort_values(keys)
+    return act, int(act["period_minutes"].max()) if len(act) else 0
+
+
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
                     folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS):
@@ -239,7 +275,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     weather : DataFrame
         The plant's weather frame as stored; rows issued after ``cutoff`` are ignored.
     actuals : DataFrame
-        ``time`` (UTC), ``power_kw`` (kW); rows at or after ``cutoff`` are ignored.
+        ``time`` (UTC, end of period), ``power_kw`` (kW), optional ``period_minutes``
+        (0: instantaneous; means are placed at their middle, :func:`actual_instants`);
+        rows at or after ``cutoff`` are ignored.
     model : dict
         ``modelio.load_model`` (the plant's model id).
     cutoff : Timestamp
@@ -288,8 +326,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
-    act = actuals.assign(time=pd.DatetimeIndex(actuals["time"]).tz_convert("UTC"))
-    act = act[act["time"] < cutoff].drop_duplicates("time").sort_values("time")
+    act, period = actual_instants(actuals, cutoff)
     fail = {"ok": False, "cutoff": cutoff, "n_samples": 0, "diagnostics": {"actuals": int(len(act))}}
     if weather is not None and len(weather):
         weather = weather[pd.DatetimeIndex(weather["issue_time"]) <= cutoff]
@@ -298,7 +335,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     wt = pd.DatetimeIndex(weather["valid_time"])
     inside = (act["time"] >= wt.min()) & (act["time"] <= wt.max())
     act = act[inside.to_numpy()]
-    if len(act) < tuning.MIN_CLEAR_SAMPLES:
+    if len(act) < tuning.samples_for(tuning.MIN_CLEAR_HOURS, tuning.sample_minutes(act["time"])):
         return {**fail, "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
     times = pd.DatetimeIndex(act["time"])
     power = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
@@ -307,9 +344,17 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
+    minutes = tuning.sample_minutes(times)
+    timing = (f"orientation: actuals {minutes:.0f} min apart sent as instants (period_minutes 0); hour-ending "
+              f"means read as instants look like a plant turned west: send their period_minutes to fit it"
+              if orientation and period == 0 and minutes > tuning.MAX_INSTANT_MINUTES else None)
+    orientation = orientation and timing is None
     served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon, min_days=min_days,
                               orientation=orientation)
     oriented, fit = served["orientation"], served["fit"]
+    stated = loc.loc[0, ["tilt", "azimuth"]].to_numpy(dtype=float)
+    if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
+        oriented = tuning.refused_orientation(*stated, timing, {"sample_minutes": minutes})
     if not fit["ok"]:
         return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
                 "orientation": oriented}
@@ -349,6 +394,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     lead = weather_lead_hours(weather, times)[rows]
     csi = entered["csi"].to_numpy()[rows]  # the weather's clear-sky index: the same under every description
     bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows])
+    bands["actuals_period_minutes"] = period  # > 15: residuals of means, less spread than the instants forecast
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
     diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()), "band_residuals": how}

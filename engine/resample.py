@@ -32,8 +32,30 @@ def band_axis(location_index, seconds, band):
     return seconds + location_index.astype("float64") * band
 
 
+def period_instants(end_times, period_minutes):
+    """Effective instant of values labelled at the END of their averaging period: its middle.
+
+    Weather rows and actuals share this rule (``period_minutes`` 0: an
+    instantaneous value, at its label).
+
+    Parameters
+    ----------
+    end_times : array_like of datetime
+        tz-aware, end of each period.
+    period_minutes : array_like of int
+        min, >= 0.
+
+    Returns
+    -------
+    DatetimeIndex
+        UTC.
+    """
+    half = pd.to_timedelta(np.asarray(period_minutes, dtype="int64") * 30, unit="s")
+    return pd.DatetimeIndex(end_times).tz_convert("UTC") - half
+
+
 def weather_instants(weather):
-    """Effective instant of every weather row (mid-period for period averages).
+    """Effective instant of every weather row (:func:`period_instants` of ``valid_time``).
 
     Parameters
     ----------
@@ -45,8 +67,7 @@ def weather_instants(weather):
     DatetimeIndex
         UTC.
     """
-    half = pd.to_timedelta(weather["period_minutes"].to_numpy(dtype="int64") * 30, unit="s")
-    return pd.DatetimeIndex(weather["valid_time"]).tz_convert("UTC") - half
+    return period_instants(weather["valid_time"], weather["period_minutes"])
 
 
 def coverage_problems(location_ids, starts, ends, seconds_support, support_location, times_seconds,

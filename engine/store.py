@@ -496,7 +496,8 @@ async def write_actuals(db, df, *, tenant_id=None):
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     df : DataFrame
-        Columns ``location_id``, ``time`` (UTC, end of interval), ``power_kw`` (kW).
+        Columns ``location_id``, ``time`` (UTC, end of interval), ``power_kw`` (kW), optional
+        ``period_minutes`` (``validation.ACTUALS_DEFAULTS``: 0, instantaneous).
     tenant_id : str, optional
         Refuse locations of other tenants (like unknown ones); None: any.
 
@@ -506,16 +507,20 @@ async def write_actuals(db, df, *, tenant_id=None):
         Rows stored (new, replaced or already stored identically).
     """
     validation.validate_actuals(df, None)
-    rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"))
+    period = (df["period_minutes"].to_numpy("int64") if "period_minutes" in df
+              else np.full(len(df), validation.ACTUALS_DEFAULTS["period_minutes"], dtype="int64"))
+    rows = records(df["location_id"].to_numpy("int64"), micros(df["time"]), df["power_kw"].to_numpy("float64"),
+                   period)
     async with connection(db) as conn, conn.transaction():
         await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
             return await copy_upsert(
-                conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8", rows, f"""
-                INSERT INTO actuals (location_id, time, power_kw)
-                SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw FROM actuals_staging
+                conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8, period_minutes int4",
+                rows, f"""
+                INSERT INTO actuals (location_id, time, power_kw, period_minutes)
+                SELECT location_id, {FROM_MICROS.format("time_us")}, power_kw, period_minutes FROM actuals_staging
                 ORDER BY location_id, time_us  -- every writer locks rows in key order: no deadlock
-                ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw"])}""")
+                ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw", "period_minutes"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
 
@@ -1400,15 +1405,16 @@ async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
     Returns
     -------
     DataFrame
-        ``location_id``, ``time`` (UTC), ``power_kw`` (kW), sorted by location_id, time.
+        ``location_id``, ``time`` (UTC, end of the period), ``power_kw`` (kW), ``period_minutes``
+        (0: instantaneous), sorted by location_id, time.
     """
     rows = await db.fetch(f"""
-        SELECT location_id, time, power_kw FROM actuals
+        SELECT location_id, time, power_kw, period_minutes FROM actuals
         WHERE location_id = ANY($1::bigint[]) AND time >= coalesce($2::timestamptz, '-infinity')
           AND time < coalesce($3::timestamptz, 'infinity') AND {TENANT_OWNS.format("$4")}
         ORDER BY location_id, time""", [int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), tenant_id)
-    return frame(rows, ("location_id", "time", "power_kw"), times=("time",), ints=("location_id",),
-                 floats=("power_kw",))
+    return frame(rows, ("location_id", "time", "power_kw", "period_minutes"), times=("time",),
+                 ints=("location_id", "period_minutes"), floats=("power_kw",))
 
 
 async def count_actuals_after(db, location_ids, *, tenant_id=None):

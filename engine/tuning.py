@@ -49,11 +49,13 @@ unit mix-up), 2.0 = twice (DC entered = AC on a plant with DC/AC 2)."""
 MIN_DAYS = 7
 """Distinct local days with usable daylight samples needed for a fit."""
 
-MIN_CLEAR_SAMPLES = 100
-"""Clear, unclipped, daylight samples (15 min: ~25 h of clear sky) needed for ``dc_scale``."""
+MIN_CLEAR_HOURS = 25.0
+"""Clear, unclipped, daylight data needed for ``dc_scale``, h (100 samples at 15 min, 25 at 1 h):
+minimum data are durations, turned into sample counts by :func:`samples_for` at the actuals'
+own interval, so 5-min and hourly actuals need the same hours of sky as 15-min ones."""
 
-MIN_CLIPPED_SAMPLES = 8
-"""Clipped samples needed before an observed clipping level is believed (~2 h at 15 min)."""
+MIN_CLIPPED_HOURS = 2.0
+"""Clipped data needed before an observed clipping level is believed, h (8 samples at 15 min)."""
 
 CLIP_BELOW = 0.97
 """An observed clipping level counts only when below this fraction of ``capacity_ac_kw``."""
@@ -71,10 +73,10 @@ COARSE_STEP = (5.0, 10.0)
 """(tilt, azimuth) step of the coarse grid, deg; then a 1-deg grid +- one coarse step around its best."""
 
 MIN_CLEAR_DAYS = 5
-"""Local days with at least :data:`MIN_CLEAR_SAMPLES_PER_DAY` clear samples needed for an orientation fit."""
+"""Local days with at least :data:`MIN_CLEAR_HOURS_PER_DAY` of clear samples needed for an orientation fit."""
 
-MIN_CLEAR_SAMPLES_PER_DAY = 12
-"""Clear, unclipped samples (15 min: 3 h) that make a day a clear day."""
+MIN_CLEAR_HOURS_PER_DAY = 3.0
+"""Clear, unclipped data that make a day a clear day, h (12 samples at 15 min)."""
 
 MIN_AZIMUTH_SPAN = 100.0
 """Solar azimuth span (10th..90th percentile) of the clear samples needed, deg: morning AND afternoon sun."""
@@ -85,6 +87,42 @@ stated orientation is kept when it is one of them (its error <= (1 + NEAR_BEST) 
 
 MAX_ORIENTATION_SAMPLES = 3000
 """Clear samples used by :func:`fit_orientation` at most (evenly thinned), bounding its cost."""
+
+
+def sample_minutes(times):
+    """Sampling interval of a plant's actuals, min: the median spacing of consecutive times.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        Sorted sample times (gaps, e.g. nights not sent, do not move the median).
+
+    Returns
+    -------
+    float
+        min; 15 for fewer than two samples.
+    """
+    t = pd.DatetimeIndex(times).as_unit("s").asi8
+    step = np.diff(t)
+    step = step[step > 0]
+    return float(np.median(step)) / 60.0 if len(step) else 15.0
+
+
+def samples_for(hours, minutes):
+    """Samples of ``minutes`` spacing that make ``hours`` of data (at least 1).
+
+    Parameters
+    ----------
+    hours : float
+        h.
+    minutes : float
+        Sampling interval, min (:func:`sample_minutes`).
+
+    Returns
+    -------
+    int
+    """
+    return max(int(np.ceil(hours * 60.0 / max(float(minutes), 1e-9) - 1e-9)), 1)
 
 
 def stale_values(power_kw, window):
@@ -171,7 +209,7 @@ def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, mi
                         index=p.index)
 
 
-def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLES, below=CLIP_BELOW):
+def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=8, below=CLIP_BELOW):
     """Observed AC clipping level, kW, or None.
 
     The median of the samples flagged as clipped flat tops, kept only when
@@ -189,6 +227,10 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLE
         Flat-top flags (:func:`usable_samples` ``clipped``).
     capacity_ac_kw : float
         kW.
+    min_clipped : int, default 8
+        Flagged samples needed (:func:`fit_tuning` passes :data:`MIN_CLIPPED_HOURS` at the
+        actuals' interval).
+    below : float, default :data:`CLIP_BELOW`
 
     Returns
     -------
@@ -208,7 +250,7 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=MIN_CLIPPED_SAMPLE
 
 
 def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, capacity_dc_kw, cutoff,
-               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=MIN_CLEAR_SAMPLES, clear_csi=CLEAR_CSI):
+               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=None, clear_csi=CLEAR_CSI):
     """Fit a plant's effective DC scale and observed clipping level from actuals before ``cutoff``.
 
     ``dc_scale`` is the median of measured / physical AC power over clear
@@ -222,7 +264,8 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     Parameters
     ----------
     power_kw : Series
-        Measured AC power, kW, one plant, UTC index on a regular grid.
+        Measured AC power, kW, one plant, UTC index (instants; period means at their
+        middle, ``engine.resample.period_instants``) at the actuals' interval.
     physical_ac_kw : array_like
         Physical AC estimate with the ENTERED description at the same times, kW.
     solar_elevation : array_like
@@ -235,8 +278,11 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
         tz-aware; only samples with time < cutoff are used.
     timezone : str
         IANA zone of the plant (for counting local days).
-    min_days, min_clear_samples : int
-        Minimum data (:data:`MIN_DAYS`, :data:`MIN_CLEAR_SAMPLES`).
+    min_days : int
+        Minimum days (:data:`MIN_DAYS`).
+    min_clear_samples : int, optional
+        Minimum clear samples; None: :data:`MIN_CLEAR_HOURS` at the actuals' interval
+        (:func:`sample_minutes`); the clipping level likewise needs :data:`MIN_CLIPPED_HOURS`.
     clear_csi : float, default :data:`CLEAR_CSI`
 
     Returns
@@ -252,6 +298,9 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     before = np.asarray(power_kw.index < cutoff)
     p = power_kw[before]
+    minutes = sample_minutes(p.index)
+    if min_clear_samples is None:
+        min_clear_samples = samples_for(MIN_CLEAR_HOURS, minutes)
     phys = np.asarray(physical_ac_kw, dtype=float)[before]
     elev = np.asarray(solar_elevation, dtype=float)[before]
     csi = np.asarray(csi, dtype=float)[before]
@@ -260,7 +309,7 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     days = int(pd.DatetimeIndex(p.index[usable]).tz_convert(timezone).normalize().nunique()) if usable.any() else 0
     diagnostics = {name: int(flags[name].sum()) for name in ("night", "missing", "outage", "stale", "clipped")}
     diagnostics.update(samples=int(len(p)), usable=int(usable.sum()), days=days,
-                       min_days=int(min_days), min_clear_samples=int(min_clear_samples),
+                       sample_minutes=minutes, min_days=int(min_days), min_clear_samples=int(min_clear_samples),
                        dc_scale_bounds=list(DC_SCALE_BOUNDS))
     result = {"ok": False, "reason": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
               "clip_kw": None, "window_start": None, "window_end": None, "n_samples": int(usable.sum()),
@@ -286,7 +335,8 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     ratio_bounds = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
     lo, hi = max(DC_SCALE_BOUNDS[0], ratio_bounds[0]), min(DC_SCALE_BOUNDS[1], ratio_bounds[1])
     bounded = float(np.clip(scale, lo, hi))
-    level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw)
+    level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw,
+                                  samples_for(MIN_CLIPPED_HOURS, minutes))
     times = p.index[usable]
     diagnostics.update(clear_samples=int(sel.sum()), dc_scale_unbounded=scale, ratio_q25=float(q25),
                        ratio_q75=float(q75), at_bound=bool(bounded != scale), clipped_level_samples=n_clipped)
@@ -384,6 +434,32 @@ def orientation_errors(y, pdc):
     return scale, np.mean(np.abs(y[None, :] - scale[:, None] * pdc), axis=1)
 
 
+MAX_INSTANT_MINUTES = 15.0
+"""Longest spacing of actuals sent as instants (``period_minutes`` 0) from which an orientation is
+fitted, min. Hourly values are mostly hour-ENDING means; read as instants at their label they lag
+their middle by 30 min, which the fit reads as a plant turned ~10 deg west (docs/model.md "Actuals at
+other intervals"), so coarser instants keep the stated orientation, and say so."""
+
+
+def refused_orientation(tilt, azimuth, reason, diagnostics=None):
+    """:func:`fit_orientation`'s answer when no orientation is fitted: the stated one, and why.
+
+    Parameters
+    ----------
+    tilt, azimuth : float
+        Stated, deg.
+    reason : str or None
+    diagnostics : dict, optional
+
+    Returns
+    -------
+    dict
+        ``ok`` False, ``reason``, ``tilt``/``azimuth`` = ``stated_tilt``/``stated_azimuth``, ``diagnostics``.
+    """
+    return {"ok": False, "reason": reason, "tilt": float(tilt), "azimuth": float(azimuth), "stated_tilt": float(tilt),
+            "stated_azimuth": float(azimuth), "diagnostics": diagnostics or {}}
+
+
 def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n_planes=1,
                     min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST):
     """Fit a fixed plant's tilt and azimuth from clear samples before ``cutoff``, or say why not.
@@ -404,7 +480,7 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     a tracker or a multi-plane plant (one plane's geometry cannot be fitted
     from the plant's summed power without more structure than clear days
     give), fewer than ``min_clear_days`` local days with
-    :data:`MIN_CLEAR_SAMPLES_PER_DAY` clear samples, a solar-azimuth span
+    :data:`MIN_CLEAR_HOURS_PER_DAY` of clear samples (at the actuals' interval), a solar-azimuth span
     (10th..90th percentile) of the clear samples under ``min_azimuth_span``,
     or a stated orientation whose error is within ``near_best`` of the best
     candidate's (the data do not say the stated one is wrong; on clear
@@ -449,8 +525,7 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     diagnostics = {"tilt_bounds": list(TILT_BOUNDS), "azimuth_window": AZIMUTH_WINDOW,
                    "min_clear_days": int(min_clear_days), "min_solar_azimuth_span": float(min_azimuth_span),
                    "near_best": float(near_best)}
-    result = {"ok": False, "reason": None, "tilt": stated[0], "azimuth": stated[1], "stated_tilt": stated[0],
-              "stated_azimuth": stated[1], "diagnostics": diagnostics}
+    result = refused_orientation(*stated, None, diagnostics)
     if str(plant["tracking"]).upper() != "FIXED" or n_planes > 1:
         result["reason"] = "orientation: fitted only for one fixed plane (tracker or multi-plane plant)"
         return result
@@ -461,12 +536,14 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
              & (elevation > 10.0) & (y > 0.1) & (y < 0.9) & np.isfinite(y))
     days = pd.Series(1, index=pd.DatetimeIndex(power_kw.index[clear]).tz_convert(timezone).normalize())
     per_day = days.groupby(level=0).size()
-    clear_days = per_day.index[per_day >= MIN_CLEAR_SAMPLES_PER_DAY]
+    per_clear_day = samples_for(MIN_CLEAR_HOURS_PER_DAY, sample_minutes(power_kw.index))
+    clear_days = per_day.index[per_day >= per_clear_day]
     local_day = pd.DatetimeIndex(power_kw.index).tz_convert(timezone).normalize()
     clear &= np.asarray(local_day.isin(clear_days))
     sun_az = sky["solar_azimuth"][clear]
     span = float(np.subtract(*np.quantile(sun_az, [0.9, 0.1]))) if clear.any() else 0.0
-    diagnostics.update(clear_days=int(len(clear_days)), clear_samples=int(clear.sum()), solar_azimuth_span=span)
+    diagnostics.update(clear_days=int(len(clear_days)), clear_samples=int(clear.sum()), solar_azimuth_span=span,
+                       clear_samples_per_clear_day=per_clear_day)
     if len(clear_days) < min_clear_days:
         result["reason"] = (f"orientation: {len(clear_days)} clear days before {cutoff.isoformat()}, "
                             f"at least {min_clear_days} needed")

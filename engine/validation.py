@@ -32,7 +32,10 @@ WEATHER_COLUMNS = ("location_id", "valid_time", "issue_time", "source", "ghi", "
 #: wind_speed is replaced by the constant the model was trained with (configs/training.yaml
 #: data.wind_speed_ms) and flagged on the run, cloud_cover is not used by the model.
 WEATHER_OPTIONAL = ("dni", "dhi", "wind_speed", "cloud_cover")
-ACTUALS_COLUMNS = ("location_id", "time", "power_kw")
+ACTUALS_COLUMNS = ("location_id", "time", "power_kw", "period_minutes")
+#: Actuals columns a client may leave out, with the value they then take: ``period_minutes`` 0 is an
+#: instantaneous sample; N > 0 the mean of the N minutes ending at ``time`` (as weather rows).
+ACTUALS_DEFAULTS = {"period_minutes": 0}
 FORECAST_COLUMNS = ("location_id", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")
 RUN_COLUMNS = ("location_id", "issue_time", "model_id", "model_version", "forecast_type", "resolution_minutes",
                "horizon_hours", "task_id", "timings")
@@ -314,7 +317,8 @@ def validate_actuals(df, known_ids, capacity_ac_kw=None):
     Parameters
     ----------
     df : DataFrame
-        Columns ``location_id``, ``time`` (UTC), ``power_kw`` (kW).
+        Columns ``location_id``, ``time`` (UTC, end of the period), ``power_kw`` (kW),
+        ``period_minutes`` (int, :data:`WEATHER_BOUNDS`; absent: :data:`ACTUALS_DEFAULTS`).
     known_ids : iterable of int or None
         As in :func:`validate_weather`.
     capacity_ac_kw : Series, optional
@@ -328,7 +332,9 @@ def validate_actuals(df, known_ids, capacity_ac_kw=None):
     LookupError
         Unknown location.
     """
-    require_columns(df, ACTUALS_COLUMNS, "actuals")
+    require_columns(df, [c for c in ACTUALS_COLUMNS if c not in ACTUALS_DEFAULTS], "actuals")
+    if "period_minutes" in df:
+        bounded("period_minutes", integers(df, "period_minutes"), WEATHER_BOUNDS["period_minutes"])
     ids = integers(df, "location_id")
     if known_ids is not None:
         known("location_id", ids, known_ids)

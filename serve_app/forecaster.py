@@ -245,13 +245,15 @@ class Forecaster:
         """The plants' latest calibrations and, for those, the actuals of the intraday window before ``issue``.
 
         Only actuals strictly before the issue time are read (a forecast issued
-        at T uses actuals with time < T).
+        at T uses actuals with time < T); period means are at the middle of
+        their period (``engine.adaptation.actual_instants``).
         """
         calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist())
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
-        return calibrations, await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
+        actuals = await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
+        return calibrations, adaptation.actual_instants(actuals, issue)[0]
 
     async def calibrate(self, location_id, cutoff, tenant_id=None):
         """Refit a plant's calibration from its actuals before ``cutoff`` and store it as a new version.

@@ -24,11 +24,14 @@ from serve_app.api import status_of, validate_json
 KINDS = {
     "weather": ("WeatherIngest", validation.WEATHER_COLUMNS, ("valid_time", "issue_time"),
                 ("location_id", "period_minutes"), store.write_weather),
-    "actuals": ("ActualsIngest", validation.ACTUALS_COLUMNS, ("time",), ("location_id",), store.write_actuals),
+    "actuals": ("ActualsIngest", validation.ACTUALS_COLUMNS, ("time",), ("location_id", "period_minutes"),
+                store.write_actuals),
 }
+#: kind -> value of a column a row may leave out (absent for the other columns: NULL)
+DEFAULTS = {"weather": {}, "actuals": validation.ACTUALS_DEFAULTS}
 
 
-def rows_frame(rows, columns, times, ints):
+def rows_frame(rows, columns, times, ints, defaults=None):
     """Validated JSON rows (dicts) as a typed, columnar DataFrame.
 
     Parameters
@@ -39,14 +42,17 @@ def rows_frame(rows, columns, times, ints):
         Frame columns; a key absent from a row is NULL (NaN).
     times, ints : sequence of str
         Columns of tz-aware datetimes (-> UTC, us) and of integers (-> int64).
+    defaults : dict, optional
+        Column -> the value of a row that leaves it out (:data:`DEFAULTS`).
 
     Returns
     -------
     DataFrame
     """
     out = {}
+    defaults = defaults or {}
     for column in columns:
-        values = [row.get(column) for row in rows]
+        values = [row.get(column, defaults.get(column)) for row in rows]
         if column in times:
             out[column] = pd.DatetimeIndex(values).tz_convert("UTC").as_unit("us")
         elif column in ints:
@@ -107,7 +113,7 @@ def ingest(kind, body, settings, tenant_id):
     value, error = validate_json(adapter, body)
     if error is not None:
         return {"error": error}
-    frame = rows_frame(value.rows, columns, times, ints)
+    frame = rows_frame(value.rows, columns, times, ints, DEFAULTS[kind])
     try:
         return {"rows": asyncio.run(check_and_write(kind, frame, tenant_id))}
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status

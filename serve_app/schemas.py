@@ -181,11 +181,15 @@ def weather_row():
 
 
 def actual_row():
-    """One measured power value (kW, end-of-interval ``time``)."""
+    """One measured power value (kW, end-of-interval ``time``; optional averaging period)."""
+    default = validation.ACTUALS_DEFAULTS["period_minutes"]
     return with_config(STRICT)(TypedDict("ActualRow", {
         "location_id": LocationId, "time": instant("end of the measured interval;"),
         "power_kw": number(validation.POWER_BOUNDS, "measured AC power; also within "
-                           f"{list(validation.ACTUALS_FRACTION_OF_AC)} x the plant's capacity_ac_kw")}))
+                           f"{list(validation.ACTUALS_FRACTION_OF_AC)} x the plant's capacity_ac_kw"),
+        "period_minutes": NotRequired[integer(validation.WEATHER_BOUNDS["period_minutes"],
+                                              f"averaging period ending at time (e.g. 60: an hourly mean); "
+                                              f"absent: {default}, an instantaneous sample")]}))
 
 
 def generate_request(settings):
@@ -320,6 +324,8 @@ def calibration_out():
         "weight": list[list[float]], "pooled": list[float], "pooled_weight": float, "n0": float,
         # effective sample sizes of the recency-weighted scores; absent: stored before weighting (equal weights)
         "n_effective": NotRequired[list[list[float]]], "pooled_n_effective": NotRequired[float],
+        # longest averaging period of the actuals fitted (0: instants); absent: stored before actuals had periods
+        "actuals_period_minutes": NotRequired[int],
         "lead_edges_hours": list[Optional[float]],
         "csi_edges": list[Optional[float]]})
     orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted

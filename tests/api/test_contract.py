@@ -144,6 +144,8 @@ def test_weather_with_optional_columns_absent_or_null_is_valid():
     ({"power_kw": 1e300}, "rows[0].power_kw"),
     ({"power_kw": "2.5"}, "rows[0].power_kw"),
     ({"time": "2013-07-01T18:00:00"}, "rows[0].time"),
+    ({"period_minutes": -1}, "rows[0].period_minutes"), ({"period_minutes": 1441}, "rows[0].period_minutes"),
+    ({"period_minutes": 60.5}, "rows[0].period_minutes"),
 ])
 def test_bad_actuals_rows_name_row_and_column(change, field):
     row = {"location_id": 1, "time": "2013-07-01T18:00:00Z", "power_kw": 2.5}
@@ -212,3 +214,13 @@ def test_a_field_named_like_a_request_part_keeps_its_name():
     error = {"type": "int_parsing", "loc": ("path", "location_id"), "msg": "bad", "input": "x"}
     assert validation_error([error], request_part=True)[1] == "location_id"
     assert validation_error([{**error, "loc": ("body",)}])[1] == "body"
+
+
+def test_actuals_rows_without_a_period_are_instantaneous_samples():
+    """period_minutes may be left out of an actuals row: the frame written then says 0 (an instant)."""
+    from serve_app import ingest
+    row = {"location_id": 1, "time": "2013-07-01T18:00:00Z", "power_kw": 2.5}
+    body = validate("ActualsIngest", {"rows": [row, {**row, "time": "2013-07-01T19:00:00Z", "period_minutes": 60}]})
+    _, columns, times, ints, _ = ingest.KINDS["actuals"]
+    frame = ingest.rows_frame(body.rows, columns, times, ints, ingest.DEFAULTS["actuals"])
+    assert frame["period_minutes"].tolist() == [0, 60] and frame["period_minutes"].dtype == "int64"

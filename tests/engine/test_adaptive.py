@@ -387,3 +387,76 @@ def test_the_effective_n_of_the_forward_residuals_drives_the_in_sample_fallback(
     forward = how["forward"]["weighting"]
     assert forward["rows"] >= conformal.N0 > forward["n_effective"] > 0
     assert "effective forward residuals" in how["forward"]["reason"]
+
+
+def hourly_means(power):
+    """The plant's 15-min samples as hourly means labelled at the hour's end (an inverter portal's export)."""
+    r = power.resample("1h", label="right", closed="right")
+    means = r.mean()[r.count() == 4]
+    return means
+
+
+@pytest.fixture(scope="module")
+def wrong_hourly(plant):
+    """The wrongly described plant calibrated on hourly means, sent with period_minutes = 60 and as instants."""
+    power, weather, location, model = plant
+    loc = location.assign(**WRONG)
+    means = hourly_means(power)
+    out = {}
+    for period in (60, 0):
+        actuals = pd.DataFrame({"time": means.index, "power_kw": means.to_numpy(), "period_minutes": period})
+        out[period] = adaptation.fit_calibration(loc, weather, actuals, model, CUTOFF, tau_hours=1.0)
+    return out
+
+
+def test_hourly_means_tune_the_plant_like_its_15_min_samples(wrong, wrong_hourly):
+    """Hourly means with their period: the same minimum data in hours (25 clear samples, 3 per clear day), an
+    orientation fit within the tolerances and a DC scale within 2 % of the 15-min samples' fit."""
+    _, _, cal15 = wrong
+    cal = wrong_hourly[60]
+    assert cal["ok"], cal["reason"]
+    assert cal["diagnostics"]["sample_minutes"] == 60.0 and cal["diagnostics"]["min_clear_samples"] == 25
+    assert cal["bands"]["actuals_period_minutes"] == 60 and cal15["bands"]["actuals_period_minutes"] == 0
+    o = cal["orientation"]
+    assert o["ok"], o["reason"]
+    assert o["diagnostics"]["clear_samples_per_clear_day"] == 3
+    assert abs(o["azimuth"] - TRUE_AZIMUTH) <= AZIMUTH_TOLERANCE and abs(o["tilt"] - TRUE_TILT) <= TILT_TOLERANCE, o
+    assert cal["capacity_dc_kw"] == pytest.approx(cal15["capacity_dc_kw"], rel=0.02)
+
+
+def test_hourly_means_read_as_instants_at_the_hours_end_mislead_the_orientation(plant, wrong, wrong_hourly):
+    """The same means without their period are compared with the model 30 min after their middle: fitted
+    anyway, the orientation turns ~10 deg west of the 15-min fit (why period_minutes exists: fails if the period
+    is ignored); so hourly instants keep the stated orientation and say why."""
+    power, weather, _, model = plant
+    loc, _, cal15 = wrong
+    with_period, as_instants = wrong_hourly[60], wrong_hourly[0]
+    assert as_instants["ok"], as_instants["reason"]
+    o = as_instants["orientation"]
+    assert not o["ok"] and "period_minutes" in o["reason"] and (o["tilt"], o["azimuth"]) == (30.0, 180.0)
+    means = hourly_means(power)
+    shifted = pd.Series(means.to_numpy(), index=means.index - pd.Timedelta(minutes=30))  # = what period 60 does
+    entered = features.feature_frame(loc, weather, shifted.index)
+    forced = adaptation.fit_orientation(loc, pd.Series(means.to_numpy(), index=means.index),
+                                        features.feature_frame(loc, weather, means.index), CUTOFF)
+    mid = adaptation.fit_orientation(loc, shifted, entered, CUTOFF)
+    assert forced["ok"] and mid["ok"], (forced["reason"], mid["reason"])
+    assert mid["azimuth"] == pytest.approx(with_period["orientation"]["azimuth"])
+    az15 = cal15["orientation"]["azimuth"]
+    assert forced["azimuth"] - az15 > 6.0 and abs(mid["azimuth"] - az15) <= AZIMUTH_TOLERANCE, (forced, mid, az15)
+
+
+def test_actual_instants_are_the_middle_of_their_period_and_end_before_the_cutoff():
+    """A mean ending at the cutoff is used (its period lies before it) only if it ends strictly before it."""
+    t = pd.to_datetime(["2016-07-01T10:00Z", "2016-07-01T11:00Z", "2016-07-01T11:15Z", "2016-07-01T12:00Z"])
+    actuals = pd.DataFrame({"location_id": [1, 1, 2, 1], "time": t, "power_kw": [1.0, 2.0, 3.0, 4.0],
+                            "period_minutes": [60, 60, 0, 60]})
+    act, period = adaptation.actual_instants(actuals, pd.Timestamp("2016-07-01T12:00Z"))
+    assert period == 60
+    assert act["time"].tolist() == list(pd.to_datetime(["2016-07-01T09:30Z", "2016-07-01T10:30Z",
+                                                        "2016-07-01T11:15Z"]))
+    assert act["location_id"].tolist() == [1, 1, 2]
+    plain, period = adaptation.actual_instants(actuals.drop(columns="period_minutes"), pd.Timestamp("2017-01-01T00:00Z"))
+    assert period == 0  # no period column: instantaneous samples, at their labels, by plant then time
+    assert plain["time"].tolist() == list(pd.to_datetime(["2016-07-01T10:00Z", "2016-07-01T11:00Z",
+                                                          "2016-07-01T12:00Z", "2016-07-01T11:15Z"]))

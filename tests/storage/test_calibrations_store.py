@@ -63,6 +63,25 @@ def test_read_actuals_window_is_half_open(db_url, location_id):
     assert counts[location_id] == 0  # every actual is before the stored calibrations' cutoff (2016-07-22)
 
 
+def test_actuals_keep_their_averaging_period_and_default_to_instants(db_url, location_id):
+    """period_minutes is stored and read back; rows sent without it are instantaneous (0); a re-sent row
+    replaces the period too."""
+    times = pd.date_range("2016-06-01T18:00Z", periods=3, freq="1h")
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": location_id, "time": times, "power_kw": [1.0, 2.0, 3.0], "period_minutes": [60, 60, 5]})))
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": location_id, "time": times[2:] + pd.Timedelta("1h"), "power_kw": [4.0]})))
+    got = run(db_url, lambda conn: store.read_actuals(conn, [location_id], times[0], times[-1] + pd.Timedelta("2h")))
+    assert got["period_minutes"].tolist() == [60, 60, 5, 0] and got["period_minutes"].dtype == "int64"
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": location_id, "time": times[:1], "power_kw": [1.0], "period_minutes": [15]})))
+    got = run(db_url, lambda conn: store.read_actuals(conn, [location_id], times[0], times[1]))
+    assert got["period_minutes"].tolist() == [15]
+    with pytest.raises(ValueError, match="period_minutes"):
+        run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+            {"location_id": location_id, "time": times[:1], "power_kw": [1.0], "period_minutes": [-15]})))
+
+
 def test_runs_record_their_calibration_version(db_url, location_id):
     issue = pd.Timestamp("2016-07-22T12:00:00Z")
     valid = pd.date_range(issue + pd.Timedelta("15min"), periods=4, freq="15min")
