@@ -11,7 +11,8 @@ import ray
 import yaml
 from ray import serve
 
-from engine import adaptation, forecast, modelio, quantiles, resample, resources, store, tuning, validation
+from engine import adaptation, forecast, modelio, quantiles, resample, resources, shading, store, tuning
+from engine import validation
 from engine.features import feature_frame
 from serve_app.observability import CLIPPED, event
 
@@ -192,6 +193,7 @@ class Forecaster:
             store.fetch_horizons(self.pool, ids))
         if calibrations:  # no calibration: the plants as stated
             locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+            horizon = shading.served_horizon(horizon, {i: c.get("shading") for i, c in calibrations.items()})
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
         geometry = {"planes": planes, "horizon": horizon}
