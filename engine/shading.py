@@ -33,8 +33,12 @@ kept only when the evidence is that of a skyline (else the bin is 0, open):
 - near-total beam loss: median b below the threshold >= :data:`BEAM_LIKE`;
   a wrong orientation or a model error at low sun gives a partial, gradual
   loss, not a beam cut;
-- a sharp edge: where the bin has samples above the threshold, their median
-  b <= :data:`OPEN_ABOVE`;
+- an observed, sharp edge: samples less than :data:`EDGE_DEG` above the
+  threshold on at least :data:`MIN_EDGE_DAYS` days, with median b <=
+  :data:`OPEN_ABOVE` (the sun is back at once, not gradually). A bin whose
+  sun was never seen above the loss is not shaded: a beam lost at every
+  elevation the sun took there is what a plane that cannot see that part of
+  the sky (a wrong orientation: the sun behind the true plane) gives too;
 - bounded: the elevation is at most :data:`MAX_ELEVATION`.
 
 Orientation errors and shading can be confused (a wrong azimuth looks like a
@@ -70,7 +74,15 @@ BEAM_LIKE = 0.8
 """Median beam-loss index below the fitted elevation needed: a near-total loss of the beam."""
 
 OPEN_ABOVE = 0.3
-"""Median beam-loss index of the bin's samples above the fitted elevation allowed: the sun is back."""
+"""Median beam-loss index of the bin's samples just above the fitted elevation allowed: the sun is back."""
+
+MIN_EDGE_DAYS = 3
+"""Local days with samples less than :data:`EDGE_DEG` above the fitted elevation needed (an observed edge)."""
+
+EDGE_DEG = 5.0
+"""Elevation band above the fitted elevation where the sun must be back at once, deg. A wrong plane
+orientation loses the beam gradually as the sun nears the true plane's edge (the true angle of incidence
+goes smoothly through 90 deg): just above the best split its loss is still partial."""
 
 MIN_BEAM_SHARE = 0.6
 """Beam share of the plane-of-array irradiance (``poa_direct / poa_global``) of a usable sample."""
@@ -145,7 +157,8 @@ def fit_profile(loss, elevation, azimuth, day, bin_deg=BIN_DEG, min_bin_days=MIN
     table : DataFrame
         Per bin: ``azimuth`` (centre), ``samples``, ``days``, ``judged``
         (enough days), ``threshold`` (best split, deg), ``blocked_share``,
-        ``loss_below``, ``loss_above`` (medians), ``shaded_days``,
+        ``loss_below``, ``loss_above`` (medians below the threshold and less
+        than :data:`EDGE_DEG` above it), ``shaded_days``, ``edge_days``,
         ``shaded`` (bool), ``at_bound``.
     """
     centres = bin_centres(bin_deg)
@@ -179,20 +192,22 @@ def fit_profile(loss, elevation, azimuth, day, bin_deg=BIN_DEG, min_bin_days=MIN
     below = el < threshold[k]
     frame = pd.DataFrame({"k": k, "below": below, "blocked": blocked, "b": b, "d": d})
     lower = frame[frame["below"]]
-    upper = frame[~frame["below"]]
+    upper = frame[~frame["below"] & (el < threshold[k] + EDGE_DEG)]
     n_below = np.bincount(lower["k"], minlength=n_bins)
     blocked_share = np.where(n_below > 0, np.bincount(lower["k"], weights=lower["blocked"], minlength=n_bins)
                              / np.maximum(n_below, 1), np.nan)
     loss_below = lower.groupby("k")["b"].median().reindex(range(n_bins)).to_numpy()
     loss_above = upper.groupby("k")["b"].median().reindex(range(n_bins)).to_numpy()
+    edge_days = upper.groupby("k")["d"].nunique().reindex(range(n_bins), fill_value=0).to_numpy()
     shaded_days = lower[lower["blocked"]].groupby("k")["d"].nunique().reindex(range(n_bins), fill_value=0).to_numpy()
     judged = days >= min_bin_days
     shaded = (judged & split_better & (n_below > 0) & (blocked_share >= CONSISTENT) & (loss_below >= BEAM_LIKE)
-              & (shaded_days >= min_shaded_days) & ~(loss_above > OPEN_ABOVE))
+              & (shaded_days >= min_shaded_days) & (edge_days >= MIN_EDGE_DAYS) & (loss_above <= OPEN_ABOVE))
     fitted = np.where(shaded, threshold, 0.0)
     table = pd.DataFrame({"azimuth": centres, "samples": samples, "days": days, "judged": judged,
                           "threshold": threshold, "blocked_share": blocked_share, "loss_below": loss_below,
-                          "loss_above": loss_above, "shaded_days": shaded_days, "shaded": shaded,
+                          "loss_above": loss_above, "shaded_days": shaded_days, "edge_days": edge_days,
+                          "shaded": shaded,
                           "at_bound": at_bound & shaded})
     return fitted, table
 
@@ -231,7 +246,7 @@ def fit_shading(power_kw, feats, usable, capacity_ac_kw, cutoff, timezone="UTC",
         ``window_end`` (first and last sample used, UTC ISO), ``diagnostics``
         (the thresholds and bounds, samples, clear days, and per bin:
         ``days``, ``samples``, ``threshold``, ``blocked_share``,
-        ``loss_below``, ``loss_above``, ``shaded_days``).
+        ``loss_below``, ``loss_above``, ``shaded_days``, ``edge_days``).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     before = np.asarray(power_kw.index < cutoff)
@@ -247,7 +262,9 @@ def fit_shading(power_kw, feats, usable, capacity_ac_kw, cutoff, timezone="UTC",
     day = pd.factorize(times.tz_convert(timezone).tz_localize(None).normalize())[0]  # local day codes
     diagnostics = {"bin_deg": float(bin_deg), "min_bin_days": int(min_bin_days), "min_shaded_days": int(min_shaded_days),
                    "max_elevation": float(max_elevation), "blocked": BLOCKED, "consistent": CONSISTENT,
-                   "beam_like": BEAM_LIKE, "open_above": OPEN_ABOVE, "min_beam_share": MIN_BEAM_SHARE,
+                   "beam_like": BEAM_LIKE, "open_above": OPEN_ABOVE, "edge_deg": EDGE_DEG,
+                   "min_edge_days": MIN_EDGE_DAYS,
+                   "min_beam_share": MIN_BEAM_SHARE,
                    "clear_csi": tuning.CLEAR_CSI, "samples": int(sel.sum()),
                    "clear_days": int(len(np.unique(day)))}
     centres = bin_centres(bin_deg)
@@ -259,7 +276,7 @@ def fit_shading(power_kw, feats, usable, capacity_ac_kw, cutoff, timezone="UTC",
                                    min_shaded_days, max_elevation)
     diagnostics["bins"] = {c: [None if isinstance(v, float) and not np.isfinite(v) else v for v in table[c].tolist()]
                            for c in ("days", "samples", "threshold", "blocked_share", "loss_below", "loss_above",
-                                     "shaded_days")}
+                                     "shaded_days", "edge_days")}
     diagnostics["judged_bins"] = int(table["judged"].sum())
     if not table["judged"].any():
         result["reason"] = (f"shading: no azimuth bin has {min_bin_days} clear days of beam-dominated samples before "
