@@ -90,6 +90,9 @@ def test_calibrate_stores_a_version_the_get_returns(client, plant, calibrated):
     assert calibrated["version"] >= 1 and pd.Timestamp(calibrated["cutoff"]) == pd.Timestamp(CUTOFF)
     assert pd.Timestamp(calibrated["window_end"]) < pd.Timestamp(CUTOFF)
     assert 1.0 < calibrated["dc_scale"] < 1.3  # entered DC = AC; the plant's DC is larger
+    shade = calibrated["shading"]  # SERF East is unshaded: a judged profile, no fitted skyline
+    assert shade["ok"] and not shade["shaded"] and not any(shade["elevation"]), shade
+    assert shade["diagnostics"]["min_bin_days"] >= 1 and shade["diagnostics"]["max_elevation"] > 0
     got = client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration")
     assert got.status_code == 200 and got.json() == calibrated
 
