@@ -56,7 +56,7 @@ from engine import horizon as skyline
 from engine import tuning
 
 BIN_DEG = 10.0
-"""Azimuth bin of the fitted profile, deg (the sun crosses 10 deg in ~40 min at low elevation: ~3 samples/day at 15 min)."""
+"""Azimuth bin of the fitted profile, deg (at low sun the sun crosses 10 deg in ~40 min: ~3 samples a day at 15 min)."""
 
 MIN_BIN_DAYS = 5
 """Clear local days with a beam-dominated sample in a bin needed before the bin is judged."""
@@ -260,7 +260,8 @@ def fit_shading(power_kw, feats, usable, capacity_ac_kw, cutoff, timezone="UTC",
            & (share >= MIN_BEAM_SHARE) & (phys >= MIN_PHYSICAL * capacity_ac_kw) & np.isfinite(loss) & np.isfinite(y))
     times = pd.DatetimeIndex(power_kw.index[sel])
     day = pd.factorize(times.tz_convert(timezone).tz_localize(None).normalize())[0]  # local day codes
-    diagnostics = {"bin_deg": float(bin_deg), "min_bin_days": int(min_bin_days), "min_shaded_days": int(min_shaded_days),
+    diagnostics = {"bin_deg": float(bin_deg), "min_bin_days": int(min_bin_days),
+                   "min_shaded_days": int(min_shaded_days),
                    "max_elevation": float(max_elevation), "blocked": BLOCKED, "consistent": CONSISTENT,
                    "beam_like": BEAM_LIKE, "open_above": OPEN_ABOVE, "edge_deg": EDGE_DEG,
                    "min_edge_days": MIN_EDGE_DAYS,
