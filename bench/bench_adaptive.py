@@ -26,7 +26,9 @@ last hour of measured power carried forward x clear-sky physical power).
 Run: ``.venv/bin/python bench/bench_adaptive.py`` (``--help``: ``--day-ahead-only`` skips the
 intraday part, ``--description right|wrong`` walks one description, ``--no-stated`` skips the
 stated-orientation calibration, halving the walk's cost; each calibration tunes the plant up to
-``adaptation.BAND_FOLDS`` times for its forward band residuals).
+``adaptation.BAND_FOLDS`` times for its forward band residuals; ``--skyline`` imposes a known tree
+line on the measured power, :func:`imposed_skyline`). Every adapted forecast is also made without
+the calibration's fitted skyline (``engine.shading``), reported as "... without fitted skyline".
 """
 
 import argparse
@@ -37,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from engine import adaptation, conformal, data, features, forecast, intraday, metrics, modelio, quantiles, resources
-from engine import training, tuning
+from engine import shading, training, tuning
 
 CONFIG = training.load_config()
 CAP = 5.5  # kW AC entered for SERF East 2016 (above every measured value: 5.43 kW)
@@ -58,6 +60,23 @@ def stamp_day_ahead(weather, tz):
     return weather.assign(issue_time=issue)
 
 
+SKYLINE = pd.DataFrame({"location_id": 1, "azimuth": [0.0, 65.0, 70.0, 120.0, 125.0],
+                        "elevation": [0.0, 0.0, 20.0, 20.0, 0.0]})
+"""An imposed tree line (deg): 20 deg from azimuth 70 to 120 (``--skyline``; tests/engine/test_shading.py's)."""
+
+
+def imposed_skyline(power, weather):
+    """Measured power behind :data:`SKYLINE`: x (physical with it / without it) of the true description, kW.
+
+    A known transformation of real data (``engine.horizon`` shading of the plant as it is), not invented data.
+    """
+    true = data.site_location(CONFIG["site"], 1, CAP, 1.2 * CAP)
+    free = features.feature_frame(true, weather, power.index)["physical_ac_kw"].to_numpy()
+    behind = features.feature_frame(true, weather, power.index, horizon=SKYLINE)["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return power * np.where(free > 0, behind / free, 1.0)
+
+
 def scores(y, q, day):
     ok = day & np.isfinite(y)
     out = metrics.evaluate(y[ok], q[ok], CAP, np.ones(ok.sum(), dtype=bool))
@@ -72,16 +91,21 @@ def tuned_location(location, cal):
                                                                            {**cal, "version": 0}}))[0]
 
 
-def adapted_forecast(location, known, times, model, issue, cal):
-    """Day-ahead quantiles (kW) of the tuned description with the plant's band offsets; global when not calibrated."""
+def adapted_forecast(location, known, times, model, issue, cal, skyline=True):
+    """Day-ahead quantiles (kW) of the tuned description with the plant's band offsets; global when not calibrated.
+
+    ``skyline``: with the calibration's fitted skyline (``engine.shading.served_horizon``, as the service).
+    """
     if not cal["ok"]:
         return forecast.forecast_quantiles(features.feature_frame(location, known, times), location, model, "ml",
                                            issue)[COLS].to_numpy()
     tuned = tuned_location(location, cal)
     adapt = {"location_ids": tuned["location_id"].to_numpy(), "offsets": np.asarray(cal["bands"]["offsets"])[None],
              "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
-    return forecast.forecast_quantiles(features.feature_frame(tuned, known, times), tuned, model, "ml", issue,
-                                       adaptation=adapt)[COLS].to_numpy()
+    horizon = shading.served_horizon(None, {int(location["location_id"].iloc[0]): cal.get("shading")}) \
+        if skyline else None
+    return forecast.forecast_quantiles(features.feature_frame(tuned, known, times, horizon=horizon), tuned, model,
+                                       "ml", issue, adaptation=adapt)[COLS].to_numpy()
 
 
 def day_ahead_walk(power, weather, location, model, tz, stated=True):
@@ -102,6 +126,7 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True):
         f = features.feature_frame(location, known, times)
         plain = forecast.forecast_quantiles(f, location, model, "ml", issue)[COLS].to_numpy()
         adapted = adapted_forecast(location, known, times, model, issue, cal)
+        unshaded = adapted_forecast(location, known, times, model, issue, cal, skyline=False)
         no_orient = adapted_forecast(location, known, times, model, issue, fixed) if stated else \
             np.full_like(adapted, np.nan)
         # one-factor PVWatts on the same past: least-squares scale of the entered physical estimate
@@ -118,6 +143,8 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True):
             **{f"g_{c}": plain[:, j] for j, c in enumerate(COLS)},
             **{f"a_{c}": adapted[:, j] for j, c in enumerate(COLS)},
             **{f"n_{c}": no_orient[:, j] for j, c in enumerate(COLS)},
+            **{f"s_{c}": unshaded[:, j] for j, c in enumerate(COLS)},
+            "shaded_bins": int(np.count_nonzero((cal.get("shading") or {}).get("elevation", []))),
             "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan,
             "tilt": orient.get("tilt", np.nan) if orient.get("ok") else np.nan,
             "azimuth": orient.get("azimuth", np.nan) if orient.get("ok") else np.nan,
@@ -141,6 +168,7 @@ def report_day_ahead(rows, label):
         for tag, q in (("global (no adaptation)", r[[f"g_{c}" for c in COLS]].to_numpy()),
                        ("adapted, stated orientation", r[[f"n_{c}" for c in COLS]].to_numpy()),
                        ("adapted + orientation", r[[f"a_{c}" for c in COLS]].to_numpy()),
+                       ("... without fitted skyline", r[[f"s_{c}" for c in COLS]].to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             if np.isnan(q).all():  # not run (--no-stated)
                 continue
@@ -150,6 +178,9 @@ def report_day_ahead(rows, label):
                 f"{s['cov_p10_p90_%']:.1f}", f"{s['cov_p25_p75_%']:.1f}")
             print(f"{name:>12} {tag:>30} {s['nmae_%']:7.2f} {s['crps_%']:7.2f} {cov[0]:>9} {cov[1]:>9} {s['n']:6d}")
     last = rows.dropna(subset=["dc_scale"]).iloc[-1]
+    shaded = rows.drop_duplicates("history_days")
+    print(f"fitted skyline: shaded bins on {int((shaded['shaded_bins'] > 0).sum())} of {len(shaded)} calibrations "
+          f"(at most {int(shaded['shaded_bins'].max())} bins of {shading.BIN_DEG:g} deg)")
     fitted = rows.dropna(subset=["tilt"]).drop_duplicates("history_days")
     print(f"last calibration: dc_scale {last['dc_scale']:.3f}, clip_kw {last['clip_kw']}, "
           f"tilt {last['tilt']}, azimuth {last['azimuth']} ({last['orientation_reason'] or 'fitted'})")
@@ -264,12 +295,17 @@ def main():
     parser.add_argument("--description", choices=("right", "wrong"), help="walk only this description")
     parser.add_argument("--no-stated", action="store_true",
                         help="skip the calibration that keeps the stated orientation (half the cost)")
+    parser.add_argument("--skyline", action="store_true",
+                        help="impose SKYLINE on the measured power (x physical with it / without it, true description)")
     args = parser.parse_args()
     t0 = time.time()
     model = modelio.load_model(resources.folder("models"), "global")
     tz = CONFIG["site"]["timezone"]
     power, weather = data.load_serf_east_2016(1, CONFIG["data"]["wind_speed_ms"])
     weather = stamp_day_ahead(weather, tz)
+    if args.skyline:
+        power = imposed_skyline(power, weather)
+        print(f"measured power x (physical with the skyline {SKYLINE.to_dict('list')} / without), true description")
     print(f"SERF East 2016: {power.index[0]} .. {power.index[-1]}, {power.notna().sum()} samples; "
           f"capacity_ac_kw entered {CAP}; weather PSM3 issued the day before {ISSUE_HOUR_UTC}:00 UTC; "
           f"band offsets n0 = {conformal.N0}, fitted on forward residuals of {adaptation.BAND_FOLDS} day blocks")

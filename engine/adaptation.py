@@ -35,7 +35,7 @@ The result is JSON-ready data; a plant with too little history gets
 import numpy as np
 import pandas as pd
 
-from engine import conformal, forecast, intraday, resample, tuning
+from engine import conformal, forecast, intraday, resample, shading, tuning
 from engine.features import feature_frame
 from engine.metrics import coverage
 from engine.quantiles import QUANTILE_COLUMNS
@@ -312,7 +312,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (tuned), ``clip_kw``, ``orientation``
         (:func:`engine.tuning.fit_orientation`: ``ok``, ``reason``, ``tilt``,
         ``azimuth``, ``stated_tilt``, ``stated_azimuth``, ``diagnostics``;
-        the tilt/azimuth forecasts use when ``ok``), ``window_start``, ``window_end``,
+        the tilt/azimuth forecasts use when ``ok``), ``shading``
+        (:func:`engine.shading.fit_shading` on the tuned description: the
+        fitted skyline forecasts add to the entered one,
+        :func:`engine.shading.served_horizon`; when it shades a bin, the DC
+        scale and clipping level are refitted behind it and the band
+        residuals are forecast with it), ``window_start``, ``window_end``,
         ``n_samples``, ``bands`` (:func:`engine.conformal.fit_band_offsets`),
         ``intraday`` (``tau_hours``, ``window_minutes``, ``blend``:
         :func:`fit_intraday_blend`), ``diagnostics``
@@ -351,6 +356,15 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     orientation = orientation and timing is None
     served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon, min_days=min_days,
                               orientation=orientation)
+    shade = None
+    if served["fit"]["ok"]:  # fitted skyline on the tuned description's residual; refit the DC scale behind it
+        shade = shading.fit_plant_shading(served["location"], power, feature_frame(
+            served["location"], weather, times, served["planes"], horizon), cutoff)
+        if shade["shaded"]:
+            horizon = shading.served_horizon(horizon, {int(loc.loc[0, "location_id"]): shade})
+            entered = feature_frame(loc, weather, times, planes, horizon)
+            served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon,
+                                      min_days=min_days, orientation=orientation)
     oriented, fit = served["orientation"], served["fit"]
     stated = loc.loc[0, ["tilt", "azimuth"]].to_numpy(dtype=float)
     if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
@@ -402,7 +416,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
         diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None
     return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
-            "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented,
+            "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented, "shading": shade,
             "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes),
                                          "blend": fit_intraday_blend(times, power, fx["p50"], feats, served["location"], model,

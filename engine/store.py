@@ -1282,7 +1282,8 @@ async def key_principal(db, key):
 # --- plant calibrations (issue 10, migration 0005) ------------------------------------------
 
 CALIBRATION_FIELDS = ("location_id", "version", "cutoff", "window_start", "window_end", "n_samples", "dc_scale",
-                      "capacity_dc_kw", "clip_kw", "orientation", "bands", "intraday", "diagnostics", "created_at")
+                      "capacity_dc_kw", "clip_kw", "orientation", "bands", "intraday", "diagnostics", "created_at",
+                      "shading")
 
 
 def calibration_versions(runs):
@@ -1308,7 +1309,7 @@ def finite_json(value):
 def calibration_dict(row):
     """A plant_calibrations row as a JSON-ready dict (times stay datetimes)."""
     out = dict(row)
-    for key in ("orientation", "bands", "intraday", "diagnostics"):
+    for key in ("orientation", "bands", "intraday", "diagnostics", "shading"):
         out[key] = None if out[key] is None else json.loads(out[key])
     out["intraday"].setdefault("blend", None)  # stored before fitted intraday blends: the prior serves
     return out
@@ -1324,7 +1325,8 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
     calibration : dict
         ``cutoff``, ``window_start``, ``window_end``, ``n_samples``,
         ``dc_scale``, ``capacity_dc_kw``, ``clip_kw`` (None: none),
-        ``orientation`` (optional; None: not fitted), ``bands``, ``intraday``, ``diagnostics``.
+        ``orientation`` (optional; None: not fitted), ``shading`` (optional; None: not fitted,
+        ``engine.shading.fit_shading``), ``bands``, ``intraday``, ``diagnostics``.
     tenant_id : str, optional
         Refuse another tenant's location (like an unknown one); None: any.
 
@@ -1351,9 +1353,9 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
         return await conn.fetchval("""
             INSERT INTO plant_calibrations (location_id, version, cutoff, window_start, window_end, n_samples,
                                             dc_scale, capacity_dc_kw, clip_kw, bands, intraday, diagnostics,
-                                            orientation)
+                                            orientation, shading)
             SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb,
-                   $12::jsonb
+                   $12::jsonb, $13::jsonb
             FROM plant_calibrations WHERE location_id = $1
             RETURNING version""",
             int(location_id), utc(calibration["cutoff"], "cutoff"), utc(calibration["window_start"], "window_start"),
@@ -1362,7 +1364,8 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
             None if calibration["clip_kw"] is None else float(calibration["clip_kw"]),
             finite_json(calibration["bands"]), finite_json(calibration["intraday"]),
             finite_json(calibration["diagnostics"]),
-            None if calibration.get("orientation") is None else finite_json(calibration["orientation"]))
+            None if calibration.get("orientation") is None else finite_json(calibration["orientation"]),
+            None if calibration.get("shading") is None else finite_json(calibration["shading"]))
 
 
 async def read_calibration(db, location_id, version=None, *, tenant_id=None):

@@ -23,8 +23,8 @@ estimate of the weather used for those times, a small bounded correction:
   stated orientation kept, the reason in the diagnostics) otherwise, and for
   trackers and multi-plane plants.
 
-A solar-position shading profile is not fitted (docs/model.md "Plant
-adaptation" says what was measured).
+A solar-position shading profile is fitted after this tuning, on its
+residual (:mod:`engine.shading`).
 
 Samples that must not teach the model are rejected first
 (:func:`usable_samples`): night and low sun, outages (zero power in

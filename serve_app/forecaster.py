@@ -11,7 +11,8 @@ import ray
 import yaml
 from ray import serve
 
-from engine import adaptation, forecast, modelio, quantiles, resample, resources, store, tuning, validation
+from engine import adaptation, forecast, modelio, quantiles, resample, resources, shading, store, tuning
+from engine import validation
 from engine.features import feature_frame
 from serve_app.observability import CLIPPED, event
 
@@ -19,6 +20,13 @@ from serve_app.observability import CLIPPED, event
 def model_version(card):
     """``<model_id>@<first 12 hex of the model file sha256>`` (the card's identity of the file)."""
     return f"{card['model_id']}@{card['sha256'][:12]}"
+
+
+def served_geometry(locations, planes, horizon, calibrations):
+    """The calibrated plants as forecast: tuned description (``engine.tuning.tuned_locations``) and the entered
+    horizon raised to each calibration's fitted skyline (``engine.shading.served_horizon``)."""
+    locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+    return locations, planes, shading.served_horizon(horizon, {i: c.get("shading") for i, c in calibrations.items()})
 
 
 def feature_task(locations, weather, times, planes=None, horizon=None, lookback_times=None, lookback_ids=(),
@@ -190,8 +198,9 @@ class Forecaster:
         (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
             self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
             store.fetch_horizons(self.pool, ids))
-        if calibrations:  # no calibration: the plants as stated
-            locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
+        if calibrations:  # no calibration: the plants as stated; the tuned ones built off the event loop
+            locations, planes, horizon = await asyncio.get_running_loop().run_in_executor(
+                None, served_geometry, locations, planes, horizon, calibrations)
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
         weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
         geometry = {"planes": planes, "horizon": horizon}

@@ -331,6 +331,9 @@ def calibration_out():
     orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted
         "ok": bool, "reason": Optional[str], "tilt": float, "azimuth": float, "stated_tilt": float,
         "stated_azimuth": float, "diagnostics": dict[str, object]})
+    shading = TypedDict("CalibrationShading", {  # engine.shading.fit_shading; null: fitted before it or not fitted
+        "ok": bool, "reason": Optional[str], "bin_deg": float, "azimuth": list[float], "elevation": list[float],
+        "shaded": bool, "window_start": Optional[str], "window_end": Optional[str], "diagnostics": dict[str, object]})
     blend = TypedDict("CalibrationIntradayBlend", {  # engine.adaptation.fit_intraday_blend; null: fitted before it
         "ok": bool, "reason": Optional[str], "candidates": list[str], "window_minutes": list[int], "issues": int,
         "rows": int, "lead_edges_hours": list[float], "tau_hours": float,
@@ -339,7 +342,8 @@ def calibration_out():
     return TypedDict("Calibration", {
         "location_id": int, "version": int, "cutoff": datetime.datetime, "window_start": datetime.datetime,
         "window_end": datetime.datetime, "n_samples": int, "dc_scale": float, "capacity_dc_kw": float,
-        "clip_kw": Optional[float], "orientation": Optional[orientation], "bands": bands,
+        "clip_kw": Optional[float], "orientation": Optional[orientation], "shading": Optional[shading],
+        "bands": bands,
         "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int,
                                                       "blend": Optional[blend]}),
         "diagnostics": dict[str, object], "created_at": datetime.datetime})

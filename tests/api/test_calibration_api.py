@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from apihelpers import assert_error, assert_forecast_invariant, openapi_validator
-from engine import data, intraday
+from engine import data, features, intraday
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,11 @@ def rows(frame, columns):
     return out.astype(object).where(out.notna(), None).to_dict(orient="records")
 
 
-def stored_plant(client, training_config, name, **described):
+def stored_plant(client, training_config, name, skyline=None, **described):
     """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored.
 
-    ``described`` overrides fields of :data:`PLANT` (a plant described otherwise).
+    ``described`` overrides fields of :data:`PLANT` (a plant described otherwise); ``skyline`` (azimuth,
+    elevation points, deg): the actuals behind it, imposed physically (:func:`behind`).
     """
     saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, **described, "name": name}]})
     assert saved.status_code == 200, saved.text
@@ -45,10 +46,26 @@ def stored_plant(client, training_config, name, **described):
     r = client.post("/api/v1/weather", json={"rows": rows(weather, cols)})
     assert r.status_code == 200, r.text
     power = power[power.index < "2016-08-05"]
+    if skyline is not None:
+        power = behind(power, weather, loc, skyline)
     actuals = pd.DataFrame({"location_id": loc["location_id"], "time": power.index, "power_kw": power.to_numpy()})
     r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw"])})
     assert r.status_code == 200, r.text
     return loc, power
+
+
+def behind(power, weather, loc, skyline):
+    """Real actuals behind a skyline: x (physical with it / without it) of the true description (DC 1.2 x AC,
+    tilt 45, azimuth 158), the skyline applied by engine.horizon: a known transformation of real data."""
+    true = pd.DataFrame([{**PLANT, "location_id": loc["location_id"], "capacity_dc_kw": 1.2 * PLANT["capacity_ac_kw"],
+                          "export_limit_kw": np.nan, "tracking": "FIXED", "axis_azimuth": 0.0, "max_angle": 0.0,
+                          "gcr": 0.0, "losses_pct": 14.0, "gamma_pdc": -0.004, "temp_model_u0": 25.0,
+                          "temp_model_u1": 6.84, "model_id": "global"}])
+    horizon = pd.DataFrame({"location_id": loc["location_id"], **skyline})
+    free = features.feature_frame(true, weather, power.index)["physical_ac_kw"].to_numpy()
+    shaded = features.feature_frame(true, weather, power.index, horizon=horizon)["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return power * np.where(free > 0, shaded / free, 1.0)
 
 
 def post_actuals(client, frame):
@@ -90,6 +107,9 @@ def test_calibrate_stores_a_version_the_get_returns(client, plant, calibrated):
     assert calibrated["version"] >= 1 and pd.Timestamp(calibrated["cutoff"]) == pd.Timestamp(CUTOFF)
     assert pd.Timestamp(calibrated["window_end"]) < pd.Timestamp(CUTOFF)
     assert 1.0 < calibrated["dc_scale"] < 1.3  # entered DC = AC; the plant's DC is larger
+    shade = calibrated["shading"]  # SERF East is unshaded: a judged profile, no fitted skyline
+    assert shade["ok"] and not shade["shaded"] and not any(shade["elevation"]), shade
+    assert shade["diagnostics"]["min_bin_days"] >= 1 and shade["diagnostics"]["max_elevation"] > 0
     got = client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration")
     assert got.status_code == 200 and got.json() == calibrated
 
@@ -101,6 +121,37 @@ def forecast(client, location_id, issue, hours):
     body = r.json()
     assert body["status"] == "succeeded", body
     return body["locations"][0], body["run_ids"][str(location_id)]
+
+
+def test_a_shaded_plant_shows_its_fitted_skyline_and_its_forecasts_use_it(client, training_config, plant,
+                                                                          calibrated):
+    """The same real actuals behind a tree line (20 deg from azimuth 70 to 120): the calibration shows a fitted
+    skyline there (within 3 deg where fitted, nothing elsewhere), and while the sun is behind it the plant's
+    morning P50 is far below the unshaded plant's (same weather, same entered description); at noon they agree."""
+    skyline = {"azimuth": [0.0, 65.0, 70.0, 120.0, 125.0], "elevation": [0.0, 0.0, 20.0, 20.0, 0.0]}
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [behind a tree line]", skyline=skyline)
+    r = client.post(f"/api/v1/locations/{loc['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert r.status_code == 200, r.text
+    shade = client.get(f"/api/v1/locations/{loc['location_id']}/calibration").json()["shading"]
+    az, el = np.asarray(shade["azimuth"]), np.asarray(shade["elevation"])
+    assert shade["shaded"] and np.all(np.abs(el[el > 0] - 20.0) <= 3.0) and not el[(az < 60) | (az > 130)].any()
+    issue = "2016-07-26T18:00:00+00:00"
+    shaded, _ = forecast(client, loc["location_id"], issue, 30)
+    free, _ = forecast(client, plant[0]["location_id"], issue, 30)
+    times = pd.DatetimeIndex(shaded["valid_time"])
+    sun = features.feature_frame(pd.DataFrame([{**PLANT, "location_id": 1, "export_limit_kw": np.nan,
+                                                "tracking": "FIXED", "axis_azimuth": 0.0, "max_angle": 0.0,
+                                                "gcr": 0.0, "losses_pct": 14.0, "gamma_pdc": -0.004,
+                                                "temp_model_u0": 25.0, "temp_model_u1": 6.84, "model_id": "global"}]),
+                                 data.load_serf_east_2016(1, training_config["data"]["wind_speed_ms"])[1], times)
+    sun_az, sun_el = sun["solar_azimuth"].to_numpy(), sun["solar_elevation"].to_numpy()
+    bins = np.floor(sun_az / shade["bin_deg"]).astype(int) % len(el)
+    behind_it = (sun_el > 5.0) & (sun_el < el[bins] - 2.0)
+    noon = (sun_az > 150.0) & (sun_az < 210.0)
+    assert behind_it.sum() >= 2 and noon.sum() >= 8
+    p_shaded, p_free = np.asarray(shaded["p50"]), np.asarray(free["p50"])
+    assert p_shaded[behind_it].sum() < 0.7 * p_free[behind_it].sum()
+    assert p_shaded[noon].sum() == pytest.approx(p_free[noon].sum(), rel=0.15)
 
 
 def test_forecasts_record_the_version_and_keep_the_invariant(client, plant, calibrated):

@@ -39,6 +39,7 @@ def test_versions_count_up_and_latest_is_read(db_url, location_id, calibration):
     assert older["dc_scale"] == pytest.approx(calibration["dc_scale"], rel=1e-12)
     assert older["bands"]["offsets"] == calibration["bands"]["offsets"]
     assert older["cutoff"] == CUTOFF and older["diagnostics"]["days"] == calibration["diagnostics"]["days"]
+    assert older["shading"]["elevation"] == calibration["shading"]["elevation"]  # the fitted skyline, stored
     many = run(db_url, lambda conn: store.read_calibrations(conn, [location_id, 10 ** 12]))
     assert list(many) == [location_id] and many[location_id]["version"] == second
 
