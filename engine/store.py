@@ -124,6 +124,8 @@ def records(*columns):
 
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 PGCOPY_TRAILER = b"\xff\xff"
+#: Binary ``timestamptz`` is int64 microseconds since 2000-01-01T00:00Z (PostgreSQL's epoch), this many after Unix's.
+PG_EPOCH_US = 946_684_800_000_000
 
 
 def binary_copy(columns):
@@ -520,7 +522,7 @@ async def write_actuals(db, df, *, tenant_id=None):
             raise unknown_location(exc) from None
 
 
-async def read_weather(db, location_ids, start, end, issued_before, sources=None):
+async def read_weather(db, location_ids, start, end, issued_before, sources=None, columns=WEATHER_COLUMNS):
     """Weather of many locations as one frame, as known at ``issued_before``.
 
     For each location and valid_time the row of the latest issue at or before
@@ -537,17 +539,32 @@ async def read_weather(db, location_ids, start, end, issued_before, sources=None
         Issue time bound, inclusive.
     sources : sequence of str, optional
         Only these sources (default: all).
+    columns : sequence of str, optional
+        Columns of :data:`WEATHER_COLUMNS` to return, in this order (default:
+        all). Without ``source`` (a forecast's read:
+        ``engine.features.WEATHER_COLUMNS``) the rows come through binary COPY
+        (:func:`copy_query_arrays`: no text formatted by the server or parsed
+        here); with it, through CSV (:func:`copy_query_frame`). Same frame
+        either way.
 
     Returns
     -------
     DataFrame
         Weather frame (ARCHITECTURE "weather"), sorted by location_id,
-        valid_time; NaN where ``dni``/``dhi``/``cloud_cover`` were not given.
+        valid_time; NaN where ``dni``/``dhi``/``wind_speed``/``cloud_cover``
+        were not given.
     """
-    micros_of = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
-    columns = [micros_of.format(c) if c in ("valid_time", "issue_time") else c for c in WEATHER_COLUMNS]
+    unknown = [c for c in columns if c not in WEATHER_COLUMNS]
+    if unknown:
+        raise ValueError(f"columns: {unknown} are not weather columns {WEATHER_COLUMNS}")
+    binary = "source" not in columns
+    times, ints = ("valid_time", "issue_time"), ("location_id", "period_minutes")
+    if binary:  # timestamptz as it is stored (binary: int64 us), NULL floats as NaN: every field fixed-width
+        select = [c if c in times or c in ints else f"coalesce({c}, 'NaN'::float8)" for c in columns]
+    else:
+        select = [f"(extract(epoch FROM {c}) * 1000000)::bigint" if c in times else c for c in columns]
     query = f"""
-        SELECT DISTINCT ON (weather.location_id, weather.valid_time) {", ".join(columns)}
+        SELECT DISTINCT ON (weather.location_id, weather.valid_time) {", ".join(select)}
         FROM weather
         WHERE location_id = ANY($1::bigint[])
           AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
@@ -556,8 +573,84 @@ async def read_weather(db, location_ids, start, end, issued_before, sources=None
         ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
     args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"),
             None if sources is None else [str(s) for s in sources])
-    return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
-                                  ints=("location_id", "period_minutes"), texts=("source",))
+    if binary:
+        types = [">i8" if c in times or c == "location_id" else ">i4" if c == "period_minutes" else ">f8"
+                 for c in columns]
+        return await copy_query_arrays(db, query, args, list(zip(columns, types)), times=times)
+    return await copy_query_frame(db, query, args, columns, times=times, ints=ints, texts=("source",))
+
+
+async def copy_query_arrays(db, query, args, columns, times=()):
+    """DataFrame of a query's rows read through binary COPY, decoded in numpy (:func:`binary_rows`).
+
+    For many rows of fixed-width, non-NULL fields (a fleet's weather): the
+    server formats no text and no Python object is made per value; the
+    decoding runs in the default executor, off the event loop.
+
+    Parameters
+    ----------
+    columns : list of (name, dtype)
+        The query's columns in order: ``'>i8'`` (bigint, or ``timestamptz``
+        for the names in ``times``), ``'>i4'`` (int) or ``'>f8'`` (float8).
+    times : sequence of str
+        ``timestamptz`` columns, returned tz-aware UTC (ns), as :func:`parse_csv` does.
+    """
+    buffer = io.BytesIO()
+    async with connection(db) as conn:
+        await conn.copy_from_query(query, *args, output=buffer, format="binary")
+    return await asyncio.get_running_loop().run_in_executor(None, binary_frame, buffer.getbuffer(), columns, times)
+
+
+def binary_frame(payload, columns, times=()):
+    """DataFrame of a binary COPY payload of :func:`copy_query_arrays` (int64, float64; ``times`` tz-aware UTC)."""
+    rows = binary_rows(payload, columns)
+    data = {}
+    for name, dtype in columns:
+        if name in times:  # PostgreSQL epoch (2000-01-01) -> Unix epoch, as parse_csv's unit="us"
+            data[name] = pd.to_datetime(rows[name].astype("int64") + PG_EPOCH_US, unit="us", utc=True)
+        else:
+            data[name] = rows[name].astype("float64" if dtype == ">f8" else "int64")
+    return pd.DataFrame(data, columns=[name for name, _ in columns])
+
+
+def binary_rows(payload, columns):
+    """Tuples of a PostgreSQL binary COPY payload as one structured numpy array (the inverse of :func:`binary_copy`).
+
+    Every field must be fixed-width and non-NULL (a NULL has length -1 and
+    no value, so the tuples would not share one layout): checked, and a
+    payload that does not fit the layout raises ``ValueError``.
+
+    Parameters
+    ----------
+    payload : bytes-like
+        The whole COPY output (header, tuples, trailer).
+    columns : list of (name, dtype)
+        Big-endian numpy dtypes of the fields, in order.
+
+    Returns
+    -------
+    ndarray
+        Structured, a view of ``payload`` (big-endian fields).
+    """
+    data = np.frombuffer(payload, dtype=np.uint8)
+    signature = PGCOPY_HEADER[:11]
+    if bytes(data[:11]) != signature:
+        raise ValueError("not a PostgreSQL binary COPY payload (signature)")
+    extension = int(data[15:19].view(">i4")[0])
+    head, tail = 19 + extension, len(PGCOPY_TRAILER)
+    layout = [("n_fields", ">i2")]
+    for name, dtype in columns:
+        layout += [(f"len_{name}", ">i4"), (name, dtype)]
+    layout = np.dtype(layout)
+    body = len(data) - head - tail
+    if body < 0 or body % layout.itemsize or bytes(data[len(data) - tail:]) != PGCOPY_TRAILER:
+        raise ValueError(f"binary COPY payload of {len(data)} bytes is not tuples of {layout.itemsize} bytes "
+                         "(a NULL or variable-width field?)")
+    rows = data[head:head + body].view(layout)
+    if len(rows) and not (np.all(rows["n_fields"] == len(columns)) and all(
+            np.all(rows[f"len_{name}"] == np.dtype(dtype).itemsize) for name, dtype in columns)):
+        raise ValueError("binary COPY tuples do not match the layout (a NULL or variable-width field)")
+    return rows
 
 
 async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()):
@@ -615,9 +708,6 @@ def forecast_write_arrays(runs, forecast):
     row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     return valid_us, run_args, run_locations, issue_us, order, row_run
 
-
-#: Binary ``timestamptz`` is int64 microseconds since 2000-01-01T00:00Z (PostgreSQL's epoch), this many after Unix's.
-PG_EPOCH_US = 946_684_800_000_000
 
 #: Columns of a forecasts COPY payload (:func:`forecast_values_payload`), in the table's names.
 FORECAST_VALUE_COLUMNS = ("run_id", "location_id", "issue_time", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")

@@ -12,7 +12,7 @@ import yaml
 from ray import serve
 
 from engine import adaptation, forecast, modelio, quantiles, resample, resources, store, tuning, validation
-from engine.features import feature_frame
+from engine.features import WEATHER_COLUMNS, feature_frame
 from serve_app.observability import CLIPPED, event
 
 
@@ -193,7 +193,7 @@ class Forecaster:
         if calibrations:  # no calibration: the plants as stated
             locations, planes = tuning.tuned_locations(locations, planes, adaptation.tuning_table(calibrations))
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
-        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
+        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue, columns=WEATHER_COLUMNS)
         geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None

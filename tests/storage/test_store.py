@@ -95,6 +95,45 @@ def test_read_weather_of_many_locations_is_one_frame(db_url):
     assert read.groupby("location_id").size().to_dict() == {i: len(real_weather(i)) for i in ids}
 
 
+def test_the_forecast_read_of_weather_columns_is_the_full_read_bit_for_bit(db_url):
+    """The Forecaster reads only the feature columns (binary COPY); its frame is the full (CSV) read's columns,
+    values, NaN, dtypes and row order included, whichever issue or source wins a valid_time."""
+    locations = new_plants(db_url, "binary read")
+    ids = locations["location_id"].tolist()
+    first = pd.concat([real_weather(i) for i in ids], ignore_index=True).assign(
+        issue_time=pd.Timestamp("2013-06-30T00:00:00Z"), source="nwp_b", wind_speed=np.nan)
+    revised = first.assign(issue_time=pd.Timestamp("2013-06-30T12:00:00Z"), ghi=first["ghi"] * 0.5,
+                           dhi=first["ghi"] * 0.25, temp_air=first["temp_air"] + 1.0 / 3.0)
+    tie = revised.assign(source="nwp_a", ghi=revised["ghi"] * 0.9, wind_speed=2.5, cloud_cover=40.0)
+    late = revised.iloc[::3].assign(issue_time=pd.Timestamp("2013-07-02T00:00:00Z"), ghi=7.0)
+    for frame in (first, revised, tie.iloc[::2], late):
+        run(db_url, lambda conn, f=frame: store.write_weather(conn, f))
+    columns = ("location_id", "valid_time", "ghi", "dni", "dhi", "temp_air", "wind_speed", "period_minutes")
+    for issued in ("2013-06-30T06:00:00Z", "2013-06-30T12:00:00Z", "2013-07-03T00:00:00Z"):
+        args = (ids[::-1], *WINDOW, pd.Timestamp(issued))
+        full = run(db_url, lambda conn: store.read_weather(conn, *args))
+        fast = run(db_url, lambda conn: store.read_weather(conn, *args, columns=columns))
+        pd.testing.assert_frame_equal(fast, full[list(columns)], check_exact=True)
+    assert full["source"].eq("nwp_a").sum() and full["ghi"].eq(7.0).sum() and fast["wind_speed"].isna().sum()
+
+
+def test_weather_columns_that_are_not_weather_are_refused(db_url, plants):
+    with pytest.raises(ValueError, match="^columns: \\['power_kw'\\] are not weather columns"):
+        run(db_url, lambda conn: store.read_weather(conn, [1], *WINDOW, WINDOW[1], columns=("location_id", "power_kw")))
+
+
+def test_a_binary_copy_payload_reads_back_as_the_columns_written():
+    """binary_rows is the inverse of binary_copy (the write's payload builder) and refuses a payload of another
+    layout instead of misreading it."""
+    ids, values = np.array([3, -1, 2**40], dtype="int64"), np.array([0.1, np.nan, -7.25])
+    payload = store.binary_copy([("a", ids, ">i8"), ("b", values, ">f8")])
+    rows = store.binary_rows(payload, [("a", ">i8"), ("b", ">f8")])
+    np.testing.assert_array_equal(rows["a"].astype("int64"), ids)
+    np.testing.assert_array_equal(rows["b"].astype("float64"), values)
+    with pytest.raises(ValueError, match="not tuples of"):
+        store.binary_rows(payload, [("a", ">i8"), ("b", ">i4")])
+
+
 def test_weather_of_an_unknown_location_is_refused(db_url, plants):
     weather = real_weather(int(plants["location_id"].max()) + 1000)
     with pytest.raises(LookupError, match="^location_id: not a known location"):
