@@ -133,9 +133,12 @@ def binary_copy(columns):
 
     Each tuple is a big-endian int16 field count followed by, per field, an
     int32 byte length and the big-endian value (PostgreSQL "COPY ... FORMAT
-    binary" file format); one structured numpy array holds all tuples, written
-    in place between the header and the trailer of ONE buffer (no further copy
-    of a payload of tens of MB: asyncpg's ``copy_to_table`` sends a buffer as it is).
+    binary" file format). The tuples are the rows of ONE 2-D byte array
+    between the header and the trailer of ONE buffer (no further copy of a
+    payload of tens of MB: asyncpg's ``copy_to_table`` sends a buffer as it
+    is): the constant bytes (field count, lengths) are one broadcast of a
+    template tuple, each column one block copy of its big-endian bytes (a
+    structured array's field-by-field assignment took ~2x as long).
 
     Parameters
     ----------
@@ -148,19 +151,20 @@ def binary_copy(columns):
         Of bytes (``bytes(payload)`` for a copy).
     """
     n = len(columns[0][1])
-    layout = [("n_fields", ">i2")]
-    for name, _, dtype in columns:
-        layout += [(f"len_{name}", ">i4"), (name, dtype)]
-    layout = np.dtype(layout)
-    head, tail = len(PGCOPY_HEADER), len(PGCOPY_TRAILER)
-    buffer = np.empty(head + n * layout.itemsize + tail, dtype=np.uint8)
+    template, offsets = bytearray(np.array(len(columns), ">i2").tobytes()), []
+    for _, _, dtype in columns:
+        width = np.dtype(dtype).itemsize
+        template += np.array(width, ">i4").tobytes()
+        offsets.append((len(template), width))
+        template += bytes(width)
+    size, head, tail = len(template), len(PGCOPY_HEADER), len(PGCOPY_TRAILER)
+    buffer = np.empty(head + n * size + tail, dtype=np.uint8)
     buffer[:head] = np.frombuffer(PGCOPY_HEADER, dtype=np.uint8)
-    buffer[head + n * layout.itemsize:] = np.frombuffer(PGCOPY_TRAILER, dtype=np.uint8)
-    tuples = buffer[head:head + n * layout.itemsize].view(layout)
-    tuples["n_fields"] = len(columns)
-    for name, values, dtype in columns:
-        tuples[f"len_{name}"] = np.dtype(dtype).itemsize
-        tuples[name] = values
+    buffer[head + n * size:] = np.frombuffer(PGCOPY_TRAILER, dtype=np.uint8)
+    tuples = buffer[head:head + n * size].reshape(n, size)
+    tuples[:] = np.frombuffer(bytes(template), dtype=np.uint8)
+    for (_, values, dtype), (offset, width) in zip(columns, offsets):
+        tuples[:, offset:offset + width] = np.asarray(values).astype(dtype).view(np.uint8).reshape(n, width)
     return memoryview(buffer)
 
 

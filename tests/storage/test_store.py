@@ -134,6 +134,18 @@ def test_a_binary_copy_payload_reads_back_as_the_columns_written():
         store.binary_rows(payload, [("a", ">i8"), ("b", ">i4")])
 
 
+def test_a_binary_copy_payload_is_postgresql_binary_copy_format():
+    """Byte for byte what PostgreSQL's documented format gives, written tuple by tuple with struct: the signature,
+    flags and extension length, per tuple the field count and each field's length and big-endian value, the
+    trailer."""
+    import struct
+    ids, minutes, values = np.array([7, 2**33, -5]), np.array([15, 30, 2880]), np.array([0.0, 1.5e-300, 49_999.75])
+    expected = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + b"".join(
+        struct.pack(">hiqiiid", 3, 8, i, 4, m, 8, v) for i, m, v in zip(ids, minutes, values)) + struct.pack(">h", -1)
+    payload = store.binary_copy([("id", ids, ">i8"), ("minutes", minutes, ">i4"), ("value", values, ">f8")])
+    assert bytes(payload) == expected
+
+
 def test_weather_of_an_unknown_location_is_refused(db_url, plants):
     weather = real_weather(int(plants["location_id"].max()) + 1000)
     with pytest.raises(LookupError, match="^location_id: not a known location"):
