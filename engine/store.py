@@ -802,6 +802,35 @@ async def upsert_forecast_values(conn, payload):
         ON CONFLICT (run_id, valid_time) DO UPDATE {upsert_set("forecasts", (*QUANTILE_COLUMNS, "horizon_minutes"))}""")
 
 
+def forecast_parts(runs, forecast, parts):
+    """``(runs, forecast)`` of a forecast write split into at most ``parts`` writes of whole plants.
+
+    Consecutive runs go together (``numpy.array_split`` of the runs' rows),
+    each forecast row with its plant's run; the parts are written concurrently,
+    each by :func:`write_forecasts` (one transaction each: a run is never
+    stored without all its values). A forecast row whose plant has no run row
+    stays in some part, whose write refuses it (``validate_forecast``). CPU
+    work: run it in an executor.
+
+    Returns
+    -------
+    list of (DataFrame, DataFrame)
+        Runs and forecast rows of each part, in run order; ``[(runs, forecast)]`` for one part.
+    """
+    parts = max(1, min(int(parts), len(runs)))
+    if parts == 1:
+        return [(runs, forecast)]
+    run_locations = runs["location_id"].to_numpy("int64")
+    order = np.argsort(run_locations, kind="stable")
+    part_of = np.empty(len(runs), dtype="int64")
+    for k, rows in enumerate(np.array_split(np.arange(len(runs)), parts)):
+        part_of[rows] = k
+    found = np.searchsorted(run_locations[order], forecast["location_id"].to_numpy("int64"))
+    row_part = part_of[order][np.minimum(found, len(runs) - 1)]
+    return [(runs.iloc[rows], forecast[row_part == k])
+            for k, rows in enumerate(np.array_split(np.arange(len(runs)), parts))]
+
+
 async def write_forecasts(db, runs, forecast, timings=None):
     """Store one forecast run per location with its values, in ONE transaction.
 

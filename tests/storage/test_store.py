@@ -176,6 +176,45 @@ def test_write_forecasts_copies_every_value(db_url):
         assert stored["issue_time"] == ISSUE and stored["n_steps"] == 192 and stored["timings"] == {"predict_s": 0.1}
 
 
+def test_a_write_in_concurrent_parts_stores_what_one_write_stores(db_url):
+    """The Writer's parts (store.forecast_parts, written at once on a pool) hold whole plants, each row with its
+    run; the stored values are exactly those of the same frames written in one transaction."""
+    locations = new_plants(db_url, "parts")
+    runs, forecast = forecast_of(locations)
+    forecast = forecast.sample(frac=1.0, random_state=7).reset_index(drop=True)  # rows in any order
+    parts = store.forecast_parts(runs, forecast, 3)
+    assert [len(r) for r, _ in parts] == [2, 2, 2]  # the 6 demo plants
+    assert pd.concat([r for r, _ in parts]).equals(runs) and sum(len(f) for _, f in parts) == len(forecast)
+    for part_runs, part_forecast in parts:
+        assert set(part_forecast["location_id"]) == set(part_runs["location_id"])
+    assert store.forecast_parts(runs, forecast, 1)[0][0] is runs
+
+    async def write_parts(url):
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
+        try:
+            written = await asyncio.gather(*[store.write_forecasts(pool, r, f) for r, f in parts])
+        finally:
+            await pool.close()
+        return {k: v for part in written for k, v in part.items()}
+    in_parts = asyncio.run(write_parts(db_url))
+    at_once = run(db_url, lambda conn: store.write_forecasts(
+        conn, runs.assign(issue_time=ISSUE + pd.Timedelta(hours=1)), forecast))
+    assert sorted(in_parts) == sorted(at_once) == sorted(locations["location_id"].tolist())
+    for lid in in_parts:
+        _, a = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, in_parts[lid]))
+        _, b = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, at_once[lid]))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_a_forecast_row_without_its_run_is_refused_in_parts_too(db_url):
+    locations = new_plants(db_url, "parts orphan")
+    runs, forecast = forecast_of(locations)
+    parts = store.forecast_parts(runs.iloc[1:], forecast, 2)  # the first plant's rows have no run row
+    with pytest.raises(ValueError, match="has forecast rows but no run row"):
+        for part_runs, part_forecast in parts:
+            run(db_url, lambda conn: store.write_forecasts(conn, part_runs, part_forecast))
+
+
 def test_rewriting_the_same_run_is_idempotent(db_url):
     locations = new_plants(db_url, "rewrite")
     runs, forecast = forecast_of(locations)
