@@ -5,13 +5,13 @@ than a change of batch size or concurrency moves it. This runs TWO pvcast instan
 once (``local_instance.serve_instance`` each, Ray heads of ``--cpus`` CPUs) on ONE scratch
 database holding the fleet of ``bench/bench_fleet.py`` (same seed, same real weather, stored
 with ``engine.store``, ``bench/bench_stages.py`` setup), A with configs/service.yaml as
-committed and B with the ``forecast`` settings of ``--b`` (JSON), and sends the same
+committed and B with the settings of ``--b`` (JSON: section -> {key: value}), and sends the same
 generate request (ml, 48 h x 15 min, wait; rows counted) to A and to B in turn, ``--pairs``
 times, the order swapped every pair. The idle instance costs ~nothing while the other runs,
 so each pair sees about the same machine. Prints each pair's walls, B / A, and the median
 ratio with the CPU seconds of each request (``service.sample_cpu``).
 
-    .venv/bin/python bench/bench_shape.py --b '{"batch_locations": 2500}' [--n 10000] [--pairs 3]
+    .venv/bin/python bench/bench_shape.py --b '{"forecast": {"batch_locations": 2500}}' [--n 10000] [--pairs 3]
 """
 
 import argparse
@@ -58,12 +58,12 @@ def main(args):
         ids = [int(i) for i in ids]
         key = local.api_key(url, keys.DEFAULT_TENANT, "read,write", "bench/bench_shape.py")
         instances = {}
-        for name, settings in (("A", None), ("B", {"forecast": b_settings})):
+        for name, settings in (("A", None), ("B", b_settings)):
             base, sessions = stack.enter_context(local.serve_instance(url, Path(tmp) / name, num_cpus=args.cpus,
                                                                       service_settings=settings))
             client = stack.enter_context(httpx.Client(base_url=base, timeout=600, headers=local.bearer(key)))
             instances[name] = (client, sessions)
-        print(f"A: configs/service.yaml as committed; B: forecast {b_settings}; {args.n:,} plants, {args.pairs} pairs")
+        print(f"A: configs/service.yaml as committed; B: {b_settings}; {args.n:,} plants, {args.pairs} pairs")
         k = 0
         for name, (client, sessions) in instances.items():  # untimed warm-up: workers, pools
             k += 1
@@ -85,7 +85,7 @@ def main(args):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--b", required=True, help="JSON object of configs/service.yaml forecast settings for B")
+    parser.add_argument("--b", required=True, help="JSON of configs/service.yaml settings for B: {section: {key: value}}")
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs of each instance's head")
