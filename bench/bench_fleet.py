@@ -14,13 +14,14 @@ Then the baseline (``bench/baseline.py``) runs on the first ``--baseline-n`` pla
 this process and is extrapolated linearly (labelled EXTRAPOLATED).
 
     .venv/bin/python bench/bench_fleet.py [--sizes 100,1000,10000] [--baseline-n 100] [--out out/bench]
-                                          [--repeat 2] [--profile] [--multi-plane]
+                                          [--repeat 2] [--profile] [--cpu] [--multi-plane]
 
 Writes ``<out>/bench_fleet.json`` and ``<out>/bench_fleet.png``.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -104,11 +105,17 @@ def ingest(client, fleet_frame, settings, planes=None, horizon=None):
                  "weather_rows_per_s": rows / (t3 - t2)}
 
 
-def generate(client, url, sessions, ids, issue):
-    """One timed generate request; its figures (rows verified in the database)."""
+def generate(client, url, sessions, ids, issue, cpu=False):
+    """One timed generate request; its figures (rows verified in the database).
+
+    ``cpu``: also the CPU seconds of every process of the instance and of the
+    database's PostgreSQL backends, by process group, and their time line
+    (:func:`service.sample_cpu`).
+    """
     body = {"location_ids": ids, "issue_time": issue.isoformat(), "horizon_hours": HORIZON_HOURS,
             "resolution": RESOLUTION, "forecast_type": "ml", "wait": True, "include_forecast": False}
-    with service.sample_memory(sessions) as mem:
+    sampler = service.sample_cpu(sessions, url.rsplit("/", 1)[1]) if cpu else contextlib.nullcontext({})
+    with service.sample_memory(sessions) as mem, sampler as used:
         t0 = time.perf_counter()
         r = client.post("/api/v1/forecast/generate", json=body)
         wall = time.perf_counter() - t0
@@ -127,7 +134,24 @@ def generate(client, url, sessions, ids, issue):
             "overhead_s": wall - out["timings"]["wall_s"], "memory_kind": mem["kind"],
             "memory_idle_mib": mem["idle_bytes"] / 2**20, "memory_peak_mib": mem["peak_bytes"] / 2**20,
             "memory_per_plant_kib": (mem["peak_bytes"] - mem["idle_bytes"]) / n / 2**10,
-            "memory_samples": mem["samples"]}
+            "memory_samples": mem["samples"], "cpu": used}
+
+
+def print_cpu(used, cores):
+    """CPU seconds by process group during a request, and the machine's share used per second of it."""
+    total = sum(used["groups"].values())
+    print(f"  CPU during the request: {total:.1f} s in {used['wall_s']:.1f} s = {total / used['wall_s'] / cores:.0%} of "
+          f"{cores} cores; " + ", ".join(f"{g} {v:.1f}" for g, v in used["groups"].items() if v >= 0.05))
+    line, t_prev, acc = [], 0.0, {}
+    for t, groups in used["timeline"]:
+        for g, v in groups.items():
+            acc[g] = acc.get(g, 0.0) + v
+        if t - t_prev >= 1.0 or t == used["timeline"][-1][0]:
+            top = sorted(acc.items(), key=lambda kv: -kv[1])[:3]
+            line.append(f"{t:4.1f}s {sum(acc.values()) / (t - t_prev) / cores:4.0%} "
+                        f"({', '.join(f'{g.replace(chr(32), chr(95))} {v / (t - t_prev):.1f}' for g, v in top)})")
+            t_prev, acc = t, {}
+    print("  CPU by second (share of the cores; top groups, cores):\n    " + "\n    ".join(line))
 
 
 async def run_baseline(url, ids, issue, margin):
@@ -272,7 +296,7 @@ def main(args):
             k = 1
             for rep in range(args.repeat):
                 for n in sizes:
-                    r = generate(client, url, sessions, ids[:n], ISSUE + pd.Timedelta(minutes=k))
+                    r = generate(client, url, sessions, ids[:n], ISSUE + pd.Timedelta(minutes=k), args.cpu)
                     r["repeat"] = rep
                     k += 1
                     results.append(r)
@@ -280,6 +304,8 @@ def main(args):
                           f"{r['rows_per_s']:,.0f} rows/s, peak {r['memory_kind']} {r['memory_peak_mib']:,.0f} MiB "
                           f"(idle {r['memory_idle_mib']:,.0f}), {r['memory_per_plant_kib']:.1f} KiB/plant; "
                           f"task timings {({s: round(v, 2) for s, v in r['task_timings'].items()})}", flush=True)
+                    if args.cpu:
+                        print_cpu(r["cpu"], info["cpu_count"])
             if args.profile:
                 report["profile"] = profile(client, sessions, ids[:max(sizes)], ISSUE + pd.Timedelta(minutes=k), out_dir)
                 k += 1
@@ -323,6 +349,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--repeat", type=int, default=1, help="timed requests per N (spread between repeats)")
     parser.add_argument("--seed", type=int, default=20130630)
+    parser.add_argument("--cpu", action="store_true",
+                        help="CPU seconds by process group (and by second) during each timed request")
     parser.add_argument("--profile", action="store_true", help="py-spy an extra untimed request at the largest N")
     parser.add_argument("--multi-plane", action="store_true",
                         help="fleet with 2- and 3-plane plants and horizon profiles (bench/fleet.py multi_plane, "

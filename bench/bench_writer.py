@@ -16,6 +16,7 @@ The values are not a model forecast: P50 is capacity x (real NSRDB PSM3 GHI of
 capacity; plants differ only in capacity. Deterministic, no random noise.
 
     .venv/bin/python bench/bench_writer.py [--locations 5208] [--rounds 2] [--baseline-rows 20000]
+                                           [--parts 2 --part-batch 2000]
 """
 
 import argparse
@@ -106,6 +107,24 @@ async def baseline(conn, runs, forecast, n_rows):
     return time.perf_counter() - t0
 
 
+async def parts_rounds(url, locations, parts, rounds):
+    """Wall s of a batch written whole and in ``parts`` concurrent parts (the Writer's ``store.forecast_parts`` on a
+    pool of 4), alternating, every write new runs; {1: [...], parts: [...]}."""
+    pool = await asyncpg.create_pool(url, min_size=4, max_size=4)
+    out = {1: [], parts: []}
+    try:
+        for k in range(rounds):
+            for n_parts in (1, parts) if k % 2 else (parts, 1):
+                runs, forecast = forecast_frames(locations, ISSUE + pd.Timedelta(days=40 + 2 * k + (n_parts > 1)))
+                t0 = time.perf_counter()
+                split = store.forecast_parts(runs, forecast, n_parts)
+                await asyncio.gather(*[store.write_forecasts(pool, r, f) for r, f in split])
+                out[n_parts].append(time.perf_counter() - t0)
+    finally:
+        await pool.close()
+    return out
+
+
 def report(label, n, timings):
     stages = {k: v for k, v in timings.items() if k.endswith("_s")}
     total = sum(stages.values())
@@ -142,6 +161,11 @@ async def main(args, url, caps):
         print(f"new runs, mean of {args.rounds}: direct COPY {rate:,.0f} rows/s, previous staging + upsert "
               f"{staged_rate:,.0f} rows/s: {rate / staged_rate:.2f}x ({n / staged_rate - n / rate:.2f} s less "
               f"per {n:,} rows)")
+        if args.parts > 1:
+            walls = await parts_rounds(url, locations.iloc[:args.part_batch], args.parts, args.rounds)
+            one, many = np.median(walls[1]), np.median(walls[args.parts])
+            print(f"a batch of {args.part_batch:,} plants ({args.part_batch * STEPS:,} rows), median of {args.rounds}: "
+                  f"one transaction {one:.2f} s, {args.parts} concurrent parts {many:.2f} s ({many / one:.2f}x the wall)")
         seconds = await baseline(conn, runs, forecast, args.baseline_rows)
         base_rate = args.baseline_rows / seconds
         print(f"baseline executemany INSERT: {args.baseline_rows:,} rows in {seconds:.2f} s = {base_rate:,.0f} rows/s "
@@ -156,5 +180,8 @@ if __name__ == "__main__":
     parser.add_argument("--locations", type=int, default=5208)
     parser.add_argument("--rounds", type=int, default=2, help="writes of each path for new runs, alternating")
     parser.add_argument("--baseline-rows", type=int, default=20_000)
+    parser.add_argument("--parts", type=int, default=1,
+                        help="also time a batch written in this many concurrent parts vs whole (the Writer's split)")
+    parser.add_argument("--part-batch", type=int, default=2000, help="plants of that batch")
     with local.scratch_database("pvcast_bench") as (scratch_url, capabilities):
         asyncio.run(main(parser.parse_args(), scratch_url, capabilities))

@@ -124,6 +124,8 @@ def records(*columns):
 
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 PGCOPY_TRAILER = b"\xff\xff"
+#: Binary ``timestamptz`` is int64 microseconds since 2000-01-01T00:00Z (PostgreSQL's epoch), this many after Unix's.
+PG_EPOCH_US = 946_684_800_000_000
 
 
 def binary_copy(columns):
@@ -131,9 +133,12 @@ def binary_copy(columns):
 
     Each tuple is a big-endian int16 field count followed by, per field, an
     int32 byte length and the big-endian value (PostgreSQL "COPY ... FORMAT
-    binary" file format); one structured numpy array holds all tuples, written
-    in place between the header and the trailer of ONE buffer (no further copy
-    of a payload of tens of MB: asyncpg's ``copy_to_table`` sends a buffer as it is).
+    binary" file format). The tuples are the rows of ONE 2-D byte array
+    between the header and the trailer of ONE buffer (no further copy of a
+    payload of tens of MB: asyncpg's ``copy_to_table`` sends a buffer as it
+    is): the constant bytes (field count, lengths) are one broadcast of a
+    template tuple, each column one block copy of its big-endian bytes (a
+    structured array's field-by-field assignment took ~2x as long).
 
     Parameters
     ----------
@@ -146,19 +151,20 @@ def binary_copy(columns):
         Of bytes (``bytes(payload)`` for a copy).
     """
     n = len(columns[0][1])
-    layout = [("n_fields", ">i2")]
-    for name, _, dtype in columns:
-        layout += [(f"len_{name}", ">i4"), (name, dtype)]
-    layout = np.dtype(layout)
-    head, tail = len(PGCOPY_HEADER), len(PGCOPY_TRAILER)
-    buffer = np.empty(head + n * layout.itemsize + tail, dtype=np.uint8)
+    template, offsets = bytearray(np.array(len(columns), ">i2").tobytes()), []
+    for _, _, dtype in columns:
+        width = np.dtype(dtype).itemsize
+        template += np.array(width, ">i4").tobytes()
+        offsets.append((len(template), width))
+        template += bytes(width)
+    size, head, tail = len(template), len(PGCOPY_HEADER), len(PGCOPY_TRAILER)
+    buffer = np.empty(head + n * size + tail, dtype=np.uint8)
     buffer[:head] = np.frombuffer(PGCOPY_HEADER, dtype=np.uint8)
-    buffer[head + n * layout.itemsize:] = np.frombuffer(PGCOPY_TRAILER, dtype=np.uint8)
-    tuples = buffer[head:head + n * layout.itemsize].view(layout)
-    tuples["n_fields"] = len(columns)
-    for name, values, dtype in columns:
-        tuples[f"len_{name}"] = np.dtype(dtype).itemsize
-        tuples[name] = values
+    buffer[head + n * size:] = np.frombuffer(PGCOPY_TRAILER, dtype=np.uint8)
+    tuples = buffer[head:head + n * size].reshape(n, size)
+    tuples[:] = np.frombuffer(bytes(template), dtype=np.uint8)
+    for (_, values, dtype), (offset, width) in zip(columns, offsets):
+        tuples[:, offset:offset + width] = np.asarray(values).astype(dtype).view(np.uint8).reshape(n, width)
     return memoryview(buffer)
 
 
@@ -525,7 +531,7 @@ async def write_actuals(db, df, *, tenant_id=None):
             raise unknown_location(exc) from None
 
 
-async def read_weather(db, location_ids, start, end, issued_before, sources=None):
+async def read_weather(db, location_ids, start, end, issued_before, sources=None, columns=WEATHER_COLUMNS):
     """Weather of many locations as one frame, as known at ``issued_before``.
 
     For each location and valid_time the row of the latest issue at or before
@@ -542,17 +548,32 @@ async def read_weather(db, location_ids, start, end, issued_before, sources=None
         Issue time bound, inclusive.
     sources : sequence of str, optional
         Only these sources (default: all).
+    columns : sequence of str, optional
+        Columns of :data:`WEATHER_COLUMNS` to return, in this order (default:
+        all). Without ``source`` (a forecast's read:
+        ``engine.features.WEATHER_COLUMNS``) the rows come through binary COPY
+        (:func:`copy_query_arrays`: no text formatted by the server or parsed
+        here); with it, through CSV (:func:`copy_query_frame`). Same frame
+        either way.
 
     Returns
     -------
     DataFrame
         Weather frame (ARCHITECTURE "weather"), sorted by location_id,
-        valid_time; NaN where ``dni``/``dhi``/``cloud_cover`` were not given.
+        valid_time; NaN where ``dni``/``dhi``/``wind_speed``/``cloud_cover``
+        were not given.
     """
-    micros_of = "(extract(epoch FROM {0}) * 1000000)::bigint AS {0}"
-    columns = [micros_of.format(c) if c in ("valid_time", "issue_time") else c for c in WEATHER_COLUMNS]
+    unknown = [c for c in columns if c not in WEATHER_COLUMNS]
+    if unknown:
+        raise ValueError(f"columns: {unknown} are not weather columns {WEATHER_COLUMNS}")
+    binary = "source" not in columns
+    times, ints = ("valid_time", "issue_time"), ("location_id", "period_minutes")
+    if binary:  # timestamptz as it is stored (binary: int64 us), NULL floats as NaN: every field fixed-width
+        select = [c if c in times or c in ints else f"coalesce({c}, 'NaN'::float8)" for c in columns]
+    else:
+        select = [f"(extract(epoch FROM {c}) * 1000000)::bigint" if c in times else c for c in columns]
     query = f"""
-        SELECT DISTINCT ON (weather.location_id, weather.valid_time) {", ".join(columns)}
+        SELECT DISTINCT ON (weather.location_id, weather.valid_time) {", ".join(select)}
         FROM weather
         WHERE location_id = ANY($1::bigint[])
           AND valid_time >= coalesce($2::timestamptz, '-infinity') AND valid_time <= coalesce($3::timestamptz, 'infinity')
@@ -561,8 +582,84 @@ async def read_weather(db, location_ids, start, end, issued_before, sources=None
         ORDER BY weather.location_id, weather.valid_time, weather.issue_time DESC, weather.source"""
     args = ([int(i) for i in location_ids], utc(start, "start"), utc(end, "end"), utc(issued_before, "issued_before"),
             None if sources is None else [str(s) for s in sources])
-    return await copy_query_frame(db, query, args, WEATHER_COLUMNS, times=("valid_time", "issue_time"),
-                                  ints=("location_id", "period_minutes"), texts=("source",))
+    if binary:
+        types = [">i8" if c in times or c == "location_id" else ">i4" if c == "period_minutes" else ">f8"
+                 for c in columns]
+        return await copy_query_arrays(db, query, args, list(zip(columns, types)), times=times)
+    return await copy_query_frame(db, query, args, columns, times=times, ints=ints, texts=("source",))
+
+
+async def copy_query_arrays(db, query, args, columns, times=()):
+    """DataFrame of a query's rows read through binary COPY, decoded in numpy (:func:`binary_rows`).
+
+    For many rows of fixed-width, non-NULL fields (a fleet's weather): the
+    server formats no text and no Python object is made per value; the
+    decoding runs in the default executor, off the event loop.
+
+    Parameters
+    ----------
+    columns : list of (name, dtype)
+        The query's columns in order: ``'>i8'`` (bigint, or ``timestamptz``
+        for the names in ``times``), ``'>i4'`` (int) or ``'>f8'`` (float8).
+    times : sequence of str
+        ``timestamptz`` columns, returned tz-aware UTC (ns), as :func:`parse_csv` does.
+    """
+    buffer = io.BytesIO()
+    async with connection(db) as conn:
+        await conn.copy_from_query(query, *args, output=buffer, format="binary")
+    return await asyncio.get_running_loop().run_in_executor(None, binary_frame, buffer.getbuffer(), columns, times)
+
+
+def binary_frame(payload, columns, times=()):
+    """DataFrame of a binary COPY payload of :func:`copy_query_arrays` (int64, float64; ``times`` tz-aware UTC)."""
+    rows = binary_rows(payload, columns)
+    data = {}
+    for name, dtype in columns:
+        if name in times:  # PostgreSQL epoch (2000-01-01) -> Unix epoch, as parse_csv's unit="us"
+            data[name] = pd.to_datetime(rows[name].astype("int64") + PG_EPOCH_US, unit="us", utc=True)
+        else:
+            data[name] = rows[name].astype("float64" if dtype == ">f8" else "int64")
+    return pd.DataFrame(data, columns=[name for name, _ in columns])
+
+
+def binary_rows(payload, columns):
+    """Tuples of a PostgreSQL binary COPY payload as one structured numpy array (the inverse of :func:`binary_copy`).
+
+    Every field must be fixed-width and non-NULL (a NULL has length -1 and
+    no value, so the tuples would not share one layout): checked, and a
+    payload that does not fit the layout raises ``ValueError``.
+
+    Parameters
+    ----------
+    payload : bytes-like
+        The whole COPY output (header, tuples, trailer).
+    columns : list of (name, dtype)
+        Big-endian numpy dtypes of the fields, in order.
+
+    Returns
+    -------
+    ndarray
+        Structured, a view of ``payload`` (big-endian fields).
+    """
+    data = np.frombuffer(payload, dtype=np.uint8)
+    signature = PGCOPY_HEADER[:11]
+    if bytes(data[:11]) != signature:
+        raise ValueError("not a PostgreSQL binary COPY payload (signature)")
+    extension = int(data[15:19].view(">i4")[0])
+    head, tail = 19 + extension, len(PGCOPY_TRAILER)
+    layout = [("n_fields", ">i2")]
+    for name, dtype in columns:
+        layout += [(f"len_{name}", ">i4"), (name, dtype)]
+    layout = np.dtype(layout)
+    body = len(data) - head - tail
+    if body < 0 or body % layout.itemsize or bytes(data[len(data) - tail:]) != PGCOPY_TRAILER:
+        raise ValueError(f"binary COPY payload of {len(data)} bytes is not tuples of {layout.itemsize} bytes "
+                         "(a NULL or variable-width field?)")
+    rows = data[head:head + body].view(layout)
+    if len(rows) and not (np.all(rows["n_fields"] == len(columns)) and all(
+            np.all(rows[f"len_{name}"] == np.dtype(dtype).itemsize) for name, dtype in columns)):
+        raise ValueError("binary COPY tuples do not match the layout (a NULL or variable-width field)")
+    return rows
 
 
 async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()):
@@ -620,9 +717,6 @@ def forecast_write_arrays(runs, forecast):
     row_run = np.searchsorted(run_locations[order], ids)  # forecast row -> position in sorted runs
     return valid_us, run_args, run_locations, issue_us, order, row_run
 
-
-#: Binary ``timestamptz`` is int64 microseconds since 2000-01-01T00:00Z (PostgreSQL's epoch), this many after Unix's.
-PG_EPOCH_US = 946_684_800_000_000
 
 #: Columns of a forecasts COPY payload (:func:`forecast_values_payload`), in the table's names.
 FORECAST_VALUE_COLUMNS = ("run_id", "location_id", "issue_time", "valid_time", *QUANTILE_COLUMNS, "horizon_minutes")
@@ -711,6 +805,35 @@ async def upsert_forecast_values(conn, payload):
     await conn.execute(f"""
         INSERT INTO forecasts ({columns}) SELECT {columns} FROM forecast_staging
         ON CONFLICT (run_id, valid_time) DO UPDATE {upsert_set("forecasts", (*QUANTILE_COLUMNS, "horizon_minutes"))}""")
+
+
+def forecast_parts(runs, forecast, parts):
+    """``(runs, forecast)`` of a forecast write split into at most ``parts`` writes of whole plants.
+
+    Consecutive runs go together (``numpy.array_split`` of the runs' rows),
+    each forecast row with its plant's run; the parts are written concurrently,
+    each by :func:`write_forecasts` (one transaction each: a run is never
+    stored without all its values). A forecast row whose plant has no run row
+    stays in some part, whose write refuses it (``validate_forecast``). CPU
+    work: run it in an executor.
+
+    Returns
+    -------
+    list of (DataFrame, DataFrame)
+        Runs and forecast rows of each part, in run order; ``[(runs, forecast)]`` for one part.
+    """
+    parts = max(1, min(int(parts), len(runs)))
+    if parts == 1:
+        return [(runs, forecast)]
+    run_locations = runs["location_id"].to_numpy("int64")
+    order = np.argsort(run_locations, kind="stable")
+    part_of = np.empty(len(runs), dtype="int64")
+    for k, rows in enumerate(np.array_split(np.arange(len(runs)), parts)):
+        part_of[rows] = k
+    found = np.searchsorted(run_locations[order], forecast["location_id"].to_numpy("int64"))
+    row_part = part_of[order][np.minimum(found, len(runs) - 1)]
+    return [(runs.iloc[rows], forecast[row_part == k])
+            for k, rows in enumerate(np.array_split(np.arange(len(runs)), parts))]
 
 
 async def write_forecasts(db, runs, forecast, timings=None):

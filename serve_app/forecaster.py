@@ -13,7 +13,7 @@ from ray import serve
 
 from engine import adaptation, forecast, modelio, quantiles, resample, resources, shading, store, tuning
 from engine import validation
-from engine.features import feature_frame
+from engine.features import WEATHER_COLUMNS, feature_frame
 from serve_app.observability import CLIPPED, event
 
 
@@ -202,7 +202,7 @@ class Forecaster:
             locations, planes, horizon = await asyncio.get_running_loop().run_in_executor(
                 None, served_geometry, locations, planes, horizon, calibrations)
         start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
-        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue)
+        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue, columns=WEATHER_COLUMNS)
         geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None

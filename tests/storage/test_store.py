@@ -95,6 +95,57 @@ def test_read_weather_of_many_locations_is_one_frame(db_url):
     assert read.groupby("location_id").size().to_dict() == {i: len(real_weather(i)) for i in ids}
 
 
+def test_the_forecast_read_of_weather_columns_is_the_full_read_bit_for_bit(db_url):
+    """The Forecaster reads only the feature columns (binary COPY); its frame is the full (CSV) read's columns,
+    values, NaN, dtypes and row order included, whichever issue or source wins a valid_time."""
+    locations = new_plants(db_url, "binary read")
+    ids = locations["location_id"].tolist()
+    first = pd.concat([real_weather(i) for i in ids], ignore_index=True).assign(
+        issue_time=pd.Timestamp("2013-06-30T00:00:00Z"), source="nwp_b", wind_speed=np.nan)
+    revised = first.assign(issue_time=pd.Timestamp("2013-06-30T12:00:00Z"), ghi=first["ghi"] * 0.5,
+                           dhi=first["ghi"] * 0.25, temp_air=first["temp_air"] + 1.0 / 3.0)
+    tie = revised.assign(source="nwp_a", ghi=revised["ghi"] * 0.9, wind_speed=2.5, cloud_cover=40.0)
+    late = revised.iloc[::3].assign(issue_time=pd.Timestamp("2013-07-02T00:00:00Z"), ghi=7.0)
+    for frame in (first, revised, tie.iloc[::2], late):
+        run(db_url, lambda conn, f=frame: store.write_weather(conn, f))
+    columns = ("location_id", "valid_time", "ghi", "dni", "dhi", "temp_air", "wind_speed", "period_minutes")
+    for issued in ("2013-06-30T06:00:00Z", "2013-06-30T12:00:00Z", "2013-07-03T00:00:00Z"):
+        args = (ids[::-1], *WINDOW, pd.Timestamp(issued))
+        full = run(db_url, lambda conn: store.read_weather(conn, *args))
+        fast = run(db_url, lambda conn: store.read_weather(conn, *args, columns=columns))
+        pd.testing.assert_frame_equal(fast, full[list(columns)], check_exact=True)
+    assert full["source"].eq("nwp_a").sum() and full["ghi"].eq(7.0).sum() and fast["wind_speed"].isna().sum()
+
+
+def test_weather_columns_that_are_not_weather_are_refused(db_url, plants):
+    with pytest.raises(ValueError, match="^columns: \\['power_kw'\\] are not weather columns"):
+        run(db_url, lambda conn: store.read_weather(conn, [1], *WINDOW, WINDOW[1], columns=("location_id", "power_kw")))
+
+
+def test_a_binary_copy_payload_reads_back_as_the_columns_written():
+    """binary_rows is the inverse of binary_copy (the write's payload builder) and refuses a payload of another
+    layout instead of misreading it."""
+    ids, values = np.array([3, -1, 2**40], dtype="int64"), np.array([0.1, np.nan, -7.25])
+    payload = store.binary_copy([("a", ids, ">i8"), ("b", values, ">f8")])
+    rows = store.binary_rows(payload, [("a", ">i8"), ("b", ">f8")])
+    np.testing.assert_array_equal(rows["a"].astype("int64"), ids)
+    np.testing.assert_array_equal(rows["b"].astype("float64"), values)
+    with pytest.raises(ValueError, match="not tuples of"):
+        store.binary_rows(payload, [("a", ">i8"), ("b", ">i4")])
+
+
+def test_a_binary_copy_payload_is_postgresql_binary_copy_format():
+    """Byte for byte what PostgreSQL's documented format gives, written tuple by tuple with struct: the signature,
+    flags and extension length, per tuple the field count and each field's length and big-endian value, the
+    trailer."""
+    import struct
+    ids, minutes, values = np.array([7, 2**33, -5]), np.array([15, 30, 2880]), np.array([0.0, 1.5e-300, 49_999.75])
+    expected = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + b"".join(
+        struct.pack(">hiqiiid", 3, 8, i, 4, m, 8, v) for i, m, v in zip(ids, minutes, values)) + struct.pack(">h", -1)
+    payload = store.binary_copy([("id", ids, ">i8"), ("minutes", minutes, ">i4"), ("value", values, ">f8")])
+    assert bytes(payload) == expected
+
+
 def test_weather_of_an_unknown_location_is_refused(db_url, plants):
     weather = real_weather(int(plants["location_id"].max()) + 1000)
     with pytest.raises(LookupError, match="^location_id: not a known location"):
@@ -123,6 +174,45 @@ def test_write_forecasts_copies_every_value(db_url):
         expected = forecast[forecast["location_id"] == lid].reset_index(drop=True)
         pd.testing.assert_frame_equal(frame, expected.astype(frame.dtypes.to_dict()))
         assert stored["issue_time"] == ISSUE and stored["n_steps"] == 192 and stored["timings"] == {"predict_s": 0.1}
+
+
+def test_a_write_in_concurrent_parts_stores_what_one_write_stores(db_url):
+    """The Writer's parts (store.forecast_parts, written at once on a pool) hold whole plants, each row with its
+    run; the stored values are exactly those of the same frames written in one transaction."""
+    locations = new_plants(db_url, "parts")
+    runs, forecast = forecast_of(locations)
+    forecast = forecast.sample(frac=1.0, random_state=7).reset_index(drop=True)  # rows in any order
+    parts = store.forecast_parts(runs, forecast, 3)
+    assert [len(r) for r, _ in parts] == [2, 2, 2]  # the 6 demo plants
+    assert pd.concat([r for r, _ in parts]).equals(runs) and sum(len(f) for _, f in parts) == len(forecast)
+    for part_runs, part_forecast in parts:
+        assert set(part_forecast["location_id"]) == set(part_runs["location_id"])
+    assert store.forecast_parts(runs, forecast, 1)[0][0] is runs
+
+    async def write_parts(url):
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
+        try:
+            written = await asyncio.gather(*[store.write_forecasts(pool, r, f) for r, f in parts])
+        finally:
+            await pool.close()
+        return {k: v for part in written for k, v in part.items()}
+    in_parts = asyncio.run(write_parts(db_url))
+    at_once = run(db_url, lambda conn: store.write_forecasts(
+        conn, runs.assign(issue_time=ISSUE + pd.Timedelta(hours=1)), forecast))
+    assert sorted(in_parts) == sorted(at_once) == sorted(locations["location_id"].tolist())
+    for lid in in_parts:
+        _, a = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, in_parts[lid]))
+        _, b = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None, at_once[lid]))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_a_forecast_row_without_its_run_is_refused_in_parts_too(db_url):
+    locations = new_plants(db_url, "parts orphan")
+    runs, forecast = forecast_of(locations)
+    parts = store.forecast_parts(runs.iloc[1:], forecast, 2)  # the first plant's rows have no run row
+    with pytest.raises(ValueError, match="has forecast rows but no run row"):
+        for part_runs, part_forecast in parts:
+            run(db_url, lambda conn: store.write_forecasts(conn, part_runs, part_forecast))
 
 
 def test_rewriting_the_same_run_is_idempotent(db_url):
