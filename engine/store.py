@@ -1375,8 +1375,20 @@ async def read_calibration(db, location_id, version=None, *, tenant_id=None):
     return None if row is None else calibration_dict(row)
 
 
-async def read_calibrations(db, location_ids, *, tenant_id=None):
-    """The latest calibration of each location that has one (one query).
+async def read_calibrations(db, location_ids, issue_time=None, *, tenant_id=None):
+    """The calibration of each location that has one for a forecast issued at ``issue_time`` (one query).
+
+    A forecast issued at T never sees actuals at or after T: it uses the
+    calibration with the latest cutoff at or before T (a fit reads actuals
+    before its cutoff; ties: the latest version), never one refitted later
+    with a later cutoff (a forecast re-issued for a past time, a hindcast).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_ids : sequence of int
+    issue_time : tz-aware Timestamp, optional
+        None: the latest version, whatever its cutoff.
 
     Returns
     -------
@@ -1386,7 +1398,10 @@ async def read_calibrations(db, location_ids, *, tenant_id=None):
     rows = await db.fetch(f"""
         SELECT DISTINCT ON (location_id) {", ".join(CALIBRATION_FIELDS)} FROM plant_calibrations
         WHERE location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2")}
-        ORDER BY location_id, version DESC""", [int(i) for i in location_ids], tenant_id)
+          AND cutoff <= coalesce($3::timestamptz, 'infinity')
+        ORDER BY location_id, CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE cutoff END DESC NULLS LAST,
+                 version DESC""",
+        [int(i) for i in location_ids], tenant_id, utc(issue_time, "issue_time"))
     return {int(r["location_id"]): calibration_dict(r) for r in rows}
 
 

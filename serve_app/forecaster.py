@@ -242,12 +242,13 @@ class Forecaster:
         return remote_feature_task.options(num_cpus=task_cpus).remote(*args, **kwargs)
 
     async def calibration_inputs(self, locations, issue):
-        """The plants' latest calibrations and, for those, the actuals of the intraday window before ``issue``.
+        """The plants' calibrations for ``issue`` and, for those, the actuals of the intraday window before it.
 
-        Only actuals strictly before the issue time are read (a forecast issued
-        at T uses actuals with time < T).
+        Only actuals strictly before the issue time are read, and only a
+        calibration whose cutoff is at or before it (a forecast issued at T
+        uses actuals with time < T, ``engine.store.read_calibrations``).
         """
-        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist())
+        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist(), issue)
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])

@@ -211,3 +211,21 @@ def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(cl
     _, run_id = forecast(client, lid, "2016-08-02T18:00:00+00:00", 24)
     run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
     assert run["calibration_version"] == 1
+
+
+def test_a_forecast_reissued_at_t_after_a_later_refit_is_unchanged(client, plant, calibrated):
+    """A refit with a cutoff after T (actuals after T) never reaches a forecast issued at T: re-issued after it,
+    the run records the calibration it used before and its values are the same (issue 10: no future data)."""
+    lid = plant[0]["location_id"]
+    issue = "2016-07-29T18:00:00+00:00"
+    before, run_before = forecast(client, lid, issue, 12)
+    later = client.post(f"/api/v1/locations/{lid}/calibrate", json={"cutoff": "2016-08-04T00:00:00+00:00"})
+    assert later.status_code == 200 and later.json()["version"] > calibrated["version"], later.text
+    again, run_again = forecast(client, lid, issue, 12)
+    used = [client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": r}).json()["run"]["calibration_version"]
+            for r in (run_before, run_again)]
+    assert used == [calibrated["version"], calibrated["version"]]
+    assert again["p50"] == before["p50"] and again["p10"] == before["p10"] and again["p90"] == before["p90"]
+    _, run_after = forecast(client, lid, "2016-08-04T18:00:00+00:00", 12)  # issued after its cutoff: used
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_after}).json()["run"]
+    assert run["calibration_version"] == later.json()["version"]

@@ -90,3 +90,22 @@ def test_daylight_actuals_are_counted_from_the_latest_cutoff(db_url, calibration
     cutoff = pd.Timestamp("2016-07-21T20:00Z")
     run(db_url, lambda conn: store.write_calibration(conn, lid, {**calibration, "cutoff": cutoff}))
     assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 4}
+
+
+def test_a_forecast_issued_at_t_reads_the_calibration_with_the_latest_cutoff_not_after_t(db_url, calibration):
+    """Refits with later cutoffs (or a refit for an older time stored last) never reach a forecast issued before them."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [calibration at T]")))
+    lid = int(saved["location_id"].iloc[0])
+    cutoffs = [CUTOFF, CUTOFF + pd.Timedelta(days=10), CUTOFF + pd.Timedelta(days=5)]  # versions 1, 2, 3
+    for c in cutoffs:
+        run(db_url, lambda conn, c=c: store.write_calibration(conn, lid, {**calibration, "cutoff": c}))
+
+    def version_at(issue):
+        got = run(db_url, lambda conn: store.read_calibrations(conn, [lid], issue))
+        return got[lid]["version"] if lid in got else None
+
+    assert version_at(CUTOFF - pd.Timedelta(minutes=15)) is None  # every fit saw actuals after it
+    assert version_at(CUTOFF) == 1 and version_at(CUTOFF + pd.Timedelta(days=4)) == 1
+    assert version_at(CUTOFF + pd.Timedelta(days=7)) == 3
+    assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2 and version_at(CUTOFF + pd.Timedelta(days=30)) == 2
+    assert run(db_url, lambda conn: store.read_calibrations(conn, [lid]))[lid]["version"] == 3  # no time: latest
