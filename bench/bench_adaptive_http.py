@@ -244,9 +244,20 @@ def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, t
 def report_versions(rows, label):
     """When the plant's calibration changed (history day: version, cutoff) and the age of what runs used."""
     runs = rows.drop_duplicates("history_days")
-    changes = runs[runs["version"].fillna(0).ne(runs["version"].fillna(0).shift())]
-    listed = ", ".join(f"d{int(r.history_days)}: " + ("none" if np.isnan(r.version) else f"v{int(r.version)}")
-                       for r in changes.itertuples())
+    version = runs["version"].fillna(0).to_numpy()
+    changed = np.flatnonzero(np.r_[True, version[1:] != version[:-1]])
+    parts, k = [], 0
+    while k < len(changed):  # a change at every run over a stretch is listed as one range
+        j = k
+        while j + 1 < len(changed) and changed[j + 1] == changed[j] + 1:
+            j += 1
+        first, last = runs.iloc[changed[k]], runs.iloc[changed[j]]
+        name = "none" if np.isnan(first["version"]) else f"v{int(first['version'])}"
+        parts.append(f"d{int(first['history_days'])}: {name}" if j == k or np.isnan(first["version"]) else
+                     f"d{int(first['history_days'])}..d{int(last['history_days'])}: a new version every run "
+                     f"(v{int(first['version'])}..v{int(last['version'])})")
+        k = j + 1 if j > k and not np.isnan(first["version"]) else k + 1
+    listed = ", ".join(parts)
     print(f"calibration version by history day (changes), {label}: {listed}")
     for lo, hi, name in ba.HISTORY_BUCKETS:
         sel = runs[(runs["history_days"] >= lo) & (runs["history_days"] < hi)]
