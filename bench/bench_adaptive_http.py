@@ -130,11 +130,14 @@ def wait_refits(client, log_path, offset, auto_ids, issue, db_url, threshold, re
             latest = client.get(f"/api/v1/locations/{i}/calibration")
             if latest.status_code == 200 and pd.Timestamp(latest.json()["cutoff"]) == issue:
                 outcome[i] = "calibrated"
+                refused.pop(i, None)
         for e in events:
             if e.get("event") in REFIT_EVENTS and e.get("location_id") in due - set(outcome):
                 outcome[e["location_id"]] = e["event"]
                 if e["event"] == "refit_skipped":
                     refused[e["location_id"]] = counts[e["location_id"]]
+                else:
+                    refused.pop(e["location_id"], None)
         if time.monotonic() > deadline:
             for i in due - set(outcome):
                 outcome[i] = "not seen"
