@@ -1378,28 +1378,34 @@ async def read_calibration(db, location_id, version=None, *, tenant_id=None):
 async def read_calibrations(db, location_ids, issue_time=None, *, tenant_id=None):
     """The calibration of each location that has one for a forecast issued at ``issue_time`` (one query).
 
-    A forecast issued at T never sees actuals at or after T: it uses the
-    calibration with the latest cutoff at or before T (a fit reads actuals
-    before its cutoff; ties: the latest version), never one refitted later
-    with a later cutoff (a forecast re-issued for a past time, a hindcast).
+    A forecast issued at T never sees actuals at or after T: it uses, among
+    the calibrations whose actuals all precede T, the one fitted on the
+    latest (ties: the latest version), never one refitted later on actuals
+    after T (a past issue time forecast again, a hindcast). Whether a
+    calibration's actuals precede T: its ``diagnostics.actuals_end`` (the
+    last actual the fit read, recorded by the service) < T; without it, its
+    cutoff <= T (a fit reads actuals before its cutoff).
 
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
     location_ids : sequence of int
     issue_time : tz-aware Timestamp, optional
-        None: the latest version, whatever its cutoff.
+        None: the latest version, whatever its actuals.
 
     Returns
     -------
     dict
         location_id -> calibration dict (:func:`read_calibration`).
     """
+    data_end = "coalesce((diagnostics->>'actuals_end')::timestamptz, cutoff)"
     rows = await db.fetch(f"""
         SELECT DISTINCT ON (location_id) {", ".join(CALIBRATION_FIELDS)} FROM plant_calibrations
         WHERE location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2")}
-          AND cutoff <= coalesce($3::timestamptz, 'infinity')
-        ORDER BY location_id, CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE cutoff END DESC NULLS LAST,
+          AND ($3::timestamptz IS NULL OR CASE WHEN diagnostics ? 'actuals_end'
+                                               THEN (diagnostics->>'actuals_end')::timestamptz < $3::timestamptz
+                                               ELSE cutoff <= $3::timestamptz END)
+        ORDER BY location_id, CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE {data_end} END DESC NULLS LAST,
                  version DESC""",
         [int(i) for i in location_ids], tenant_id, utc(issue_time, "issue_time"))
     return {int(r["location_id"]): calibration_dict(r) for r in rows}

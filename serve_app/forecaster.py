@@ -245,8 +245,8 @@ class Forecaster:
         """The plants' calibrations for ``issue`` and, for those, the actuals of the intraday window before it.
 
         Only actuals strictly before the issue time are read, and only a
-        calibration whose cutoff is at or before it (a forecast issued at T
-        uses actuals with time < T, ``engine.store.read_calibrations``).
+        calibration fitted on actuals before it (a forecast issued at T uses
+        actuals with time < T, ``engine.store.read_calibrations``).
         """
         calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist(), issue)
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
@@ -281,6 +281,8 @@ class Forecaster:
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
         if not fit["ok"]:
             return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
+        # the last actual read: forecasts issued after it may use the fit (engine.store.read_calibrations)
+        fit = {**fit, "diagnostics": {**fit["diagnostics"], "actuals_end": actuals["time"].max().isoformat()}}
         version = await store.write_calibration(self.pool, location_id, fit, tenant_id=tenant_id)
         event("calibrated", location_id=location_id, version=version, dc_scale=fit["dc_scale"])
         return await store.read_calibration(self.pool, location_id, version)

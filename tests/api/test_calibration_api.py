@@ -229,3 +229,20 @@ def test_a_forecast_reissued_at_t_after_a_later_refit_is_unchanged(client, plant
     _, run_after = forecast(client, lid, "2016-08-04T18:00:00+00:00", 12)  # issued after its cutoff: used
     run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_after}).json()["run"]
     assert run["calibration_version"] == later.json()["version"]
+
+
+def test_a_client_replaying_a_past_period_may_calibrate_with_the_default_cutoff(client, plant, calibrated):
+    """``{}`` (cutoff now) fits on every stored actual; the fit records the last one it read, and forecasts
+    issued after it use the fit while one issued before it does not (its actuals are not all before T)."""
+    lid = plant[0]["location_id"]
+    now = client.post(f"/api/v1/locations/{lid}/calibrate", json={})
+    assert now.status_code == 200, now.text
+    end = pd.Timestamp(now.json()["diagnostics"]["actuals_end"])
+    assert end == plant[1].index.max()  # the last actual stored (2016-08-04 23:45 UTC)
+    used = {}
+    for issue in (end, end + pd.Timedelta(hours=18)):
+        _, run_id = forecast(client, lid, issue.isoformat(), 6)
+        used[issue] = client.get(f"/api/v1/forecast/location/{lid}",
+                                 params={"run_id": run_id}).json()["run"]["calibration_version"]
+    assert used[end] != now.json()["version"] and used[end] is not None
+    assert used[end + pd.Timedelta(hours=18)] == now.json()["version"]

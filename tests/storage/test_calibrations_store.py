@@ -92,8 +92,9 @@ def test_daylight_actuals_are_counted_from_the_latest_cutoff(db_url, calibration
     assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 4}
 
 
-def test_a_forecast_issued_at_t_reads_the_calibration_with_the_latest_cutoff_not_after_t(db_url, calibration):
-    """Refits with later cutoffs (or a refit for an older time stored last) never reach a forecast issued before them."""
+def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actuals_before_t(db_url, calibration):
+    """Refits on actuals at or after T never reach a forecast issued at T; of the others, the one fitted on the
+    latest actuals (its recorded last actual, else its cutoff), whatever the order the versions were stored in."""
     saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [calibration at T]")))
     lid = int(saved["location_id"].iloc[0])
     cutoffs = [CUTOFF, CUTOFF + pd.Timedelta(days=10), CUTOFF + pd.Timedelta(days=5)]  # versions 1, 2, 3
@@ -109,3 +110,11 @@ def test_a_forecast_issued_at_t_reads_the_calibration_with_the_latest_cutoff_not
     assert version_at(CUTOFF + pd.Timedelta(days=7)) == 3
     assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2 and version_at(CUTOFF + pd.Timedelta(days=30)) == 2
     assert run(db_url, lambda conn: store.read_calibrations(conn, [lid]))[lid]["version"] == 3  # no time: latest
+    # a fit with a late cutoff (a client replaying a past period calibrates "now") whose last actual read is known
+    end = CUTOFF + pd.Timedelta(days=8)
+    late = {**calibration, "cutoff": CUTOFF + pd.Timedelta(days=400),
+            "diagnostics": {**calibration["diagnostics"], "actuals_end": end.isoformat()}}
+    assert run(db_url, lambda conn: store.write_calibration(conn, lid, late)) == 4
+    assert version_at(end) == 3  # its last actual is not before T
+    assert version_at(end + pd.Timedelta(minutes=15)) == 4 and version_at(CUTOFF + pd.Timedelta(days=9)) == 4
+    assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2  # fitted on later actuals than version 4
