@@ -1433,11 +1433,15 @@ async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
 
 
 async def count_actuals_after(db, location_ids, *, tenant_id=None):
-    """Daylight actuals (``power_kw > 0``) at or after each location's latest calibration cutoff.
+    """Daylight actuals (``power_kw > 0``) ingested after each location's latest calibration was stored.
 
-    A location without a calibration counts all its daylight actuals.
+    A location without a calibration counts all its daylight actuals. What
+    counts is arrival, not measurement time: actuals measured before a
+    cutoff but sent after the fit (yesterday's data sent the next day) are
+    new to the next fit, and a client replaying a past period after a fit
+    with the default cutoff (now) still reaches the threshold.
 
-    The refit policy (``adaptation.refit_after_actuals`` of the service
+    The refit policy (``adaptation.refit_after_daylight_actuals`` of the service
     settings) compares this count with its threshold.
 
     Returns
@@ -1447,9 +1451,9 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
     """
     rows = await db.fetch("""
         SELECT l.location_id, count(a.time) AS n FROM locations l
-        LEFT JOIN LATERAL (SELECT max(cutoff) AS cutoff FROM plant_calibrations c
+        LEFT JOIN LATERAL (SELECT max(created_at) AS created_at FROM plant_calibrations c
                            WHERE c.location_id = l.location_id) c ON true
-        LEFT JOIN actuals a ON a.location_id = l.location_id AND a.time >= coalesce(c.cutoff, '-infinity')
+        LEFT JOIN actuals a ON a.location_id = l.location_id AND a.ingested_at > coalesce(c.created_at, '-infinity')
                                AND a.power_kw > 0
         WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)
