@@ -117,8 +117,8 @@ async def daylight_counts(db_url, location_ids):
 def wait_refits(client, log_path, offset, auto_ids, issue, db_url, threshold, refused, timeout):
     """Wait until every due refit of ``auto_ids`` ended (stored, skipped or failed); its log offset and outcome.
 
-    Due: the service's count of new daylight actuals reached ``threshold`` since the plant's latest
-    cutoff (or since the count at its last skipped refit, ``refused``: the service's own rule).
+    Due: the service's count of new daylight actuals (``engine.store.count_actuals_after``) reached
+    ``threshold`` (or ``threshold`` more than at its last skipped refit, ``refused``: the service's own rule).
     """
     counts = asyncio.run(daylight_counts(db_url, auto_ids)) if threshold else {}
     due = {i for i in auto_ids if counts.get(i, 0) - refused.get(i, 0) >= threshold} if threshold else set()
