@@ -1439,7 +1439,7 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
     counts is arrival, not measurement time: actuals measured before a
     cutoff but sent after the fit (yesterday's data sent the next day) are
     new to the next fit, and a client replaying a past period after a fit
-    with the default cutoff (now) still reaches the threshold.
+    with a cutoff past its last actual still reaches the threshold.
 
     The refit policy (``adaptation.refit_after_daylight_actuals`` of the service
     settings) compares this count with its threshold.

@@ -231,18 +231,19 @@ def test_a_forecast_reissued_at_t_after_a_later_refit_is_unchanged(client, plant
     assert run["calibration_version"] == later.json()["version"]
 
 
-def test_a_client_replaying_a_past_period_may_calibrate_with_the_default_cutoff(client, plant, calibrated):
-    """``{}`` (cutoff now) fits on every stored actual; the fit records the last one it read, and forecasts
-    issued after it use the fit while one issued before it does not (its actuals are not all before T)."""
+def test_a_calibration_serves_forecasts_issued_after_its_last_actual_even_before_its_cutoff(client, plant, calibrated):
+    """A cutoff after the last stored actual (a client replaying a past period calibrates "up to now"): the fit
+    records the last actual it read, and a forecast issued after that actual uses the fit while one issued at it
+    does not (its actuals are not all before T)."""
     lid = plant[0]["location_id"]
-    now = client.post(f"/api/v1/locations/{lid}/calibrate", json={})
-    assert now.status_code == 200, now.text
-    end = pd.Timestamp(now.json()["diagnostics"]["actuals_end"])
+    fit = client.post(f"/api/v1/locations/{lid}/calibrate", json={"cutoff": "2016-08-20T00:00:00+00:00"})
+    assert fit.status_code == 200, fit.text
+    end = pd.Timestamp(fit.json()["diagnostics"]["actuals_end"])
     assert end == plant[1].index.max()  # the last actual stored (2016-08-04 23:45 UTC)
     used = {}
     for issue in (end, end + pd.Timedelta(hours=18)):
         _, run_id = forecast(client, lid, issue.isoformat(), 6)
         used[issue] = client.get(f"/api/v1/forecast/location/{lid}",
                                  params={"run_id": run_id}).json()["run"]["calibration_version"]
-    assert used[end] != now.json()["version"] and used[end] is not None
-    assert used[end + pd.Timedelta(hours=18)] == now.json()["version"]
+    assert used[end] != fit.json()["version"] and used[end] is not None
+    assert used[end + pd.Timedelta(hours=18)] == fit.json()["version"]

@@ -81,7 +81,7 @@ def test_runs_record_their_calibration_version(db_url, location_id):
 
 def test_daylight_actuals_are_counted_from_the_latest_calibration_by_arrival(db_url, calibration):
     """New to a refit: daylight actuals that arrived after the latest calibration was stored, whatever their time
-    (yesterday's data sent after today's fit; a past period replayed after a fit with the default cutoff)."""
+    (yesterday's data sent after today's fit; a past period replayed after a fit with a later cutoff)."""
     saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit count]")))
     lid = int(saved["location_id"].iloc[0])
     times = pd.date_range("2016-07-21T18:00Z", periods=16, freq="15min")
