@@ -124,7 +124,7 @@ def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actua
     assert version_at(CUTOFF + pd.Timedelta(days=7)) == 3
     assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2 and version_at(CUTOFF + pd.Timedelta(days=30)) == 2
     assert run(db_url, lambda conn: store.read_calibrations(conn, [lid]))[lid]["version"] == 3  # no time: latest
-    # a fit with a late cutoff (a client replaying a past period calibrates up to a later time) whose last actual read is known
+    # a late cutoff (a client replaying a past period calibrates up to a later time), its last actual read known
     end = CUTOFF + pd.Timedelta(days=8)
     late = {**calibration, "cutoff": CUTOFF + pd.Timedelta(days=400),
             "diagnostics": {**calibration["diagnostics"], "actuals_end": end.isoformat()}}
