@@ -79,7 +79,8 @@ def json_rows(frame):
 def plant_record(name, capacity_dc_kw, tilt, azimuth):
     """``POST /api/v1/locations`` record of bench_adaptive.py's plant as entered (``engine.data.site_location``)."""
     loc = data.site_location(ba.CONFIG["site"], 1, ba.CAP, capacity_dc_kw).assign(tilt=tilt, azimuth=azimuth)
-    fields = [c for c in validation.LOCATION_COLUMNS if c not in ("export_limit_kw", "axis_azimuth", "max_angle", "gcr")]
+    unused = ("export_limit_kw", "axis_azimuth", "max_angle", "gcr")  # none, or not a tracker: the defaults
+    fields = [c for c in validation.LOCATION_COLUMNS if c not in unused]
     return {**{c: (v.item() if hasattr(v, "item") else v) for c, v in loc[fields].iloc[0].items()}, "name": name}
 
 
