@@ -108,9 +108,12 @@ def adapted_forecast(location, known, times, model, issue, cal, skyline=True):
                                        "ml", issue, adaptation=adapt)[COLS].to_numpy()
 
 
-def day_ahead_walk(power, weather, location, model, tz, stated=True):
-    """Rows of every day-ahead run: measured, global, adapted (with and without orientation tuning), PVWatts baseline."""
-    days = pd.date_range("2016-07-02", "2016-10-12", freq="D")
+def day_ahead_walk(power, weather, location, model, tz, stated=True, days=None):
+    """Rows of every day-ahead run: measured, global, adapted (with and without orientation tuning), PVWatts baseline.
+
+    ``days``: the local days forecast (default: 2016-07-02..10-12).
+    """
+    days = pd.date_range("2016-07-02", "2016-10-12", freq="D") if days is None else days
     out = []
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
     for d in days:

@@ -1506,18 +1506,39 @@ async def read_calibration(db, location_id, version=None, *, tenant_id=None):
     return None if row is None else calibration_dict(row)
 
 
-async def read_calibrations(db, location_ids, *, tenant_id=None):
-    """The latest calibration of each location that has one (one query).
+async def read_calibrations(db, location_ids, issue_time=None, *, tenant_id=None):
+    """The calibration of each location that has one for a forecast issued at ``issue_time`` (one query).
+
+    A forecast issued at T never sees actuals at or after T: it uses, among
+    the calibrations whose actuals all precede T, the one fitted on the
+    latest (ties: the latest version), never one refitted later on actuals
+    after T (a past issue time forecast again, a hindcast). Whether a
+    calibration's actuals precede T: its ``diagnostics.actuals_end`` (the
+    last actual the fit read, recorded by the service) < T; without it, its
+    cutoff <= T (a fit reads actuals before its cutoff).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_ids : sequence of int
+    issue_time : tz-aware Timestamp, optional
+        None: the latest version, whatever its actuals.
 
     Returns
     -------
     dict
         location_id -> calibration dict (:func:`read_calibration`).
     """
+    data_end = "coalesce((diagnostics->>'actuals_end')::timestamptz, cutoff)"
     rows = await db.fetch(f"""
         SELECT DISTINCT ON (location_id) {", ".join(CALIBRATION_FIELDS)} FROM plant_calibrations
         WHERE location_id = ANY($1::bigint[]) AND {TENANT_OWNS.format("$2")}
-        ORDER BY location_id, version DESC""", [int(i) for i in location_ids], tenant_id)
+          AND ($3::timestamptz IS NULL OR CASE WHEN diagnostics ? 'actuals_end'
+                                               THEN (diagnostics->>'actuals_end')::timestamptz < $3::timestamptz
+                                               ELSE cutoff <= $3::timestamptz END)
+        ORDER BY location_id, CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE {data_end} END DESC NULLS LAST,
+                 version DESC""",
+        [int(i) for i in location_ids], tenant_id, utc(issue_time, "issue_time"))
     return {int(r["location_id"]): calibration_dict(r) for r in rows}
 
 
@@ -1544,11 +1565,15 @@ async def read_actuals(db, location_ids, start, end, *, tenant_id=None):
 
 
 async def count_actuals_after(db, location_ids, *, tenant_id=None):
-    """Daylight actuals (``power_kw > 0``) at or after each location's latest calibration cutoff.
+    """Daylight actuals (``power_kw > 0``) ingested after each location's latest calibration was stored.
 
-    A location without a calibration counts all its daylight actuals.
+    A location without a calibration counts all its daylight actuals. What
+    counts is arrival, not measurement time: actuals measured before a
+    cutoff but sent after the fit (yesterday's data sent the next day) are
+    new to the next fit, and a client replaying a past period after a fit
+    with a cutoff past its last actual still reaches the threshold.
 
-    The refit policy (``adaptation.refit_after_actuals`` of the service
+    The refit policy (``adaptation.refit_after_daylight_actuals`` of the service
     settings) compares this count with its threshold.
 
     Returns
@@ -1558,9 +1583,9 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
     """
     rows = await db.fetch("""
         SELECT l.location_id, count(a.time) AS n FROM locations l
-        LEFT JOIN LATERAL (SELECT max(cutoff) AS cutoff FROM plant_calibrations c
+        LEFT JOIN LATERAL (SELECT max(created_at) AS created_at FROM plant_calibrations c
                            WHERE c.location_id = l.location_id) c ON true
-        LEFT JOIN actuals a ON a.location_id = l.location_id AND a.time >= coalesce(c.cutoff, '-infinity')
+        LEFT JOIN actuals a ON a.location_id = l.location_id AND a.ingested_at > coalesce(c.created_at, '-infinity')
                                AND a.power_kw > 0
         WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)

@@ -251,13 +251,14 @@ class Forecaster:
         return remote_feature_task.options(num_cpus=task_cpus).remote(*args, **kwargs)
 
     async def calibration_inputs(self, locations, issue):
-        """The plants' latest calibrations and, for those, the actuals of the intraday window before ``issue``.
+        """The plants' calibrations for ``issue`` and, for those, the actuals of the intraday window before it.
 
-        Only actuals strictly before the issue time are read (a forecast issued
-        at T uses actuals with time < T); period means are at the middle of
-        their period (``engine.adaptation.actual_instants``).
+        Only actuals strictly before the issue time are read, and only a
+        calibration fitted on actuals before it (a forecast issued at T uses
+        actuals with time < T, ``engine.store.read_calibrations``); period
+        means are at the middle of their period (``engine.adaptation.actual_instants``).
         """
-        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist())
+        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist(), issue)
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
@@ -291,6 +292,8 @@ class Forecaster:
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
         if not fit["ok"]:
             return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
+        # the last actual read: forecasts issued after it may use the fit (engine.store.read_calibrations)
+        fit = {**fit, "diagnostics": {**fit["diagnostics"], "actuals_end": actuals["time"].max().isoformat()}}
         version = await store.write_calibration(self.pool, location_id, fit, tenant_id=tenant_id)
         event("calibrated", location_id=location_id, version=version, dc_scale=fit["dc_scale"])
         return await store.read_calibration(self.pool, location_id, version)

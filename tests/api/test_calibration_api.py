@@ -262,3 +262,39 @@ def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(cl
     _, run_id = forecast(client, lid, "2016-08-02T18:00:00+00:00", 24)
     run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
     assert run["calibration_version"] == 1
+
+
+def test_a_forecast_reissued_at_t_after_a_later_refit_is_unchanged(client, plant, calibrated):
+    """A refit with a cutoff after T (actuals after T) never reaches a forecast issued at T: re-issued after it,
+    the run records the calibration it used before and its values are the same (issue 10: no future data)."""
+    lid = plant[0]["location_id"]
+    issue = "2016-07-29T18:00:00+00:00"
+    before, run_before = forecast(client, lid, issue, 12)
+    later = client.post(f"/api/v1/locations/{lid}/calibrate", json={"cutoff": "2016-08-04T00:00:00+00:00"})
+    assert later.status_code == 200 and later.json()["version"] > calibrated["version"], later.text
+    again, run_again = forecast(client, lid, issue, 12)
+    used = [client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": r}).json()["run"]["calibration_version"]
+            for r in (run_before, run_again)]
+    assert used == [calibrated["version"], calibrated["version"]]
+    assert again["p50"] == before["p50"] and again["p10"] == before["p10"] and again["p90"] == before["p90"]
+    _, run_after = forecast(client, lid, "2016-08-04T18:00:00+00:00", 12)  # issued after its cutoff: used
+    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_after}).json()["run"]
+    assert run["calibration_version"] == later.json()["version"]
+
+
+def test_a_calibration_serves_forecasts_issued_after_its_last_actual_even_before_its_cutoff(client, plant, calibrated):
+    """A cutoff after the last stored actual (a client replaying a past period calibrates "up to now"): the fit
+    records the last actual it read, and a forecast issued after that actual uses the fit while one issued at it
+    does not (its actuals are not all before T)."""
+    lid = plant[0]["location_id"]
+    fit = client.post(f"/api/v1/locations/{lid}/calibrate", json={"cutoff": "2016-08-20T00:00:00+00:00"})
+    assert fit.status_code == 200, fit.text
+    end = pd.Timestamp(fit.json()["diagnostics"]["actuals_end"])
+    assert end == plant[1].index.max()  # the last actual stored (2016-08-04 23:45 UTC)
+    used = {}
+    for issue in (end, end + pd.Timedelta(hours=18)):
+        _, run_id = forecast(client, lid, issue.isoformat(), 6)
+        used[issue] = client.get(f"/api/v1/forecast/location/{lid}",
+                                 params={"run_id": run_id}).json()["run"]["calibration_version"]
+    assert used[end] != fit.json()["version"] and used[end] is not None
+    assert used[end + pd.Timedelta(hours=18)] == fit.json()["version"]

@@ -61,7 +61,7 @@ def test_read_actuals_window_is_half_open(db_url, location_id):
     assert list(got["time"]) == list(times[1:4])
     assert len(run(db_url, lambda conn: store.read_actuals(conn, [location_id], None, None))) == 8
     counts = run(db_url, lambda conn: store.count_actuals_after(conn, [location_id]))
-    assert counts[location_id] == 0  # every actual is before the stored calibrations' cutoff (2016-07-22)
+    assert counts[location_id] == 7  # sent after the stored calibrations (before their cutoff): new to a refit
 
 
 def test_actuals_keep_their_averaging_period_and_default_to_instants(db_url, location_id):
@@ -99,14 +99,56 @@ def test_runs_record_their_calibration_version(db_url, location_id):
     assert stored["calibration_version"] is None
 
 
-def test_daylight_actuals_are_counted_from_the_latest_cutoff(db_url, calibration):
+def test_daylight_actuals_are_counted_from_the_latest_calibration_by_arrival(db_url, calibration):
+    """New to a refit: daylight actuals that arrived after the latest calibration was stored, whatever their time
+    (yesterday's data sent after today's fit; a past period replayed after a fit with a later cutoff)."""
     saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit count]")))
     lid = int(saved["location_id"].iloc[0])
-    times = pd.date_range("2016-07-21T18:00Z", periods=16, freq="15min")  # 8 before, 8 after 2016-07-23
+    times = pd.date_range("2016-07-21T18:00Z", periods=16, freq="15min")
     power = np.where(np.arange(16) % 2 == 0, 1.0, 0.0)  # half of them zero: not counted as daylight
-    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({"location_id": lid, "time": times,
-                                                                     "power_kw": power})))
-    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 8}  # no calibration: all
-    cutoff = pd.Timestamp("2016-07-21T20:00Z")
-    run(db_url, lambda conn: store.write_calibration(conn, lid, {**calibration, "cutoff": cutoff}))
-    assert run(db_url, lambda conn: store.count_actuals_after(conn, [lid])) == {lid: 4}
+
+    def send(t, p):
+        run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({"location_id": lid, "time": t,
+                                                                         "power_kw": p})))
+
+    def count():
+        return run(db_url, lambda conn: store.count_actuals_after(conn, [lid]))[lid]
+
+    send(times[:8], power[:8])
+    assert count() == 4  # no calibration: all
+    run(db_url, lambda conn: store.write_calibration(conn, lid, {**calibration,
+                                                                 "cutoff": pd.Timestamp("2030-01-01T00:00Z")}))
+    assert count() == 0
+    send(times[8:], power[8:])  # measured before the cutoff, sent after the fit: new
+    assert count() == 4
+    send(times[:8], power[:8])  # the same values sent again: nothing new
+    assert count() == 4
+
+
+
+def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actuals_before_t(db_url, calibration):
+    """Refits on actuals at or after T never reach a forecast issued at T; of the others, the one fitted on the
+    latest actuals (its recorded last actual, else its cutoff), whatever the order the versions were stored in."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [calibration at T]")))
+    lid = int(saved["location_id"].iloc[0])
+    cutoffs = [CUTOFF, CUTOFF + pd.Timedelta(days=10), CUTOFF + pd.Timedelta(days=5)]  # versions 1, 2, 3
+    for c in cutoffs:
+        run(db_url, lambda conn, c=c: store.write_calibration(conn, lid, {**calibration, "cutoff": c}))
+
+    def version_at(issue):
+        got = run(db_url, lambda conn: store.read_calibrations(conn, [lid], issue))
+        return got[lid]["version"] if lid in got else None
+
+    assert version_at(CUTOFF - pd.Timedelta(minutes=15)) is None  # every fit saw actuals after it
+    assert version_at(CUTOFF) == 1 and version_at(CUTOFF + pd.Timedelta(days=4)) == 1
+    assert version_at(CUTOFF + pd.Timedelta(days=7)) == 3
+    assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2 and version_at(CUTOFF + pd.Timedelta(days=30)) == 2
+    assert run(db_url, lambda conn: store.read_calibrations(conn, [lid]))[lid]["version"] == 3  # no time: latest
+    # a late cutoff (a client replaying a past period calibrates up to a later time), its last actual read known
+    end = CUTOFF + pd.Timedelta(days=8)
+    late = {**calibration, "cutoff": CUTOFF + pd.Timedelta(days=400),
+            "diagnostics": {**calibration["diagnostics"], "actuals_end": end.isoformat()}}
+    assert run(db_url, lambda conn: store.write_calibration(conn, lid, late)) == 4
+    assert version_at(end) == 3  # its last actual is not before T
+    assert version_at(end + pd.Timedelta(minutes=15)) == 4 and version_at(CUTOFF + pd.Timedelta(days=9)) == 4
+    assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2  # fitted on later actuals than version 4
