@@ -244,11 +244,16 @@ class Forecaster:
 
     def features(self, local, *args, **kwargs):
         """:func:`feature_task` of a pass, awaitable: in the replica's executor when ``local`` (a few plants: no
-        task to schedule, no frames crossing processes), else a Ray task of ``forecast.feature_task_num_cpus``."""
+        task to schedule, no frames crossing processes), else a Ray task of ``forecast.feature_task_num_cpus``.
+
+        The tasks are placed with Ray's ``SPREAD`` strategy: a fleet's batches go over every node with free
+        CPU. Ray's default (hybrid) keeps tasks on the replica's node until it is about half busy, so on a
+        cluster whose head can still take them (fast batches, few in flight) an added node stayed idle.
+        On one node the two are the same."""
         if local:
             return asyncio.get_running_loop().run_in_executor(None, functools.partial(feature_task, *args, **kwargs))
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
-        return remote_feature_task.options(num_cpus=task_cpus).remote(*args, **kwargs)
+        return remote_feature_task.options(num_cpus=task_cpus, scheduling_strategy="SPREAD").remote(*args, **kwargs)
 
     async def calibration_inputs(self, locations, issue):
         """The plants' calibrations for ``issue`` and, for those, the actuals of the intraday window before it.
