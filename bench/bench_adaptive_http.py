@@ -186,6 +186,7 @@ def run_rows(values, times, y, day, history_days, cal, issue):
         "tilt": orient.get("tilt", np.nan) if orient.get("ok") else np.nan,
         "azimuth": orient.get("azimuth", np.nan) if orient.get("ok") else np.nan,
         "orientation_reason": orient.get("reason"),
+        "shaded_bins": int(np.count_nonzero(((cal or {}).get("shading") or {}).get("elevation", []))),
         "version": cal["version"] if ok else np.nan,
         "age_days": (issue - pd.Timestamp(cal["cutoff"])).total_seconds() / 86400 if ok else np.nan})
 
