@@ -381,7 +381,7 @@ class Forecaster:
         try:
             async with self.refit_slot, self.pool.acquire() as conn:
                 if not await store.try_refit_lock(conn, location_id):
-                    event("refit_skipped", location_id=location_id, reason="another replica refits it")
+                    event("refit_busy", location_id=location_id)  # another replica refits it now
                     return
                 try:
                     counts = await store.refit_counts(conn, [location_id])
