@@ -1608,23 +1608,26 @@ async def refit_counts(db, location_ids, *, tenant_id=None):
         ``location_id``; ``new_daylight``: daylight actuals (``power_kw > 0``)
         ingested after the latest calibration was stored (all of them without
         one: :func:`count_actuals_after`); ``calibrated`` (bool): the location
-        has a calibration; ``daylight_days``: distinct local days (the plant's
-        ``timezone``) with daylight actuals, whenever ingested (the days a
-        first fit could use: ``engine.tuning.MIN_DAYS``); ``last_time``: its
+        has a calibration; ``daylight_days``: of a location without one, the
+        distinct local days (the plant's ``timezone``) with daylight actuals
+        (the days a first fit could use: ``engine.tuning.MIN_DAYS``), 0 for a
+        calibrated one (its actuals are not scanned); ``last_time``: its
         latest actual (UTC, NaT without actuals). Unknown locations have no row.
     """
     rows = await db.fetch("""
         SELECT l.location_id, coalesce(n.n, 0) AS new_daylight, c.created_at IS NOT NULL AS calibrated,
-               coalesce(d.days, 0) AS daylight_days, d.last_time
+               coalesce(d.days, 0) AS daylight_days, t.last_time
         FROM locations l
         LEFT JOIN LATERAL (SELECT max(created_at) AS created_at FROM plant_calibrations c
                            WHERE c.location_id = l.location_id) c ON true
         LEFT JOIN LATERAL (SELECT count(*) AS n FROM actuals a
                            WHERE a.location_id = l.location_id AND a.power_kw > 0
                              AND a.ingested_at > coalesce(c.created_at, '-infinity')) n ON true
-        LEFT JOIN LATERAL (SELECT count(DISTINCT (a.time AT TIME ZONE l.timezone)::date)
-                                  FILTER (WHERE a.power_kw > 0) AS days, max(a.time) AS last_time
-                           FROM actuals a WHERE a.location_id = l.location_id) d ON true
+        LEFT JOIN LATERAL (SELECT count(DISTINCT (a.time AT TIME ZONE l.timezone)::date) AS days FROM actuals a
+                           WHERE a.location_id = l.location_id AND a.power_kw > 0
+                             AND c.created_at IS NULL) d ON true  -- a calibrated plant's actuals are not scanned
+        LEFT JOIN LATERAL (SELECT max(a.time) AS last_time FROM actuals a
+                           WHERE a.location_id = l.location_id) t ON true  -- the primary key's last entry
         WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         ORDER BY l.location_id""", [int(i) for i in location_ids], tenant_id)
     out = frame(rows, ("location_id", "new_daylight", "calibrated", "daylight_days", "last_time"),

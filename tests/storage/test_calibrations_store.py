@@ -130,7 +130,7 @@ def test_daylight_actuals_are_counted_from_the_latest_calibration_by_arrival(db_
 def test_refit_counts_give_local_days_with_daylight_actuals_and_the_latest_actual(db_url, calibration):
     """What the refit policy decides on (engine.adaptation.refits_due): the days a first fit could use are the
     plant's LOCAL days with daylight actuals (an evening in Denver is the next UTC day), the latest actual is the
-    policy's cutoff, and a calibration resets the new daylight count but not the days."""
+    policy's cutoff, and a calibration resets the new daylight count (the days only matter to a first fit)."""
     saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit counts]")))
     row = saved.iloc[0]
     lid = int(row["location_id"])
@@ -144,7 +144,7 @@ def test_refit_counts_give_local_days_with_daylight_actuals_and_the_latest_actua
     assert got.iloc[0]["last_time"] == times[-1]
     run(db_url, lambda conn: store.write_calibration(conn, lid, calibration))
     got = run(db_url, lambda conn: store.refit_counts(conn, [lid]))
-    assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [0, True, 1]
+    assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [0, True, 0]
 
 
 def test_one_refit_lock_per_plant_across_sessions(db_url, location_id):
