@@ -120,14 +120,15 @@ def wait_refits(client, log_path, offset, auto_ids, ours, db_url, policy, refuse
     """Wait until every due refit of ``auto_ids`` ended (stored, skipped or failed); its log offset and outcome.
 
     Due: the service's own rule (``engine.adaptation.refits_due`` on ``engine.store.refit_counts``, ``policy`` =
-    (threshold, first days), ``refused`` as the service keeps it). ``ours(calibration)``: whether a stored
+    ``refused`` as the service keeps it). ``ours(calibration)``: whether a stored
     calibration is this refit's (its cutoff is the issue time, or its last actual the last one sent).
+    ``policy``: ``engine.adaptation.refit_policy`` of the service's settings.
     """
-    threshold, first_days = policy
+    threshold, first_days, column = policy
     counts = asyncio.run(refit_counts(db_url, auto_ids)) if threshold else None
-    due = set(adaptation.refits_due(counts, threshold, first_days, refused).tolist()) if threshold else set()
-    at = {} if counts is None else {int(r.location_id): (int(r.new_daylight), int(r.daylight_days))
-                                    for r in counts.itertuples()}
+    due = set(adaptation.refits_due(counts, threshold, first_days, refused, column).tolist()) if threshold else set()
+    at = {} if counts is None else dict(zip(counts["location_id"].tolist(),
+                                            zip(counts[column].astype(float), counts["daylight_days"].astype(int))))
     outcome = {}
     deadline = time.monotonic() + timeout
     while due - set(outcome):
@@ -362,7 +363,7 @@ def main():
             out, log = {}, []
             try:
                 walk(client, plants, power, weather, days, args.actuals, workdir / "serve.log", url,
-                     (threshold, settings["adaptation"].get("refit_first_after_days")),
+                     adaptation.refit_policy({**settings["adaptation"], **(overrides or {}).get("adaptation", {})}),
                      args.refit_wait, time.monotonic() + budget, out, log)
             finally:  # a walk cut short (SIGTERM of `timeout`, an error) still reports its days
                 walks = {i: pd.concat(r, ignore_index=True) for i, r in out.items()}

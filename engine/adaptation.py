@@ -476,7 +476,19 @@ def tuning_table(calibrations):
                          "version": [int(calibrations[i]["version"]) for i in ids]})
 
 
-def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None):
+def refit_policy(conf):
+    """(threshold, first days, counted column) of :func:`refits_due` from the ``adaptation`` settings.
+
+    ``refit_after_daylight_hours`` (h), when set, counts the hours the new
+    daylight actuals stand for; else ``refit_after_daylight_actuals`` counts
+    values. Either 0 (or the hours unset and the values 0) turns the policy off.
+    """
+    if conf.get("refit_after_daylight_hours"):
+        return conf["refit_after_daylight_hours"], conf.get("refit_first_after_days"), "new_daylight_hours"
+    return conf["refit_after_daylight_actuals"], conf.get("refit_first_after_days"), "new_daylight"
+
+
+def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None, column="new_daylight"):
     """The plants the refit policy refits now (``adaptation`` of ``configs/service.yaml``).
 
     A plant is due when ``threshold`` daylight actuals arrived since its
@@ -491,14 +503,17 @@ def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None):
     Parameters
     ----------
     counts : DataFrame
-        ``engine.store.refit_counts``: ``location_id``, ``new_daylight``,
-        ``calibrated``, ``daylight_days``.
-    threshold : int
-        Daylight actuals (values); 0 turns the policy off.
+        ``engine.store.refit_counts``: ``location_id``, ``new_daylight``
+        (values) or ``new_daylight_hours`` (h), ``calibrated``, ``daylight_days``.
+    threshold : float
+        New daylight actuals of ``column`` (values, or h); 0 turns the policy off.
     first_days : int or None
         Local days of a first fit; 0 or None: a first fit waits for ``threshold`` too.
     refused : dict, optional
-        location_id -> (``new_daylight``, ``daylight_days``) when its last refit was refused.
+        location_id -> (``column``, ``daylight_days``) when its last refit was refused.
+    column : {'new_daylight', 'new_daylight_hours'}
+        What ``threshold`` counts: values, or the hours they stand for (the
+        same threshold for 1-min, 15-min and hourly actuals).
 
     Returns
     -------
@@ -509,8 +524,8 @@ def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None):
     if not threshold or not len(ids):
         return ids[:0]
     refused = refused or {}
-    before = np.array([refused.get(i, (0, -1)) for i in ids.tolist()], dtype="int64").reshape(len(ids), 2)
-    new = counts["new_daylight"].to_numpy("int64")
+    before = np.array([refused.get(i, (0, -1)) for i in ids.tolist()], dtype="float64").reshape(len(ids), 2)
+    new = counts[column].to_numpy("float64")
     days = counts["daylight_days"].to_numpy("int64")
     due = new - before[:, 0] >= threshold
     if first_days:

@@ -324,7 +324,7 @@ class Forecaster:
         time of the plant's latest pass, or None (its actuals arrived: just
         after its latest actual).
         """
-        if not self.settings["adaptation"]["refit_after_daylight_actuals"]:
+        if not adaptation.refit_policy(self.settings["adaptation"])[0]:
             return
         self.refit_pending.update(dict.fromkeys(location_ids, cutoff))
         if self.refit_check is not None:
@@ -346,19 +346,20 @@ class Forecaster:
     async def refit_due(self, location_ids, cutoff=None):
         """Start a background refit of every plant due (``engine.adaptation.refits_due``); returns their ids.
 
-        ``adaptation.refit_after_daylight_actuals`` new daylight actuals, or,
-        for a plant without a calibration, ``refit_first_after_days`` local
+        ``adaptation.refit_after_daylight_actuals`` new daylight actuals (or
+        ``refit_after_daylight_hours`` of them: ``engine.adaptation.refit_policy``),
+        or, for a plant without a calibration, ``refit_first_after_days`` local
         days of them; 0 turns the policy off. ``cutoff`` None: just after each
         plant's latest actual (at most now). A refit runs off the caller's
         path (:meth:`refit`); its calibration serves the forecasts issued
         after its last actual.
         """
         conf = self.settings["adaptation"]
-        if not conf["refit_after_daylight_actuals"]:
+        if not adaptation.refit_policy(conf)[0]:
             return []
         counts = await store.refit_counts(self.pool, location_ids)
-        due = adaptation.refits_due(counts, conf["refit_after_daylight_actuals"], conf.get("refit_first_after_days"),
-                                    self.refit_refused).tolist()
+        threshold, first_days, column = adaptation.refit_policy(conf)
+        due = adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column).tolist()
         due = [i for i in due if i not in self.refits]
         last = dict(zip(counts["location_id"].tolist(), counts["last_time"]))
         now = pd.Timestamp.now(tz="UTC")
@@ -385,13 +386,13 @@ class Forecaster:
                     return
                 try:
                     counts = await store.refit_counts(conn, [location_id])
-                    if not len(adaptation.refits_due(counts, conf["refit_after_daylight_actuals"],
-                                                     conf.get("refit_first_after_days"), self.refit_refused)):
+                    threshold, first_days, column = adaptation.refit_policy(conf)
+                    if not len(adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column)):
                         return
                     result = await self.calibrate(location_id, cutoff)
                     if "error" in result:
                         row = counts.iloc[0]
-                        self.refit_refused[location_id] = (int(row["new_daylight"]), int(row["daylight_days"]))
+                        self.refit_refused[location_id] = (float(row[column]), int(row["daylight_days"]))
                         event("refit_skipped", location_id=location_id, reason=result["error"][2])
                     else:
                         self.refit_refused.pop(location_id, None)

@@ -8,7 +8,7 @@ import pandas as pd
 import ray
 from fastapi import Depends, HTTPException, Path, Request
 
-from engine import planes, store, validation
+from engine import adaptation, planes, store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
 from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
@@ -141,7 +141,7 @@ async def ingest(request, service, kind, tenant_id):
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
     arrived = result.pop("location_ids", None)
-    if arrived and service.settings["adaptation"]["refit_after_daylight_actuals"]:
+    if arrived and adaptation.refit_policy(service.settings["adaptation"])[0]:
         notify_arrival(service, arrived)
     return json_response(result)
 

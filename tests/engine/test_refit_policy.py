@@ -52,3 +52,20 @@ def test_a_calibrated_plant_waits_for_the_threshold_and_zero_turns_the_policy_of
     assert not len(adaptation.refits_due(counts(days.iloc[k - 1], calibrated=True), THRESHOLD, tuning.MIN_DAYS))
     assert len(adaptation.refits_due(counts(days.iloc[k], calibrated=True), THRESHOLD, tuning.MIN_DAYS))
     assert not len(adaptation.refits_due(counts(days.iloc[-1]), 0, tuning.MIN_DAYS))
+
+
+def test_counted_in_hours_hourly_and_quarter_hourly_actuals_refit_after_the_same_days(days):
+    """refit_after_daylight_hours: 100 h of daylight is 400 15-min values or 100 hourly means, the same days."""
+    quarter = days.assign(new_daylight_hours=days["new_daylight"] * 0.25)
+    hourly = days.assign(new_daylight=days["new_daylight"] // 4, new_daylight_hours=days["new_daylight"] // 4)
+
+    def first_due(frame, threshold, column):
+        return next(k for k in range(len(frame)) if len(adaptation.refits_due(
+            counts(frame.iloc[k], calibrated=True).assign(new_daylight_hours=frame.iloc[k]["new_daylight_hours"]),
+            threshold, tuning.MIN_DAYS, None, column)))
+    by_hours = (first_due(quarter, 100, "new_daylight_hours"), first_due(hourly, 100, "new_daylight_hours"))
+    assert by_hours[0] == by_hours[1] == first_due(quarter, 400, "new_daylight")
+    assert first_due(hourly, 400, "new_daylight") > by_hours[1]  # counted in values, hourly data waits 4x longer
+    settings = {"refit_after_daylight_actuals": 400, "refit_after_daylight_hours": 100, "refit_first_after_days": 7}
+    assert adaptation.refit_policy(settings) == (100, 7, "new_daylight_hours")
+    assert adaptation.refit_policy({**settings, "refit_after_daylight_hours": None}) == (400, 7, "new_daylight")

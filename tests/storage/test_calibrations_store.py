@@ -147,6 +147,24 @@ def test_refit_counts_give_local_days_with_daylight_actuals_and_the_latest_actua
     assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [0, True, 0]
 
 
+def test_refit_counts_give_the_hours_new_daylight_actuals_stand_for(db_url):
+    """refit_after_daylight_hours counts hours, whatever the data's spacing: a period mean stands for its period,
+    an instantaneous sample for its spacing to the previous one (at most 1 h: a gap is not daylight)."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit hours]")))
+    hourly, quarter = (int(i) for i in saved["location_id"].iloc[:2])
+    means = pd.date_range("2016-07-21T16:00Z", periods=4, freq="1h")
+    samples = pd.date_range("2016-07-21T16:00Z", periods=9, freq="15min").append(
+        pd.DatetimeIndex(["2016-07-21T22:00Z"]))  # the last one 3.75 h after the previous: counts 1 h
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": hourly, "time": means, "power_kw": 1.0, "period_minutes": 60})))
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": quarter, "time": samples, "power_kw": 1.0})))
+    got = run(db_url, lambda conn: store.refit_counts(conn, [hourly, quarter])).set_index("location_id")
+    assert got.loc[hourly, "new_daylight_hours"] == pytest.approx(4.0)
+    assert got.loc[quarter, "new_daylight_hours"] == pytest.approx(8 * 0.25 + 1.0)  # the first has no spacing
+    assert got["new_daylight"].tolist() == [4, 10]
+
+
 def test_one_refit_lock_per_plant_across_sessions(db_url, location_id):
     """A second session (another Forecaster replica) cannot take a plant's refit lock until it is released."""
     async def both(conn):
