@@ -18,9 +18,10 @@ the issue times, and every day D (issue time D 18:00 UTC):
    ``wait``), then ``GET /api/v1/forecast/location/{id}?run_id=`` (the values and the calibration
    version the run recorded) and that version's ``GET .../calibration?version=``.
 
-A background refit (``auto``) runs after the forecast that found it due; a real client's next run is a
-day later, so before it the client waits (at most ``--refit-wait`` s) until the refit is stored or the
-service logged that it skipped or failed it (its JSON events in the ``serve run`` log). All plants
+A background refit (``auto``) runs after the actuals or the forecast that made it due (the service checks
+its policy at both); a real client's next step is later, so the client waits (at most ``--refit-wait`` s)
+until the refit is stored or the service logged that it skipped or failed it (its JSON events in the
+``serve run`` log): after sending actuals, before the forecast, and after the forecast. All plants
 (both descriptions x the ``--policy`` modes) are walked by one service at once, one request per
 step for all of them.
 
@@ -55,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_adaptive as ba  # noqa: E402
 import service  # noqa: E402
 
-from engine import data, features, modelio, resources, store, validation  # noqa: E402
+from engine import adaptation, data, features, modelio, resources, store, validation  # noqa: E402
 
 ROOT = service.ROOT
 COLS = ba.COLS
@@ -106,37 +107,42 @@ def log_events(log_path, offset):
     return events, offset + len(chunk)
 
 
-async def daylight_counts(db_url, location_ids):
-    """The service's own count of new daylight actuals (``engine.store.count_actuals_after``)."""
+async def refit_counts(db_url, location_ids):
+    """The service's own counts of the refit policy (``engine.store.refit_counts``)."""
     conn = await asyncpg.connect(db_url)
     try:
-        return await store.count_actuals_after(conn, location_ids)
+        return await store.refit_counts(conn, location_ids)
     finally:
         await conn.close()
 
 
-def wait_refits(client, log_path, offset, auto_ids, issue, db_url, threshold, refused, timeout):
+def wait_refits(client, log_path, offset, auto_ids, ours, db_url, policy, refused, timeout):
     """Wait until every due refit of ``auto_ids`` ended (stored, skipped or failed); its log offset and outcome.
 
-    Due: the service's count of new daylight actuals (``engine.store.count_actuals_after``) reached
-    ``threshold`` (or ``threshold`` more than at its last skipped refit, ``refused``: the service's own rule).
+    Due: the service's own rule (``engine.adaptation.refits_due`` on ``engine.store.refit_counts``, ``policy`` =
+    ``refused`` as the service keeps it). ``ours(calibration)``: whether a stored
+    calibration is this refit's (its cutoff is the issue time, or its last actual the last one sent).
+    ``policy``: ``engine.adaptation.refit_policy`` of the service's settings.
     """
-    counts = asyncio.run(daylight_counts(db_url, auto_ids)) if threshold else {}
-    due = {i for i in auto_ids if counts.get(i, 0) - refused.get(i, 0) >= threshold} if threshold else set()
+    threshold, first_days, column = policy
+    counts = asyncio.run(refit_counts(db_url, auto_ids)) if threshold else None
+    due = set(adaptation.refits_due(counts, threshold, first_days, refused, column).tolist()) if threshold else set()
+    at = {} if counts is None else dict(zip(counts["location_id"].tolist(),
+                                            zip(counts[column].astype(float), counts["daylight_days"].astype(int))))
     outcome = {}
     deadline = time.monotonic() + timeout
     while due - set(outcome):
         events, offset = log_events(log_path, offset)
-        for i in due - set(outcome):  # stored: the latest version's cutoff is this run's issue time
+        for i in due - set(outcome):
             latest = client.get(f"/api/v1/locations/{i}/calibration")
-            if latest.status_code == 200 and pd.Timestamp(latest.json()["cutoff"]) == issue:
+            if latest.status_code == 200 and ours(latest.json()):
                 outcome[i] = "calibrated"
                 refused.pop(i, None)
         for e in events:
             if e.get("event") in REFIT_EVENTS and e.get("location_id") in due - set(outcome):
                 outcome[e["location_id"]] = e["event"]
                 if e["event"] == "refit_skipped":
-                    refused[e["location_id"]] = counts[e["location_id"]]
+                    refused[e["location_id"]] = at[e["location_id"]]
                 else:
                     refused.pop(e["location_id"], None)
         if time.monotonic() > deadline:
@@ -181,11 +187,12 @@ def run_rows(values, times, y, day, history_days, cal, issue):
         "tilt": orient.get("tilt", np.nan) if orient.get("ok") else np.nan,
         "azimuth": orient.get("azimuth", np.nan) if orient.get("ok") else np.nan,
         "orientation_reason": orient.get("reason"),
+        "shaded_bins": int(np.count_nonzero(((cal or {}).get("shading") or {}).get("elevation", []))),
         "version": cal["version"] if ok else np.nan,
         "age_days": (issue - pd.Timestamp(cal["cutoff"])).total_seconds() / 86400 if ok else np.nan})
 
 
-def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, threshold, refit_wait, stop_at,
+def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, policy, refit_wait, stop_at,
          out, log):
     """Every day's client steps for every plant, into ``out`` {location_id: [rows]} and ``log`` (per-day timings).
 
@@ -216,6 +223,13 @@ def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, t
             rows = pd.concat([pd.DataFrame({"location_id": i, "time": new.index, "power_kw": new.to_numpy()})
                               for i in ids], ignore_index=True)
             check(client.post("/api/v1/actuals", json={"rows": json_rows(rows)}), f"actuals until {upto}")
+            last = new.index.max()  # the service checks its refit policy when actuals arrive: wait for those refits
+            offset, arrived = wait_refits(
+                client, log_path, offset, auto_ids,
+                lambda c: pd.Timestamp(c["diagnostics"].get("actuals_end", pd.NaT)) == last,
+                db_url, policy, refused, refit_wait)
+        else:
+            arrived = {}
         sent_until = upto
         refits = dict(zip(daily_ids, pool.map(lambda i: calibrate(client, i, issue), daily_ids)))
         t1 = time.perf_counter()
@@ -234,7 +248,9 @@ def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, t
             values["valid_time"] = pd.to_datetime(values["valid_time"], utc=True)
             cal = calibration_of(client, i, got["run"]["calibration_version"], cache)
             out.setdefault(i, []).append(run_rows(values, times, y, day, (issue - first).days, cal, issue))
-        offset, outcome = wait_refits(client, log_path, offset, auto_ids, issue, db_url, threshold, refused, refit_wait)
+        offset, outcome = wait_refits(client, log_path, offset, auto_ids,
+                                      lambda c: pd.Timestamp(c["cutoff"]) == issue, db_url, policy, refused, refit_wait)
+        outcome = {**{i: f"{o} (on arrival)" for i, o in arrived.items()}, **outcome}
         t3 = time.perf_counter()
         log.append({"issue": issue, "actuals_until": upto, "calibrate_s": t1 - t0, "generate_s": t2 - t1,
                     "refit_wait_s": t3 - t2, "daily_refused": [i for i, c in refits.items() if c is None],
@@ -319,7 +335,8 @@ def main():
     weather = ba.stamp_day_ahead(weather, ba.CONFIG["site"]["timezone"]).drop(columns=["ghi_clear"])
     print(f"SERF East 2016 through HTTP: days {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}; actuals sent up to "
           f"{'the issue time' if args.actuals == 'issue' else 'the end of the previous local day'}; "
-          f"refit_after_daylight_actuals {threshold}; policies {args.policy}", flush=True)
+          f"refit_after_daylight_actuals {threshold}, refit_first_after_days "
+          f"{settings['adaptation'].get('refit_first_after_days')}; policies {args.policy}", flush=True)
     if args.in_process:
         in_process(power, weather, args.description, days)
         print(f"\n{time.time() - t0:.0f} s")
@@ -345,7 +362,8 @@ def main():
             print(f"{len(plants)} plants, {stored['rows']} weather rows stored ({time.time() - t0:.0f} s)", flush=True)
             out, log = {}, []
             try:
-                walk(client, plants, power, weather, days, args.actuals, workdir / "serve.log", url, threshold,
+                walk(client, plants, power, weather, days, args.actuals, workdir / "serve.log", url,
+                     adaptation.refit_policy({**settings["adaptation"], **(overrides or {}).get("adaptation", {})}),
                      args.refit_wait, time.monotonic() + budget, out, log)
             finally:  # a walk cut short (SIGTERM of `timeout`, an error) still reports its days
                 walks = {i: pd.concat(r, ignore_index=True) for i, r in out.items()}

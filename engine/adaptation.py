@@ -476,6 +476,64 @@ def tuning_table(calibrations):
                          "version": [int(calibrations[i]["version"]) for i in ids]})
 
 
+def refit_policy(conf):
+    """(threshold, first days, counted column) of :func:`refits_due` from the ``adaptation`` settings.
+
+    ``refit_after_daylight_hours`` (h), when set, counts the hours the new
+    daylight actuals stand for; else ``refit_after_daylight_actuals`` counts
+    values. Either 0 (or the hours unset and the values 0) turns the policy off.
+    """
+    if conf.get("refit_after_daylight_hours"):
+        return conf["refit_after_daylight_hours"], conf.get("refit_first_after_days"), "new_daylight_hours"
+    return conf["refit_after_daylight_actuals"], conf.get("refit_first_after_days"), "new_daylight"
+
+
+def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None, column="new_daylight"):
+    """The plants the refit policy refits now (``adaptation`` of ``configs/service.yaml``).
+
+    A plant is due when ``threshold`` daylight actuals arrived since its
+    latest calibration, or, without a calibration yet, as soon as its
+    daylight actuals cover ``first_days`` local days (at least
+    :data:`engine.tuning.MIN_DAYS`, the fewest :func:`fit_calibration`
+    accepts; the first fit does not wait for the threshold). A plant whose
+    last refit was refused (too little usable data) is due again only after
+    ``threshold`` more daylight actuals or, for a first fit, one more local
+    day: never on every ingest.
+
+    Parameters
+    ----------
+    counts : DataFrame
+        ``engine.store.refit_counts``: ``location_id``, ``new_daylight``
+        (values) or ``new_daylight_hours`` (h), ``calibrated``, ``daylight_days``.
+    threshold : float
+        New daylight actuals of ``column`` (values, or h); 0 turns the policy off.
+    first_days : int or None
+        Local days of a first fit; 0 or None: a first fit waits for ``threshold`` too.
+    refused : dict, optional
+        location_id -> (``column``, ``daylight_days``) when its last refit was refused.
+    column : {'new_daylight', 'new_daylight_hours'}
+        What ``threshold`` counts: values, or the hours they stand for (the
+        same threshold for 1-min, 15-min and hourly actuals).
+
+    Returns
+    -------
+    ndarray of int64
+        The due plants' ``location_id``.
+    """
+    ids = counts["location_id"].to_numpy("int64")
+    if not threshold or not len(ids):
+        return ids[:0]
+    refused = refused or {}
+    before = np.array([refused.get(i, (0, -1)) for i in ids.tolist()], dtype="float64").reshape(len(ids), 2)
+    new = counts[column].to_numpy("float64")
+    days = counts["daylight_days"].to_numpy("int64")
+    due = new - before[:, 0] >= threshold
+    if first_days:
+        due |= (~counts["calibrated"].to_numpy(bool) & (days >= max(int(first_days), tuning.MIN_DAYS))
+                & (days > before[:, 1]))
+    return ids[due]
+
+
 def fit_intraday_blend(times, power, p50_kw, feats, location, model, bands, tau_hours, window_minutes):
     """The intraday blend of one plant, fitted on simulated hourly issues of its history (JSON-ready).
 

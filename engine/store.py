@@ -1590,3 +1590,75 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
         WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         GROUP BY l.location_id""", [int(i) for i in location_ids], tenant_id)
     return {int(r["location_id"]): int(r["n"]) for r in rows}
+
+
+async def refit_counts(db, location_ids, *, tenant_id=None):
+    """What the refit policy decides on, per location, in one query.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_ids : sequence of int
+    tenant_id : str, optional
+        Only this tenant's locations; None: any.
+
+    Returns
+    -------
+    DataFrame
+        ``location_id``; ``new_daylight``: daylight actuals (``power_kw > 0``)
+        ingested after the latest calibration was stored (all of them without
+        one: :func:`count_actuals_after`); ``new_daylight_hours``: the hours they
+        stand for, h (a period mean: its ``period_minutes``; an instantaneous
+        sample: the spacing to the previous new actual, at most 1 h, the first
+        one 0); ``calibrated`` (bool): the location
+        has a calibration; ``daylight_days``: of a location without one, the
+        distinct local days (the plant's ``timezone``) with daylight actuals
+        (the days a first fit could use: ``engine.tuning.MIN_DAYS``), 0 for a
+        calibrated one (its actuals are not scanned); ``last_time``: its
+        latest actual (UTC, NaT without actuals). Unknown locations have no row.
+    """
+    rows = await db.fetch("""
+        SELECT l.location_id, coalesce(n.n, 0) AS new_daylight, coalesce(n.hours, 0)::float8 AS new_daylight_hours,
+               c.created_at IS NOT NULL AS calibrated,
+               coalesce(d.days, 0) AS daylight_days, t.last_time
+        FROM locations l
+        LEFT JOIN LATERAL (SELECT max(created_at) AS created_at FROM plant_calibrations c
+                           WHERE c.location_id = l.location_id) c ON true
+        LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE a.power_kw > 0) AS n,
+                                  coalesce(sum(a.hours) FILTER (WHERE a.power_kw > 0), 0) AS hours
+                           FROM (SELECT a.power_kw,  -- h a value stands for: its period, else its spacing (<= 1 h)
+                                        CASE WHEN a.period_minutes > 0 THEN a.period_minutes / 60.0
+                                             ELSE least(coalesce(extract(epoch FROM a.time - lag(a.time)
+                                                                         OVER (ORDER BY a.time)), 0) / 3600.0, 1.0)
+                                             END AS hours
+                                 FROM actuals a WHERE a.location_id = l.location_id
+                                   AND a.ingested_at > coalesce(c.created_at, '-infinity')) a) n ON true
+        LEFT JOIN LATERAL (SELECT count(DISTINCT (a.time AT TIME ZONE l.timezone)::date) AS days FROM actuals a
+                           WHERE a.location_id = l.location_id AND a.power_kw > 0
+                             AND c.created_at IS NULL) d ON true  -- a calibrated plant's actuals are not scanned
+        LEFT JOIN LATERAL (SELECT max(a.time) AS last_time FROM actuals a
+                           WHERE a.location_id = l.location_id) t ON true  -- the primary key's last entry
+        WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
+        ORDER BY l.location_id""", [int(i) for i in location_ids], tenant_id)
+    out = frame(rows, ("location_id", "new_daylight", "new_daylight_hours", "calibrated", "daylight_days", "last_time"),
+                times=("last_time",), ints=("location_id", "new_daylight", "daylight_days"),
+                floats=("new_daylight_hours",))
+    out["calibrated"] = out["calibrated"].astype(bool)
+    return out
+
+
+async def try_refit_lock(conn, location_id):
+    """Take the session advisory lock of ``location_id``'s refit on ``conn``; False when another session holds it.
+
+    One refit of a plant at a time across every Forecaster replica (the lock
+    key is a 64-bit hash of the plant, ``hashtextextended``). Released by
+    :func:`refit_unlock`, or when the connection's session ends or goes back
+    to an asyncpg pool (its reset unlocks all).
+    """
+    return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended('pvcast.refit', $1::bigint))",
+                               int(location_id))
+
+
+async def refit_unlock(conn, location_id):
+    """Release the lock of :func:`try_refit_lock`."""
+    await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended('pvcast.refit', $1::bigint))", int(location_id))

@@ -90,8 +90,9 @@ class Forecaster:
         self.waiting = []  # (call, future) of small calls for the next pass (forecast.merge)
         self.passes = set()  # merged passes running
         self.refits = {}  # location_id -> background refit task (policy of configs/service.yaml adaptation)
-        self.refit_refused = {}  # location_id -> daylight actuals counted when its last refit was refused
-        self.refit_pending, self.refit_check = {}, None  # location_id -> issue time to check; the running check
+        self.refit_refused = {}  # location_id -> (new daylight actuals, daylight days) when its refit was refused
+        self.refit_pending, self.refit_check = {}, None  # location_id -> cutoff to check (None: arrival); the check
+        self.refit_slot = asyncio.Semaphore(1)  # refits of a replica run one at a time (CPU: the replica's executor)
 
     async def ready(self):
         """Model ids and versions (called by the ingress' /readyz)."""
@@ -309,61 +310,103 @@ class Forecaster:
             self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
         return self.pool
 
-    def check_refits(self, location_ids, issue):
-        """:meth:`refit_due` of a pass's plants, off the forecast's path (its answer does not wait for the count).
+    async def actuals_arrived(self, location_ids):
+        """Check the refit policy of plants whose actuals were just stored (``POST /api/v1/actuals``).
 
-        At most one check runs at a time; the plants of passes that end
-        meanwhile are checked together by the next one (one count query per
-        issue time for many passes under load). A refit's cutoff is the issue
-        time of the plant's latest pass, as when the pass checked it itself.
+        Returns at once (the ingest never waits for the check); a due refit
+        runs in this replica's background (:meth:`check_refits`) with its
+        cutoff just after the plant's latest actual, so that the next forecast
+        uses the data that made it due.
         """
-        if not self.settings["adaptation"]["refit_after_daylight_actuals"]:
+        self.check_refits(location_ids, None)
+
+    def check_refits(self, location_ids, cutoff):
+        """:meth:`refit_due` of plants, off the caller's path (a forecast's answer or an ingest never waits).
+
+        At most one check runs at a time; the plants of passes and ingests
+        that end meanwhile are checked together by the next one (one count
+        query per cutoff for many calls under load). ``cutoff``: the issue
+        time of the plant's latest pass, or None (its actuals arrived: just
+        after its latest actual).
+        """
+        if not adaptation.refit_policy(self.settings["adaptation"])[0]:
             return
-        self.refit_pending.update(dict.fromkeys(location_ids, issue))
+        self.refit_pending.update(dict.fromkeys(location_ids, cutoff))
         if self.refit_check is not None:
             return
 
         async def check():
             try:
+                await self.open_pool()
                 while self.refit_pending:
                     pending, self.refit_pending = self.refit_pending, {}
                     for when in set(pending.values()):
                         await self.refit_due([i for i, t in pending.items() if t == when], when)
-            except Exception as exc:  # a refit check never fails a forecast
+            except Exception as exc:  # a refit check never fails a forecast or an ingest
                 event("refit_check_failed", error=repr(exc))
             finally:
                 self.refit_check = None
         self.refit_check = asyncio.get_running_loop().create_task(check())
 
-    async def refit_due(self, location_ids, issue):
-        """Start a background refit of every plant with ``adaptation.refit_after_daylight_actuals`` new ones.
+    async def refit_due(self, location_ids, cutoff=None):
+        """Start a background refit of every plant due (``engine.adaptation.refits_due``); returns their ids.
 
-        0 turns the policy off. A refit runs off the forecast's path; its
-        calibration applies from the next forecast. A plant whose refit was
-        refused (too little usable data) is retried only after ``threshold``
-        more daylight actuals.
+        ``adaptation.refit_after_daylight_actuals`` new daylight actuals (or
+        ``refit_after_daylight_hours`` of them: ``engine.adaptation.refit_policy``),
+        or, for a plant without a calibration, ``refit_first_after_days`` local
+        days of them; 0 turns the policy off. ``cutoff`` None: just after each
+        plant's latest actual (at most now). A refit runs off the caller's
+        path (:meth:`refit`); its calibration serves the forecasts issued
+        after its last actual.
         """
-        threshold = self.settings["adaptation"]["refit_after_daylight_actuals"]
-        if not threshold:
+        conf = self.settings["adaptation"]
+        if not adaptation.refit_policy(conf)[0]:
             return []
-        counts = await store.count_actuals_after(self.pool, location_ids)
-        due = [i for i, n in counts.items()
-               if n - self.refit_refused.get(i, 0) >= threshold and i not in self.refits]
+        counts = await store.refit_counts(self.pool, location_ids)
+        threshold, first_days, column = adaptation.refit_policy(conf)
+        due = adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column).tolist()
+        due = [i for i in due if i not in self.refits]
+        last = dict(zip(counts["location_id"].tolist(), counts["last_time"]))
+        now = pd.Timestamp.now(tz="UTC")
         for location_id in due:
-            async def refit(i=location_id):
-                try:
-                    result = await self.calibrate(i, issue)
-                    if "error" in result:
-                        self.refit_refused[i] = counts[i]
-                        event("refit_skipped", location_id=i, reason=result["error"][2])
-                    else:
-                        self.refit_refused.pop(i, None)
-                except Exception as exc:  # a refit never fails a forecast
-                    event("refit_failed", location_id=i, error=repr(exc))
-                finally:
-                    self.refits.pop(i, None)
-            self.refits[location_id] = asyncio.get_running_loop().create_task(refit())
+            when = cutoff if cutoff is not None else min(now, last[location_id] + pd.Timedelta(microseconds=1))
+            self.refits[location_id] = asyncio.get_running_loop().create_task(self.refit(location_id, when))
         return due
+
+    async def refit(self, location_id, cutoff):
+        """One policy refit: :meth:`calibrate` if the plant is still due, under its database lock.
+
+        One refit of a plant at a time in the whole service: a replica holds
+        it in ``refits``, and the plant's advisory lock (``engine.store.try_refit_lock``)
+        keeps other replicas out; the plant is counted again under the lock,
+        so a refit that another replica just stored is not repeated. A refused
+        fit is remembered (:func:`engine.adaptation.refits_due`). Errors are
+        events, never raised.
+        """
+        conf = self.settings["adaptation"]
+        try:
+            async with self.refit_slot, self.pool.acquire() as conn:
+                if not await store.try_refit_lock(conn, location_id):
+                    event("refit_busy", location_id=location_id)  # another replica refits it now
+                    return
+                try:
+                    counts = await store.refit_counts(conn, [location_id])
+                    threshold, first_days, column = adaptation.refit_policy(conf)
+                    if not len(adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column)):
+                        return
+                    result = await self.calibrate(location_id, cutoff)
+                    if "error" in result:
+                        row = counts.iloc[0]
+                        self.refit_refused[location_id] = (float(row[column]), int(row["daylight_days"]))
+                        event("refit_skipped", location_id=location_id, reason=result["error"][2])
+                    else:
+                        self.refit_refused.pop(location_id, None)
+                finally:
+                    await store.refit_unlock(conn, location_id)
+        except Exception as exc:  # a refit never fails a forecast or an ingest
+            event("refit_failed", location_id=location_id, error=repr(exc))
+        finally:
+            self.refits.pop(location_id, None)
 
     def predict(self, feats, locations, params, issue, adapt_inputs=({}, None, None)):
         """``engine.adaptation.forecast_with_calibrations`` (blocking; runs in the replica's executor).

@@ -106,7 +106,8 @@ def ingest(kind, body, settings, tenant_id):
     Returns
     -------
     dict
-        ``{"rows": int}`` or ``{"error": (status, field, message)}``.
+        ``{"rows": int}`` (actuals: and ``location_ids``, the plants they are of) or
+        ``{"error": (status, field, message)}``.
     """
     schema, columns, times, ints, _ = KINDS[kind]
     adapter = schemas.adapters({schema: schemas.build(settings)[schema]})[schema]
@@ -115,7 +116,10 @@ def ingest(kind, body, settings, tenant_id):
         return {"error": error}
     frame = rows_frame(value.rows, columns, times, ints, DEFAULTS[kind])
     try:
-        return {"rows": asyncio.run(check_and_write(kind, frame, tenant_id))}
+        stored = {"rows": asyncio.run(check_and_write(kind, frame, tenant_id))}
+        if kind == "actuals":  # the plants whose actuals arrived (the refit policy: Forecaster.actuals_arrived)
+            stored["location_ids"] = np.unique(frame["location_id"].to_numpy("int64")).tolist()
+        return stored
     except Exception as exc:  # typed: the one table of serve_app.api maps it to a status
         error = error_data(exc, "rows")
         if error is None:

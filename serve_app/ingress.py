@@ -70,6 +70,7 @@ class Ingress:
         self.openapi = document(settings)
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
         self.background, self.endings = {}, set()
+        self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 

@@ -1,16 +1,18 @@
 """Locations, weather and actuals endpoints."""
 
 import asyncio
+import contextvars
 from typing import Annotated
 
 import pandas as pd
 import ray
 from fastapi import Depends, HTTPException, Path, Request
 
-from engine import planes, store, validation
+from engine import adaptation, planes, store, validation
 from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
 from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
+from serve_app.observability import event
 
 router = api_router("/api/v1")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
@@ -138,7 +140,27 @@ async def ingest(request, service, kind, tenant_id):
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
+    arrived = result.pop("location_ids", None)
+    if arrived and adaptation.refit_policy(service.settings["adaptation"])[0]:
+        notify_arrival(service, arrived)
     return json_response(result)
+
+
+def notify_arrival(service, location_ids):
+    """Tell the Forecaster whose actuals arrived (its refit policy: ``Forecaster.actuals_arrived``) without waiting.
+
+    The ingest's answer neither waits for nor fails by it: the call runs as an
+    asyncio task of the replica, in a context of its own (not cancelled with
+    the request), held in ``service.notices`` until it ended; a failure is an event.
+    """
+    async def notify():
+        try:
+            await service.forecaster.actuals_arrived.remote(location_ids)
+        except Exception as exc:  # the actuals are stored; the next forecast's check still sees them
+            event("refit_notice_failed", locations=len(location_ids), error=repr(exc))
+    task = asyncio.get_running_loop().create_task(notify(), context=contextvars.Context())
+    service.notices.add(task)
+    task.add_done_callback(service.notices.discard)
 
 
 @router.post("/weather", openapi_extra=body_doc("WeatherIngest"), responses=responses_doc("RowCount"),

@@ -53,7 +53,10 @@ def served(api_db_url, tmp_path_factory, nwp_dirs):
     with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve"),
                               service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}, "nwp": nwp,
                                                 # only tests/api/test_calibration_api.py's plants have this many
-                                                "adaptation": {"refit_after_daylight_actuals": 1000}}) as out:
+                                                # (and 10+ days: the demo plants' 9 days of 2013 actuals, held
+                                                # out, never calibrate anything)
+                                                "adaptation": {"refit_after_daylight_actuals": 1000,
+                                                               "refit_first_after_days": 10}}) as out:
         yield out
 
 

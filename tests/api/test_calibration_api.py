@@ -29,11 +29,13 @@ def rows(frame, columns):
     return out.astype(object).where(out.notna(), None).to_dict(orient="records")
 
 
-def stored_plant(client, training_config, name, skyline=None, **described):
-    """(location record, measured power Series) with weather and actuals 2016-07-01..08-05 stored.
+def stored_plant(client, training_config, name, skyline=None, until="2016-08-05", settle=True, **described):
+    """(location record, measured power Series) with weather 2016-07-01..08-05 and actuals before ``until`` stored.
 
     ``described`` overrides fields of :data:`PLANT` (a plant described otherwise); ``skyline`` (azimuth,
-    elevation points, deg): the actuals behind it, imposed physically (:func:`behind`).
+    elevation points, deg): the actuals behind it, imposed physically (:func:`behind`). Their arrival makes the
+    plant due for the refit policy (10+ days: tests/api/conftest.py); ``settle``: wait for that first
+    calibration, so that the tests' own fits are later versions.
     """
     saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, **described, "name": name}]})
     assert saved.status_code == 200, saved.text
@@ -45,13 +47,24 @@ def stored_plant(client, training_config, name, skyline=None, **described):
     cols = ["location_id", "valid_time", "issue_time", "source", "ghi", "temp_air", "wind_speed", "period_minutes"]
     r = client.post("/api/v1/weather", json={"rows": rows(weather, cols)})
     assert r.status_code == 200, r.text
-    power = power[power.index < "2016-08-05"]
+    power = power[power.index < until]
     if skyline is not None:
         power = behind(power, weather, loc, skyline)
     actuals = pd.DataFrame({"location_id": loc["location_id"], "time": power.index, "power_kw": power.to_numpy()})
     r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw"])})
     assert r.status_code == 200, r.text
+    if settle:
+        assert policy_calibration(client, loc["location_id"]).status_code == 200
     return loc, power
+
+
+def policy_calibration(client, location_id, timeout=300):
+    """GET the plant's calibration once the refit policy stored one (404 after ``timeout`` s without)."""
+    deadline = time.monotonic() + timeout
+    while (got := client.get(f"/api/v1/locations/{location_id}/calibration")).status_code == 404 \
+            and time.monotonic() < deadline:
+        time.sleep(1)
+    return got
 
 
 def behind(power, weather, loc, skyline):
@@ -80,7 +93,9 @@ def plant(client, training_config):
 def test_unknown_plant_and_no_calibration_are_404(client, plant):
     assert_error(client, client.get("/api/v1/locations/999999999/calibration"), 404, "location_id")
     assert_error(client, client.post("/api/v1/locations/999999999/calibrate", json={}), 404, "location_id")
-    assert_error(client, client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration"), 404, "location_id")
+    bare = client.post("/api/v1/locations", json={"locations": [{**PLANT, "name": "SERF East 2016 [no actuals]"}]})
+    lid = bare.json()["locations"][0]["location_id"]
+    assert_error(client, client.get(f"/api/v1/locations/{lid}/calibration"), 404, "location_id")
 
 
 def test_too_little_history_is_422_with_the_reason(client, plant):
@@ -245,23 +260,39 @@ def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, t
         assert np.abs(np.asarray(got[column])[later] - np.asarray(same[column])[later]).max() <= bound, column
 
 
-def test_refit_policy_calibrates_a_plant_once_enough_daylight_actuals_arrived(client, training_config):
-    """The session service refits after 1,000 daylight actuals (tests/api/conftest.py); this plant has ~1,900."""
-    loc, _ = stored_plant(client, training_config, "SERF East 2016 [refit policy]")
+def test_refit_policy_calibrates_a_plant_once_its_actuals_arrived_without_a_forecast(client, training_config):
+    """Its ~1,900 daylight actuals (the session service refits after 1,000: tests/api/conftest.py) make the plant
+    due when they ARRIVE: a calibration is stored with no forecast in between, fitted on every actual sent (cutoff
+    just after the last one), and the next forecast uses it. A forecast issued meanwhile (its own refit check
+    finds the plant due too) starts no second refit: one version only."""
+    t0 = time.monotonic()
+    loc, power = stored_plant(client, training_config, "SERF East 2016 [refit policy]", settle=False)
     lid = loc["location_id"]
-    assert client.get(f"/api/v1/locations/{lid}/calibration").status_code == 404
-    _, run_id = forecast(client, lid, "2016-08-01T18:00:00+00:00", 24)
-    run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
-    assert run["calibration_version"] is None  # the refit starts after this forecast, for the next one
-    deadline = time.monotonic() + 120
-    while (got := client.get(f"/api/v1/locations/{lid}/calibration")).status_code == 404 \
-            and time.monotonic() < deadline:
-        time.sleep(1)
+    issue = "2016-08-05T00:00:00+00:00"  # after the last actual (08-04 23:45 UTC)
+    forecast(client, lid, issue, 6)
+    got = policy_calibration(client, lid)
+    fit_s = time.monotonic() - t0
     assert got.status_code == 200, got.text
-    assert got.json()["version"] == 1 and pd.Timestamp(got.json()["cutoff"]) == pd.Timestamp("2016-08-01T18:00Z")
-    _, run_id = forecast(client, lid, "2016-08-02T18:00:00+00:00", 24)
+    assert got.json()["version"] == 1
+    assert pd.Timestamp(got.json()["diagnostics"]["actuals_end"]) == power.index.max()
+    assert pd.Timestamp(got.json()["cutoff"]) == power.index.max() + pd.Timedelta(microseconds=1)
+    time.sleep(fit_s)  # a duplicate refit started by the forecast's check would be stored by now
+    assert client.get(f"/api/v1/locations/{lid}/calibration", params={"version": 2}).status_code == 404
+    _, run_id = forecast(client, lid, issue, 6)
     run = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": run_id}).json()["run"]
     assert run["calibration_version"] == 1
+
+
+def test_refit_policy_fits_a_new_plant_once_it_has_enough_days_before_the_threshold(client, training_config):
+    """A plant without a calibration is refit as soon as its actuals cover refit_first_after_days local days (10
+    in the session service), not after the full threshold: 12 days, fewer than 1,000 daylight actuals."""
+    loc, power = stored_plant(client, training_config, "SERF East 2016 [first fit]", until="2016-07-13T06:00:00Z",
+                              settle=False)
+    assert (power > 0).sum() < 1000
+    got = policy_calibration(client, loc["location_id"])
+    assert got.status_code == 200, got.text
+    assert got.json()["version"] == 1
+    assert pd.Timestamp(got.json()["diagnostics"]["actuals_end"]) == power.index.max()
 
 
 def test_a_forecast_reissued_at_t_after_a_later_refit_is_unchanged(client, plant, calibrated):

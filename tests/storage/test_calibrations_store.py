@@ -1,5 +1,6 @@
 """Plant calibrations in the real database: versions, latest reads, actuals up to a time, runs' versions."""
 
+import asyncpg
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,6 +125,59 @@ def test_daylight_actuals_are_counted_from_the_latest_calibration_by_arrival(db_
     send(times[:8], power[:8])  # the same values sent again: nothing new
     assert count() == 4
 
+
+
+def test_refit_counts_give_local_days_with_daylight_actuals_and_the_latest_actual(db_url, calibration):
+    """What the refit policy decides on (engine.adaptation.refits_due): the days a first fit could use are the
+    plant's LOCAL days with daylight actuals (an evening in Denver is the next UTC day), the latest actual is the
+    policy's cutoff, and a calibration resets the new daylight count (the days only matter to a first fit)."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit counts]")))
+    row = saved.iloc[0]
+    lid = int(row["location_id"])
+    local = pd.DatetimeIndex(["2016-07-21T14:00", "2016-07-21T19:00", "2016-07-23T03:00"])  # 2 UTC days, 1 local
+    times = local.tz_localize(row["timezone"]).tz_convert("UTC")
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": lid, "time": times, "power_kw": [1.0, 0.5, 0.0]})))  # the night value: no day
+    got = run(db_url, lambda conn: store.refit_counts(conn, [lid, 10 ** 12]))
+    assert got["location_id"].tolist() == [lid]
+    assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [2, False, 1]
+    assert got.iloc[0]["last_time"] == times[-1]
+    run(db_url, lambda conn: store.write_calibration(conn, lid, calibration))
+    got = run(db_url, lambda conn: store.refit_counts(conn, [lid]))
+    assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [0, True, 0]
+
+
+def test_refit_counts_give_the_hours_new_daylight_actuals_stand_for(db_url):
+    """refit_after_daylight_hours counts hours, whatever the data's spacing: a period mean stands for its period,
+    an instantaneous sample for its spacing to the previous one (at most 1 h: a gap is not daylight)."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refit hours]")))
+    hourly, quarter = (int(i) for i in saved["location_id"].iloc[:2])
+    means = pd.date_range("2016-07-21T16:00Z", periods=4, freq="1h")
+    samples = pd.date_range("2016-07-21T16:00Z", periods=9, freq="15min").append(
+        pd.DatetimeIndex(["2016-07-21T22:00Z"]))  # the last one 3.75 h after the previous: counts 1 h
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": hourly, "time": means, "power_kw": 1.0, "period_minutes": 60})))
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": quarter, "time": samples, "power_kw": 1.0})))
+    got = run(db_url, lambda conn: store.refit_counts(conn, [hourly, quarter])).set_index("location_id")
+    assert got.loc[hourly, "new_daylight_hours"] == pytest.approx(4.0)
+    assert got.loc[quarter, "new_daylight_hours"] == pytest.approx(8 * 0.25 + 1.0)  # the first has no spacing
+    assert got["new_daylight"].tolist() == [4, 10]
+
+
+def test_one_refit_lock_per_plant_across_sessions(db_url, location_id):
+    """A second session (another Forecaster replica) cannot take a plant's refit lock until it is released."""
+    async def both(conn):
+        other = await asyncpg.connect(db_url)
+        try:
+            assert await store.try_refit_lock(conn, location_id)
+            assert not await store.try_refit_lock(other, location_id)
+            assert await store.try_refit_lock(other, location_id + 1)  # another plant: free
+            await store.refit_unlock(conn, location_id)
+            return await store.try_refit_lock(other, location_id)
+        finally:
+            await other.close()
+    assert run(db_url, both)
 
 
 def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actuals_before_t(db_url, calibration):
