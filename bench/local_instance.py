@@ -295,13 +295,88 @@ def add_worker(cluster, name, num_cpus, resources=None, ip=WORKER_IP):
 
 
 def ray_state(cluster, kind, *filters):
-    """Rows of Ray's state API (``ray list KIND --detail``; e.g. ``"state=ALIVE"`` filters) on ``cluster``."""
+    """Rows of Ray's state API (``ray list KIND --detail``; e.g. ``"state=ALIVE"`` filters) on ``cluster``.
+
+    RuntimeError if none match: the CLI then prints a sentence, not JSON.
+    """
     args = [str(BIN / "ray"), "list", kind, "--address", cluster["dashboard"], "--format", "json", "--detail",
             "--limit", "10000"]
     for f in filters:
         args += ["--filter", f]
     done = subprocess.run(args, cwd=ROOT, env=cluster["env"], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"`ray list {kind}` printed no JSON:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}") from None
+
+
+#: The job of :func:`hold_cpus`: an actor of ``num_cpus`` CPUs pinned to the job's node (the head), alive until
+#: the job is stopped.
+_HOLD_SCRIPT = """
+import sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+ray.init()
+here = ray.get_runtime_context().get_node_id()
+
+
+@ray.remote
+class CpuHold:
+    def ready(self):
+        return True
+
+
+hold = CpuHold.options(num_cpus=float(sys.argv[1]),
+                       scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+ray.get(hold.ready.remote())
+while True:
+    time.sleep(60)
+"""
+
+
+def head_free_cpus(cluster):
+    """CPUs of the head node that no live actor reserves (its total less its actors' ``num_cpus``)."""
+    head = next(n for n in ray_state(cluster, "nodes", "state=ALIVE") if n["is_head_node"])
+    reserved = sum((a.get("required_resources") or {}).get("CPU", 0.0)
+                   for a in ray_state(cluster, "actors", "state=ALIVE") if a["node_id"] == head["node_id"])
+    return head["resources_total"]["CPU"] - reserved
+
+
+def holds_alive(cluster):
+    """The live actors of :func:`hold_cpus` (from every live actor: a filter that matches none makes the CLI print text)."""
+    return [a for a in ray_state(cluster, "actors", "state=ALIVE") if a["class_name"] == "CpuHold"]
+
+
+@contextlib.contextmanager
+def hold_cpus(cluster, cpus, timeout=120):
+    """Reserve ``cpus`` CPUs of the head node while the block runs, as other work on the node would.
+
+    A Ray job (``ray job submit``: its driver runs on the head) holds an actor of ``cpus`` CPUs pinned
+    to the head; the job is stopped on exit and the actor ends with it. RuntimeError if the actor is
+    not alive within ``timeout`` seconds (e.g. the head has fewer free CPUs).
+    """
+    job = f"pvcast-cpu-hold-{uuid.uuid4().hex[:8]}"
+    ray_cli = [str(BIN / "ray"), "job"]
+    address = ["--address", cluster["dashboard"]]
+    subprocess.run([*ray_cli, "submit", *address, "--submission-id", job, "--no-wait", "--",
+                    str(BIN / "python"), "-c", _HOLD_SCRIPT, f"{cpus:.4f}"],
+                   cwd=ROOT, env=cluster["env"], capture_output=True, text=True, check=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not holds_alive(cluster):
+            if time.monotonic() > deadline:
+                logs = subprocess.run([*ray_cli, "logs", *address, job], cwd=ROOT, env=cluster["env"],
+                                      capture_output=True, text=True)
+                raise RuntimeError(f"the CPU hold of {cpus} CPUs did not start:\n{logs.stdout[-4000:]}")
+            time.sleep(1)
+        yield
+    finally:
+        subprocess.run([*ray_cli, "stop", *address, job], cwd=ROOT, env=cluster["env"], capture_output=True,
+                       text=True)
+        deadline = time.monotonic() + 60
+        while holds_alive(cluster) and time.monotonic() < deadline:
+            time.sleep(1)
 
 
 def crash(proc):
