@@ -30,31 +30,42 @@ def memory_bytes(sessions):
 
 
 @contextlib.contextmanager
-def sample_memory(sessions, every=0.2):
-    """Samples the memory of the sessions' processes every ``every`` s in a thread.
+def every(seconds, step):
+    """Call ``step()`` every ``seconds`` s in a daemon thread while the block runs (joined on exit)."""
+    done = threading.Event()
+
+    def run():
+        while not done.wait(seconds):
+            step()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def sample_memory(sessions, interval=0.2):
+    """Samples the memory of the sessions' processes every ``interval`` s in a thread.
 
     Yields a dict filled on exit: ``idle_bytes`` (sample before the block),
     ``peak_bytes``, ``kind`` ('PSS' or 'RSS'), ``samples``.
     """
     idle, kind = memory_bytes(sessions)
     out = {"idle_bytes": idle, "peak_bytes": idle, "kind": kind, "samples": 1}
-    done = threading.Event()
 
-    def run():
-        while not done.wait(every):
-            total, k = memory_bytes(sessions)
-            out["peak_bytes"] = max(out["peak_bytes"], total)
-            out["samples"] += 1
-            if k == "RSS":
-                out["kind"] = "RSS"
+    def sample():
+        total, k = memory_bytes(sessions)
+        out["peak_bytes"] = max(out["peak_bytes"], total)
+        out["samples"] += 1
+        if k == "RSS":
+            out["kind"] = "RSS"
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with every(interval, sample):
         yield out
-    finally:
-        done.set()
-        thread.join()
 
 
 def process_group(p):
@@ -87,8 +98,8 @@ def cpu_seconds(sessions, database=None):
 
 
 @contextlib.contextmanager
-def sample_cpu(sessions, database=None, every=0.25):
-    """CPU seconds by process group over a block, and their time line (``every`` s buckets), sampled in a thread.
+def sample_cpu(sessions, database=None, interval=0.25):
+    """CPU seconds by process group over a block, and their time line (``interval`` s buckets), sampled in a thread.
 
     Yields a dict filled on exit: ``wall_s``, ``groups`` {group: CPU s}, ``timeline`` [(t_s, {group: CPU s})].
     PostgreSQL's background processes (WAL writer, checkpointer) serve every database of the server.
@@ -97,7 +108,6 @@ def sample_cpu(sessions, database=None, every=0.25):
     first = cpu_seconds(sessions, database)
     t0 = time.perf_counter()
     out = {"timeline": []}
-    done = threading.Event()
     last = [first]
 
     def delta(a, b):
@@ -106,19 +116,15 @@ def sample_cpu(sessions, database=None, every=0.25):
             groups[group] = groups.get(group, 0.0) + cpu - a.get(pid, (group, 0.0))[1]
         return {g: v for g, v in groups.items() if v > 0.005}
 
-    def run():
-        while not done.wait(every):
-            now = cpu_seconds(sessions, database)
-            out["timeline"].append((time.perf_counter() - t0, delta(last[0], now)))
-            last[0] = now
+    def sample():
+        now = cpu_seconds(sessions, database)
+        out["timeline"].append((time.perf_counter() - t0, delta(last[0], now)))
+        last[0] = now
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     try:
-        yield out
+        with every(interval, sample):
+            yield out
     finally:
-        done.set()
-        thread.join()
         end = cpu_seconds(sessions, database)
         out["wall_s"] = time.perf_counter() - t0
         out["timeline"].append((out["wall_s"], delta(last[0], end)))
