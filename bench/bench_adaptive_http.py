@@ -34,7 +34,8 @@ own walk (``--no-stated``) on the same days instead, in this process (no service
 Run (the walk is bounded by ``--days``; the whole period: 103 days)::
 
     .venv/bin/python bench/bench_adaptive_http.py [--policy auto daily] [--description right wrong]
-        [--days 103] [--actuals day|issue] [--refit-after N] [--refit-wait 300] [--in-process]
+        [--days 103] [--actuals day|issue] [--actual-period 0|60] [--refit-after N] [--refit-after-hours H]
+        [--refit-wait 300] [--in-process]
 """
 
 import argparse
@@ -53,6 +54,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_actual_periods as bap  # noqa: E402
 import bench_adaptive as ba  # noqa: E402
 import service  # noqa: E402
 
@@ -193,11 +195,14 @@ def run_rows(values, times, y, day, history_days, cal, issue):
 
 
 def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, policy, refit_wait, stop_at,
-         out, log):
+         out, log, sent_power=None, period_minutes=0):
     """Every day's client steps for every plant, into ``out`` {location_id: [rows]} and ``log`` (per-day timings).
 
+    ``sent_power`` (default ``power``): the actuals sent, with ``period_minutes`` (0: instants; 60: means of
+    the hour ending at the label); the forecasts are scored against ``power`` (15-min instants) either way.
     Stops before a day that would start after ``stop_at`` (``time.monotonic()``).
     """
+    sent_power = power if sent_power is None else sent_power
     tz = ba.CONFIG["site"]["timezone"]
     ids = list(plants)
     auto_ids = [i for i, (_, policy) in plants.items() if policy == "auto"]
@@ -218,10 +223,10 @@ def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, p
         if times.max() > known["valid_time"].max():
             continue
         upto = issue if actuals_upto == "issue" else (d - pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
-        new = power[(power.index >= sent_until) & (power.index < upto)].dropna()
+        new = sent_power[(sent_power.index >= sent_until) & (sent_power.index < upto)].dropna()
         if len(new):
-            rows = pd.concat([pd.DataFrame({"location_id": i, "time": new.index, "power_kw": new.to_numpy()})
-                              for i in ids], ignore_index=True)
+            rows = pd.concat([pd.DataFrame({"location_id": i, "time": new.index, "power_kw": new.to_numpy(),
+                                            "period_minutes": period_minutes}) for i in ids], ignore_index=True)
             check(client.post("/api/v1/actuals", json={"rows": json_rows(rows)}), f"actuals until {upto}")
             last = new.index.max()  # the service checks its refit policy when actuals arrive: wait for those refits
             offset, arrived = wait_refits(
@@ -309,6 +314,11 @@ def main():
                         help="actuals sent before each run: up to the end of the previous local day, or to the issue")
     parser.add_argument("--refit-after", type=int, default=None,
                         help="adaptation.refit_after_daylight_actuals of the service (default: configs/service.yaml)")
+    parser.add_argument("--refit-after-hours", type=float, default=None,
+                        help="adaptation.refit_after_daylight_hours of the service (default: configs/service.yaml)")
+    parser.add_argument("--actual-period", type=int, choices=(0, 60), default=0,
+                        help="actuals sent as 15-min instants (0) or as means of the hour ending at the label, "
+                             "with period_minutes 60 (an inverter portal's hourly export)")
     parser.add_argument("--refit-wait", type=float, default=300.0, help="longest wait for a due background refit, s")
     parser.add_argument("--in-process", action="store_true",
                         help="instead of the service: bench_adaptive.py's own walk on the same days, in this process")
@@ -328,15 +338,20 @@ def main():
     budget = args.budget if args.until is None else min(
         args.budget, (pd.Timestamp(args.until) - pd.Timestamp.now(tz="UTC")).total_seconds())
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
-    threshold = settings["adaptation"]["refit_after_daylight_actuals"] if args.refit_after is None else args.refit_after
-    overrides = None if args.refit_after is None else {"adaptation": {"refit_after_daylight_actuals": threshold}}
+    overrides = {"adaptation": {k: v for k, v in (("refit_after_daylight_actuals", args.refit_after),
+                                                  ("refit_after_daylight_hours", args.refit_after_hours))
+                                if v is not None}}
+    overrides = overrides if overrides["adaptation"] else None
+    conf = {**settings["adaptation"], **(overrides or {}).get("adaptation", {})}
     days = WALK_DAYS[:args.days]
     power, weather = data.load_serf_east_2016(1, ba.CONFIG["data"]["wind_speed_ms"])
     weather = ba.stamp_day_ahead(weather, ba.CONFIG["site"]["timezone"]).drop(columns=["ghi_clear"])
     print(f"SERF East 2016 through HTTP: days {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}; actuals sent up to "
           f"{'the issue time' if args.actuals == 'issue' else 'the end of the previous local day'}; "
-          f"refit_after_daylight_actuals {threshold}, refit_first_after_days "
-          f"{settings['adaptation'].get('refit_first_after_days')}; policies {args.policy}", flush=True)
+          f"{'hour-ending means, period_minutes 60' if args.actual_period else '15-min instants'}; "
+          f"refit_after_daylight_actuals {conf['refit_after_daylight_actuals']}, refit_after_daylight_hours "
+          f"{conf.get('refit_after_daylight_hours')}, refit_first_after_days {conf.get('refit_first_after_days')}; "
+          f"policies {args.policy}", flush=True)
     if args.in_process:
         in_process(power, weather, args.description, days)
         print(f"\n{time.time() - t0:.0f} s")
@@ -363,8 +378,8 @@ def main():
             out, log = {}, []
             try:
                 walk(client, plants, power, weather, days, args.actuals, workdir / "serve.log", url,
-                     adaptation.refit_policy({**settings["adaptation"], **(overrides or {}).get("adaptation", {})}),
-                     args.refit_wait, time.monotonic() + budget, out, log)
+                     adaptation.refit_policy(conf), args.refit_wait, time.monotonic() + budget, out, log,
+                     bap.hourly_means(power) if args.actual_period else power, args.actual_period)
             finally:  # a walk cut short (SIGTERM of `timeout`, an error) still reports its days
                 walks = {i: pd.concat(r, ignore_index=True) for i, r in out.items()}
                 pd.to_pickle({"plants": plants, "walks": walks, "log": log, "args": vars(args)},
