@@ -13,7 +13,7 @@ the issue times, and every day D (issue time D 18:00 UTC):
    (``--actuals issue``, what bench_adaptive.py's in-process calibration sees);
 2. policy ``daily``: ``POST /api/v1/locations/{id}/calibrate`` with cutoff D 18:00 UTC (what
    bench_adaptive.py does before every run); policy ``auto``: no call, the service's refit policy
-   (configs/service.yaml ``adaptation.refit_after_daylight_actuals``; ``--refit-after`` overrides it);
+   (configs/service.yaml ``adaptation.refit_after_daylight_hours``; ``--refit-after-hours`` overrides it);
 3. ``POST /api/v1/forecast/generate`` (ml, issue D 18:00 UTC, 15 min, 35 h: the next local day's daylight,
    ``wait``), then ``GET /api/v1/forecast/location/{id}?run_id=`` (the values and the calibration
    version the run recorded) and that version's ``GET .../calibration?version=``.
@@ -34,7 +34,7 @@ own walk (``--no-stated``) on the same days instead, in this process (no service
 Run (the walk is bounded by ``--days``; the whole period: 103 days)::
 
     .venv/bin/python bench/bench_adaptive_http.py [--policy auto daily] [--description right wrong]
-        [--days 103] [--actuals day|issue] [--actual-period 0|60] [--refit-after N] [--refit-after-hours H]
+        [--days 103] [--actuals day|issue] [--actual-period 0|60] [--refit-after-hours H]
         [--refit-wait 300] [--in-process]
 """
 
@@ -312,8 +312,6 @@ def main():
     parser.add_argument("--days", type=int, default=len(WALK_DAYS), help="walk the first N days (default: all 103)")
     parser.add_argument("--actuals", choices=("day", "issue"), default="day",
                         help="actuals sent before each run: up to the end of the previous local day, or to the issue")
-    parser.add_argument("--refit-after", type=int, default=None,
-                        help="adaptation.refit_after_daylight_actuals of the service (default: configs/service.yaml)")
     parser.add_argument("--refit-after-hours", type=float, default=None,
                         help="adaptation.refit_after_daylight_hours of the service (default: configs/service.yaml)")
     parser.add_argument("--actual-period", type=int, choices=(0, 60), default=0,
@@ -338,10 +336,8 @@ def main():
     budget = args.budget if args.until is None else min(
         args.budget, (pd.Timestamp(args.until) - pd.Timestamp.now(tz="UTC")).total_seconds())
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
-    overrides = {"adaptation": {k: v for k, v in (("refit_after_daylight_actuals", args.refit_after),
-                                                  ("refit_after_daylight_hours", args.refit_after_hours))
-                                if v is not None}}
-    overrides = overrides if overrides["adaptation"] else None
+    overrides = (None if args.refit_after_hours is None
+                 else {"adaptation": {"refit_after_daylight_hours": args.refit_after_hours}})
     conf = {**settings["adaptation"], **(overrides or {}).get("adaptation", {})}
     days = WALK_DAYS[:args.days]
     power, weather = data.load_serf_east_2016(1, ba.CONFIG["data"]["wind_speed_ms"])
@@ -349,8 +345,7 @@ def main():
     print(f"SERF East 2016 through HTTP: days {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}; actuals sent up to "
           f"{'the issue time' if args.actuals == 'issue' else 'the end of the previous local day'}; "
           f"{'hour-ending means, period_minutes 60' if args.actual_period else '15-min instants'}; "
-          f"refit_after_daylight_actuals {conf['refit_after_daylight_actuals']}, refit_after_daylight_hours "
-          f"{conf.get('refit_after_daylight_hours')}, refit_first_after_days {conf.get('refit_first_after_days')}; "
+          f"refit_after_daylight_hours {conf['refit_after_daylight_hours']}, refit_first_after_days {conf.get('refit_first_after_days')}; "
           f"policies {args.policy}", flush=True)
     if args.in_process:
         in_process(power, weather, args.description, days)

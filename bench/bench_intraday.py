@@ -11,8 +11,9 @@ The walk, as a client meets the service:
 
 * actuals arrive continuously; the calibration (``engine.adaptation.fit_calibration``: tuning +
   band offsets) is refitted at the 18:00 UTC day-ahead issue once
-  ``adaptation.refit_after_daylight_actuals`` (configs/service.yaml) daylight actuals arrived
-  since the last cutoff, as the service's refit policy does;
+  the daylight actuals that arrived since the last cutoff stand for
+  ``adaptation.refit_after_daylight_hours`` (configs/service.yaml; 15-min samples: 0.25 h each),
+  as the service's refit policy does;
 * a day-ahead run is issued every day at 18:00 UTC for the next local day;
 * an intraday run is issued every hour of daylight for the next 6 h (within the local day),
   with the latest calibration; it sees the actuals with time < T only, and weather issued at
@@ -137,7 +138,7 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
     """
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
     y_all = power.to_numpy()
-    threshold = SERVICE["refit_after_daylight_actuals"]
+    threshold = SERVICE["refit_after_daylight_hours"] * 4  # 15-min samples: 4 per hour
     cal, version, rows, da_rows = None, 0, [], []
     for d in pd.date_range(first_day, last_day, freq="D"):
         da_issue = (d - pd.Timedelta(days=1) + pd.Timedelta(hours=ISSUE_HOUR_UTC)).tz_localize("UTC")
@@ -400,7 +401,7 @@ def main(argv):
     tau = SERVICE["intraday_tau_hours"]
     print(f"SERF East 2016, entered DC = AC = {CAP} kW; {rows['issue'].nunique()} intraday issues "
           f"({len(rows)} daylight issue-lead rows), {da['issue'].nunique()} day-ahead runs, "
-          f"{da['version'].max()} calibrations (refit policy: {SERVICE['refit_after_daylight_actuals']} daylight "
+          f"{da['version'].max()} calibrations (refit policy: {SERVICE['refit_after_daylight_hours']} h of daylight "
           f"actuals); walk {time.time() - t0:.0f} s")
     usable = np.isfinite(rows["y"]) & np.isfinite(rows["k60"]) & np.isfinite(rows["kc60"])
     print(f"scored: rows with a measured value and both last-hour indices ({usable.sum()} of {len(rows)}; the "

@@ -479,13 +479,11 @@ def tuning_table(calibrations):
 def refit_policy(conf):
     """(threshold, first days, counted column) of :func:`refits_due` from the ``adaptation`` settings.
 
-    ``refit_after_daylight_hours`` (h), when set, counts the hours the new
-    daylight actuals stand for; else ``refit_after_daylight_actuals`` counts
-    values. Either 0 (or the hours unset and the values 0) turns the policy off.
+    ``refit_after_daylight_hours`` (h) counts the hours the new daylight
+    actuals stand for, so 1-min, 15-min and hourly actuals refit after the
+    same days; 0 or null turns the policy off.
     """
-    if conf.get("refit_after_daylight_hours"):
-        return conf["refit_after_daylight_hours"], conf.get("refit_first_after_days"), "new_daylight_hours"
-    return conf["refit_after_daylight_actuals"], conf.get("refit_first_after_days"), "new_daylight"
+    return conf["refit_after_daylight_hours"] or 0, conf.get("refit_first_after_days"), "new_daylight_hours"
 
 
 def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None, column="new_daylight"):

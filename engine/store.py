@@ -1573,8 +1573,9 @@ async def count_actuals_after(db, location_ids, *, tenant_id=None):
     new to the next fit, and a client replaying a past period after a fit
     with a cutoff past its last actual still reaches the threshold.
 
-    The refit policy (``adaptation.refit_after_daylight_actuals`` of the service
-    settings) compares this count with its threshold.
+    :func:`refit_counts` has the hours these values stand for, which the
+    refit policy (``adaptation.refit_after_daylight_hours`` of the service
+    settings) compares with its threshold.
 
     Returns
     -------

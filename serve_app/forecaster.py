@@ -351,8 +351,8 @@ class Forecaster:
     async def refit_due(self, location_ids, cutoff=None):
         """Start a background refit of every plant due (``engine.adaptation.refits_due``); returns their ids.
 
-        ``adaptation.refit_after_daylight_actuals`` new daylight actuals (or
-        ``refit_after_daylight_hours`` of them: ``engine.adaptation.refit_policy``),
+        new daylight actuals that stand for ``adaptation.refit_after_daylight_hours``
+        (``engine.adaptation.refit_policy``),
         or, for a plant without a calibration, ``refit_first_after_days`` local
         days of them; 0 turns the policy off. ``cutoff`` None: just after each
         plant's latest actual (at most now). A refit runs off the caller's

@@ -55,7 +55,7 @@ def served(api_db_url, tmp_path_factory, nwp_dirs):
                                                 # only tests/api/test_calibration_api.py's plants have this many
                                                 # (and 10+ days: the demo plants' 9 days of 2013 actuals, held
                                                 # out, never calibrate anything)
-                                                "adaptation": {"refit_after_daylight_actuals": 1000,
+                                                "adaptation": {"refit_after_daylight_hours": 250,
                                                                "refit_first_after_days": 10}}) as out:
         yield out
 

@@ -261,7 +261,7 @@ def test_calibration_shows_the_fitted_orientation_and_forecasts_use_it(client, t
 
 
 def test_refit_policy_calibrates_a_plant_once_its_actuals_arrived_without_a_forecast(client, training_config):
-    """Its ~1,900 daylight actuals (the session service refits after 1,000: tests/api/conftest.py) make the plant
+    """Its ~1,900 daylight actuals, ~475 h (the session service refits after 250 h: tests/api/conftest.py) make the plant
     due when they ARRIVE: a calibration is stored with no forecast in between, fitted on every actual sent (cutoff
     just after the last one), and the next forecast uses it. A forecast issued meanwhile (its own refit check
     finds the plant due too) starts no second refit: one version only."""
@@ -285,10 +285,10 @@ def test_refit_policy_calibrates_a_plant_once_its_actuals_arrived_without_a_fore
 
 def test_refit_policy_fits_a_new_plant_once_it_has_enough_days_before_the_threshold(client, training_config):
     """A plant without a calibration is refit as soon as its actuals cover refit_first_after_days local days (10
-    in the session service), not after the full threshold: 12 days, fewer than 1,000 daylight actuals."""
+    in the session service), not after the full threshold: 12 days, fewer than 250 h of daylight actuals."""
     loc, power = stored_plant(client, training_config, "SERF East 2016 [first fit]", until="2016-07-13T06:00:00Z",
                               settle=False)
-    assert (power > 0).sum() < 1000
+    assert (power > 0).sum() * 0.25 < 250  # 15-min instants: 0.25 h each
     got = policy_calibration(client, loc["location_id"])
     assert got.status_code == 200, got.text
     assert got.json()["version"] == 1

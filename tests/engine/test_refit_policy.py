@@ -8,7 +8,7 @@ import pytest
 from engine import adaptation, data, training, tuning
 
 CONFIG = training.load_config()
-THRESHOLD = 400  # configs/service.yaml adaptation.refit_after_daylight_actuals
+THRESHOLD = 400  # daylight values: the 100 h of configs/service.yaml adaptation.refit_after_daylight_hours at 15 min
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,6 @@ def test_counted_in_hours_hourly_and_quarter_hourly_actuals_refit_after_the_same
     by_hours = (first_due(quarter, 100, "new_daylight_hours"), first_due(hourly, 100, "new_daylight_hours"))
     assert by_hours[0] == by_hours[1] == first_due(quarter, 400, "new_daylight")
     assert first_due(hourly, 400, "new_daylight") > by_hours[1]  # counted in values, hourly data waits 4x longer
-    settings = {"refit_after_daylight_actuals": 400, "refit_after_daylight_hours": 100, "refit_first_after_days": 7}
-    assert adaptation.refit_policy(settings) == (100, 7, "new_daylight_hours")
-    assert adaptation.refit_policy({**settings, "refit_after_daylight_hours": None}) == (400, 7, "new_daylight")
+    settings = {"refit_after_daylight_hours": 100, "refit_first_after_days": 7}
+    assert adaptation.refit_policy(settings) == (100, 7, "new_daylight_hours")  # the service counts hours
+    assert adaptation.refit_policy({**settings, "refit_after_daylight_hours": None})[0] == 0  # off
