@@ -321,20 +321,26 @@ def within_period_term(period_minutes, y, clear, table):
     within : ndarray or None
         Shape (n, levels), fraction of capacity_ac_kw; None when no row gets a
         deviation (the band offsets are then bit for bit those of the rows).
+    counts : ndarray or None
+        Shape (n,): the instants each row stands for in the band offsets'
+        sample sizes (``engine.conformal.fit_band_offsets``): a mean with the
+        term, its period / the table's sample interval (60-min means: 4, as
+        many as the 15-min samples :data:`engine.conformal.N0` is stated
+        in); other rows 1. None with ``within``.
     diagnostics : dict
         ``applied``, ``period_minutes`` (the longest), ``source`` (the
         table's, with its training period), ``table_period_minutes``,
         ``deviations`` (training deviations behind the table used),
-        ``levels``, ``rows`` (rows with the term), ``reason`` (None, or why
-        none / which stands in).
+        ``levels``, ``rows`` (rows with the term), ``instants_per_row`` (the
+        counts of those rows), ``reason`` (None, or why none / which stands in).
     """
     period_minutes = np.asarray(period_minutes, dtype="int64")
     longest = int(period_minutes.max()) if len(period_minutes) else 0
     how = {"applied": False, "period_minutes": longest, "source": None, "table_period_minutes": None,
-           "deviations": 0, "levels": 0, "rows": 0, "reason": None}
+           "deviations": 0, "levels": 0, "rows": 0, "instants_per_row": None, "reason": None}
     if longest == 0:
-        return None, {**how, "reason": "instantaneous actuals: their residuals are those of instants"}
-    within, reasons = None, []
+        return None, None, {**how, "reason": "instantaneous actuals: their residuals are those of instants"}
+    within, counts, reasons = None, np.ones(len(y)), []
     for p in np.unique(period_minutes[period_minutes > 0]).tolist():  # one entry per period sent (usually one)
         entry, reason = conformal.within_period_entry(table, p)
         if reason:
@@ -345,11 +351,12 @@ def within_period_term(period_minutes, y, clear, table):
         if within is None:
             within = np.zeros((len(y), len(entry["levels"])))
         within[sel] = conformal.instant_deviations(y[sel], clear[sel], entry)
+        counts[sel] = p / entry["sample_minutes"]
         how.update(applied=True, source=f"{table['source']} {table['train_period'][0]}..{table['train_period'][1]}",
                    table_period_minutes=int(entry["period_minutes"]),
                    deviations=int(sum(entry["count"])), levels=len(entry["levels"]),
-                   rows=how["rows"] + int(sel.sum()))
-    return within, {**how, "reason": "; ".join(reasons) or None}
+                   rows=how["rows"] + int(sel.sum()), instants_per_row=p / entry["sample_minutes"])
+    return within, None if within is None else counts, {**how, "reason": "; ".join(reasons) or None}
 
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
@@ -501,8 +508,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     row_period = act["period_minutes"].to_numpy(dtype="int64")[rows]
     clear = (clear_sky_physical_kw(served["location"], feats, served["planes"], horizon)[rows] / cap
              if (row_period > 0).any() else None)  # means: the instants' spread within their periods is added
-    within, how["within_period"] = within_period_term(row_period, y, clear, model.get("within_period"))
-    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows], within=within)
+    within, counts, how["within_period"] = within_period_term(row_period, y, clear, model.get("within_period"))
+    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows], within=within, counts=counts)
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)

@@ -89,10 +89,18 @@ def recency_weights(times, cutoff, half_life_days=HALF_LIFE_DAYS):
     return 0.5 ** (np.maximum(np.asarray(age, dtype=float), 0.0) / (86400.0 * float(half_life_days)))
 
 
-def effective_n(weights):
-    """Kish's effective sample size of weights: ``(sum w)^2 / sum w^2`` (= n for equal weights; 0 for none)."""
+def effective_n(weights, counts=None):
+    """Kish's effective sample size of weights: ``(sum w)^2 / sum w^2`` (= n for equal weights; 0 for none).
+
+    ``counts`` (shape (n,), optional): row ``i`` stands for ``counts[i]``
+    samples of weight ``w[i]`` each (a period mean for the instants of its
+    period): ``(sum c w)^2 / sum c w^2``, ``c`` times Kish's for constant ``c``.
+    """
     w = np.asarray(weights, dtype=float)
-    return float(w.sum() ** 2 / np.sum(w * w)) if w.size and np.sum(w * w) > 0 else 0.0
+    if counts is None:
+        return float(w.sum() ** 2 / np.sum(w * w)) if w.size and np.sum(w * w) > 0 else 0.0
+    c = np.asarray(counts, dtype=float)
+    return float(np.sum(c * w) ** 2 / np.sum(c * w * w)) if w.size and np.sum(c * w * w) > 0 else 0.0
 
 
 def weighted_quantiles(scores, weights, alphas):
@@ -149,7 +157,8 @@ def group_index(lead_hours, csi):
             bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
 
 
-def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None):
+def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None,
+                     counts=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -175,10 +184,14 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         ``y`` is a period mean (:func:`instant_deviations`). Each row then
         stands for ``m`` instant scores ``y + within[:, j] - q``, each with
         ``1 / m`` of its weight (the distribution of the sum: the row's
-        score convolved with the deviations); ``n``, the effective sample
-        sizes and the shrinkage stay those of the ``n`` rows. None: the
-        scores of ``y`` itself (bit for bit the offsets without this
-        argument).
+        score convolved with the deviations). None: the scores of ``y``
+        itself (bit for bit the offsets without this argument).
+    counts : ndarray, optional
+        Shape (n,): the instants each row stands for (a 60-min mean: 4, in
+        the 15-min samples :data:`N0` and :data:`MIN_GROUP` are stated in):
+        its scores weigh ``counts`` times its weight against other rows', and
+        effective sample sizes count it as that many samples
+        (:func:`effective_n`). None: 1 each (bit for bit).
 
     Returns
     -------
@@ -195,13 +208,15 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
     y = np.asarray(y, dtype=float)
     q = np.asarray(q, dtype=float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    c = None if counts is None else np.asarray(counts, dtype=float)
+    w_rows = w if c is None else w * c  # the weight of a row's scores among all scores
     if within is None:  # one score per row
-        scores, w_scores, row = y[:, None] - q, w, np.arange(len(y))
+        scores, w_scores, row = y[:, None] - q, w_rows, np.arange(len(y))
     else:  # m instant scores per row, each 1/m of its weight (row-major: row i's scores are i*m .. i*m + m - 1)
         within = np.asarray(within, dtype=float).reshape(len(y), -1)
         m = within.shape[1]
         scores = ((y[:, None] + within)[:, :, None] - q[:, None, :]).reshape(len(y) * m, q.shape[1])
-        w_scores, row = np.repeat(w / m, m), np.repeat(np.arange(len(y)), m)
+        w_scores, row = np.repeat(w_rows / m, m), np.repeat(np.arange(len(y)), m)
     lead, regime = group_index(lead_hours, csi)
     n_lead, n_regime, k = len(LEAD_EDGES_HOURS) - 1, len(CSI_EDGES) - 1, len(alphas)
     raw = np.zeros((n_lead, n_regime, k))
@@ -212,11 +227,11 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
     for g in np.unique(flat):  # at most 15 groups
         sel = flat == g
         i, j = divmod(int(g), n_regime)
-        n[i, j], n_eff[i, j] = int(sel.sum()), effective_n(w[sel])
+        n[i, j], n_eff[i, j] = int(sel.sum()), effective_n(w[sel], None if c is None else c[sel])
         if n_eff[i, j] >= min_group:
             sel_scores = flat_scores == g
             raw[i, j] = weighted_quantiles(scores[sel_scores], w_scores[sel_scores], alphas)
-    total = effective_n(w)
+    total = effective_n(w, c)
     pooled = weighted_quantiles(scores, w_scores, alphas) if len(scores) else np.zeros(k)
     pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
     prior = pooled_weight * pooled
