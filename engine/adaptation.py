@@ -21,7 +21,10 @@ before the cutoff),
    cutoff (:func:`engine.conformal.recency_weights`, half-life
    :data:`engine.conformal.HALF_LIFE_DAYS`: the effective description
    drifts with the season, so the last weeks' errors say more about the
-   next days'); the served tuning is the one of step 1;
+   next days'); residuals of period means (``period_minutes`` > 0) are
+   convolved with the model's within-period deviations of instants
+   (:func:`within_period_term`: the forecast is of instants); the served
+   tuning is the one of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the

@@ -31,6 +31,14 @@ form of Angelopoulos, Candes & Tibshirani 2023): per scored row the offset of
 level ``a`` moves by ``gamma * (miss_above - (1 - a))``, so it stands still
 when the level is met.
 
+A plant that sends period means (hourly from an inverter portal) gives
+residuals of means, which vary less than the instants the service forecasts:
+:func:`within_period_deviations` tabulates, on instantaneous training samples,
+how instants deviate from their period's mean (per clear-sky regime, in units
+of clear-sky power), and :func:`fit_band_offsets` convolves each residual of a
+mean with those deviations (``within``, :func:`instant_deviations`) and counts
+it as the instants of its period (``counts``).
+
 Invariants are not enforced here: the shifted quantiles go through
 :func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
 """
