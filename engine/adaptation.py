@@ -337,7 +337,7 @@ def within_period_term(period_minutes, y, clear, table):
         table's, with its training period), ``table_period_minutes``,
         ``deviations`` (training deviations behind the table used),
         ``levels``, ``rows`` (rows with the term), ``instants_per_row`` (the
-        counts of those rows), ``reason`` (None, or why none / which stands in).
+        count of the longest period's rows), ``reason`` (None, or why none / which stands in).
     """
     period_minutes = np.asarray(period_minutes, dtype="int64")
     longest = int(period_minutes.max()) if len(period_minutes) else 0
@@ -430,7 +430,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         means, since the forecast is of instants; ``band_rows``:
         the daylight residuals the offsets are fitted on; daylight
         P10-P90/P25-P75 coverage of those rows before/after the band offsets,
-        None without rows).
+        None without rows: of period means, "after" is above nominal, the
+        bands being of instants).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
