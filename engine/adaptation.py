@@ -21,7 +21,10 @@ before the cutoff),
    cutoff (:func:`engine.conformal.recency_weights`, half-life
    :data:`engine.conformal.HALF_LIFE_DAYS`: the effective description
    drifts with the season, so the last weeks' errors say more about the
-   next days'); the served tuning is the one of step 1;
+   next days'); residuals of period means (``period_minutes`` > 0) are
+   convolved with the model's within-period deviations of instants
+   (:func:`within_period_term`: the forecast is of instants); the served
+   tuning is the one of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
@@ -263,6 +266,104 @@ def actual_instants(actuals, cutoff):
     return act, int(act["period_minutes"].max()) if len(act) else 0
 
 
+def clear_sky_physical_kw(location, feats, planes=None, horizon=None):
+    """The plant's physical AC power under clear sky at a feature frame's times, kW.
+
+    The feature frame's Ineichen clear-sky GHI taken as the weather (DNI/DHI
+    decomposed, Erbs; its air and wind temperature kept): the clear-sky
+    reference of the within-period deviations
+    (:func:`engine.conformal.instant_deviations`). The training samples'
+    (``engine.training.build_dataset`` ``clear_physical_kw``) is the same
+    chain under PSM3's clear-sky GHI, which matches Ineichen's within
+    ~15 W/m^2 (``engine.data.load_serf_east_2016``).
+
+    Parameters
+    ----------
+    location : DataFrame
+        One-row locations frame (the tuned description).
+    feats : DataFrame
+        ``engine.features.feature_frame`` of it (``ghi_clear``, ``temp_air``,
+        ``wind_speed``), indexed by (location_id, valid_time).
+    planes, horizon : DataFrame, optional
+
+    Returns
+    -------
+    ndarray
+        kW, in [0, capacity_ac_kw], 0 at night.
+    """
+    times = pd.DatetimeIndex(feats.index.get_level_values("valid_time"))
+    n = len(times)
+    clear = pd.DataFrame({"location_id": np.full(n, int(location["location_id"].iloc[0]), dtype="int64"),
+                          "valid_time": times, "issue_time": times, "source": "clear_sky",
+                          "ghi": feats["ghi_clear"].to_numpy(dtype=float), "dni": np.full(n, np.nan),
+                          "dhi": np.full(n, np.nan), "temp_air": feats["temp_air"].to_numpy(dtype=float),
+                          "wind_speed": feats["wind_speed"].to_numpy(dtype=float), "cloud_cover": np.full(n, np.nan),
+                          "period_minutes": np.zeros(n, dtype="int64")})
+    return feature_frame(location, clear, times, planes, horizon)["physical_ac_kw"].to_numpy(dtype=float)
+
+
+def within_period_term(period_minutes, y, clear, table):
+    """The within-period deviations of each band residual row (:func:`engine.conformal.instant_deviations`).
+
+    Rows of instants (``period_minutes`` 0) get none; rows of means get the
+    model's tabulated deviations of their period
+    (:func:`engine.conformal.within_period_entry`).
+
+    Parameters
+    ----------
+    period_minutes : ndarray of int
+        Shape (n,): each row's averaging period, min.
+    y : ndarray
+        Shape (n,): measured / capacity_ac_kw.
+    clear : ndarray or None
+        Shape (n,): :func:`clear_sky_physical_kw` / capacity_ac_kw (None when
+        no row is a mean).
+    table : dict or None
+        The model's ``within_period`` (``engine.modelio.load_model``).
+
+    Returns
+    -------
+    within : ndarray or None
+        Shape (n, levels), fraction of capacity_ac_kw; None when no row gets a
+        deviation (the band offsets are then bit for bit those of the rows).
+    counts : ndarray or None
+        Shape (n,): the instants each row stands for in the band offsets'
+        sample sizes (``engine.conformal.fit_band_offsets``): a mean with the
+        term, its period / the table's sample interval (60-min means: 4, as
+        many as the 15-min samples :data:`engine.conformal.N0` is stated
+        in); other rows 1. None with ``within``.
+    diagnostics : dict
+        ``applied``, ``period_minutes`` (the longest), ``source`` (the
+        table's, with its training period), ``table_period_minutes``,
+        ``deviations`` (training deviations behind the table used),
+        ``levels``, ``rows`` (rows with the term), ``instants_per_row`` (the
+        count of the longest period's rows), ``reason`` (None, or why none / which stands in).
+    """
+    period_minutes = np.asarray(period_minutes, dtype="int64")
+    longest = int(period_minutes.max()) if len(period_minutes) else 0
+    how = {"applied": False, "period_minutes": longest, "source": None, "table_period_minutes": None,
+           "deviations": 0, "levels": 0, "rows": 0, "instants_per_row": None, "reason": None}
+    if longest == 0:
+        return None, None, {**how, "reason": "instantaneous actuals: their residuals are those of instants"}
+    within, counts, reasons = None, np.ones(len(y)), []
+    for p in np.unique(period_minutes[period_minutes > 0]).tolist():  # one entry per period sent (usually one)
+        entry, reason = conformal.within_period_entry(table, p)
+        if reason:
+            reasons.append(reason)
+        if entry is None:
+            continue
+        sel = period_minutes == p
+        if within is None:
+            within = np.zeros((len(y), len(entry["levels"])))
+        within[sel] = conformal.instant_deviations(y[sel], clear[sel], entry)
+        counts[sel] = p / entry["sample_minutes"]
+        how.update(applied=True, source=f"{table['source']} {table['train_period'][0]}..{table['train_period'][1]}",
+                   table_period_minutes=int(entry["period_minutes"]),
+                   deviations=int(sum(entry["count"])), levels=len(entry["levels"]),
+                   rows=how["rows"] + int(sel.sum()), instants_per_row=p / entry["sample_minutes"])
+    return within, None if within is None else counts, {**how, "reason": "; ".join(reasons) or None}
+
+
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
                     folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS):
@@ -324,10 +425,13 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (tuning rejections and fit; ``band_residuals``: how the band
         residuals were obtained, :func:`forward_quantiles`, and
         ``weighting``: ``half_life_days``, ``rows``, ``n_effective`` of the
-        residuals used; ``band_rows``:
+        residuals used; ``within_period``: :func:`within_period_term`, the
+        spread of instants within their period added to residuals of period
+        means, since the forecast is of instants; ``band_rows``:
         the daylight residuals the offsets are fitted on; daylight
         P10-P90/P25-P75 coverage of those rows before/after the band offsets,
-        None without rows).
+        None without rows: of period means, "after" is above nominal, the
+        bands being of instants).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
@@ -407,8 +511,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     q = q_kw[rows] / cap
     lead = weather_lead_hours(weather, times)[rows]
     csi = entered["csi"].to_numpy()[rows]  # the weather's clear-sky index: the same under every description
-    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows])
-    bands["actuals_period_minutes"] = period  # > 15: residuals of means, less spread than the instants forecast
+    row_period = act["period_minutes"].to_numpy(dtype="int64")[rows]
+    clear = (clear_sky_physical_kw(served["location"], feats, served["planes"], horizon)[rows] / cap
+             if (row_period > 0).any() else None)  # means: the instants' spread within their periods is added
+    within, counts, how["within_period"] = within_period_term(row_period, y, clear, model.get("within_period"))
+    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows], within=within, counts=counts)
+    bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
     diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()), "band_residuals": how}

@@ -31,6 +31,14 @@ form of Angelopoulos, Candes & Tibshirani 2023): per scored row the offset of
 level ``a`` moves by ``gamma * (miss_above - (1 - a))``, so it stands still
 when the level is met.
 
+A plant that sends period means (hourly from an inverter portal) gives
+residuals of means, which vary less than the instants the service forecasts:
+:func:`within_period_deviations` tabulates, on instantaneous training samples,
+how instants deviate from their period's mean (per clear-sky regime, in units
+of clear-sky power), and :func:`fit_band_offsets` convolves each residual of a
+mean with those deviations (``within``, :func:`instant_deviations`) and counts
+it as the instants of its period (``counts``).
+
 Invariants are not enforced here: the shifted quantiles go through
 :func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
 """
@@ -89,10 +97,18 @@ def recency_weights(times, cutoff, half_life_days=HALF_LIFE_DAYS):
     return 0.5 ** (np.maximum(np.asarray(age, dtype=float), 0.0) / (86400.0 * float(half_life_days)))
 
 
-def effective_n(weights):
-    """Kish's effective sample size of weights: ``(sum w)^2 / sum w^2`` (= n for equal weights; 0 for none)."""
+def effective_n(weights, counts=None):
+    """Kish's effective sample size of weights: ``(sum w)^2 / sum w^2`` (= n for equal weights; 0 for none).
+
+    ``counts`` (shape (n,), optional): row ``i`` stands for ``counts[i]``
+    samples of weight ``w[i]`` each (a period mean for the instants of its
+    period): ``(sum c w)^2 / sum c w^2``, ``c`` times Kish's for constant ``c``.
+    """
     w = np.asarray(weights, dtype=float)
-    return float(w.sum() ** 2 / np.sum(w * w)) if w.size and np.sum(w * w) > 0 else 0.0
+    if counts is None:
+        return float(w.sum() ** 2 / np.sum(w * w)) if w.size and np.sum(w * w) > 0 else 0.0
+    c = np.asarray(counts, dtype=float)
+    return float(np.sum(c * w) ** 2 / np.sum(c * w * w)) if w.size and np.sum(c * w * w) > 0 else 0.0
 
 
 def weighted_quantiles(scores, weights, alphas):
@@ -149,7 +165,8 @@ def group_index(lead_hours, csi):
             bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
 
 
-def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None):
+def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None,
+                     counts=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -169,6 +186,20 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         Shape (n,), > 0: weight of each score (:func:`recency_weights`); None:
         equal. Offsets are :func:`weighted_quantiles`; shrinkage and
         ``min_group`` use the effective sample size (:func:`effective_n`).
+    within : ndarray, optional
+        Shape (n, m), fraction of capacity_ac_kw: ``m`` equally likely
+        within-period deviations of an instant from each row's ``y`` when
+        ``y`` is a period mean (:func:`instant_deviations`). Each row then
+        stands for ``m`` instant scores ``y + within[:, j] - q``, each with
+        ``1 / m`` of its weight (the distribution of the sum: the row's
+        score convolved with the deviations). None: the scores of ``y``
+        itself (bit for bit the offsets without this argument).
+    counts : ndarray, optional
+        Shape (n,): the instants each row stands for (a 60-min mean: 4, in
+        the 15-min samples :data:`N0` and :data:`MIN_GROUP` are stated in):
+        its scores weigh ``counts`` times its weight against other rows', and
+        effective sample sizes count it as that many samples
+        (:func:`effective_n`). None: 1 each (bit for bit).
 
     Returns
     -------
@@ -182,22 +213,34 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         ``pooled_n_effective``, ``pooled_weight``, ``n0``,
         ``lead_edges_hours``, ``csi_edges`` (JSON-ready: inf as None).
     """
-    scores = np.asarray(y, dtype=float)[:, None] - np.asarray(q, dtype=float)
-    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
+    y = np.asarray(y, dtype=float)
+    q = np.asarray(q, dtype=float)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    c = None if counts is None else np.asarray(counts, dtype=float)
+    w_rows = w if c is None else w * c  # the weight of a row's scores among all scores
+    if within is None:  # one score per row
+        scores, w_scores, row = y[:, None] - q, w_rows, np.arange(len(y))
+    else:  # m instant scores per row, each 1/m of its weight (row-major: row i's scores are i*m .. i*m + m - 1)
+        within = np.asarray(within, dtype=float).reshape(len(y), -1)
+        m = within.shape[1]
+        scores = ((y[:, None] + within)[:, :, None] - q[:, None, :]).reshape(len(y) * m, q.shape[1])
+        w_scores, row = np.repeat(w_rows / m, m), np.repeat(np.arange(len(y)), m)
     lead, regime = group_index(lead_hours, csi)
     n_lead, n_regime, k = len(LEAD_EDGES_HOURS) - 1, len(CSI_EDGES) - 1, len(alphas)
     raw = np.zeros((n_lead, n_regime, k))
     n = np.zeros((n_lead, n_regime), dtype=int)
     n_eff = np.zeros((n_lead, n_regime))
     flat = lead * n_regime + regime
+    flat_scores = flat[row]
     for g in np.unique(flat):  # at most 15 groups
         sel = flat == g
         i, j = divmod(int(g), n_regime)
-        n[i, j], n_eff[i, j] = int(sel.sum()), effective_n(w[sel])
+        n[i, j], n_eff[i, j] = int(sel.sum()), effective_n(w[sel], None if c is None else c[sel])
         if n_eff[i, j] >= min_group:
-            raw[i, j] = weighted_quantiles(scores[sel], w[sel], alphas)
-    total = effective_n(w)
-    pooled = weighted_quantiles(scores, w, alphas) if len(scores) else np.zeros(k)
+            sel_scores = flat_scores == g
+            raw[i, j] = weighted_quantiles(scores[sel_scores], w_scores[sel_scores], alphas)
+    total = effective_n(w, c)
+    pooled = weighted_quantiles(scores, w_scores, alphas) if len(scores) else np.zeros(k)
     pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
     prior = pooled_weight * pooled
     weight = np.where(n_eff >= min_group, n_eff / (n_eff + float(n0)), 0.0)
@@ -294,3 +337,164 @@ def aci_update(theta, y, q_issued, plant=None, alphas=ALPHAS, gamma=ACI_GAMMA, b
     total = np.zeros_like(theta)
     np.add.at(total, plant, step)
     return np.clip(theta + total, -bound, bound)
+
+
+WITHIN_K_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, np.inf)
+"""Bins of a period's clear-sky index of power (period-mean power / clear-sky physical power): the spread of
+instants around their period's mean is small under overcast (< 0.2) and clear (>= 0.9) skies and largest under
+broken clouds (on the training data, 60-min periods: within-period standard deviation 0.04 of the clear-sky power
+below 0.2, 0.19-0.22 at 0.4-0.8, 0.09-0.12 above 0.9)."""
+
+WITHIN_LEVELS = 32
+"""Deviations kept per bin: the quantiles at ``(j + 0.5) / WITHIN_LEVELS`` (a deterministic stratified sample of
+the bin's distribution; each plant residual of a period mean becomes this many equally weighted instant scores)."""
+
+WITHIN_MIN_CLEAR = 0.05
+"""Periods whose clear-sky physical power falls below this fraction of capacity_ac_kw at any sample (sunrise,
+sunset) give no deviations: normalised by a near-zero clear-sky power they would be noise."""
+
+WITHIN_PERIODS_MINUTES = (30, 60)
+"""Averaging periods tabulated from the 15-min training samples (a period must hold at least 2 samples)."""
+
+
+def within_period_deviations(times, power_kw, clear_kw, capacity_ac_kw, period_minutes, sample_minutes=15,
+                             edges=WITHIN_K_EDGES, levels=WITHIN_LEVELS, min_clear=WITHIN_MIN_CLEAR):
+    """How instants deviate from the mean of their averaging period, per clear-sky regime, from measured samples.
+
+    The forecast value is the instantaneous power; a plant that sends period
+    means (``period_minutes`` > 0) gives residuals of means, which vary less.
+    The residual of an instant is the residual of its period's mean plus the
+    instant's deviation from that mean; this tabulates the second term on
+    instantaneous samples (the training data), for :func:`instant_deviations`
+    to add to a plant's residuals of means. The deviation of sample ``i`` of
+    a period with mean power ``P`` and clear-sky physical power ``c_i``
+    (mean ``C``) is ``d_i = (p_i - P c_i / C) / C``: the part the clear-sky
+    shape of the period does not explain (a forecast follows that shape
+    within the period), in units of the period's clear-sky power, so it
+    transfers to plants of another size, orientation and sun height. The
+    deviations sum to 0 over each period. Binned by the period's clear-sky
+    index of power ``K = P / C`` (:data:`WITHIN_K_EDGES`).
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        UTC, regular at ``sample_minutes``, the samples' instants.
+    power_kw : array_like
+        Measured instantaneous AC power, kW (NaN: missing).
+    clear_kw : array_like
+        The plant's physical AC power under clear sky at ``times``, kW.
+    capacity_ac_kw : float
+        kW (the :data:`WITHIN_MIN_CLEAR` threshold).
+    period_minutes : int
+        Averaging period, min; a multiple of ``sample_minutes``, >= 2 samples.
+        Periods end on multiples of it (hour-ending for 60) and hold the
+        samples in (end - period, end].
+    sample_minutes : int
+        Interval of the samples, min.
+    edges : sequence of float
+        :data:`WITHIN_K_EDGES`.
+    levels : int
+        :data:`WITHIN_LEVELS`.
+    min_clear : float
+        :data:`WITHIN_MIN_CLEAR`.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``period_minutes``, ``sample_minutes``, ``k_edges`` (inf as
+        None), ``levels`` (the probability levels), ``deviations`` (list,
+        shape (n_bins, levels), fraction of the period's clear-sky power;
+        zeros in a bin without samples), ``count`` (samples per bin),
+        ``periods`` (full periods used).
+    """
+    per = int(period_minutes) // int(sample_minutes)
+    if per < 2 or int(period_minutes) % int(sample_minutes):
+        raise ValueError(f"period_minutes {period_minutes} must be a multiple >= 2 of sample_minutes "
+                         f"{sample_minutes}")
+    frame = pd.DataFrame({"p": np.asarray(power_kw, dtype=float), "c": np.asarray(clear_kw, dtype=float)},
+                         index=pd.DatetimeIndex(times))
+    end = frame.index.ceil(f"{int(period_minutes)}min")
+    g = frame.groupby(end)
+    count = g["p"].transform("count").to_numpy()
+    lowest = g["c"].transform("min").to_numpy()
+    mean_p, mean_c = g["p"].transform("mean").to_numpy(), g["c"].transform("mean").to_numpy()
+    full = (count == per) & (lowest >= min_clear * float(capacity_ac_kw))
+    d = (frame["p"].to_numpy()[full] - mean_p[full] * frame["c"].to_numpy()[full] / mean_c[full]) / mean_c[full]
+    k_bin = bin_index(mean_p[full] / mean_c[full], edges)
+    probs = (np.arange(levels) + 0.5) / levels
+    n_bins = len(edges) - 1
+    counts = np.bincount(k_bin, minlength=n_bins)
+    table = np.zeros((n_bins, levels))
+    for b in np.flatnonzero(counts):  # at most len(edges) - 1 bins
+        table[b] = np.quantile(d[k_bin == b], probs)
+    return {"period_minutes": int(period_minutes), "sample_minutes": int(sample_minutes),
+            "k_edges": [None if np.isinf(e) else float(e) for e in edges], "levels": probs.tolist(),
+            "deviations": table.tolist(), "count": counts.astype(int).tolist(), "periods": int(full.sum() // per)}
+
+
+def within_period_entry(table, period_minutes):
+    """The tabulated deviations that stand for ``period_minutes``, and what was chosen or why none.
+
+    The longest tabulated period not longer than ``period_minutes`` (a longer
+    period's instants deviate at least as much: a shorter table understates
+    them, never overstates); none for a period shorter than every tabulated
+    one (e.g. 5-min means: not resolved by 15-min samples, and close to
+    instants) or without a table.
+
+    Parameters
+    ----------
+    table : dict or None
+        A model's ``within_period`` (``modelio.load_model``): ``periods``,
+        list of :func:`within_period_deviations` dicts.
+    period_minutes : int
+
+    Returns
+    -------
+    entry : dict or None
+    reason : str or None
+        Why there is no entry, or that a shorter period stands in.
+    """
+    if not table or not table.get("periods"):
+        return None, "the model has no within-period deviations (model card within_period)"
+    entries = [e for e in table["periods"] if e["period_minutes"] <= int(period_minutes)]
+    if not entries:
+        shortest = min(e["period_minutes"] for e in table["periods"])
+        return None, (f"period {int(period_minutes)} min is shorter than the shortest tabulated "
+                      f"({shortest} min): no within-period term")
+    entry = max(entries, key=lambda e: e["period_minutes"])
+    reason = None if entry["period_minutes"] == int(period_minutes) else (
+        f"period {int(period_minutes)} min: the {entry['period_minutes']}-min deviations stand in (no longer "
+        f"period tabulated; an understatement)")
+    return entry, reason
+
+
+def instant_deviations(y, clear, entry):
+    """Equally likely deviations of an instant from each period mean, fraction of capacity_ac_kw (vectorised).
+
+    Row ``i`` gets its bin's deviations (:func:`within_period_deviations`,
+    bin of its clear-sky index of power ``y / clear``) times its clear-sky
+    power: ``d_j * clear_i``.
+
+    Parameters
+    ----------
+    y : array_like
+        Shape (n,): period-mean power / capacity_ac_kw.
+    clear : array_like
+        Shape (n,): the plant's clear-sky physical AC power at the period's
+        effective instant (its middle) / capacity_ac_kw.
+    entry : dict
+        One :func:`within_period_deviations` table.
+
+    Returns
+    -------
+    ndarray
+        Shape (n, levels); zero rows where ``clear`` is below
+        :data:`WITHIN_MIN_CLEAR` or not finite (night, sunrise).
+    """
+    y = np.asarray(y, dtype=float)
+    clear = np.asarray(clear, dtype=float)
+    ok = np.isfinite(clear) & (clear >= WITHIN_MIN_CLEAR) & np.isfinite(y)
+    edges = [np.inf if e is None else e for e in entry["k_edges"]]
+    k = np.where(ok, y / np.where(ok, clear, 1.0), 0.0)
+    table = np.asarray(entry["deviations"], dtype=float)
+    return np.where(ok[:, None], table[bin_index(k, edges)] * np.where(ok, clear, 0.0)[:, None], 0.0)

@@ -101,7 +101,10 @@ def load_model(models_dir, model_id, expected_features=None):
     -------
     dict
         ``model`` (catboost.CatBoost), ``card`` (dict), ``physics`` (dict of
-        residual quantiles), ``calibration`` (dict of conformal offsets).
+        residual quantiles), ``calibration`` (dict of conformal offsets),
+        ``within_period`` (the card's within-period deviations of instants
+        from period means, ``engine.training.within_period_table``; None in a
+        card without them).
 
     Raises
     ------
@@ -130,4 +133,5 @@ def load_model(models_dir, model_id, expected_features=None):
     if list(model.feature_names_) != list(card["features"]):
         raise ValueError(f"model_id {model_id!r}: model file features {model.feature_names_} differ "
                          f"from card features {card['features']}")
-    return {"model": model, "card": card, "physics": card["physics"], "calibration": card["calibration"]}
+    return {"model": model, "card": card, "physics": card["physics"], "calibration": card["calibration"],
+            "within_period": card.get("within_period")}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from engine import calibration, data, forecast, metrics, quantiles, resources, validation
+from engine import calibration, conformal, data, forecast, metrics, quantiles, resources, validation
 
 WEATHER_COLUMNS = list(validation.WEATHER_COLUMNS)  # the weather frame of ARCHITECTURE "Frames"
 
@@ -196,6 +196,43 @@ def fit_physics_residuals(y, physical_norm, elevation, config):
     return out
 
 
+def within_period_table(ds, config):
+    """The model card's ``within_period``: instants' deviations from their period's mean, training period only.
+
+    :func:`engine.conformal.within_period_deviations` of the cleaned 15-min
+    training samples (``y_kw``) with their clear-sky physical power
+    (``clear_physical_kw``) for every period of
+    :data:`engine.conformal.WITHIN_PERIODS_MINUTES`. Plants that send period
+    means get this within-period spread added to their band residuals
+    (``engine.adaptation.fit_calibration``). Deterministic: a function of the
+    training data and the configuration; the hold-out year is never read.
+
+    Parameters
+    ----------
+    ds : dict
+        :func:`build_dataset`.
+    config : dict
+        ``configs/training.yaml``.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``method``, ``source``, ``train_period``, ``periods``
+        (list of :func:`engine.conformal.within_period_deviations` dicts).
+    """
+    periods = config["periods"]
+    rows = period_mask(ds["times"], periods["train_start"], periods["train_end"])
+    times = ds["times"][rows]
+    return {"method": "deviation of each 15-min sample from its period's mean beyond the clear-sky shape, "
+                      "/ the period's clear-sky physical power, quantiles per bin of the period's clear-sky "
+                      "index of power (engine.conformal.within_period_deviations)",
+            "source": f"{config['data']['source']}: cleaned {config['data']['power_file']}, training period",
+            "train_period": [periods["train_start"], periods["train_end"]],
+            "periods": [conformal.within_period_deviations(times, ds["y_kw"][rows], ds["clear_physical_kw"][rows],
+                                                           ds["capacity_ac_kw"], p)
+                        for p in conformal.WITHIN_PERIODS_MINUTES]}
+
+
 def library_versions():
     """Versions of the libraries a model depends on."""
     return {name: importlib.metadata.version(name)
@@ -277,6 +314,7 @@ def train(config, feature_frame, model_features, step=lambda msg: None):
         "location": {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in location.items()},
         "catboost_params": dict(config["catboost"]),
         "versions": library_versions(),
+        "within_period": within_period_table(ds, config),
     }
     return {"model": model, "card": card, "physics": physics, "calibration": cal}, ds
 

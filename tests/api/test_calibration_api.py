@@ -29,8 +29,12 @@ def rows(frame, columns):
     return out.astype(object).where(out.notna(), None).to_dict(orient="records")
 
 
-def stored_plant(client, training_config, name, skyline=None, until="2016-08-05", settle=True, **described):
+def stored_plant(client, training_config, name, skyline=None, until="2016-08-05", settle=True, period=0,
+                 **described):
     """(location record, measured power Series) with weather 2016-07-01..08-05 and actuals before ``until`` stored.
+
+    ``period`` (min): the actuals sent as means of the ``period`` ending at each label (``period_minutes``),
+    from the 15-min samples; 0: the samples themselves.
 
     ``described`` overrides fields of :data:`PLANT` (a plant described otherwise); ``skyline`` (azimuth,
     elevation points, deg): the actuals behind it, imposed physically (:func:`behind`). Their arrival makes the
@@ -50,8 +54,14 @@ def stored_plant(client, training_config, name, skyline=None, until="2016-08-05"
     power = power[power.index < until]
     if skyline is not None:
         power = behind(power, weather, loc, skyline)
-    actuals = pd.DataFrame({"location_id": loc["location_id"], "time": power.index, "power_kw": power.to_numpy()})
-    r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw"])})
+    sent = power
+    if period:
+        r = power.resample(f"{period}min", label="right", closed="right")
+        sent = r.mean()[r.count() == period // 15]
+    actuals = pd.DataFrame({"location_id": loc["location_id"], "time": sent.index, "power_kw": sent.to_numpy(),
+                            "period_minutes": period})
+    r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw",
+                                                                    "period_minutes"])})
     assert r.status_code == 200, r.text
     if settle:
         assert policy_calibration(client, loc["location_id"]).status_code == 200
@@ -329,3 +339,17 @@ def test_a_calibration_serves_forecasts_issued_after_its_last_actual_even_before
                                  params={"run_id": run_id}).json()["run"]["calibration_version"]
     assert used[end] != fit.json()["version"] and used[end] is not None
     assert used[end + pd.Timedelta(hours=18)] == fit.json()["version"]
+
+
+def test_hourly_means_calibrate_bands_of_instants_and_say_so(client, training_config):
+    """Hour-ending means sent with period_minutes 60: the calibration widens their residuals by the within-period
+    deviations of instants and says so in its band residuals; its forecasts keep the invariant."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [hourly means]", period=60)
+    r = client.post(f"/api/v1/locations/{loc['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert r.status_code == 200, r.text
+    openapi_validator(client, "Calibration").validate(r.json())
+    how = r.json()["diagnostics"]["band_residuals"]["within_period"]
+    assert how["applied"] and how["period_minutes"] == how["table_period_minutes"] == 60, how
+    assert how["rows"] == r.json()["diagnostics"]["band_rows"] and how["instants_per_row"] == 4.0
+    got, _ = forecast(client, loc["location_id"], "2016-07-26T18:00:00+00:00", 30)
+    assert_forecast_invariant(got["valid_time"], got, loc, 15)

@@ -460,3 +460,98 @@ def test_actual_instants_are_the_middle_of_their_period_and_end_before_the_cutof
     assert period == 0  # no period column: instantaneous samples, at their labels, by plant then time
     assert plain["time"].tolist() == list(pd.to_datetime(["2016-07-01T10:00Z", "2016-07-01T11:00Z",
                                                           "2016-07-01T12:00Z", "2016-07-01T11:15Z"]))
+
+
+# --- bands of the instants from period means (the within-period term) ---------------------------------------------
+
+def without_within_table(model):
+    """The same model without its within-period deviations (the bands fitted before the term existed)."""
+    return {**model, "within_period": None}
+
+
+def test_instant_bands_are_unchanged_by_the_within_period_term(plant, fitted):
+    """15-min instants: bit for bit the same calibration with and without the model's within-period table."""
+    power, weather, location, model = plant
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    bare = adaptation.fit_calibration(location, weather, actuals, without_within_table(model), CUTOFF, tau_hours=1.0)
+    assert bare["bands"] == fitted["bands"] and bare["intraday"] == fitted["intraday"]
+    how = fitted["diagnostics"]["band_residuals"]["within_period"]
+    assert not how["applied"] and how["period_minutes"] == 0 and how["rows"] == 0
+
+
+@pytest.fixture(scope="module")
+def hourly(plant):
+    """The plant calibrated on its hourly means (period_minutes 60) with and without the within-period term."""
+    power, weather, location, model = plant
+    means = hourly_means(power)
+    actuals = pd.DataFrame({"time": means.index, "power_kw": means.to_numpy(), "period_minutes": 60})
+    return {name: adaptation.fit_calibration(location, weather, actuals, m, CUTOFF, tau_hours=1.0)
+            for name, m in (("with", model), ("without", without_within_table(model)))}
+
+
+def test_hourly_mean_calibration_states_the_within_period_term(hourly):
+    how = hourly["with"]["diagnostics"]["band_residuals"]["within_period"]
+    assert how["applied"] and how["period_minutes"] == how["table_period_minutes"] == 60
+    assert how["rows"] == hourly["with"]["diagnostics"]["band_rows"] and how["levels"] == conformal.WITHIN_LEVELS
+    assert "system_50" in how["source"] and "2013-01-01" in how["source"] and how["deviations"] > 10000
+    bare = hourly["without"]["diagnostics"]["band_residuals"]["within_period"]
+    assert not bare["applied"] and "no within-period deviations" in bare["reason"]
+
+
+def test_hourly_mean_bands_are_wider_with_the_within_period_term(hourly):
+    """P10-P90 and P25-P75 offsets spread further apart in every group fitted both ways and in the pooled offsets."""
+    both = (np.asarray(hourly["with"]["bands"]["weight"]) > 0) & (np.asarray(hourly["without"]["bands"]["weight"]) > 0)
+    assert both.sum() >= 2
+    for lo, hi in ((0, 4), (1, 3)):
+        for key, rows in (("raw", both), ("pooled", Ellipsis)):
+            w, wo = (np.asarray(hourly[n]["bands"][key]) for n in ("with", "without"))
+            wider = np.atleast_1d((w[..., hi] - w[..., lo]) > (wo[..., hi] - wo[..., lo]))
+            assert wider[rows].all(), (key, lo, hi)
+
+
+HOURLY_COVERAGE_P10_P90 = (0.70, 0.88)
+"""Stated range of the daylight P10-P90 coverage on 15-min instants of bands fitted on hourly means (SERF East
+2016 after CUTOFF; the within-period deviations come from system 50's 2011-2012 training samples)."""
+
+
+def test_hourly_mean_bands_cover_instants_on_later_data(plant, hourly):
+    """On the weeks after the cutoff, scored against the 15-min measured power (instants)."""
+    cov = {}
+    for name in ("with", "without"):
+        y, _, q, day = later_forecast(plant, hourly[name])
+        ok = day & np.isfinite(y)
+        cov[name] = metrics.coverage(y[ok], q[ok, 0], q[ok, 4])
+    assert HOURLY_COVERAGE_P10_P90[0] <= cov["with"] <= HOURLY_COVERAGE_P10_P90[1], cov
+    assert cov["with"] > cov["without"] + 0.03, cov
+
+
+def test_invariants_hold_with_bands_fitted_on_hourly_means(plant, hourly):
+    power, weather, location, model = plant
+    cal = hourly["with"]
+    issue = pd.Timestamp("2016-08-10T15:00:00Z")
+    times = forecast.forecast_times(issue, 24, 15)
+    loc = tuned_location(location, cal).assign(export_limit_kw=4.0)
+    f = features.feature_frame(loc, weather, times)
+    adapt = {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
+             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+    q = forecast.forecast_quantiles(f, loc, model, "ml", issue, adaptation=adapt)[COLS].to_numpy()
+    assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all() and (q <= 4.0).all()
+    assert (q[f["solar_elevation"].to_numpy() <= 0] == 0).all()
+
+
+def test_instant_deviations_scale_with_clear_sky_power_and_vanish_at_night(plant):
+    entry = conformal.within_period_entry(plant[3]["within_period"], 60)[0]
+    y, clear = np.array([0.3, 0.3, 0.3, 0.0]), np.array([0.5, 1.0, 0.01, np.nan])  # K 0.6, 0.3, -, night
+    d = conformal.instant_deviations(y, clear, entry)
+    table = np.asarray(entry["deviations"])
+    assert d.shape == (4, conformal.WITHIN_LEVELS)
+    np.testing.assert_array_equal(d[0], 0.5 * table[3]) and np.testing.assert_array_equal(d[1], table[1])
+    assert (d[2:] == 0).all()
+
+
+def test_shorter_periods_than_the_table_get_no_term_and_longer_ones_the_longest_shorter(plant):
+    table = plant[3]["within_period"]
+    assert conformal.within_period_entry(table, 5)[0] is None and "5 min" in conformal.within_period_entry(table, 5)[1]
+    assert conformal.within_period_entry(table, 30) == (table["periods"][0], None)
+    entry, reason = conformal.within_period_entry(table, 120)
+    assert entry["period_minutes"] == 60 and "stand in" in reason

@@ -70,6 +70,13 @@ def test_retrained_model_loads_with_verified_checksum(retrained):
     assert model["card"]["data"]["train_period"] == [CONFIG["periods"]["train_start"], CONFIG["periods"]["train_end"]]
 
 
+def test_retrained_card_carries_the_committed_within_period_deviations(retrained):
+    """``pvcast train`` writes the within-period table the committed card carries (a function of the training data)."""
+    _, out, _ = retrained
+    assert modelio.load_model(out, MODEL_ID)["within_period"] == modelio.load_model(ROOT / "models", MODEL_ID)[
+        "within_period"]
+
+
 def test_evaluate_prints_table_and_writes_plots_below_out(tmp_path):
     before = fingerprints(COMMITTED)
     proc = subprocess.run([PVCAST, "evaluate"], cwd=tmp_path, capture_output=True, text=True, check=False)

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,11 +32,33 @@ def committed():
 
 
 @pytest.fixture(scope="module")
-def holdout(committed):
+def dataset():
+    """The training and hold-out rows of the real data (``training.build_dataset``)."""
+    return training.build_dataset(CONFIG, features.feature_frame)
+
+
+@pytest.fixture(scope="module")
+def holdout(committed, dataset):
     """Hold-out forecasts of every method and their table, from the committed model file."""
-    ds = training.build_dataset(CONFIG, features.feature_frame)
-    fx = training.holdout_forecasts(committed, ds, CONFIG)
+    fx = training.holdout_forecasts(committed, dataset, CONFIG)
     return fx, training.holdout_table(fx)
+
+
+def test_card_within_period_deviations_are_those_of_the_training_samples(committed, dataset):
+    """The card's within-period table is what ``pvcast train`` computes from the training period (deterministic)."""
+    assert committed["within_period"] == json.loads(json.dumps(training.within_period_table(dataset, CONFIG)))
+    assert [e["period_minutes"] for e in committed["within_period"]["periods"]] == [30, 60]
+
+
+def test_within_period_deviations_never_read_the_holdout(committed, dataset):
+    """Scrambling every hold-out measurement (2013) leaves the table as it is."""
+    holdout = training.period_mask(dataset["times"], CONFIG["periods"]["holdout_start"],
+                                   CONFIG["periods"]["holdout_end"])
+    assert holdout.sum() > 10000
+    y = dataset["y_kw"].copy()
+    y[holdout] = np.random.default_rng(0).uniform(0.0, 3.0, holdout.sum())
+    scrambled = training.within_period_table({**dataset, "y_kw": y}, CONFIG)
+    assert json.loads(json.dumps(scrambled)) == committed["within_period"]
 
 
 def test_committed_model_loads_and_is_verified(committed):

@@ -206,3 +206,31 @@ def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actua
     assert version_at(end) == 3  # its last actual is not before T
     assert version_at(end + pd.Timedelta(minutes=15)) == 4 and version_at(CUTOFF + pd.Timedelta(days=9)) == 4
     assert version_at(CUTOFF + pd.Timedelta(days=10)) == 2  # fitted on later actuals than version 4
+
+
+def test_hourly_means_stored_with_their_period_give_a_stored_calibration_widened_for_instants(db_url):
+    """Hour-ending means stored with period_minutes 60 and read back from the database calibrate the plant with the
+    within-period term (stated in band_residuals), and the stored version keeps the widened bands."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [hourly means]")))
+    lid = int(saved["location_id"].iloc[0])
+    power, weather = data.load_serf_east_2016(lid, TRAINING["data"]["wind_speed_ms"])
+    r = power[power.index < CUTOFF].resample("1h", label="right", closed="right")
+    means = r.mean()[r.count() == 4]
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": lid, "time": means.index, "power_kw": means.to_numpy(), "period_minutes": 60})))
+    actuals = run(db_url, lambda conn: store.read_actuals(conn, [lid], None, CUTOFF))
+    assert len(actuals) == len(means) and (actuals["period_minutes"] == 60).all()
+    location = data.site_location(TRAINING["site"], lid, 5.5, 5.5)
+    model = modelio.load_model(resources.folder("models"), "global")
+    fit = adaptation.fit_calibration(location, weather, actuals, model, CUTOFF, tau_hours=1.0)
+    bare = adaptation.fit_calibration(location, weather, actuals, {**model, "within_period": None}, CUTOFF,
+                                      tau_hours=1.0)
+    assert fit["ok"], fit["reason"]
+    version = run(db_url, lambda conn: store.write_calibration(conn, lid, fit))
+    stored = run(db_url, lambda conn: store.read_calibration(conn, lid, version))
+    how = stored["diagnostics"]["band_residuals"]["within_period"]
+    assert how["applied"] and how["period_minutes"] == 60 and how["rows"] == stored["diagnostics"]["band_rows"]
+    assert stored["bands"]["offsets"] == fit["bands"]["offsets"]
+    width = {name: np.asarray(c["bands"]["pooled"])[4] - np.asarray(c["bands"]["pooled"])[0]
+             for name, c in (("with", stored), ("without", bare))}
+    assert width["with"] > width["without"], width
