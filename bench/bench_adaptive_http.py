@@ -34,7 +34,7 @@ own walk (``--no-stated``) on the same days instead, in this process (no service
 Run (the walk is bounded by ``--days``; the whole period: 103 days)::
 
     .venv/bin/python bench/bench_adaptive_http.py [--policy auto daily] [--description right wrong]
-        [--days 103] [--actuals day|issue] [--actual-period 0|60] [--refit-after-hours H]
+        [--days 103] [--actuals day|issue] [--actual-period 0|30|60] [--refit-after-hours H]
         [--refit-wait 300] [--in-process]
 """
 
@@ -198,8 +198,8 @@ def walk(client, plants, power, weather, days, actuals_upto, log_path, db_url, p
          out, log, sent_power=None, period_minutes=0):
     """Every day's client steps for every plant, into ``out`` {location_id: [rows]} and ``log`` (per-day timings).
 
-    ``sent_power`` (default ``power``): the actuals sent, with ``period_minutes`` (0: instants; 60: means of
-    the hour ending at the label); the forecasts are scored against ``power`` (15-min instants) either way.
+    ``sent_power`` (default ``power``): the actuals sent, with ``period_minutes`` (0: instants; 30, 60: means of
+    the period ending at the label); the forecasts are scored against ``power`` (15-min instants) either way.
     Stops before a day that would start after ``stop_at`` (``time.monotonic()``).
     """
     sent_power = power if sent_power is None else sent_power
@@ -314,9 +314,9 @@ def main():
                         help="actuals sent before each run: up to the end of the previous local day, or to the issue")
     parser.add_argument("--refit-after-hours", type=float, default=None,
                         help="adaptation.refit_after_daylight_hours of the service (default: configs/service.yaml)")
-    parser.add_argument("--actual-period", type=int, choices=(0, 60), default=0,
-                        help="actuals sent as 15-min instants (0) or as means of the hour ending at the label, "
-                             "with period_minutes 60 (an inverter portal's hourly export)")
+    parser.add_argument("--actual-period", type=int, choices=(0, 30, 60), default=0,
+                        help="actuals sent as 15-min instants (0) or as means of the period ending at the label, "
+                             "with period_minutes 30 or 60 (an inverter portal's export)")
     parser.add_argument("--refit-wait", type=float, default=300.0, help="longest wait for a due background refit, s")
     parser.add_argument("--in-process", action="store_true",
                         help="instead of the service: bench_adaptive.py's own walk on the same days, in this process")
@@ -344,7 +344,7 @@ def main():
     weather = ba.stamp_day_ahead(weather, ba.CONFIG["site"]["timezone"]).drop(columns=["ghi_clear"])
     print(f"SERF East 2016 through HTTP: days {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}; actuals sent up to "
           f"{'the issue time' if args.actuals == 'issue' else 'the end of the previous local day'}; "
-          f"{'hour-ending means, period_minutes 60' if args.actual_period else '15-min instants'}; "
+          f"{f'period-ending means, period_minutes {args.actual_period}' if args.actual_period else '15-min instants'}; "
           f"refit_after_daylight_hours {conf['refit_after_daylight_hours']}, refit_first_after_days {conf.get('refit_first_after_days')}; "
           f"policies {args.policy}", flush=True)
     if args.in_process:
@@ -374,7 +374,7 @@ def main():
             try:
                 walk(client, plants, power, weather, days, args.actuals, workdir / "serve.log", url,
                      adaptation.refit_policy(conf), args.refit_wait, time.monotonic() + budget, out, log,
-                     bap.hourly_means(power) if args.actual_period else power, args.actual_period)
+                     bap.period_means(power, args.actual_period) if args.actual_period else power, args.actual_period)
             finally:  # a walk cut short (SIGTERM of `timeout`, an error) still reports its days
                 walks = {i: pd.concat(r, ignore_index=True) for i, r in out.items()}
                 pd.to_pickle({"plants": plants, "walks": walks, "log": log, "args": vars(args)},
