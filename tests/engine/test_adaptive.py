@@ -389,6 +389,34 @@ def test_the_effective_n_of_the_forward_residuals_drives_the_in_sample_fallback(
     assert "effective forward residuals" in how["forward"]["reason"]
 
 
+def test_the_calibration_weights_its_tuning_by_recency(wrong):
+    """The served orientation and DC-scale fits carry the recency weights of the bands (one half-life)."""
+    _, _, cal = wrong
+    assert cal["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert cal["orientation"]["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert cal["diagnostics"]["clear_n_effective"] < cal["diagnostics"]["clear_samples"]
+
+
+def test_recency_weights_tune_the_orientation_toward_the_plant_after_a_turn(plant, wrong):
+    """From 2016-07-16 (16 of the 31 days before the cutoff) the measured power is that of the plant turned from
+    azimuth 158 to 130 (x physical turned / physical as built, the true description: a known change imposed on
+    real actuals). Weighted by age the fitted azimuth is nearer the recent 130 than with equal weights, which
+    stay near the 15 days before the turn."""
+    power, weather, location, _ = plant
+    loc = wrong[0]
+    p = power[power.index < CUTOFF].dropna()
+    true = location.assign(capacity_dc_kw=6.6)
+    built = features.feature_frame(true, weather, p.index)["physical_ac_kw"].to_numpy()
+    turned = features.feature_frame(true.assign(azimuth=130.0), weather, p.index)["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p.where(p.index < "2016-07-16", p * np.where(built > 0, turned / built, 1.0))
+    entered = features.feature_frame(loc, weather, p.index)
+    equal = adaptation.fit_orientation(loc, p, entered, CUTOFF)
+    recent = adaptation.fit_orientation(loc, p, entered, CUTOFF, half_life_days=conformal.HALF_LIFE_DAYS)
+    assert equal["ok"] and recent["ok"], (equal["reason"], recent["reason"])
+    assert abs(recent["azimuth"] - 130.0) <= abs(equal["azimuth"] - 130.0) - 5.0, (recent, equal)
+
+
 def hourly_means(power):
     """The plant's 15-min samples as hourly means labelled at the hour's end (an inverter portal's export)."""
     r = power.resample("1h", label="right", closed="right")
