@@ -9,9 +9,10 @@ before the cutoff),
    ENTERED description (tilt/azimuth where the data support it, else the
    stated ones and the reason), then :func:`engine.tuning.fit_tuning` on the
    physical estimate of the entered description with that orientation
-   (effective DC scale, observed clipping level); both weigh each sample by
-   its age at the cutoff (:func:`engine.conformal.recency_weights`, the band
-   residuals' half-life): the effective description drifts with the season;
+   (effective DC scale, observed clipping level), every sample with equal
+   weight by default (``tuning_half_life_days`` weighs them by age, the band
+   residuals' :func:`engine.conformal.recency_weights`; measured worse on
+   SERF East 2016, docs/model.md "Recency-weighted tuning");
 2. the band residuals: the history is cut into contiguous day blocks and
    each block after the first is re-forecast by the global model with the
    tuning fitted on the days before it (:func:`forward_quantiles`: the
@@ -273,8 +274,7 @@ def actual_instants(actuals, cutoff):
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
-                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS,
-                    tuning_half_life_days=conformal.HALF_LIFE_DAYS):
+                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -313,11 +313,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (:func:`engine.conformal.recency_weights`); None: equal weights (the
         former method). Forward residuals are used when their effective
         sample size reaches ``n0``.
-    tuning_half_life_days : float or None, default :data:`engine.conformal.HALF_LIFE_DAYS`
+    tuning_half_life_days : float or None, default None
         The orientation and DC-scale fits (served and forward) weighted by
         each sample's age at their cutoff, the same recency weights
         (:func:`engine.conformal.recency_weights`; ``engine.tuning``); None:
-        equal weights (the former method).
+        equal weights. None is the default: with the bands' half-life
+        (:data:`engine.conformal.HALF_LIFE_DAYS`) the weighted tuning follows
+        weather spells more than the season and the P50 got worse on SERF
+        East 2016 for both descriptions (docs/model.md "Recency-weighted tuning").
 
     Returns
     -------

@@ -35,6 +35,11 @@ equal weights fit the season's average, which lags the days being forecast.
 Minimum data (days, clear samples, clear days) still count samples: the
 weights change what the data say, not whether there are enough of them.
 The clipping level and the fitted skyline (fixed hardware and obstacles) are not weighted.
+A known step (a string lost, a plant re-oriented) is then followed within
+weeks; a seasonal drift is followed too, but so are the weather source's
+spells: with the bands' 14-day half-life the service's P50 got worse on
+SERF East 2016, so ``engine.adaptation.fit_calibration`` weighs equally by
+default (docs/model.md "Recency-weighted tuning").
 
 A solar-position shading profile is fitted after this tuning, on its
 residual (:mod:`engine.shading`).

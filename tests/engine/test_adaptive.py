@@ -389,12 +389,19 @@ def test_the_effective_n_of_the_forward_residuals_drives_the_in_sample_fallback(
     assert "effective forward residuals" in how["forward"]["reason"]
 
 
-def test_the_calibration_weights_its_tuning_by_recency(wrong):
-    """The served orientation and DC-scale fits carry the recency weights of the bands (one half-life)."""
-    _, _, cal = wrong
-    assert cal["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
-    assert cal["orientation"]["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
-    assert cal["diagnostics"]["clear_n_effective"] < cal["diagnostics"]["clear_samples"]
+def test_the_calibration_states_the_weighting_of_its_tuning(plant, wrong):
+    """By default the tuning weighs its samples equally (stated: half-life None, effective n = the samples); with a
+    half-life the served orientation and DC-scale fits carry it and their effective n is below the samples."""
+    power, weather, _, model = plant
+    loc, actuals, cal = wrong
+    assert cal["diagnostics"]["half_life_days"] is None and cal["orientation"]["diagnostics"]["half_life_days"] is None
+    assert cal["diagnostics"]["clear_n_effective"] == pytest.approx(cal["diagnostics"]["clear_samples"])
+    weighted = adaptation.fit_calibration(loc, weather, actuals, model, CUTOFF, tau_hours=1.0,
+                                          tuning_half_life_days=conformal.HALF_LIFE_DAYS)
+    assert weighted["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert weighted["orientation"]["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert weighted["diagnostics"]["clear_n_effective"] < weighted["diagnostics"]["clear_samples"]
+    assert weighted["dc_scale"] != cal["dc_scale"]
 
 
 def test_recency_weights_tune_the_orientation_toward_the_plant_after_a_turn(plant, wrong):
