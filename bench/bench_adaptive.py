@@ -27,9 +27,10 @@ Run: ``.venv/bin/python bench/bench_adaptive.py`` (``--help``: ``--day-ahead-onl
 intraday part, ``--description right|wrong`` walks one description, ``--no-stated`` skips the
 stated-orientation calibration, halving the walk's cost; each calibration tunes the plant up to
 ``adaptation.BAND_FOLDS`` times for its forward band residuals; ``--skyline`` imposes a known tree
-line on the measured power, :func:`imposed_skyline`; ``--tuning-half-life 14`` weighs the tuning's samples by
-age, ``engine.conformal.recency_weights``; the service's default is equal weights). Every adapted forecast is also made without
-the calibration's fitted skyline (``engine.shading``), reported as "... without fitted skyline".
+line on the measured power, :func:`imposed_skyline`; ``--tuning-half-life 14`` weighs the tuning's
+samples by age, ``engine.conformal.recency_weights``; the service's default is equal weights). Every
+adapted forecast is also made without the calibration's fitted skyline (``engine.shading``), reported as
+"... without fitted skyline".
 """
 
 import argparse

@@ -58,7 +58,7 @@ from pvanalytics.features import clipping
 from pvlib import irradiance
 
 from engine import physics
-from engine.conformal import effective_n, recency_weights, weighted_quantiles  # the recency weights of the bands: one definition
+from engine.conformal import effective_n, recency_weights, weighted_quantiles  # the bands' weights: one definition
 from engine.validation import DC_AC_RATIO, LOCATION_BOUNDS
 
 DC_SCALE_BOUNDS = (0.5, 2.0)
