@@ -30,7 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_adaptive as b  # noqa: E402
 
-from engine import adaptation, conformal, data, features, forecast, modelio, resources  # noqa: E402
+from engine import adaptation, conformal, data, features, forecast, modelio, resources, tuning  # noqa: E402
 
 WINDOW_MIN_DAYS = 5
 """Minimum days of the windowed fits (the 7-day oracle could not reach the service's 7)."""
@@ -62,7 +62,8 @@ def next_weeks(t, power, weather, model, cutoff):
     pm = f["solar_azimuth"].to_numpy() > 180
     out = [f"nMAE {100 * np.mean(np.abs(y - p50)[day]) / b.CAP:5.2f}"]
     for name, s in (("am", clear & ~pm), ("pm", clear & pm)):
-        out.append(f"{name} n {s.sum():3d} y/phys {y[s].sum() / phys[s].sum():.3f} y/P50 {y[s].sum() / p50[s].sum():.3f}")
+        out.append(f"{name} n {s.sum():3d} y/phys {y[s].sum() / phys[s].sum():.3f} "
+                   f"y/P50 {y[s].sum() / p50[s].sum():.3f}")
     return " ".join(out)
 
 
@@ -84,8 +85,8 @@ def main():
     print(f"entered {label}; tilt/azimuth/DC kW [near-best tilt]; weighted: half-life {args.half_life:g} d")
     cutoffs = pd.date_range("2016-07-16", "2016-10-08", freq="7D", tz="UTC") + pd.Timedelta(hours=b.ISSUE_HOUR_UTC)
     for c in cutoffs:
-        served = tuned(loc, power, entered, weather, start, c, min_days=adaptation.tuning.MIN_DAYS)
-        weighted = tuned(loc, power, entered, weather, start, c, args.half_life, adaptation.tuning.MIN_DAYS)
+        served = tuned(loc, power, entered, weather, start, c, min_days=tuning.MIN_DAYS)
+        weighted = tuned(loc, power, entered, weather, start, c, args.half_life, tuning.MIN_DAYS)
         last = tuned(loc, power, entered, weather, c - pd.Timedelta(days=14), c)
         oracle = tuned(loc, power, entered, weather, c, c + pd.Timedelta(days=7))
         print(f"{c.date()} all {described(served, dc)} | weighted {described(weighted, dc)} | last 14 d "
