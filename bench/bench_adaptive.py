@@ -27,11 +27,14 @@ Run: ``.venv/bin/python bench/bench_adaptive.py`` (``--help``: ``--day-ahead-onl
 intraday part, ``--description right|wrong`` walks one description, ``--no-stated`` skips the
 stated-orientation calibration, halving the walk's cost; each calibration tunes the plant up to
 ``adaptation.BAND_FOLDS`` times for its forward band residuals; ``--skyline`` imposes a known tree
-line on the measured power, :func:`imposed_skyline`). Every adapted forecast is also made without
-the calibration's fitted skyline (``engine.shading``), reported as "... without fitted skyline".
+line on the measured power, :func:`imposed_skyline`; ``--tuning-half-life 14`` weighs the tuning's
+samples by age, ``engine.conformal.recency_weights``; the service's default is equal weights). Every
+adapted forecast is also made without the calibration's fitted skyline (``engine.shading``), reported as
+"... without fitted skyline".
 """
 
 import argparse
+import functools
 import sys
 import time
 
@@ -300,7 +303,14 @@ def main():
                         help="skip the calibration that keeps the stated orientation (half the cost)")
     parser.add_argument("--skyline", action="store_true",
                         help="impose SKYLINE on the measured power (x physical with it / without it, true description)")
+    parser.add_argument("--tuning-half-life", default=None,
+                        help="days, or none (equal weights); default: the service's "
+                             "(adaptation.fit_calibration's tuning_half_life_days: equal weights)")
     args = parser.parse_args()
+    if args.tuning_half_life is not None:
+        half_life = None if args.tuning_half_life == "none" else float(args.tuning_half_life)
+        adaptation.fit_calibration = functools.partial(adaptation.fit_calibration, tuning_half_life_days=half_life)
+        print(f"tuning half-life: {half_life} d")
     t0 = time.time()
     model = modelio.load_model(resources.folder("models"), "global")
     tz = CONFIG["site"]["timezone"]

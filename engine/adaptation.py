@@ -9,7 +9,10 @@ before the cutoff),
    ENTERED description (tilt/azimuth where the data support it, else the
    stated ones and the reason), then :func:`engine.tuning.fit_tuning` on the
    physical estimate of the entered description with that orientation
-   (effective DC scale, observed clipping level);
+   (effective DC scale, observed clipping level), every sample with equal
+   weight by default (``tuning_half_life_days`` weighs them by age, the band
+   residuals' :func:`engine.conformal.recency_weights`; measured worse on
+   SERF East 2016, docs/model.md "Recency-weighted tuning");
 2. the band residuals: the history is cut into contiguous day blocks and
    each block after the first is re-forecast by the global model with the
    tuning fitted on the days before it (:func:`forward_quantiles`: the
@@ -106,7 +109,7 @@ def band_folds(times, timezone, k=BAND_FOLDS):
 
 
 def tune_description(loc, power, entered, weather, times, cutoff, planes=None, horizon=None, min_days=tuning.MIN_DAYS,
-                     orientation=True):
+                     orientation=True, half_life_days=None):
     """Step 1 of :func:`fit_calibration`: orientation, then DC scale and clipping level, from ``power``.
 
     Parameters
@@ -123,6 +126,9 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
         Minimum days (:data:`engine.tuning.MIN_DAYS`).
     orientation : bool
         Fit tilt/azimuth.
+    half_life_days : float or None
+        Samples of the orientation and DC-scale fits weighted by their age at
+        ``cutoff`` (``engine.conformal.recency_weights``); None: equal weights.
 
     Returns
     -------
@@ -132,13 +138,13 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
         tuned description; None when the fit is refused).
     """
     cap = float(loc.loc[0, "capacity_ac_kw"])
-    oriented = fit_orientation(loc, power, entered, cutoff, planes) if orientation else None
+    oriented = fit_orientation(loc, power, entered, cutoff, planes, half_life_days) if orientation else None
     if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
         loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
         entered = feature_frame(loc, weather, times, planes, horizon)
     fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
                             float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
-                            min_days=min_days)
+                            min_days=min_days, half_life_days=half_life_days)
     if not fit["ok"]:
         return {"orientation": oriented, "fit": fit, "location": None, "planes": None}
     table = pd.DataFrame({"location_id": loc["location_id"], "dc_scale": [fit["dc_scale"]],
@@ -148,7 +154,7 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
 
 
 def forward_quantiles(loc, power, entered, weather, times, model, planes=None, horizon=None, folds=BAND_FOLDS,
-                      min_days=tuning.MIN_DAYS, orientation=True):
+                      min_days=tuning.MIN_DAYS, orientation=True, half_life_days=None):
     """Forward quantiles, kW: each day block forecast with the tuning fitted on the actuals before it.
 
     The served tuning is fitted on the rows before the cutoff and used on
@@ -189,6 +195,9 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
     min_days : int
         The served fit's minimum days (:data:`engine.tuning.MIN_DAYS`).
     orientation : bool
+    half_life_days : float or None
+        The served tuning's recency weighting, each block's tuning weighted
+        at its own cutoff (the block's first row).
 
     Returns
     -------
@@ -216,7 +225,7 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
         if k == 0:
             continue
         t = tune_description(loc, power.iloc[:start], entered.iloc[:start], weather, times[:start], times[start],
-                             planes, horizon, min_days, orientation)
+                             planes, horizon, min_days, orientation, half_life_days)
         o = t["orientation"] if t["orientation"] is not None and t["orientation"]["ok"] else None
         info.update(ok=bool(t["fit"]["ok"]), reason=t["fit"]["reason"], dc_scale=float(t["fit"]["dc_scale"]),
                     tilt=None if o is None else o["tilt"], azimuth=None if o is None else o["azimuth"])
@@ -366,7 +375,7 @@ def within_period_term(period_minutes, y, clear, table):
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
-                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS):
+                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -405,6 +414,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (:func:`engine.conformal.recency_weights`); None: equal weights (the
         former method). Forward residuals are used when their effective
         sample size reaches ``n0``.
+    tuning_half_life_days : float or None, default None
+        The orientation and DC-scale fits (served and forward) weighted by
+        each sample's age at their cutoff, the same recency weights
+        (:func:`engine.conformal.recency_weights`; ``engine.tuning``); None:
+        equal weights. None is the default: with the bands' half-life
+        (:data:`engine.conformal.HALF_LIFE_DAYS`) the weighted tuning follows
+        weather spells more than the season and the P50 got worse on SERF
+        East 2016 for both descriptions (docs/model.md "Recency-weighted tuning").
 
     Returns
     -------
@@ -459,7 +476,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
               if orientation and period == 0 and minutes > tuning.MAX_INSTANT_MINUTES else None)
     orientation = orientation and timing is None
     served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon, min_days=min_days,
-                              orientation=orientation)
+                              orientation=orientation, half_life_days=tuning_half_life_days)
     shade = None
     if served["fit"]["ok"]:  # fitted skyline on the tuned description's residual; refit the DC scale behind it
         shade = shading.fit_plant_shading(served["location"], power, feature_frame(
@@ -468,7 +485,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
             horizon = shading.served_horizon(horizon, {int(loc.loc[0, "location_id"]): shade})
             entered = feature_frame(loc, weather, times, planes, horizon)
             served = tune_description(loc, power, entered, weather, times, cutoff, planes, horizon,
-                                      min_days=min_days, orientation=orientation)
+                                      min_days=min_days, orientation=orientation,
+                                      half_life_days=tuning_half_life_days)
     oriented, fit = served["orientation"], served["fit"]
     stated = loc.loc[0, ["tilt", "azimuth"]].to_numpy(dtype=float)
     if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
@@ -492,7 +510,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
 
     if folds > 1:
         q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
-                                      orientation)
+                                      orientation, tuning_half_life_days)
         scored = weighting(usable & np.isfinite(q_kw).all(axis=1))
         if scored["n_effective"] < n0:  # too short a history for forward residuals: the served tuning's own (stated)
             how = {**how, "used": False, "weighting": scored,
@@ -532,7 +550,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
             "diagnostics": diagnostics}
 
 
-def fit_orientation(location, power, entered, cutoff, planes=None):
+def fit_orientation(location, power, entered, cutoff, planes=None, half_life_days=None):
     """:func:`engine.tuning.fit_orientation` of one plant from its feature frame under the entered description.
 
     Parameters
@@ -546,6 +564,8 @@ def fit_orientation(location, power, entered, cutoff, planes=None):
     cutoff : Timestamp
     planes : DataFrame, optional
         Its plane rows (more than one: refused).
+    half_life_days : float or None
+        Recency weighting (:func:`engine.tuning.fit_orientation`); None: equal weights.
 
     Returns
     -------
@@ -557,7 +577,8 @@ def fit_orientation(location, power, entered, cutoff, planes=None):
     n_planes = 0 if planes is None else int((planes["location_id"] == row["location_id"]).sum())
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap)
     return tuning.fit_orientation(power, tuning.sky_arrays(entered, power.index), flags["usable"], entered["csi"],
-                                  row.to_dict(), cutoff, str(row["timezone"]), n_planes=n_planes)
+                                  row.to_dict(), cutoff, str(row["timezone"]), n_planes=n_planes,
+                                  half_life_days=half_life_days)
 
 
 def tuning_table(calibrations):

@@ -23,6 +23,24 @@ estimate of the weather used for those times, a small bounded correction:
   stated orientation kept, the reason in the diagnostics) otherwise, and for
   trackers and multi-plane plants.
 
+Recency weighting (``half_life_days``): the DC scale and the orientation are
+fitted with every sample weighted by its age at the cutoff,
+``engine.conformal.recency_weights`` (the weights of the band residuals, same
+half-life, ``engine.conformal.HALF_LIFE_DAYS``), the median becoming a weighted
+median (``engine.conformal.weighted_quantiles``) and the orientation's mean
+absolute error a weighted mean. What the tuning fits is an EFFECTIVE
+description (a wrongly entered or model-mismatched plane absorbed by a DC scale
+and an effective tilt), and it drifts with the sun's path over the season;
+equal weights fit the season's average, which lags the days being forecast.
+Minimum data (days, clear samples, clear days) still count samples: the
+weights change what the data say, not whether there are enough of them.
+The clipping level and the fitted skyline (fixed hardware and obstacles) are not weighted.
+A known step (a string lost, a plant re-oriented) is then followed within
+weeks; a seasonal drift is followed too, but so are the weather source's
+spells: with the bands' 14-day half-life the service's P50 got worse on
+SERF East 2016, so ``engine.adaptation.fit_calibration`` weighs equally by
+default (docs/model.md "Recency-weighted tuning").
+
 A solar-position shading profile is fitted after this tuning, on its
 residual (:mod:`engine.shading`).
 
@@ -40,6 +58,7 @@ from pvanalytics.features import clipping
 from pvlib import irradiance
 
 from engine import physics
+from engine.conformal import effective_n, recency_weights, weighted_quantiles  # the bands' weights: one definition
 from engine.validation import DC_AC_RATIO, LOCATION_BOUNDS
 
 DC_SCALE_BOUNDS = (0.5, 2.0)
@@ -250,7 +269,7 @@ def clip_level(power_kw, clipped, capacity_ac_kw, min_clipped=8, below=CLIP_BELO
 
 
 def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, capacity_dc_kw, cutoff,
-               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=None, clear_csi=CLEAR_CSI):
+               timezone="UTC", min_days=MIN_DAYS, min_clear_samples=None, clear_csi=CLEAR_CSI, half_life_days=None):
     """Fit a plant's effective DC scale and observed clipping level from actuals before ``cutoff``.
 
     ``dc_scale`` is the median of measured / physical AC power over clear
@@ -259,7 +278,9 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     85 % of ``capacity_ac_kw`` (PVWatts' inverter efficiency is nearly flat
     there, so an AC ratio is a DC ratio; the clipped range says nothing about
     DC). Two passes: the second keeps the samples the first scale leaves
-    unclipped. The median resists the clouds a weather source misses.
+    unclipped. The median resists the clouds a weather source misses. With
+    ``half_life_days`` it is the weighted median under each sample's recency
+    weight (``engine.conformal.recency_weights``): the plant's recent state.
 
     Parameters
     ----------
@@ -284,6 +305,9 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
         Minimum clear samples; None: :data:`MIN_CLEAR_HOURS` at the actuals' interval
         (:func:`sample_minutes`); the clipping level likewise needs :data:`MIN_CLIPPED_HOURS`.
     clear_csi : float, default :data:`CLEAR_CSI`
+    half_life_days : float or None
+        days; samples weighted by their age at ``cutoff`` (``engine.conformal.recency_weights``);
+        None: equal weights.
 
     Returns
     -------
@@ -293,7 +317,9 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
         ``clip_kw`` (kW or None), ``window_start``, ``window_end`` (first and
         last sample used, UTC), ``n_samples`` (usable daylight samples),
         ``diagnostics`` (counts of every rejection, clear samples, days,
-        the unbounded scale and the interquartile range of the ratios).
+        the unbounded scale, the (weighted) interquartile range of the ratios,
+        ``half_life_days`` and ``clear_n_effective``: Kish's effective number
+        of the clear samples under the weights).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     before = np.asarray(power_kw.index < cutoff)
@@ -304,13 +330,15 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     phys = np.asarray(physical_ac_kw, dtype=float)[before]
     elev = np.asarray(solar_elevation, dtype=float)[before]
     csi = np.asarray(csi, dtype=float)[before]
+    weight = recency_weights(p.index, cutoff, half_life_days)
     flags = usable_samples(p, phys, elev, capacity_ac_kw)
     usable = flags["usable"].to_numpy()
     days = int(pd.DatetimeIndex(p.index[usable]).tz_convert(timezone).normalize().nunique()) if usable.any() else 0
     diagnostics = {name: int(flags[name].sum()) for name in ("night", "missing", "outage", "stale", "clipped")}
     diagnostics.update(samples=int(len(p)), usable=int(usable.sum()), days=days,
                        sample_minutes=minutes, min_days=int(min_days), min_clear_samples=int(min_clear_samples),
-                       dc_scale_bounds=list(DC_SCALE_BOUNDS))
+                       dc_scale_bounds=list(DC_SCALE_BOUNDS),
+                       half_life_days=None if half_life_days is None else float(half_life_days))
     result = {"ok": False, "reason": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
               "clip_kw": None, "window_start": None, "window_end": None, "n_samples": int(usable.sum()),
               "diagnostics": diagnostics}
@@ -330,15 +358,18 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
                                 f"{cutoff.isoformat()}, at least {min_clear_samples} needed")
             diagnostics["clear_samples"] = int(sel.sum())
             return result
-        scale = float(np.median(ratio[sel]))
-    q25, q75 = np.quantile(ratio[sel], [0.25, 0.75])
+        scale = float(np.median(ratio[sel])) if half_life_days is None else \
+            float(weighted_quantiles(ratio[sel][:, None], weight[sel], [0.5])[0])
+    q25, q75 = np.quantile(ratio[sel], [0.25, 0.75]) if half_life_days is None else \
+        weighted_quantiles(np.repeat(ratio[sel][:, None], 2, axis=1), weight[sel], [0.25, 0.75])
     ratio_bounds = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
     lo, hi = max(DC_SCALE_BOUNDS[0], ratio_bounds[0]), min(DC_SCALE_BOUNDS[1], ratio_bounds[1])
     bounded = float(np.clip(scale, lo, hi))
     level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw,
                                   samples_for(MIN_CLIPPED_HOURS, minutes))
     times = p.index[usable]
-    diagnostics.update(clear_samples=int(sel.sum()), dc_scale_unbounded=scale, ratio_q25=float(q25),
+    diagnostics.update(clear_samples=int(sel.sum()), clear_n_effective=effective_n(weight[sel]),
+                       dc_scale_unbounded=scale, ratio_q25=float(q25),
                        ratio_q75=float(q75), at_bound=bool(bounded != scale), clipped_level_samples=n_clipped)
     result.update(ok=True, dc_scale=bounded, capacity_dc_kw=float(capacity_dc_kw * bounded), clip_kw=level,
                   window_start=times.min(), window_end=times.max())
@@ -409,7 +440,7 @@ def candidate_dc_power(tilt, azimuth, sky, plant):
     return pdc.reshape(c, n)
 
 
-def orientation_errors(y, pdc):
+def orientation_errors(y, pdc, weights=None):
     """DC scale and error of each candidate on the same samples.
 
     Parameters
@@ -419,19 +450,25 @@ def orientation_errors(y, pdc):
     pdc : ndarray
         Shape (c, n): candidate AC estimates without clipping (DC x nominal
         inverter efficiency) / capacity_ac_kw.
+    weights : ndarray, optional
+        Shape (n,), > 0 (``engine.conformal.recency_weights``); None: equal.
 
     Returns
     -------
     scale : ndarray
-        Shape (c,): the median of y / estimate (robust to clouds the weather
-        missed), within :data:`DC_SCALE_BOUNDS`.
+        Shape (c,): the (weighted) median of y / estimate (robust to clouds the
+        weather missed), within :data:`DC_SCALE_BOUNDS`.
     error : ndarray
-        Shape (c,): mean absolute error of ``scale * estimate``, fraction of capacity_ac_kw.
+        Shape (c,): (weighted) mean absolute error of ``scale * estimate``, fraction of capacity_ac_kw.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(pdc > 0, y[None, :] / pdc, np.inf)
-    scale = np.clip(np.median(ratio, axis=1), *DC_SCALE_BOUNDS)
-    return scale, np.mean(np.abs(y[None, :] - scale[:, None] * pdc), axis=1)
+    if weights is None:
+        median = np.median(ratio, axis=1)
+    else:
+        median = weighted_quantiles(ratio.T, weights, np.full(len(ratio), 0.5))
+    scale = np.clip(median, *DC_SCALE_BOUNDS)
+    return scale, np.average(np.abs(y[None, :] - scale[:, None] * pdc), axis=1, weights=weights)
 
 
 MAX_INSTANT_MINUTES = 15.0
@@ -461,7 +498,8 @@ def refused_orientation(tilt, azimuth, reason, diagnostics=None):
 
 
 def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n_planes=1,
-                    min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST):
+                    min_clear_days=MIN_CLEAR_DAYS, min_azimuth_span=MIN_AZIMUTH_SPAN, near_best=NEAR_BEST,
+                    half_life_days=None):
     """Fit a fixed plant's tilt and azimuth from clear samples before ``cutoff``, or say why not.
 
     Every candidate of a bounded grid (tilt in :data:`TILT_BOUNDS`, azimuth
@@ -474,7 +512,11 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     (:func:`orientation_errors`). Tilt and azimuth change the shape of the
     day (azimuth: morning vs afternoon; tilt: how peaked the day is and how it
     changes with the season), the DC scale only its height, so the two are
-    separable when the clear samples span morning and afternoon.
+    separable when the clear samples span morning and afternoon. With
+    ``half_life_days`` each sample's DC-scale ratio and error are weighted by
+    its age at ``cutoff`` (``engine.conformal.recency_weights``): the
+    effective orientation of the recent days (the minimum data still count
+    days and samples).
 
     Refused (``ok`` False, the stated orientation kept, ``reason`` says why):
     a tracker or a multi-plane plant (one plane's geometry cannot be fitted
@@ -506,6 +548,8 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
         IANA zone (local days).
     n_planes : int
         Plane rows of the plant (0 or 1: the plant's own columns).
+    half_life_days : float or None
+        days (``engine.conformal.recency_weights``); None: equal weights.
 
     Returns
     -------
@@ -524,7 +568,8 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     cap = float(plant["capacity_ac_kw"])
     diagnostics = {"tilt_bounds": list(TILT_BOUNDS), "azimuth_window": AZIMUTH_WINDOW,
                    "min_clear_days": int(min_clear_days), "min_solar_azimuth_span": float(min_azimuth_span),
-                   "near_best": float(near_best)}
+                   "near_best": float(near_best),
+                   "half_life_days": None if half_life_days is None else float(half_life_days)}
     result = refused_orientation(*stated, None, diagnostics)
     if str(plant["tracking"]).upper() != "FIXED" or n_planes > 1:
         result["reason"] = "orientation: fitted only for one fixed plane (tracker or multi-plane plant)"
@@ -557,10 +602,11 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
     rows = np.unique(rows)
     s = {k: np.asarray(v, dtype=float)[rows] for k, v in sky.items()}
     yy = y[rows]
+    weight = None if half_life_days is None else recency_weights(power_kw.index[rows], cutoff, half_life_days)
     scale_ac = physics.ETA_INV_NOM / cap
 
     def errors(tilt, azimuth):
-        return orientation_errors(yy, candidate_dc_power(tilt, azimuth, s, plant) * scale_ac)
+        return orientation_errors(yy, candidate_dc_power(tilt, azimuth, s, plant) * scale_ac, weight)
 
     tilt_lim = (max(TILT_BOUNDS[0], LOCATION_BOUNDS["tilt"]["ge"]), min(TILT_BOUNDS[1], LOCATION_BOUNDS["tilt"]["le"]))
     dt, da = COARSE_STEP

@@ -389,6 +389,41 @@ def test_the_effective_n_of_the_forward_residuals_drives_the_in_sample_fallback(
     assert "effective forward residuals" in how["forward"]["reason"]
 
 
+def test_the_calibration_states_the_weighting_of_its_tuning(plant, wrong):
+    """By default the tuning weighs its samples equally (stated: half-life None, effective n = the samples); with a
+    half-life the served orientation and DC-scale fits carry it and their effective n is below the samples."""
+    power, weather, _, model = plant
+    loc, actuals, cal = wrong
+    assert cal["diagnostics"]["half_life_days"] is None and cal["orientation"]["diagnostics"]["half_life_days"] is None
+    assert cal["diagnostics"]["clear_n_effective"] == pytest.approx(cal["diagnostics"]["clear_samples"])
+    weighted = adaptation.fit_calibration(loc, weather, actuals, model, CUTOFF, tau_hours=1.0,
+                                          tuning_half_life_days=conformal.HALF_LIFE_DAYS)
+    assert weighted["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert weighted["orientation"]["diagnostics"]["half_life_days"] == conformal.HALF_LIFE_DAYS
+    assert weighted["diagnostics"]["clear_n_effective"] < weighted["diagnostics"]["clear_samples"]
+    assert weighted["dc_scale"] != cal["dc_scale"]
+
+
+def test_recency_weights_tune_the_orientation_toward_the_plant_after_a_turn(plant, wrong):
+    """From 2016-07-16 (16 of the 31 days before the cutoff) the measured power is that of the plant turned from
+    azimuth 158 to 130 (x physical turned / physical as built, the true description: a known change imposed on
+    real actuals). Weighted by age the fitted azimuth is nearer the recent 130 than with equal weights, which
+    stay near the 15 days before the turn."""
+    power, weather, location, _ = plant
+    loc = wrong[0]
+    p = power[power.index < CUTOFF].dropna()
+    true = location.assign(capacity_dc_kw=6.6)
+    built = features.feature_frame(true, weather, p.index)["physical_ac_kw"].to_numpy()
+    turned = features.feature_frame(true.assign(azimuth=130.0), weather, p.index)["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p.where(p.index < "2016-07-16", p * np.where(built > 0, turned / built, 1.0))
+    entered = features.feature_frame(loc, weather, p.index)
+    equal = adaptation.fit_orientation(loc, p, entered, CUTOFF)
+    recent = adaptation.fit_orientation(loc, p, entered, CUTOFF, half_life_days=conformal.HALF_LIFE_DAYS)
+    assert equal["ok"] and recent["ok"], (equal["reason"], recent["reason"])
+    assert abs(recent["azimuth"] - 130.0) <= abs(equal["azimuth"] - 130.0) - 5.0, (recent, equal)
+
+
 def hourly_means(power):
     """The plant's 15-min samples as hourly means labelled at the hour's end (an inverter portal's export)."""
     r = power.resample("1h", label="right", closed="right")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import data, features, training, tuning
+from engine import conformal, data, features, training, tuning
 
 CONFIG = training.load_config()
 CUTOFF = pd.Timestamp("2012-07-01T00:00:00Z")  # inside the training period (ends 2013-01-01)
@@ -21,14 +21,14 @@ def serf():
     return power, weather, loaded["location"]
 
 
-def fit(serf, dc_kw, power=None):
+def fit(serf, dc_kw, power=None, half_life_days=None):
     p, weather, location = serf
     p = p if power is None else power
     loc = location.assign(capacity_dc_kw=dc_kw)
     f = features.feature_frame(loc, weather, p.index)
     cap = float(loc.loc[0, "capacity_ac_kw"])
     return tuning.fit_tuning(p, f["physical_ac_kw"], f["solar_elevation"], f["csi"], cap, dc_kw, CUTOFF,
-                             "America/Denver")
+                             "America/Denver", half_life_days=half_life_days)
 
 
 def true_dc(serf):
@@ -104,3 +104,26 @@ def test_stale_values_are_pvanalytics_stale_values_diff(serf):
             expected = np.asarray(gaps.stale_values_diff(series, window=window), dtype=bool)
             assert expected.sum() > 0
             np.testing.assert_array_equal(tuning.stale_values(series, window), expected)
+
+
+def test_recency_weights_tune_the_dc_scale_to_the_plant_after_a_step(serf):
+    """From 2012-06-10 the measured power is x 0.8 (a string lost, heavy soiling: a known change imposed on real
+    actuals), 21 of the 61 days before the cutoff. Weighted by age (conformal's recency weights, its half-life) the
+    tuned DC is the plant's recent one within 3 %; with equal weights the median stays with the 40 days before the step.
+    """
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0].copy()
+    power[power.index >= "2012-06-10"] *= 0.8
+    half_life = conformal.HALF_LIFE_DAYS
+    steady = fit(serf, cap, half_life_days=half_life)["capacity_dc_kw"]
+    recent = fit(serf, cap, power, half_life_days=half_life)
+    assert recent["capacity_dc_kw"] == pytest.approx(0.8 * steady, rel=0.03)
+    assert recent["diagnostics"]["half_life_days"] == half_life
+    assert recent["diagnostics"]["clear_n_effective"] < recent["diagnostics"]["clear_samples"]
+    assert fit(serf, cap, power)["capacity_dc_kw"] > 0.9 * fit(serf, cap)["capacity_dc_kw"]  # equal weights lag
+
+
+def test_equal_recency_weights_are_the_unweighted_tuning(serf):
+    """A half-life far longer than the history gives the unweighted fit (the weighted median is the median)."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    assert fit(serf, cap, half_life_days=1e9)["dc_scale"] == pytest.approx(fit(serf, cap)["dc_scale"], rel=1e-6)
