@@ -58,9 +58,9 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     """
     weather, wind_defaulted = resample.fill_wind_speed(weather, wind_speed_ms)
     errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
-    good = locations[~locations["location_id"].isin(list(errors))]
+    good = locations[~locations["location_id"].isin(list(errors))] if errors else locations
     lookback = None
-    past = good[good["location_id"].isin(list(lookback_ids))]
+    past = good[good["location_id"].isin(list(lookback_ids))] if len(lookback_ids) else good.iloc[:0]
     if lookback_times is not None and len(lookback_times) and len(past):
         uncovered = resample.weather_problems(past["location_id"].to_numpy("int64"), weather, lookback_times)
         past = past[~past["location_id"].isin(list(uncovered))]
@@ -218,7 +218,7 @@ class Forecaster:
         t_pred = time.perf_counter()
         run_ids = {}
         if len(frame):
-            written = locs[locs["location_id"].isin(frame["location_id"].unique())]
+            written = locs if len(errors) == 0 else locs[locs["location_id"].isin(frame["location_id"].unique())]
             runs = self.runs_frame(written, params, issue, [task_of[i] for i in written["location_id"].tolist()])
             runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
                                            for i in runs["location_id"].tolist()]
@@ -478,17 +478,22 @@ def call_results(calls, run_ids, errors, frame, locations, timings):
 
     CPU work (a pass of many calls): runs in the replica's executor.
     """
-    rows = frame.groupby("location_id", sort=False).indices if len(frame) else {}
+    alone = len(calls) == 1  # a pass of one call: its rows are the whole frame (no grouping, no copy)
+    rows = frame.groupby("location_id", sort=False).indices if len(frame) and not alone else {}
     clipped = clipped_by_location(frame, locations)
     out = []
     for call_locations, params, *_ in calls:
         ids = call_locations["location_id"].tolist()
-        mine = [rows[i] for i in ids if i in rows]
         wanted = params["wait"] and params["include_forecast"]
+        if alone or not wanted:
+            mine = frame if wanted else None
+        else:
+            parts = [rows[i] for i in ids if i in rows]
+            mine = frame.iloc[np.concatenate(parts)] if parts else frame.iloc[:0]
         out.append({"run_ids": {i: run_ids[i] for i in ids if i in run_ids},
                     "errors": {i: errors[i] for i in ids if i in errors},
                     "timings": dict(timings), "clipped": int(sum(clipped.get(i, 0) for i in ids)),
-                    "forecast": (frame.iloc[np.concatenate(mine)] if mine else frame.iloc[:0]) if wanted else None})
+                    "forecast": mine})
     return out
 
 
