@@ -15,6 +15,7 @@ from engine import adaptation, forecast, modelio, quantiles, resample, resources
 from engine import validation
 from engine.features import WEATHER_COLUMNS, feature_frame
 from serve_app.observability import CLIPPED, event
+from serve_app.writer import Writer
 
 
 def model_version(card):
@@ -81,6 +82,8 @@ class Forecaster:
     def __init__(self, settings, writer):
         self.settings = settings
         self.writer = writer
+        # the same writer in this replica, its own pool: small passes write without a hop (writes_here)
+        self.local_writer = Writer.func_or_class(settings)
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
         # a missing wind speed is the constant the model was trained with (one definition: training.yaml)
         self.wind_speed_ms = float(yaml.safe_load(resources.config_path("training.yaml").read_text())
@@ -216,17 +219,19 @@ class Forecaster:
             None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
         errors.update(model_errors)
         t_pred = time.perf_counter()
-        run_ids = {}
+        run_ids, here = {}, False
         if len(frame):
             written = locs if len(errors) == 0 else locs[locs["location_id"].isin(frame["location_id"].unique())]
             runs = self.runs_frame(written, params, issue, [task_of[i] for i in written["location_id"].tolist()])
             runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
                                            for i in runs["location_id"].tolist()]
             runs["input_flags"] = input_flags(runs["location_id"], wind_defaulted, self.wind_speed_ms)
-            run_ids = await self.writer.write.remote(runs, frame)
+            here = self.writes_here(len(written), [c[3] for c in calls])
+            run_ids = await (self.local_writer.write(runs, frame) if here else self.writer.write.remote(runs, frame))
         t_write = time.perf_counter()
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
-                   "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local)}
+                   "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local),
+                   "local_writes": int(here)}
         self.check_refits(ids, issue)
         results = await asyncio.get_running_loop().run_in_executor(
             None, call_results, calls, run_ids, errors, frame, locs, timings)
@@ -242,6 +247,14 @@ class Forecaster:
         plants, none of a task split into several batches (the ingress split it to spread it over replicas and
         nodes: serve_app/tasks.py)."""
         return n_locations <= self.settings["forecast"]["local_features_max_locations"] and max(batches) == 1
+
+    def writes_here(self, n_locations, batches):
+        """Whether a pass writes its runs through this replica's own :class:`~serve_app.writer.Writer` instance
+        (same policy, its own pool) instead of a call to the Writer deployment: at most
+        ``writer.local_max_locations`` plants, none of a task split into several batches. A small pass then
+        crosses no process to be stored (no handle call, no frames pickled both ways: bench/bench_load.py
+        prints the CPU by process); a fleet's batches keep the Writer's replica."""
+        return n_locations <= self.settings["writer"]["local_max_locations"] and max(batches) == 1
 
     def features(self, local, *args, **kwargs):
         """:func:`feature_task` of a pass, awaitable: in the replica's executor when ``local`` (a few plants: no
