@@ -75,24 +75,8 @@ def ml_raw_quantiles(features, capacity_ac_kw, model, thread_count=-1):
     day = features["solar_elevation"].to_numpy() > 0.0
     raw = np.zeros((len(features), len(quantiles.ALPHAS)))
     if day.any():  # night rows are exactly 0 after quantiles.apply_limits: not worth a model evaluation
-        raw[day] = quantiles.predict_normalised(model["model"], model_inputs(features, card["features"], day),
-                                                thread_count)
+        raw[day] = quantiles.predict_normalised(model["model"], features.loc[day, card["features"]], thread_count)
     return raw + baseline_normalised(features, capacity_ac_kw, model["physics"]["scale"])[:, None]
-
-
-def model_inputs(features, names, rows):
-    """The model's inputs of the selected ``rows`` (boolean mask) as one float32 array, columns in ``names`` order.
-
-    CatBoost evaluates every feature as float32 whatever it is given; a frame
-    would be converted by CatBoost column by column with pandas checks (about
-    a millisecond per call: most of a single plant's predict), the array is
-    taken as it is. The values are the same: float64 columns are rounded to
-    float32 either way.
-    """
-    out = np.empty((int(rows.sum()), len(names)), dtype=np.float32)
-    for k, name in enumerate(names):
-        out[:, k] = features[name].to_numpy()[rows]
-    return out
 
 
 def ml_quantiles(features, capacity_ac_kw, model, thread_count=-1):
