@@ -25,7 +25,9 @@ the per-request design of before issue 12: small calls not merged (configs/servi
 Besides the client's latencies it prints the median server-side stage timings of the generate
 answers (``timings``: reads, features, predict, write, the task's wall time, and the time outside
 the task) and the CPU time the instance's processes spent per request (``psutil``: every process of
-its Ray sessions, Ray's own included; the database server's is not counted).
+its Ray sessions, Ray's own included; the database server's is not counted), and for (a) the same by
+process group with the PostgreSQL backends serving the instance's scratch database
+(``service.sample_cpu``: Forecaster, Ingress, Writer, proxy, database, Ray's own processes).
 
 Writes ``<out>/bench_load.json``.
 """
