@@ -25,7 +25,9 @@ the per-request design of before issue 12: small calls not merged (configs/servi
 Besides the client's latencies it prints the median server-side stage timings of the generate
 answers (``timings``: reads, features, predict, write, the task's wall time, and the time outside
 the task) and the CPU time the instance's processes spent per request (``psutil``: every process of
-its Ray sessions, Ray's own included; the database server's is not counted).
+its Ray sessions, Ray's own included; the database server's is not counted), and for (a) the same by
+process group with the PostgreSQL backends serving the instance's scratch database
+(``service.sample_cpu``: Forecaster, Ingress, Writer, proxy, database, Ray's own processes).
 
 Writes ``<out>/bench_load.json``.
 """
@@ -97,20 +99,23 @@ def session_of(base, key, limit):
                                  connector=aiohttp.TCPConnector(limit=limit))
 
 
-async def sequential(base, key, ids, n, sessions):
+async def sequential(base, key, ids, n, sessions, database):
     """(a): ``n`` single-plant generate requests one after the other (and the CPU ms the instance's processes
-    spent per request)."""
+    spent per request, in all and by process group: the Ray workers by title, Ray's own processes, and the
+    PostgreSQL backends serving ``database``)."""
     async with session_of(base, key, 1) as s:
         async with s.post(GENERATE, json={**generate_body(ids[0]), "location_ids": ids, "include_forecast": False}) as r:
             assert r.status == 200, await r.text()  # untimed: every plant has a stored run to read in (b)
         for i in ids[:5]:  # warm: the first single-plant requests open pools and workers
             await call(s, "generate", i)
         before = cpu_seconds(sessions)
-        out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
+        with service.sample_cpu(sessions, database, every=5.0) as groups:
+            out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
         cpu = cpu_spent(before, cpu_seconds(sessions))
     bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
     return {**summary([o[1] for o in out]), "errors": len(bad), "stages_ms": stages([o for o in out if o[4]]),
-            "cpu_ms_per_request": cpu / n * 1000}
+            "cpu_ms_per_request": cpu / n * 1000,
+            "cpu_ms_per_request_by_group": {g: v / n * 1000 for g, v in groups["groups"].items()}}
 
 
 def stages(answers):
@@ -239,18 +244,20 @@ def cpu_spent(before, after):
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
-def run_load(base, key, ids, args, sessions, shed=True, profile=False):
+def run_load(base, key, ids, args, sessions, database, shed=True, profile=False):
     """(a), (b) [, (c)] against the instance at ``base`` (its processes: ``sessions``); ``profile``: (a) and (b)
     under py-spy. The instance's CPU time per request is measured in each phase (machine-independent: what
     a dedicated box would spend)."""
     out = {"profile": {}}
     out["sequential"], _, out["profile"]["sequential"] = phase(
-        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential, sessions)),
+        "sequential", sessions, args, lambda: asyncio.run(sequential(base, key, ids, args.sequential, sessions, database)),
         profile)
     print(f"  (a) sequential {args.sequential}: p50 {out['sequential']['p50_ms']:.0f} ms, "
           f"p99 {out['sequential']['p99_ms']:.0f} ms, errors {out['sequential']['errors']}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in out["sequential"]["stages_ms"].items())
           + f"; instance CPU {out['sequential']['cpu_ms_per_request']:.0f} ms per request", flush=True)
+    print("      CPU ms per request by process (the database's backends of this instance included): " + ", ".join(
+        f"{g} {v:.1f}" for g, v in out["sequential"]["cpu_ms_per_request_by_group"].items() if v >= 0.5), flush=True)
     c, cpu, out["profile"]["concurrent"] = phase(
         "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
                                                                      args.seed)), profile)
@@ -291,6 +298,7 @@ def main(args):
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; Ray worker nice {args.worker_niceness}")
     report = {"machine": info, "args": vars(args), "mix": MIX, "load_average_start": os.getloadavg()}
     with service.scratch_database("pvcast_load") as (url, _):
+        database = url.rsplit("/", 1)[-1]
         key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
         with service.serve_instance(url, out_dir / "serve_load_merged") as (base, sessions):
             with httpx.Client(base_url=base, timeout=600, headers=service.bearer(key)) as client:
@@ -298,14 +306,14 @@ def main(args):
             print(f"{len(ids)} plants, {report['ingestion']['weather_rows']:,} weather rows (real records: "
                   + "; ".join(v["record"] for v in fleet.SITES.values()) + ")", flush=True)
             print("merged small calls (configs/service.yaml forecast.merge):", flush=True)
-            report["merged"] = run_load(base, key, ids, args, sessions, profile=args.profile)
+            report["merged"] = run_load(base, key, ids, args, sessions, database, profile=args.profile)
         if not args.no_baseline:
             off = {"merge": {**settings["forecast"]["merge"], "max_locations": 0}, "local_features_max_locations": 0}
             print("baseline, same process and database: no merging, features in a Ray task (forecast.merge."
                   "max_locations 0, forecast.local_features_max_locations 0):", flush=True)
             with service.serve_instance(url, out_dir / "serve_load_baseline",
                                         service_settings={"forecast": off}) as (base, sessions):
-                report["baseline"] = run_load(base, key, ids, args, sessions, shed=False)
+                report["baseline"] = run_load(base, key, ids, args, sessions, database, shed=False)
     m = report["merged"]
     c = m["concurrent"]
     if "baseline" in report:

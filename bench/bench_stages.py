@@ -52,6 +52,8 @@ def fleet_weather(location_ids, sites):
     for site in fleet.SITES:
         w = fleet.site_weather(site, WEATHER_START, WEATHER_END).reset_index()
         ids = np.asarray(location_ids)[np.asarray(sites) == site]
+        if not len(ids):  # a small fleet: a site without plants (its empty frame would not be datetime-typed)
+            continue
         frames.append(pd.DataFrame({
             "location_id": np.repeat(ids, len(w)), "valid_time": np.tile(w["valid_time"].to_numpy(), len(ids)),
             "issue_time": WEATHER_ISSUE, "source": f"bench_{site}",

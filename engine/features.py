@@ -75,14 +75,20 @@ NIGHT_VALUES = {"solar_elevation": "apparent_elevation", "solar_azimuth": "azimu
                 "physical_ac_kw": 0.0, "physical_dc_kw": 0.0, "physical_norm": 0.0}
 
 
+#: Monthly Linke turbidity (/ 20) of the grid cells already read, by file: {path: {cell: ndarray (12,)}}. The
+#: file is a climatology; a process reads each cell once (a single plant's pass spent ~1.5 ms opening and
+#: reading it). At most :data:`LINKE_CELLS_CACHED` cells per file (then emptied: ~2 MB per 10,000 cells).
+LINKE_CELLS = {}
+LINKE_CELLS_CACHED = 200_000
+LINKE_GRID_COLUMNS = 4320
+
+
 def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """Monthly Linke turbidity of each site from pvlib's climatology file.
 
-    Maps coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``
-    and reads, per storage chunk of the file (gzip, 135 x 270 cells) holding
-    sites, only the bounding box of those sites: a fleet clustered around a
-    few places reads a few small boxes, not the box spanning all of them
-    (nor the 112 MB grid). One read per such chunk (at most 256 on Earth).
+    Maps coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``;
+    cells read before in this process come from :data:`LINKE_CELLS`, the
+    others from the file (:func:`read_linke_cells`).
 
     Parameters
     ----------
@@ -96,6 +102,33 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """
     rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(int)
     cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(int)
+    cells = (rows * LINKE_GRID_COLUMNS + cols).tolist()
+    known = LINKE_CELLS.setdefault(str(filepath), {})
+    missing = np.unique([c for c in cells if c not in known]).astype(int)
+    if len(missing):
+        if len(known) + len(missing) > LINKE_CELLS_CACHED:
+            known.clear()
+        values = read_linke_cells(missing // LINKE_GRID_COLUMNS, missing % LINKE_GRID_COLUMNS, filepath)
+        known.update(zip(missing.tolist(), values))
+    out = np.empty((len(cells), 12))
+    for k, c in enumerate(cells):
+        out[k] = known[c]
+    return out
+
+
+def read_linke_cells(rows, cols, filepath=LINKE_FILE):
+    """Monthly Linke turbidity (/ 20) of grid cells (row, col) read from pvlib's climatology file.
+
+    Reads, per storage chunk of the file (gzip, 135 x 270 cells) holding
+    cells, only the bounding box of those cells: a fleet clustered around a
+    few places reads a few small boxes, not the box spanning all of them
+    (nor the 112 MB grid). One read per such chunk (at most 256 on Earth).
+
+    Returns
+    -------
+    ndarray
+        Shape (n_cells, 12).
+    """
     out = np.empty((len(rows), 12))
     with h5py.File(filepath, "r") as f:
         grid = f["LinkeTurbidity"]

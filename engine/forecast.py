@@ -260,7 +260,7 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
     broken = np.unique(lid[~np.isfinite(features["physical_ac_kw"].to_numpy(dtype=float))])
     for location_id in broken.tolist():
         errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
-    good = locations[~locations["location_id"].isin(list(errors))]
+    good = locations[~locations["location_id"].isin(list(errors))] if errors else locations
 
     def rows_of(group):  # the whole batch (one model, no error): the frame itself, not a copy of it
         ids = group["location_id"].to_numpy("int64")

@@ -15,6 +15,7 @@ from engine import adaptation, forecast, modelio, quantiles, resample, resources
 from engine import validation
 from engine.features import WEATHER_COLUMNS, feature_frame
 from serve_app.observability import CLIPPED, event
+from serve_app.writer import Writer
 
 
 def model_version(card):
@@ -58,9 +59,9 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     """
     weather, wind_defaulted = resample.fill_wind_speed(weather, wind_speed_ms)
     errors = resample.weather_problems(locations["location_id"].to_numpy("int64"), weather, times)
-    good = locations[~locations["location_id"].isin(list(errors))]
+    good = locations[~locations["location_id"].isin(list(errors))] if errors else locations
     lookback = None
-    past = good[good["location_id"].isin(list(lookback_ids))]
+    past = good[good["location_id"].isin(list(lookback_ids))] if len(lookback_ids) else good.iloc[:0]
     if lookback_times is not None and len(lookback_times) and len(past):
         uncovered = resample.weather_problems(past["location_id"].to_numpy("int64"), weather, lookback_times)
         past = past[~past["location_id"].isin(list(uncovered))]
@@ -81,6 +82,8 @@ class Forecaster:
     def __init__(self, settings, writer):
         self.settings = settings
         self.writer = writer
+        # the same writer in this replica, its own pool: small passes write without a hop (writes_here)
+        self.local_writer = Writer.func_or_class(settings)
         self.models = {m: modelio.load_model(settings["models_dir"], m) for m in settings["model_ids"]}
         # a missing wind speed is the constant the model was trained with (one definition: training.yaml)
         self.wind_speed_ms = float(yaml.safe_load(resources.config_path("training.yaml").read_text())
@@ -216,17 +219,19 @@ class Forecaster:
             None, self.predict, feats, locs, params, issue, (calibrations, actuals, lookback))
         errors.update(model_errors)
         t_pred = time.perf_counter()
-        run_ids = {}
+        run_ids, here = {}, False
         if len(frame):
-            written = locs[locs["location_id"].isin(frame["location_id"].unique())]
+            written = locs if len(errors) == 0 else locs[locs["location_id"].isin(frame["location_id"].unique())]
             runs = self.runs_frame(written, params, issue, [task_of[i] for i in written["location_id"].tolist()])
             runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
                                            for i in runs["location_id"].tolist()]
             runs["input_flags"] = input_flags(runs["location_id"], wind_defaulted, self.wind_speed_ms)
-            run_ids = await self.writer.write.remote(runs, frame)
+            here = self.writes_here(len(written), [c[3] for c in calls])
+            run_ids = await (self.local_writer.write(runs, frame) if here else self.writer.write.remote(runs, frame))
         t_write = time.perf_counter()
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
-                   "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local)}
+                   "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local),
+                   "local_writes": int(here)}
         self.check_refits(ids, issue)
         results = await asyncio.get_running_loop().run_in_executor(
             None, call_results, calls, run_ids, errors, frame, locs, timings)
@@ -242,6 +247,14 @@ class Forecaster:
         plants, none of a task split into several batches (the ingress split it to spread it over replicas and
         nodes: serve_app/tasks.py)."""
         return n_locations <= self.settings["forecast"]["local_features_max_locations"] and max(batches) == 1
+
+    def writes_here(self, n_locations, batches):
+        """Whether a pass writes its runs through this replica's own :class:`~serve_app.writer.Writer` instance
+        (same policy, its own pool) instead of a call to the Writer deployment: at most
+        ``writer.local_max_locations`` plants, none of a task split into several batches. A small pass then
+        crosses no process to be stored (no handle call, no frames pickled both ways: bench/bench_load.py
+        prints the CPU by process); a fleet's batches keep the Writer's replica."""
+        return n_locations <= self.settings["writer"]["local_max_locations"] and max(batches) == 1
 
     def features(self, local, *args, **kwargs):
         """:func:`feature_task` of a pass, awaitable: in the replica's executor when ``local`` (a few plants: no
@@ -478,17 +491,22 @@ def call_results(calls, run_ids, errors, frame, locations, timings):
 
     CPU work (a pass of many calls): runs in the replica's executor.
     """
-    rows = frame.groupby("location_id", sort=False).indices if len(frame) else {}
+    alone = len(calls) == 1  # a pass of one call: its rows are the whole frame (no grouping, no copy)
+    rows = frame.groupby("location_id", sort=False).indices if len(frame) and not alone else {}
     clipped = clipped_by_location(frame, locations)
     out = []
     for call_locations, params, *_ in calls:
         ids = call_locations["location_id"].tolist()
-        mine = [rows[i] for i in ids if i in rows]
         wanted = params["wait"] and params["include_forecast"]
+        if alone or not wanted:
+            mine = frame if wanted else None
+        else:
+            parts = [rows[i] for i in ids if i in rows]
+            mine = frame.iloc[np.concatenate(parts)] if parts else frame.iloc[:0]
         out.append({"run_ids": {i: run_ids[i] for i in ids if i in run_ids},
                     "errors": {i: errors[i] for i in ids if i in errors},
                     "timings": dict(timings), "clipped": int(sum(clipped.get(i, 0) for i in ids)),
-                    "forecast": (frame.iloc[np.concatenate(mine)] if mine else frame.iloc[:0]) if wanted else None})
+                    "forecast": mine})
     return out
 
 

@@ -14,7 +14,11 @@ CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.Interface
 
 @serve.deployment
 class Writer:
-    """Holds one connection pool; each part of a call (whole plants) is one all-or-nothing transaction."""
+    """Holds one connection pool; each part of a call (whole plants) is one all-or-nothing transaction.
+
+    Also instantiated in each Forecaster replica (``Writer.func_or_class``: the class itself, with a pool of its
+    own) for the passes small enough to be written there (configs/service.yaml ``writer.local_max_locations``).
+    """
 
     def __init__(self, settings):
         self.waits = list(settings["writer"]["retry_wait_seconds"])

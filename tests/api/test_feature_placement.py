@@ -1,7 +1,9 @@
-"""Where a forecast pass computes its features (configs/service.yaml ``forecast.local_features_max_locations``).
+"""Where a forecast pass computes its features (configs/service.yaml ``forecast.local_features_max_locations``)
+and writes its runs (``writer.local_max_locations``).
 
 A pass of a few plants (a single-plant request) computes them in the Forecaster replica's executor:
-no Ray task to schedule, no frames crossing processes. A task the ingress split into several
+no Ray task to schedule, no frames crossing processes; and writes them with the replica's own Writer
+instance, not through the Writer deployment. A task the ingress split into several
 batches keeps one Ray task (``feature_task``) per batch, whatever the batches' size: the split is
 there to spread the task over replicas and nodes (tests/cluster/test_two_node.py). Checked with
 Ray's state API on the session's service.
@@ -53,8 +55,10 @@ def test_a_single_plant_pass_computes_features_in_the_replica_a_split_task_in_ra
     assert len(ids) > 3  # the fleet request is split into batches (tests/api/conftest.py: 3 plants each)
     timings = generate(client, ids)
     assert timings["local_feature_passes"] == 0
+    assert timings["local_writes"] == 0  # every batch of a split task through the Writer deployment
     after_fleet = feature_tasks(cluster)  # (Ray's CLI lists no rows as text, not JSON: count after this request)
     assert after_fleet >= 2  # a Ray task per batch
     timings = generate(client, ids[:1])
     assert timings["local_feature_passes"] == 1
+    assert timings["local_writes"] == 1
     assert feature_tasks(cluster) == after_fleet  # no Ray task for the single plant
