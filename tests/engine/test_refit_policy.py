@@ -8,7 +8,7 @@ import pytest
 from engine import adaptation, data, training, tuning
 
 CONFIG = training.load_config()
-THRESHOLD = 400  # daylight values: the 100 h of configs/service.yaml adaptation.refit_after_daylight_hours at 15 min
+THRESHOLD = 400  # daylight values (100 h at 15 min; configs/service.yaml counts hours: refit_after_daylight_hours)
 
 
 @pytest.fixture(scope="module")
