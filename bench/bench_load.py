@@ -109,7 +109,7 @@ async def sequential(base, key, ids, n, sessions, database):
         for i in ids[:5]:  # warm: the first single-plant requests open pools and workers
             await call(s, "generate", i)
         before = cpu_seconds(sessions)
-        with service.sample_cpu(sessions, database, every=5.0) as groups:
+        with service.sample_cpu(sessions, database, interval=5.0) as groups:
             out = [await call(s, "generate", ids[k % len(ids)]) for k in range(n)]
         cpu = cpu_spent(before, cpu_seconds(sessions))
     bad = [o[0] for o in out if o[0] != 200 or o[2] != 1]
