@@ -310,15 +310,19 @@ def ray_state(cluster, kind, *filters):
         raise RuntimeError(f"`ray list {kind}` printed no JSON:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}") from None
 
 
-#: The job of :func:`hold_cpus`: an actor of ``num_cpus`` CPUs pinned to the job's node (the head), alive until
-#: the job is stopped.
+#: The job of :func:`hold_cpus`: an actor pinned to the job's node (the head) that takes all its free CPUs but
+#: ``argv[1]``, alive until the job is stopped. The free CPUs are Ray's own view (GCS, per node: replicas,
+#: tasks and actors still starting included); if the view was stale and the actor cannot be placed within
+#: 10 s, it is killed and sized again.
 _HOLD_SCRIPT = """
 import sys, time
 import ray
+from ray._private.state import available_resources_per_node
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 ray.init()
 here = ray.get_runtime_context().get_node_id()
+leave = float(sys.argv[1])
 
 
 @ray.remote
@@ -327,20 +331,16 @@ class CpuHold:
         return True
 
 
-hold = CpuHold.options(num_cpus=float(sys.argv[1]),
-                       scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
-ray.get(hold.ready.remote())
+while True:
+    free = available_resources_per_node().get(here, {}).get("CPU", 0.0)
+    hold = CpuHold.options(num_cpus=round(max(free - leave, 0.0), 4),
+                           scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+    if ray.wait([hold.ready.remote()], timeout=10)[0]:
+        break
+    ray.kill(hold)
 while True:
     time.sleep(60)
 """
-
-
-def head_free_cpus(cluster):
-    """CPUs of the head node that no live actor reserves (its total less its actors' ``num_cpus``)."""
-    head = next(n for n in ray_state(cluster, "nodes", "state=ALIVE") if n["is_head_node"])
-    reserved = sum((a.get("required_resources") or {}).get("CPU", 0.0)
-                   for a in ray_state(cluster, "actors", "state=ALIVE") if a["node_id"] == head["node_id"])
-    return head["resources_total"]["CPU"] - reserved
 
 
 def holds_alive(cluster):
@@ -349,18 +349,18 @@ def holds_alive(cluster):
 
 
 @contextlib.contextmanager
-def hold_cpus(cluster, cpus, timeout=120):
-    """Reserve ``cpus`` CPUs of the head node while the block runs, as other work on the node would.
+def hold_cpus(cluster, leave, timeout=120):
+    """Hold the head node's free CPUs but ``leave`` while the block runs, as other work on the node would.
 
-    A Ray job (``ray job submit``: its driver runs on the head) holds an actor of ``cpus`` CPUs pinned
-    to the head; the job is stopped on exit and the actor ends with it. RuntimeError if the actor is
-    not alive within ``timeout`` seconds (e.g. the head has fewer free CPUs).
+    A Ray job (``ray job submit``: its driver runs on the head) holds an actor pinned to the head
+    (``_HOLD_SCRIPT``); the job is stopped on exit and the actor ends with it. RuntimeError if the
+    actor is not alive within ``timeout`` seconds.
     """
     job = f"pvcast-cpu-hold-{uuid.uuid4().hex[:8]}"
     ray_cli = [str(BIN / "ray"), "job"]
     address = ["--address", cluster["dashboard"]]
     subprocess.run([*ray_cli, "submit", *address, "--submission-id", job, "--no-wait", "--",
-                    str(BIN / "python"), "-c", _HOLD_SCRIPT, f"{cpus:.4f}"],
+                    str(BIN / "python"), "-c", _HOLD_SCRIPT, f"{leave:.4f}"],
                    cwd=ROOT, env=cluster["env"], capture_output=True, text=True, check=True)
     try:
         deadline = time.monotonic() + timeout
@@ -368,7 +368,7 @@ def hold_cpus(cluster, cpus, timeout=120):
             if time.monotonic() > deadline:
                 logs = subprocess.run([*ray_cli, "logs", *address, job], cwd=ROOT, env=cluster["env"],
                                       capture_output=True, text=True)
-                raise RuntimeError(f"the CPU hold of {cpus} CPUs did not start:\n{logs.stdout[-4000:]}")
+                raise RuntimeError(f"the CPU hold (leaving {leave} CPUs) did not start:\n{logs.stdout[-4000:]}")
             time.sleep(1)
         yield
     finally:
