@@ -275,6 +275,45 @@ def actual_instants(actuals, cutoff):
     return act, int(act["period_minutes"].max()) if len(act) else 0
 
 
+def physical_period_means_kw(location, weather, times, period_minutes, planes=None, horizon=None, step_minutes=15):
+    """The physical AC estimate averaged over each actual's own period, kW (the instant for instants).
+
+    A period mean of measured power is compared with the mean of the physical
+    estimate over the same period, not with its value at the period's middle:
+    around sunrise and sunset the two differ by more than a clock error would.
+
+    Parameters
+    ----------
+    location : DataFrame
+        One-row locations frame.
+    weather : DataFrame
+        The plant's weather frame.
+    times : DatetimeIndex
+        Effective instants of the actuals (the middle of their periods,
+        :func:`actual_instants`), UTC.
+    period_minutes : ndarray of int
+        Each actual's period, min (0: instantaneous).
+    planes, horizon : DataFrame, optional
+        ``features.feature_frame``.
+    step_minutes : float, default 15
+        Spacing of the instants averaged within a period, min (at least one per period).
+
+    Returns
+    -------
+    ndarray
+        kW, one per time.
+    """
+    period = np.asarray(period_minutes, dtype="int64")
+    n = np.maximum(np.ceil(period / float(step_minutes)).astype("int64"), 1)
+    row = np.repeat(np.arange(len(period)), n)
+    k = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)  # index of the instant within its period
+    offset_s = ((k + 0.5) / n[row] - 0.5) * period[row] * 60.0
+    t = pd.DatetimeIndex(times).tz_convert("UTC")[row] + pd.to_timedelta(np.round(offset_s).astype("int64"), unit="s")
+    grid = t.unique().sort_values()
+    kw = feature_frame(location, weather, grid, planes, horizon)["physical_ac_kw"].to_numpy(dtype=float)
+    return np.bincount(row, weights=kw[grid.get_indexer(t)], minlength=len(period)) / n
+
+
 def clear_sky_physical_kw(location, feats, planes=None, horizon=None):
     """The plant's physical AC power under clear sky at a feature frame's times, kW.
 
@@ -470,6 +509,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
+    row_period = act["period_minutes"].to_numpy(dtype="int64")
+    modelled = (physical_period_means_kw(loc, weather, times, row_period, planes, horizon) if (row_period > 0).any()
+                else entered["physical_ac_kw"].to_numpy(dtype=float))
+    clock = tuning.clock_offset(power, modelled, float(loc.loc[0, "longitude"]), cap)
+    if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
+        return {**fail, "reason": clock["reason"], "diagnostics": {**fail["diagnostics"], "clock": clock}}
     minutes = tuning.sample_minutes(times)
     timing = (f"orientation: actuals {minutes:.0f} min apart sent as instants (period_minutes 0); hour-ending "
               f"means read as instants look like a plant turned west: send their period_minutes to fit it"
@@ -537,7 +582,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
-    diagnostics = {**fit["diagnostics"], "band_rows": int(rows.sum()), "band_residuals": how}
+    diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how}
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
         diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
         diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None

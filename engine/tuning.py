@@ -179,6 +179,137 @@ def stale_values(power_kw, window):
     return flags
 
 
+CLOCK_ON_FRACTION = 0.02
+"""Power above this fraction of ``capacity_ac_kw`` counts as "on" when the clock of the actuals is checked
+(:func:`clock_offset`): low enough that diffuse light after sunrise and before sunset passes it."""
+
+CLOCK_TOLERANCE_HOURS = 0.75
+"""A median daylight-midpoint offset of at least this, h, means the actuals' time labels are off
+(:func:`clock_offset`): an hour's error is caught, the half hour an hourly mean's edge moves is not."""
+
+CLOCK_NIGHT_SHARE = 0.1
+"""A share of the measured "on" samples at least this large with no modelled power at all (the sun below
+the horizon over the whole period) means the time labels are off by hours (:func:`clock_offset`)."""
+
+MIN_CLOCK_DAYS = 5
+"""Days with a whole measured and modelled daylight span needed before the clock is judged."""
+
+
+def daylight_edges(t_hours, day, values, limit):
+    """Per day, when a series first rises above ``limit`` and last falls below it, h.
+
+    Each edge is interpolated linearly between the first (last) sample above
+    the limit and its neighbour below it on the same day, if that neighbour is
+    at most two sampling intervals away; otherwise it is the sample's time.
+    Hourly samples thus give edges finer than their hour.
+
+    Parameters
+    ----------
+    t_hours : ndarray
+        Sorted sample times, h since the epoch.
+    day : ndarray of int
+        Day of each sample.
+    values : ndarray
+        Finite values at those times.
+    limit : float
+        Same unit as ``values``.
+
+    Returns
+    -------
+    DataFrame
+        ``first``, ``last`` (h since the epoch), indexed by day (days with a
+        value above the limit only).
+    """
+    on = np.flatnonzero(values > limit)
+    if not len(on):
+        return pd.DataFrame({"first": [], "last": []})
+    step = np.median(np.diff(t_hours)) if len(t_hours) > 1 else 1.0
+    groups = pd.Series(on).groupby(day[on])
+    edges = {}
+    for name, i, j in (("first", groups.min().to_numpy(), groups.min().to_numpy() - 1),
+                       ("last", groups.max().to_numpy(), groups.max().to_numpy() + 1)):
+        jj = np.clip(j, 0, len(values) - 1)
+        near = (j == jj) & (day[jj] == day[i]) & (values[jj] <= limit) & (np.abs(t_hours[jj] - t_hours[i]) <= 2 * step)
+        frac = (values[i] - limit) / np.where(near, values[i] - values[jj], 1.0)
+        edges[name] = np.where(near, t_hours[i] + (t_hours[jj] - t_hours[i]) * frac, t_hours[i])
+    return pd.DataFrame(edges, index=groups.min().index)
+
+
+def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fraction=CLOCK_ON_FRACTION,
+                 tolerance_hours=CLOCK_TOLERANCE_HOURS, night_share=CLOCK_NIGHT_SHARE, min_days=MIN_CLOCK_DAYS):
+    """How far the actuals' time labels are from the sun: the median daily offset of the daylight midpoint.
+
+    The commonest mistake with measured power is a clock, not a plant: local
+    time labelled as UTC, a logger that ignores daylight saving time, hourly
+    means labelled at the start of their hour. The tuning would read a shift
+    of one hour as a plant turned ~15 deg (and fit a wrong azimuth, DC scale
+    and bands from it), so the shift is measured first. Per solar day (UTC
+    shifted by the longitude, so that no daylight span crosses a day's edge),
+    the midpoint between the first and the last sample with power above
+    ``on_fraction`` of the AC capacity is compared with the same midpoint of
+    the physical estimate of the same weather at the same times: orientation,
+    DC scale and a horizon change when a plant turns on and off
+    symmetrically or both ways alike, a clock moves both edges the same way.
+    Days whose measured "on" span is not 0.8-1.25 times the modelled one
+    (a gap, actuals ending mid-day, snow) are left out. A clock off by
+    several hours puts the measured daylight partly into the modelled night,
+    which is counted directly (``night_share``).
+
+    Parameters
+    ----------
+    power_kw : Series
+        Measured AC power, kW, one plant, indexed by UTC time (effective
+        instants, ``engine.adaptation.actual_instants``; NaN = missing).
+    physical_ac_kw : array_like
+        Physical AC estimate of the same weather for the same times, kW; for
+        period means the mean over each period
+        (``engine.adaptation.physical_period_means_kw``).
+    longitude : float
+        deg east.
+    capacity_ac_kw : float
+        kW.
+    on_fraction : float, default :data:`CLOCK_ON_FRACTION`
+    tolerance_hours : float, default :data:`CLOCK_TOLERANCE_HOURS`
+        h.
+    night_share : float, default :data:`CLOCK_NIGHT_SHARE`
+    min_days : int, default :data:`MIN_CLOCK_DAYS`
+
+    Returns
+    -------
+    dict
+        ``offset_hours`` (median over the days, h, measured minus modelled:
+        positive = the actuals are labelled later than the sun says; None
+        with fewer than ``min_days`` days), ``days`` (days compared),
+        ``night_share`` (share of the measured "on" samples with no modelled
+        power), ``shifted`` (bool) and ``reason`` (a sentence when shifted,
+        else None).
+    """
+    t = pd.DatetimeIndex(power_kw.index).tz_convert("UTC").as_unit("ns").asi8
+    y = np.asarray(power_kw, dtype=float)
+    phys = np.asarray(physical_ac_kw, dtype=float)
+    hour = 3_600_000_000_000
+    day = (t + np.int64(round(float(longitude) / 15.0 * hour))) // (24 * hour)
+    known = np.isfinite(y) & np.isfinite(phys)
+    limit = on_fraction * float(capacity_ac_kw)
+    th, dk = t[known] / hour, day[known]
+    both = pd.merge(daylight_edges(th, dk, y[known], limit), daylight_edges(th, dk, phys[known], limit),
+                    left_index=True, right_index=True, suffixes=("_y", "_m"))
+    span = (both["last_y"] - both["first_y"]) / (both["last_m"] - both["first_m"]).where(both["last_m"] > both["first_m"])
+    whole = both[(span >= 0.8) & (span <= 1.25)]
+    offsets = ((whole["first_y"] + whole["last_y"]) - (whole["first_m"] + whole["last_m"])).to_numpy() / 2.0
+    measured_on = known & (y > limit)
+    dark = float(np.mean(phys[measured_on] <= 0.0)) if measured_on.any() else 0.0
+    offset = float(np.median(offsets)) if len(offsets) >= min_days else None
+    out = {"offset_hours": offset, "days": int(len(offsets)), "night_share": dark, "shifted": False, "reason": None}
+    labels = "time labels must be UTC (period-ending, with period_minutes, for means); not learnt from"
+    if dark >= night_share:
+        out.update(shifted=True, reason=f"clock: {100 * dark:.0f} % of the measured power is at modelled night: {labels}")
+    elif offset is not None and abs(offset) >= tolerance_hours:
+        out.update(shifted=True, reason=f"clock: the actuals' daylight is {offset:+.2f} h from the sun's (median of "
+                                        f"{len(offsets)} days): {labels}")
+    return out
+
+
 def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, min_elevation=5.0,
                    outage_fraction=0.01, outage_physical_fraction=0.2, stale_window=4):
     """Which samples may teach the tuning, and why the others may not.

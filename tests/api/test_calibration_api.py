@@ -30,7 +30,7 @@ def rows(frame, columns):
 
 
 def stored_plant(client, training_config, name, skyline=None, until="2016-08-05", settle=True, period=0,
-                 **described):
+                 clock_hours=0.0, **described):
     """(location record, measured power Series) with weather 2016-07-01..08-05 and actuals before ``until`` stored.
 
     ``period`` (min): the actuals sent as means of the ``period`` ending at each label (``period_minutes``),
@@ -39,7 +39,8 @@ def stored_plant(client, training_config, name, skyline=None, until="2016-08-05"
     ``described`` overrides fields of :data:`PLANT` (a plant described otherwise); ``skyline`` (azimuth,
     elevation points, deg): the actuals behind it, imposed physically (:func:`behind`). Their arrival makes the
     plant due for the refit policy (10+ days: tests/api/conftest.py); ``settle``: wait for that first
-    calibration, so that the tests' own fits are later versions.
+    calibration, so that the tests' own fits are later versions. ``clock_hours``: the actuals' time labels
+    moved by that much (a client's clock error).
     """
     saved = client.post("/api/v1/locations", json={"locations": [{**PLANT, **described, "name": name}]})
     assert saved.status_code == 200, saved.text
@@ -58,7 +59,8 @@ def stored_plant(client, training_config, name, skyline=None, until="2016-08-05"
     if period:
         r = power.resample(f"{period}min", label="right", closed="right")
         sent = r.mean()[r.count() == period // 15]
-    actuals = pd.DataFrame({"location_id": loc["location_id"], "time": sent.index, "power_kw": sent.to_numpy(),
+    actuals = pd.DataFrame({"location_id": loc["location_id"], "time": sent.index + pd.Timedelta(hours=clock_hours),
+                            "power_kw": sent.to_numpy(),
                             "period_minutes": period})
     r = client.post("/api/v1/actuals", json={"rows": rows(actuals, ["location_id", "time", "power_kw",
                                                                     "period_minutes"])})
@@ -113,6 +115,16 @@ def test_too_little_history_is_422_with_the_reason(client, plant):
                     json={"cutoff": "2016-07-04T00:00:00+00:00"})
     assert_error(client, r, 422, "actuals")
     assert "at least 7 needed" in r.json()["error"]["message"]
+
+
+def test_actuals_an_hour_off_the_sun_are_refused_not_learnt(client, training_config):
+    """A logger an hour off (DST ignored): calibrate is 422 on the actuals saying the clock is off, and
+    nothing is stored (neither by the call nor by the refit policy), so the plant keeps the global forecast."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [clock +1 h]", settle=False, clock_hours=1.0)
+    r = client.post(f"/api/v1/locations/{loc['location_id']}/calibrate", json={"cutoff": CUTOFF})
+    assert_error(client, r, 422, "actuals")
+    assert "clock: the actuals' daylight is +" in r.json()["error"]["message"]  # engine.tuning.clock_offset's reason
+    assert_error(client, client.get(f"/api/v1/locations/{loc['location_id']}/calibration"), 404, "location_id")
 
 
 def test_future_cutoff_is_refused(client, plant):

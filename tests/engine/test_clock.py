@@ -1,0 +1,119 @@
+"""The clock of a plant's actuals (engine.tuning.clock_offset): a shifted time label is refused, not learnt.
+
+Real measured power: SERF East 2016 (outside training and hold-out), entered right (DC 1.2 x AC, tilt 45,
+azimuth 158) and wrong (DC = AC, tilt 30, azimuth 180). A client's clock error is imposed by moving the
+time labels of the real samples, as a logger in local time labelled UTC or one ignoring DST would.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import adaptation, data, modelio, resources, training, tuning
+
+CONFIG = training.load_config()
+CUTOFF = pd.Timestamp("2016-08-20T18:00:00Z")
+CAP = 5.5
+DESCRIPTIONS = {"right": {"capacity_dc_kw": 1.2 * CAP, "tilt": 45.0, "azimuth": 158.0},
+                "wrong": {"capacity_dc_kw": CAP, "tilt": 30.0, "azimuth": 180.0}}
+
+
+@pytest.fixture(scope="module")
+def plant():
+    power, weather = data.load_serf_east_2016(1, CONFIG["data"]["wind_speed_ms"])
+    location = data.site_location(CONFIG["site"], 1, CAP, CAP)
+    return power, weather, location
+
+
+def actuals_of(power, shift_hours=0.0, period=0):
+    """The plant's samples with their time labels moved by ``shift_hours``; ``period`` 60: hour-ending means."""
+    p = power.copy()
+    p.index = p.index + pd.Timedelta(hours=shift_hours)
+    if period:
+        r = p.resample(f"{period}min", label="right", closed="right")
+        p = r.mean()[r.count() == period // 15]
+    return pd.DataFrame({"time": p.index, "power_kw": p.to_numpy(), "period_minutes": period})
+
+
+def clock_of(plant, description, shift_hours=0.0, period=0):
+    power, weather, location = plant
+    loc = location.assign(**DESCRIPTIONS[description])
+    act, _ = adaptation.actual_instants(actuals_of(power, shift_hours, period), CUTOFF)
+    valid = pd.DatetimeIndex(weather["valid_time"])
+    act = act[(act["time"] >= valid.min()) & (act["time"] <= valid.max())]
+    times = pd.DatetimeIndex(act["time"])
+    modelled = adaptation.physical_period_means_kw(loc, weather, times, act["period_minutes"].to_numpy())
+    series = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
+    return tuning.clock_offset(series, modelled, float(loc.loc[0, "longitude"]), CAP)
+
+
+@pytest.mark.parametrize("description", ["right", "wrong"])
+@pytest.mark.parametrize("shift", [0.0, 1.0, -1.0])
+def test_the_offset_of_15_min_samples_is_the_imposed_shift(plant, description, shift):
+    """15-min samples: the median midpoint offset is the clock error within 0.1 h, whatever the description."""
+    clock = clock_of(plant, description, shift)
+    assert clock["days"] >= tuning.MIN_CLOCK_DAYS
+    assert clock["offset_hours"] == pytest.approx(shift, abs=0.1)
+    assert clock["shifted"] == (shift != 0.0)
+    assert (clock["reason"] is None) == (shift == 0.0)
+
+
+@pytest.mark.parametrize("description", ["right", "wrong"])
+def test_hourly_means_with_a_right_clock_are_not_refused_and_an_hour_early_is(plant, description):
+    """Hour-ending means compared with the physical estimate's mean over the same hours: a right clock stays
+    well inside the tolerance, labels an hour early (hour-beginning labels) are refused."""
+    right = clock_of(plant, description, 0.0, 60)
+    assert not right["shifted"] and abs(right["offset_hours"]) < tuning.CLOCK_TOLERANCE_HOURS - 0.3
+    early = clock_of(plant, description, -1.0, 60)
+    assert early["shifted"] and early["offset_hours"] < -tuning.CLOCK_TOLERANCE_HOURS
+
+
+def test_local_time_labelled_utc_is_caught_by_the_power_at_night(plant):
+    """Mountain daylight time labelled as UTC (6 h early): the days no longer match, the night share tells."""
+    clock = clock_of(plant, "right", -6.0)
+    assert clock["shifted"] and clock["night_share"] >= tuning.CLOCK_NIGHT_SHARE
+    assert clock_of(plant, "right")["night_share"] < tuning.CLOCK_NIGHT_SHARE / 5
+
+
+def test_daylight_edges_are_interpolated_between_samples():
+    """A ramp sampled hourly crosses the limit between two samples; a lone sample above it is its own edge."""
+    t = np.array([5.0, 6.0, 7.0, 8.0, 9.0, 29.0, 30.0, 31.0])
+    day = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    v = np.array([0.0, 2.0, 6.0, 4.0, 0.0, 0.0, 3.0, 0.0])
+    edges = tuning.daylight_edges(t, day, v, 1.0)
+    assert edges.loc[0, "first"] == pytest.approx(5.5) and edges.loc[0, "last"] == pytest.approx(8.75)
+    assert edges.loc[1, "first"] == pytest.approx(29 + 1 / 3) and edges.loc[1, "last"] == pytest.approx(30 + 2 / 3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return modelio.load_model(resources.folder("models"), "global")
+
+
+def test_a_calibration_on_shifted_actuals_is_refused_and_says_why(plant, model):
+    """An hour's clock error would be learnt as a turned plane (azimuth ~+30 deg) with bands far too wide for
+    the true clock; the calibration refuses it (the global prior serves) and reports the offset."""
+    power, weather, location = plant
+    loc = location.assign(**DESCRIPTIONS["right"])
+    shifted = adaptation.fit_calibration(loc, weather, actuals_of(power, 1.0), model, CUTOFF)
+    assert not shifted["ok"]
+    clock = shifted["diagnostics"]["clock"]
+    assert clock["shifted"] and clock["offset_hours"] == pytest.approx(1.0, abs=0.1)
+    assert shifted["reason"] == clock["reason"]
+    right = adaptation.fit_calibration(loc, weather, actuals_of(power), model, CUTOFF)
+    assert right["ok"] and not right["diagnostics"]["clock"]["shifted"]
+    assert abs(right["diagnostics"]["clock"]["offset_hours"]) < 0.1
+
+
+def test_period_means_of_the_physical_estimate_average_instants_within_the_period(plant):
+    """Instants (period 0) are the feature frame's value; an hour's mean is the mean of its four 15-min instants
+    centred in the hour."""
+    from engine import features
+    _, weather, location = plant
+    loc = location.assign(**DESCRIPTIONS["right"])
+    mid = pd.DatetimeIndex(["2016-08-01T17:30:00Z", "2016-08-01T18:00:00Z"])
+    got = adaptation.physical_period_means_kw(loc, weather, mid, np.array([60, 0]))
+    inner = pd.DatetimeIndex(["2016-08-01T17:07:30Z", "2016-08-01T17:22:30Z", "2016-08-01T17:37:30Z",
+                              "2016-08-01T17:52:30Z", "2016-08-01T18:00:00Z"])
+    kw = features.feature_frame(loc, weather, inner)["physical_ac_kw"].to_numpy()
+    assert got[0] == pytest.approx(kw[:4].mean(), rel=1e-12) and got[1] == pytest.approx(kw[4], rel=1e-12)
