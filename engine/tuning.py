@@ -179,7 +179,7 @@ def stale_values(power_kw, window):
     return flags
 
 
-CLOCK_ON_FRACTION = 0.02
+CLOCK_ON_FRACTION = 0.01
 """Power above this fraction of ``capacity_ac_kw`` counts as "on" when the clock of the actuals is checked
 (:func:`clock_offset`): low enough that diffuse light after sunrise and before sunset passes it."""
 
@@ -193,6 +193,9 @@ the horizon over the whole period) means the time labels are off by hours (:func
 
 MIN_CLOCK_DAYS = 5
 """Days with a whole measured and modelled daylight span needed before the clock is judged."""
+
+CLOCK_RECENT_DAYS = 14
+"""The clock is also judged on the median of the last this many days compared (a clock changed lately)."""
 
 
 def daylight_edges(t_hours, day, values, limit):
@@ -236,7 +239,8 @@ def daylight_edges(t_hours, day, values, limit):
 
 
 def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fraction=CLOCK_ON_FRACTION,
-                 tolerance_hours=CLOCK_TOLERANCE_HOURS, night_share=CLOCK_NIGHT_SHARE, min_days=MIN_CLOCK_DAYS):
+                 tolerance_hours=CLOCK_TOLERANCE_HOURS, night_share=CLOCK_NIGHT_SHARE, min_days=MIN_CLOCK_DAYS,
+                 recent_days=CLOCK_RECENT_DAYS):
     """How far the actuals' time labels are from the sun: the median daily offset of the daylight midpoint.
 
     The commonest mistake with measured power is a clock, not a plant: local
@@ -253,7 +257,9 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
     Days whose measured "on" span is not 0.8-1.25 times the modelled one
     (a gap, actuals ending mid-day, snow) are left out. A clock off by
     several hours puts the measured daylight partly into the modelled night,
-    which is counted directly (``night_share``).
+    which is counted directly (``night_share``). The median of the last
+    ``recent_days`` days is judged too: a logger that ignores daylight saving
+    time is an hour off for part of the history only.
 
     Parameters
     ----------
@@ -273,13 +279,15 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
         h.
     night_share : float, default :data:`CLOCK_NIGHT_SHARE`
     min_days : int, default :data:`MIN_CLOCK_DAYS`
+    recent_days : int, default :data:`CLOCK_RECENT_DAYS`
 
     Returns
     -------
     dict
         ``offset_hours`` (median over the days, h, measured minus modelled:
         positive = the actuals are labelled later than the sun says; None
-        with fewer than ``min_days`` days), ``days`` (days compared),
+        with fewer than ``min_days`` days), ``recent_offset_hours`` (the same
+        over the last ``recent_days`` of them), ``days`` (days compared),
         ``night_share`` (share of the measured "on" samples with no modelled
         power), ``shifted`` (bool) and ``reason`` (a sentence when shifted,
         else None).
@@ -300,13 +308,17 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
     measured_on = known & (y > limit)
     dark = float(np.mean(phys[measured_on] <= 0.0)) if measured_on.any() else 0.0
     offset = float(np.median(offsets)) if len(offsets) >= min_days else None
-    out = {"offset_hours": offset, "days": int(len(offsets)), "night_share": dark, "shifted": False, "reason": None}
+    recent = float(np.median(offsets[-recent_days:])) if len(offsets) >= min_days else None
+    out = {"offset_hours": offset, "recent_offset_hours": recent, "days": int(len(offsets)), "night_share": dark,
+           "shifted": False, "reason": None}
     labels = "time labels must be UTC (period-ending, with period_minutes, for means); not learnt from"
     if dark >= night_share:
         out.update(shifted=True, reason=f"clock: {100 * dark:.0f} % of the measured power is at modelled night: {labels}")
-    elif offset is not None and abs(offset) >= tolerance_hours:
-        out.update(shifted=True, reason=f"clock: the actuals' daylight is {offset:+.2f} h from the sun's (median of "
-                                        f"{len(offsets)} days): {labels}")
+    elif offset is not None and max(abs(offset), abs(recent)) >= tolerance_hours:
+        which, value = (("", offset) if abs(offset) >= tolerance_hours else
+                        (f"the last {min(recent_days, len(offsets))} of ", recent))
+        out.update(shifted=True, reason=f"clock: the actuals' daylight is {value:+.2f} h from the sun's (median of "
+                                        f"{which}{len(offsets)} days): {labels}")
     return out
 
 

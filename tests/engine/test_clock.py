@@ -25,20 +25,22 @@ def plant():
     return power, weather, location
 
 
-def actuals_of(power, shift_hours=0.0, period=0):
-    """The plant's samples with their time labels moved by ``shift_hours``; ``period`` 60: hour-ending means."""
+def actuals_of(power, shift_hours=0.0, period=0, since=None):
+    """The plant's samples with their time labels moved by ``shift_hours`` (from ``since`` on, when given);
+    ``period`` 60: hour-ending means."""
     p = power.copy()
-    p.index = p.index + pd.Timedelta(hours=shift_hours)
+    moved = np.ones(len(p), dtype=bool) if since is None else (p.index >= since)
+    p.index = pd.DatetimeIndex(np.where(moved, p.index + pd.Timedelta(hours=shift_hours), p.index))
     if period:
         r = p.resample(f"{period}min", label="right", closed="right")
         p = r.mean()[r.count() == period // 15]
     return pd.DataFrame({"time": p.index, "power_kw": p.to_numpy(), "period_minutes": period})
 
 
-def clock_of(plant, description, shift_hours=0.0, period=0):
+def clock_of(plant, description, shift_hours=0.0, period=0, since=None, cutoff=CUTOFF):
     power, weather, location = plant
     loc = location.assign(**DESCRIPTIONS[description])
-    act, _ = adaptation.actual_instants(actuals_of(power, shift_hours, period), CUTOFF)
+    act, _ = adaptation.actual_instants(actuals_of(power, shift_hours, period, since), cutoff)
     valid = pd.DatetimeIndex(weather["valid_time"])
     act = act[(act["time"] >= valid.min()) & (act["time"] <= valid.max())]
     times = pd.DatetimeIndex(act["time"])
@@ -73,6 +75,18 @@ def test_local_time_labelled_utc_is_caught_by_the_power_at_night(plant):
     clock = clock_of(plant, "right", -6.0)
     assert clock["shifted"] and clock["night_share"] >= tuning.CLOCK_NIGHT_SHARE
     assert clock_of(plant, "right")["night_share"] < tuning.CLOCK_NIGHT_SHARE / 5
+
+
+@pytest.mark.parametrize("description", ["right", "wrong"])
+def test_a_clock_an_hour_late_for_the_last_weeks_only_is_caught_by_the_recent_days(plant, description):
+    """A logger that ignores daylight saving time is an hour off for part of the history: the last two weeks
+    tell even while the median of all days does not (1 of 2 months shifted)."""
+    clock = clock_of(plant, description, 1.0, since=pd.Timestamp("2016-09-05T00:00:00Z"),
+                     cutoff=pd.Timestamp("2016-10-05T00:00:00Z"))
+    assert abs(clock["offset_hours"]) < tuning.CLOCK_TOLERANCE_HOURS
+    assert clock["shifted"] and clock["recent_offset_hours"] >= tuning.CLOCK_TOLERANCE_HOURS
+    right = clock_of(plant, description, cutoff=pd.Timestamp("2016-10-05T00:00:00Z"))
+    assert not right["shifted"] and abs(right["recent_offset_hours"]) < tuning.CLOCK_TOLERANCE_HOURS - 0.4
 
 
 def test_daylight_edges_are_interpolated_between_samples():
