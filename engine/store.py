@@ -1450,6 +1450,8 @@ def calibration_dict(row):
 async def write_calibration(db, location_id, calibration, *, tenant_id=None):
     """Store a fitted calibration (``engine.adaptation.fit_calibration``, ``ok``) as the location's next version.
 
+    The location's latest refusal (:func:`write_refusal`) is removed: the new version supersedes it.
+
     Parameters
     ----------
     db : asyncpg.Connection or asyncpg.Pool
@@ -1482,6 +1484,7 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
                                      int(location_id))  # one writer per location at a time: versions 1, 2, ...
         if locked is None:
             raise LookupError(f"location_id {location_id} is unknown")
+        await conn.execute("DELETE FROM plant_calibration_refusals WHERE location_id = $1", int(location_id))
         return await conn.fetchval("""
             INSERT INTO plant_calibrations (location_id, version, cutoff, window_start, window_end, n_samples,
                                             dc_scale, capacity_dc_kw, clip_kw, bands, intraday, diagnostics,
@@ -1498,6 +1501,57 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
             finite_json(calibration["diagnostics"]),
             None if calibration.get("orientation") is None else finite_json(calibration["orientation"]),
             None if calibration.get("shading") is None else finite_json(calibration["shading"]))
+
+
+async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, tenant_id=None):
+    """Keep a refused fit (``engine.adaptation.fit_calibration`` not ``ok``) as the location's latest refusal.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_id : int
+    cutoff : tz-aware Timestamp
+        The fit's cutoff.
+    reason : str
+        Why it was refused.
+    diagnostics : dict
+        What the fit measured before refusing.
+    tenant_id : str, optional
+        Refuse another tenant's location (like an unknown one); None: any.
+
+    Raises
+    ------
+    LookupError
+        Unknown location.
+    ValueError
+        Another tenant's location (:func:`refuse_other_tenants`).
+    """
+    async with connection(db) as conn, conn.transaction():
+        await refuse_other_tenants(conn, [location_id], tenant_id)
+        kept = await conn.fetchval("""
+            INSERT INTO plant_calibration_refusals (location_id, cutoff, reason, diagnostics)
+            SELECT $1, $2, $3, $4::jsonb WHERE EXISTS (SELECT 1 FROM locations WHERE location_id = $1)
+            ON CONFLICT (location_id) DO UPDATE
+            SET refused_at = now(), cutoff = EXCLUDED.cutoff, reason = EXCLUDED.reason,
+                diagnostics = EXCLUDED.diagnostics
+            RETURNING location_id""",
+            int(location_id), utc(cutoff, "cutoff"), str(reason), finite_json(diagnostics))
+        if kept is None:
+            raise LookupError(f"location_id {location_id} is unknown")
+
+
+async def read_refusal(db, location_id, *, tenant_id=None):
+    """The location's latest refused fit since its latest stored version, or None.
+
+    Returns
+    -------
+    dict or None
+        ``refused_at``, ``cutoff`` (datetimes), ``reason``, ``diagnostics`` (decoded).
+    """
+    row = await db.fetchrow(f"""
+        SELECT refused_at, cutoff, reason, diagnostics FROM plant_calibration_refusals
+        WHERE location_id = $1 AND {TENANT_OWNS.format("$2")}""", int(location_id), tenant_id)
+    return None if row is None else {**dict(row), "diagnostics": json.loads(row["diagnostics"])}
 
 
 async def read_calibration(db, location_id, version=None, *, tenant_id=None):

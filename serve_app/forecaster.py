@@ -289,7 +289,8 @@ class Forecaster:
 
         The fit (``engine.adaptation.fit_calibration``) runs in the replica's
         executor. Errors are data: ``{"error": (status, field, message)}``
-        (404 unknown plant, 422 too little data); else the stored calibration.
+        (404 unknown plant, 422 too little data: the refusal is stored,
+        ``engine.store.write_refusal``); else the stored calibration.
         """
         plants = await store.fetch_plants(await self.open_pool(), [location_id], tenant_id=tenant_id)
         loc = plants["locations"]
@@ -309,7 +310,9 @@ class Forecaster:
                 loc, resample.fill_wind_speed(weather, self.wind_speed_ms)[0], actuals, model, cutoff,
                 plants["planes"], plants["horizon"],
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
-        if not fit["ok"]:
+        if not fit["ok"]:  # kept (the latest refusal), so a refit the policy started says why it stored nothing
+            await store.write_refusal(self.pool, location_id, cutoff, fit["reason"], fit.get("diagnostics", {}),
+                                      tenant_id=tenant_id)
             return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
         # the last actual read: forecasts issued after it may use the fit (engine.store.read_calibrations)
         fit = {**fit, "diagnostics": {**fit["diagnostics"], "actuals_end": actuals["time"].max().isoformat()}}

@@ -31,10 +31,13 @@ async def get_calibration(location_id: LocationPath, who: Caller, version: Versi
                           service=Depends(ingress)):
     await known_location(service, location_id, who.tenant_id)
     calibration = await store.read_calibration(service.pool, location_id, version, tenant_id=who.tenant_id)
+    refusal = await store.read_refusal(service.pool, location_id, tenant_id=who.tenant_id)
     if calibration is None:
         which = f"version {version}" if version else "calibration yet (POST .../calibrate once it has actuals)"
-        raise validation.field_error("location_id", f"{location_id} has no {which}", LookupError)
-    return json_response(calibration)
+        refused = "" if refusal is None or version else (
+            f"; its last fit (cutoff {refusal['cutoff'].isoformat()}) was refused: {refusal['reason']}")
+        raise validation.field_error("location_id", f"{location_id} has no {which}{refused}", LookupError)
+    return json_response({**calibration, "last_refusal": refusal})
 
 
 @router.post("/{location_id}/calibrate", openapi_extra=body_doc("CalibrateRequest"),
@@ -51,4 +54,4 @@ async def calibrate(location_id: LocationPath, request: Request, who: Caller, se
     if "error" in result:
         status, field, message = result["error"]
         raise HTTPException(status, (field, message))
-    return json_response(result)
+    return json_response({**result, "last_refusal": None})  # a stored version removes the plant's refusal

@@ -346,7 +346,11 @@ def calibration_out():
         "bands": bands,
         "intraday": TypedDict("CalibrationIntraday", {"tau_hours": float, "window_minutes": int,
                                                       "blend": Optional[blend]}),
-        "diagnostics": dict[str, object], "created_at": datetime.datetime})
+        "diagnostics": dict[str, object], "created_at": datetime.datetime,
+        # the plant's latest refused fit since its latest version (engine.store.read_refusal); null: none
+        "last_refusal": Optional[TypedDict("CalibrationRefusal", {
+            "refused_at": datetime.datetime, "cutoff": datetime.datetime, "reason": str,
+            "diagnostics": dict[str, object]})]})
 
 
 def build(settings):
