@@ -188,8 +188,13 @@ CLOCK_TOLERANCE_HOURS = 0.75
 (:func:`clock_offset`): an hour's error is caught, the half hour an hourly mean's edge moves is not."""
 
 CLOCK_NIGHT_SHARE = 0.1
-"""A share of the measured "on" samples at least this large with no modelled power at all (the sun below
-the horizon over the whole period) means the time labels are off by hours (:func:`clock_offset`)."""
+"""A share of the measured samples above :data:`CLOCK_NIGHT_FRACTION` at least this large with no modelled
+power at all (the sun below the horizon over the whole period) means the time labels are off by hours
+(:func:`clock_offset`)."""
+
+CLOCK_NIGHT_FRACTION = 0.05
+"""Measured power above this fraction of ``capacity_ac_kw`` counts for the night share (:func:`clock_offset`):
+higher than the edges' threshold, so that a meter's noise at night is not read as a clock."""
 
 MIN_CLOCK_DAYS = 5
 """Days with a whole measured and modelled daylight span needed before the clock is judged."""
@@ -288,8 +293,8 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
         positive = the actuals are labelled later than the sun says; None
         with fewer than ``min_days`` days), ``recent_offset_hours`` (the same
         over the last ``recent_days`` of them), ``days`` (days compared),
-        ``night_share`` (share of the measured "on" samples with no modelled
-        power), ``shifted`` (bool) and ``reason`` (a sentence when shifted,
+        ``night_share`` (share of the measured samples above
+        :data:`CLOCK_NIGHT_FRACTION` of the capacity with no modelled power), ``shifted`` (bool) and ``reason`` (a sentence when shifted,
         else None).
     """
     t = pd.DatetimeIndex(power_kw.index).tz_convert("UTC").as_unit("ns").asi8
@@ -305,8 +310,8 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
     span = (both["last_y"] - both["first_y"]) / (both["last_m"] - both["first_m"]).where(both["last_m"] > both["first_m"])
     whole = both[(span >= 0.8) & (span <= 1.25)]
     offsets = ((whole["first_y"] + whole["last_y"]) - (whole["first_m"] + whole["last_m"])).to_numpy() / 2.0
-    measured_on = known & (y > limit)
-    dark = float(np.mean(phys[measured_on] <= 0.0)) if measured_on.any() else 0.0
+    producing = known & (y > CLOCK_NIGHT_FRACTION * float(capacity_ac_kw))
+    dark = float(np.mean(phys[producing] <= 0.0)) if producing.any() else 0.0
     offset = float(np.median(offsets)) if len(offsets) >= min_days else None
     recent = float(np.median(offsets[-recent_days:])) if len(offsets) >= min_days else None
     out = {"offset_hours": offset, "recent_offset_hours": recent, "days": int(len(offsets)), "night_share": dark,

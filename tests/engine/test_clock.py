@@ -89,6 +89,15 @@ def test_a_clock_an_hour_late_for_the_last_weeks_only_is_caught_by_the_recent_da
     assert not right["shifted"] and abs(right["recent_offset_hours"]) < tuning.CLOCK_TOLERANCE_HOURS - 0.4
 
 
+def test_a_meters_noise_at_night_is_not_read_as_a_clock(plant):
+    """Night samples of up to 3 % of capacity (a noisy meter) leave the clock judged right."""
+    power, weather, location = plant
+    night = power.fillna(0.0) <= 0.0
+    noisy = power.where(~night, np.random.default_rng(0).uniform(0.0, 0.03 * CAP, len(power)))
+    clock = clock_of((noisy, weather, location), "right")
+    assert not clock["shifted"] and clock["night_share"] < tuning.CLOCK_NIGHT_SHARE / 5
+
+
 def test_daylight_edges_are_interpolated_between_samples():
     """A ramp sampled hourly crosses the limit between two samples; a lone sample above it is its own edge."""
     t = np.array([5.0, 6.0, 7.0, 8.0, 9.0, 29.0, 30.0, 31.0])
