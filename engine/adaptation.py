@@ -275,19 +275,23 @@ def actual_instants(actuals, cutoff):
     return act, int(act["period_minutes"].max()) if len(act) else 0
 
 
-def physical_period_means_kw(location, weather, times, period_minutes, planes=None, horizon=None, step_minutes=15):
-    """The physical AC estimate averaged over each actual's own period, kW (the instant for instants).
+def clear_sky_period_means_kw(location, weather, times, period_minutes, planes=None, horizon=None, step_minutes=15):
+    """The plant's clear-sky physical AC power averaged over each actual's own period, kW (the instant for instants).
 
-    A period mean of measured power is compared with the mean of the physical
-    estimate over the same period, not with its value at the period's middle:
-    around sunrise and sunset the two differ by more than a clock error would.
+    What the sun alone makes of the plant (:func:`clear_sky_physical_kw`), so
+    that a time shift of the weather source does not pass for one of the
+    actuals (``engine.tuning.clock_offset``). A period mean of measured power
+    is compared with the mean over the same period, not with the value at the
+    period's middle: around sunrise and sunset the two differ by more than a
+    clock error would.
 
     Parameters
     ----------
     location : DataFrame
         One-row locations frame.
     weather : DataFrame
-        The plant's weather frame.
+        The plant's weather frame (air temperature and wind of the clear-sky
+        estimate; its irradiance is not used).
     times : DatetimeIndex
         Effective instants of the actuals (the middle of their periods,
         :func:`actual_instants`), UTC.
@@ -310,7 +314,7 @@ def physical_period_means_kw(location, weather, times, period_minutes, planes=No
     offset_s = ((k + 0.5) / n[row] - 0.5) * period[row] * 60.0
     t = pd.DatetimeIndex(times).tz_convert("UTC")[row] + pd.to_timedelta(np.round(offset_s).astype("int64"), unit="s")
     grid = t.unique().sort_values()
-    kw = feature_frame(location, weather, grid, planes, horizon)["physical_ac_kw"].to_numpy(dtype=float)
+    kw = clear_sky_physical_kw(location, feature_frame(location, weather, grid, planes, horizon), planes, horizon)
     return np.bincount(row, weights=kw[grid.get_indexer(t)], minlength=len(period)) / n
 
 
@@ -509,10 +513,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
-    row_period = act["period_minutes"].to_numpy(dtype="int64")
-    modelled = (physical_period_means_kw(loc, weather, times, row_period, planes, horizon) if (row_period > 0).any()
-                else entered["physical_ac_kw"].to_numpy(dtype=float))
-    clock = tuning.clock_offset(power, modelled, float(loc.loc[0, "longitude"]), cap)
+    clear_kw = clear_sky_period_means_kw(loc, weather, times, act["period_minutes"].to_numpy(), planes, horizon)
+    clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
         return {**fail, "reason": clock["reason"], "diagnostics": {**fail["diagnostics"], "clock": clock}}
     minutes = tuning.sample_minutes(times)

@@ -183,9 +183,11 @@ CLOCK_ON_FRACTION = 0.01
 """Power above this fraction of ``capacity_ac_kw`` counts as "on" when the clock of the actuals is checked
 (:func:`clock_offset`): low enough that diffuse light after sunrise and before sunset passes it."""
 
-CLOCK_TOLERANCE_HOURS = 0.75
+CLOCK_TOLERANCE_HOURS = 0.6
 """A median daylight-midpoint offset of at least this, h, means the actuals' time labels are off
-(:func:`clock_offset`): an hour's error is caught, the half hour an hourly mean's edge moves is not."""
+(:func:`clock_offset`). Measured on SERF East 2016 (docs/api.md "What a value means"): right clocks
+-0.09..-0.34 h (hour-ending means the most; -0.47 h with an azimuth entered 92 deg off), an hour's error
++0.64..+0.91 h and -1.09..-1.35 h."""
 
 CLOCK_NIGHT_SHARE = 0.1
 """A share of the measured samples above :data:`CLOCK_NIGHT_FRACTION` at least this large with no modelled
@@ -256,7 +258,9 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
     shifted by the longitude, so that no daylight span crosses a day's edge),
     the midpoint between the first and the last sample with power above
     ``on_fraction`` of the AC capacity is compared with the same midpoint of
-    the physical estimate of the same weather at the same times: orientation,
+    the plant's clear-sky physical power at the same times (the sun's
+    geometry only: a time shift of the weather source is not the actuals'
+    clock, and clouds delay both edges alike): orientation,
     DC scale and a horizon change when a plant turns on and off
     symmetrically or both ways alike, a clock moves both edges the same way.
     Days whose measured "on" span is not 0.8-1.25 times the modelled one
@@ -272,9 +276,9 @@ def clock_offset(power_kw, physical_ac_kw, longitude, capacity_ac_kw, on_fractio
         Measured AC power, kW, one plant, indexed by UTC time (effective
         instants, ``engine.adaptation.actual_instants``; NaN = missing).
     physical_ac_kw : array_like
-        Physical AC estimate of the same weather for the same times, kW; for
+        Clear-sky physical AC power of the plant for the same times, kW; for
         period means the mean over each period
-        (``engine.adaptation.physical_period_means_kw``).
+        (``engine.adaptation.clear_sky_period_means_kw``).
     longitude : float
         deg east.
     capacity_ac_kw : float
