@@ -513,7 +513,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
-    clear_kw = clear_sky_period_means_kw(loc, weather, times, act["period_minutes"].to_numpy(), planes, horizon)
+    periods = act["period_minutes"].to_numpy()
+    clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, planes, horizon) if (periods > 0).any()
+                else clear_sky_physical_kw(loc, entered, planes, horizon))  # instants: the frame at hand
     clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
         return {**fail, "reason": clock["reason"], "diagnostics": {**fail["diagnostics"], "clock": clock}}
