@@ -81,8 +81,8 @@ def decomposition_scores(location, known, power, model, issue):
     entered = features.feature_frame(location, known, times)
     q_kw, _ = adaptation.forward_quantiles(location, p, entered, known, times, model)
     flags = tuning.usable_samples(p, entered["physical_ac_kw"], entered["solar_elevation"], cap, min_elevation=0.0)
-    ok = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
-    ok &= np.isfinite(q_kw).all(axis=1)
+    ok = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy() & np.isfinite(q_kw).all(
+        axis=1)
     y, q = p.to_numpy() / cap, q_kw / cap
     lead, csi = adaptation.weather_lead_hours(known, times), entered["csi"].to_numpy()
     w = conformal.recency_weights(times, issue)
