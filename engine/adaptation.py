@@ -24,10 +24,12 @@ before the cutoff),
    cutoff (:func:`engine.conformal.recency_weights`, half-life
    :data:`engine.conformal.HALF_LIFE_DAYS`: the effective description
    drifts with the season, so the last weeks' errors say more about the
-   next days'); residuals of period means (``period_minutes`` > 0) are
-   convolved with the model's within-period deviations of instants
-   (:func:`within_period_term`: the forecast is of instants); the served
-   tuning is the one of step 1;
+   next days'); a period mean (``period_minutes`` > 0) is scored at the
+   instants it averages (:func:`period_sample_instants`: the forecast is of
+   instants and varies within the period), spread along the plant's
+   clear-sky shape and convolved with the model's within-period deviations
+   of instants (:func:`within_period_term`); the served tuning is the one
+   of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
@@ -505,12 +507,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         residuals were obtained, :func:`forward_quantiles`, and
         ``weighting``: ``half_life_days``, ``rows``, ``n_effective`` of the
         residuals used; ``within_period``: :func:`within_period_term`, the
-        spread of instants within their period added to residuals of period
-        means, since the forecast is of instants; ``band_rows``:
-        the daylight residuals the offsets are fitted on; daylight
-        P10-P90/P25-P75 coverage of those rows before/after the band offsets,
-        None without rows: of period means, "after" is above nominal, the
-        bands being of instants).
+        spread of instants within their period added to the scores of period
+        means, each scored at the instants it averages, since the forecast is
+        of instants (``instants``: how many); ``band_rows``:
+        the daylight actuals rows the offsets are fitted on; daylight
+        P10-P90/P25-P75 coverage of their scores before/after the band offsets
+        (of period means: of the means spread along the clear-sky shape at
+        their instants, so "after" is above nominal, the bands being of
+        instants), None without rows).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
