@@ -617,6 +617,19 @@ def test_hourly_mean_bands_are_those_of_the_instants_they_average(plant, fitted,
     assert how["instants"] == 4 * how["rows"] == 4 * hourly["with"]["diagnostics"]["band_rows"]
 
 
+def test_an_hourly_mean_counts_as_its_instants_in_the_forward_residual_switch(plant, hourly):
+    """Three weeks of hourly means give fewer forward residual ROWS than n0 (N0 is stated in 15-min samples) but
+    4 instants per row: the forward residuals are used (counted as rows they were not, and the bands were the
+    in-sample ones, narrower on later days), and their effective n is that of the instants."""
+    power, weather, location, model = plant
+    means = hourly_means(power)
+    actuals = pd.DataFrame({"time": means.index, "power_kw": means.to_numpy(), "period_minutes": 60})
+    cal = adaptation.fit_calibration(location, weather, actuals, model, pd.Timestamp("2016-07-22T00:00:00Z"))
+    how = cal["diagnostics"]["band_residuals"]
+    w = how["weighting"]
+    assert how["used"] is True and w["rows"] < conformal.N0 <= w["n_effective"] <= 4 * w["rows"], how
+
+
 def test_shorter_periods_than_the_table_get_no_term_and_longer_ones_the_longest_shorter(plant):
     table = plant[3]["within_period"]
     assert conformal.within_period_entry(table, 5)[0] is None and "5 min" in conformal.within_period_entry(table, 5)[1]
