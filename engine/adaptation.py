@@ -24,10 +24,12 @@ before the cutoff),
    cutoff (:func:`engine.conformal.recency_weights`, half-life
    :data:`engine.conformal.HALF_LIFE_DAYS`: the effective description
    drifts with the season, so the last weeks' errors say more about the
-   next days'); residuals of period means (``period_minutes`` > 0) are
-   convolved with the model's within-period deviations of instants
-   (:func:`within_period_term`: the forecast is of instants); the served
-   tuning is the one of step 1;
+   next days'); a period mean (``period_minutes`` > 0) is scored at the
+   instants it averages (:func:`period_sample_instants`: the forecast is of
+   instants and varies within the period), spread along the plant's
+   clear-sky shape and convolved with the model's within-period deviations
+   of instants (:func:`within_period_term`); the served tuning is the one
+   of step 1;
 3. the intraday blend (:func:`fit_intraday_blend`): per-lead weights of the
    candidates of ``engine.intraday.BLEND_CANDIDATES`` fitted on simulated
    hourly issues of the same history (the prior ``exp(-lead / tau)`` on the
@@ -154,7 +156,7 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
 
 
 def forward_quantiles(loc, power, entered, weather, times, model, planes=None, horizon=None, folds=BAND_FOLDS,
-                      min_days=tuning.MIN_DAYS, orientation=True, half_life_days=None):
+                      min_days=tuning.MIN_DAYS, orientation=True, half_life_days=None, instants=None):
     """Forward quantiles, kW: each day block forecast with the tuning fitted on the actuals before it.
 
     The served tuning is fitted on the rows before the cutoff and used on
@@ -198,11 +200,17 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
     half_life_days : float or None
         The served tuning's recency weighting, each block's tuning weighted
         at its own cutoff (the block's first row).
+    instants : tuple (row, time), optional
+        Forecast at these instants instead of at ``times``: ``row`` (int
+        array) the row of ``times`` each instant belongs to (its block),
+        ``time`` (DatetimeIndex) the instant (:func:`period_sample_instants`:
+        the instants a period mean averages). None: ``times`` themselves.
 
     Returns
     -------
     q : ndarray
-        Shape (n, 5), kW, NaN on rows without a forward residual.
+        Shape (n, 5) (with ``instants``: one row per instant), kW, NaN on
+        rows without a forward residual.
     diagnostics : dict
         ``method``, ``folds`` (blocks), ``rows`` (rows with forward
         quantiles), ``unscored_rows``, ``fold``: per block its first and
@@ -214,6 +222,9 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
     n_folds = int(fold.max()) + 1 if len(fold) else 0
     q = np.full((len(times), len(QUANTILE_COLUMNS)), np.nan)
     local = pd.DatetimeIndex(times).tz_convert(tz)
+    at_row, at_time = (np.arange(len(times)), pd.DatetimeIndex(times)) if instants is None else instants
+    if instants is not None:
+        q = np.full((len(at_row), len(QUANTILE_COLUMNS)), np.nan)
     per_fold = []
     for k in range(n_folds):  # at most BAND_FOLDS - 1 tunings, each vectorised over its rows
         block = fold == k
@@ -231,12 +242,66 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
                     tilt=None if o is None else o["tilt"], azimuth=None if o is None else o["azimuth"])
         if not t["fit"]["ok"]:
             continue
-        feats = feature_frame(t["location"], weather, times[block], t["planes"], horizon)
-        q[block] = forecast.forecast_quantiles(feats, t["location"], model, "ml", times[0])[
-            list(QUANTILE_COLUMNS)].to_numpy()
+        at = block[at_row]
+        q[at] = quantiles_at(t["location"], weather, at_time[at], model, t["planes"], horizon, times[0])
     got = np.isfinite(q).all(axis=1)
     return q, {"method": "forward day blocks (each block forecast with the tuning fitted on the days before it)",
                "folds": n_folds, "rows": int(got.sum()), "unscored_rows": int((~got).sum()), "fold": per_fold}
+
+
+def quantiles_at(location, weather, times, model, planes, horizon, issue_time):
+    """The global model's quantiles of one plant at ``times`` (any order, repeats allowed), kW, shape (n, 5)."""
+    times = pd.DatetimeIndex(times).tz_convert("UTC")
+    at = times.unique().sort_values()
+    q = forecast.forecast_quantiles(feature_frame(location, weather, at, planes, horizon), location, model, "ml",
+                                    issue_time)[list(QUANTILE_COLUMNS)].to_numpy()
+    return q[at.get_indexer(times)]
+
+
+def period_sample_instants(times, period_minutes, table):
+    """The instants each actual stands for in the band residuals: a period mean's instants, else itself.
+
+    The forecast is of instants, and it varies within a period (the sun's
+    path, the weather's own interpolated changes): the residual of a mean
+    against the forecast at the period's middle mixes that variation into
+    the plant's errors. A mean of period ``p`` (with a within-period table,
+    :func:`engine.conformal.within_period_entry`) is scored at the instants
+    the table's deviations are of: ``p / s`` instants spaced ``s`` (the
+    table's sample interval, 15 min) ending at the period's end, i.e. the
+    samples in (end - p, end] whose mean the table's periods are (60 min:
+    end - 45, -30, -15, end). Rows of instants, and means without a table
+    entry (periods shorter than the shortest tabulated), are their own one
+    instant.
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        Effective instants of the rows (a mean's middle, :func:`actual_instants`).
+    period_minutes : array_like of int
+        Shape (n,).
+    table : dict or None
+        The model's ``within_period``.
+
+    Returns
+    -------
+    row : ndarray of int
+        The row of each instant (sorted; a row's instants consecutive).
+    instants : DatetimeIndex
+        UTC.
+    """
+    period = np.asarray(period_minutes, dtype="int64")
+    step = np.zeros(len(period))  # minutes between a row's instants; 0: the row itself
+    count = np.ones(len(period), dtype="int64")
+    for p in np.unique(period[period > 0]).tolist():  # one per period sent (usually one)
+        entry, _ = conformal.within_period_entry(table, p)
+        if entry is not None:
+            m = conformal.period_sample_count(p, entry)
+            step[period == p], count[period == p] = p / m, m
+    row = np.repeat(np.arange(len(period)), count)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count)  # 0 .. count - 1 within a row
+    end_offset = period[row] / 2.0 * (step[row] > 0)  # from the middle to the end of a period with instants
+    minutes = end_offset - (count[row] - 1 - j) * step[row]
+    return row, pd.DatetimeIndex(times).tz_convert("UTC")[row] + pd.to_timedelta(minutes * 60.0, unit="s")
 
 
 def actual_instants(actuals, cutoff):
@@ -359,7 +424,9 @@ def within_period_term(period_minutes, y, clear, table):
 
     Rows of instants (``period_minutes`` 0) get none; rows of means get the
     model's tabulated deviations of their period
-    (:func:`engine.conformal.within_period_entry`).
+    (:func:`engine.conformal.within_period_entry`); :func:`fit_calibration`
+    adds them to the mean spread along the clear-sky shape at each instant
+    the mean averages (:func:`period_sample_instants`).
 
     Parameters
     ----------
@@ -368,8 +435,10 @@ def within_period_term(period_minutes, y, clear, table):
     y : ndarray
         Shape (n,): measured / capacity_ac_kw.
     clear : ndarray or None
-        Shape (n,): :func:`clear_sky_physical_kw` / capacity_ac_kw (None when
-        no row is a mean).
+        Shape (n,): the plant's clear-sky physical power averaged over the
+        instants of each row's period (:func:`clear_sky_physical_kw`) /
+        capacity_ac_kw, the unit the table's deviations are in (None when no
+        row is a mean).
     table : dict or None
         The model's ``within_period`` (``engine.modelio.load_model``).
 
@@ -378,26 +447,21 @@ def within_period_term(period_minutes, y, clear, table):
     within : ndarray or None
         Shape (n, levels), fraction of capacity_ac_kw; None when no row gets a
         deviation (the band offsets are then bit for bit those of the rows).
-    counts : ndarray or None
-        Shape (n,): the instants each row stands for in the band offsets'
-        sample sizes (``engine.conformal.fit_band_offsets``): a mean with the
-        term, its period / the table's sample interval (60-min means: 4, as
-        many as the 15-min samples :data:`engine.conformal.N0` is stated
-        in); other rows 1. None with ``within``.
     diagnostics : dict
         ``applied``, ``period_minutes`` (the longest), ``source`` (the
         table's, with its training period), ``table_period_minutes``,
         ``deviations`` (training deviations behind the table used),
         ``levels``, ``rows`` (rows with the term), ``instants_per_row`` (the
-        count of the longest period's rows), ``reason`` (None, or why none / which stands in).
+        instants the longest period's rows are scored at), ``reason`` (None,
+        or why none / which stands in).
     """
     period_minutes = np.asarray(period_minutes, dtype="int64")
     longest = int(period_minutes.max()) if len(period_minutes) else 0
     how = {"applied": False, "period_minutes": longest, "source": None, "table_period_minutes": None,
            "deviations": 0, "levels": 0, "rows": 0, "instants_per_row": None, "reason": None}
     if longest == 0:
-        return None, None, {**how, "reason": "instantaneous actuals: their residuals are those of instants"}
-    within, counts, reasons = None, np.ones(len(y)), []
+        return None, {**how, "reason": "instantaneous actuals: their residuals are those of instants"}
+    within, reasons = None, []
     for p in np.unique(period_minutes[period_minutes > 0]).tolist():  # one entry per period sent (usually one)
         entry, reason = conformal.within_period_entry(table, p)
         if reason:
@@ -408,12 +472,12 @@ def within_period_term(period_minutes, y, clear, table):
         if within is None:
             within = np.zeros((len(y), len(entry["levels"])))
         within[sel] = conformal.instant_deviations(y[sel], clear[sel], entry)
-        counts[sel] = p / entry["sample_minutes"]
         how.update(applied=True, source=f"{table['source']} {table['train_period'][0]}..{table['train_period'][1]}",
                    table_period_minutes=int(entry["period_minutes"]),
                    deviations=int(sum(entry["count"])), levels=len(entry["levels"]),
-                   rows=how["rows"] + int(sel.sum()), instants_per_row=p / entry["sample_minutes"])
-    return within, None if within is None else counts, {**how, "reason": "; ".join(reasons) or None}
+                   rows=how["rows"] + int(sel.sum()),
+                   instants_per_row=float(conformal.period_sample_count(p, entry)))
+    return within, {**how, "reason": "; ".join(reasons) or None}
 
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
@@ -486,12 +550,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         residuals were obtained, :func:`forward_quantiles`, and
         ``weighting``: ``half_life_days``, ``rows``, ``n_effective`` of the
         residuals used; ``within_period``: :func:`within_period_term`, the
-        spread of instants within their period added to residuals of period
-        means, since the forecast is of instants; ``band_rows``:
-        the daylight residuals the offsets are fitted on; daylight
-        P10-P90/P25-P75 coverage of those rows before/after the band offsets,
-        None without rows: of period means, "after" is above nominal, the
-        bands being of instants).
+        spread of instants within their period added to the scores of period
+        means, each scored at the instants it averages, since the forecast is
+        of instants (``instants``: how many); ``band_rows``:
+        the daylight actuals rows the offsets are fitted on; daylight
+        P10-P90/P25-P75 coverage of their scores before/after the band offsets
+        (of period means: of the means spread along the clear-sky shape at
+        their instants, so "after" is above nominal, the bands being of
+        instants), None without rows).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
@@ -549,18 +615,34 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     # the served tuning's forecast of the history: in-sample band residuals and the intraday blend's base
     feats = feature_frame(served["location"], weather, times, served["planes"], horizon)
     fx = forecast.forecast_quantiles(feats, served["location"], model, "ml", times[0])
-    # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample)
+    # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample); a period
+    # mean is scored at the instants it averages (period_sample_instants), a row of an instant at itself
+    table = model.get("within_period")
+    row_period = act["period_minutes"].to_numpy(dtype="int64")
+    at_row, at_time = period_sample_instants(times, row_period, table)
+    spread = len(at_row) > len(times)  # some mean is scored at its period's instants
+    if spread:  # a period reaching past the stored weather gives no band residual
+        outside = np.zeros(len(times), dtype=bool)
+        np.logical_or.at(outside, at_row, (at_time < wt.min()) | (at_time > wt.max()))
+        usable, keep = usable & ~outside, ~outside[at_row]
+        at_row, at_time = at_row[keep], at_time[keep]
+    per_row = np.bincount(at_row, minlength=len(times)).astype(float) if spread else None  # instants of each row
     q_kw, how = None, None
     age_weight = conformal.recency_weights(times, cutoff, half_life_days)  # older residuals count less
 
-    def weighting(rows):
+    def weighting(rows):  # a mean counts as the instants it is scored at (N0 is stated in 15-min samples)
         return {"half_life_days": None if half_life_days is None else float(half_life_days), "rows": int(rows.sum()),
-                "n_effective": conformal.effective_n(age_weight[rows])}
+                "n_effective": conformal.effective_n(age_weight[rows], None if per_row is None else per_row[rows])}
+
+    def scored_rows(q_at):  # rows whose every instant has quantiles
+        bad = np.zeros(len(times), dtype=bool)
+        np.logical_or.at(bad, at_row, ~np.isfinite(q_at).all(axis=1))
+        return ~bad
 
     if folds > 1:
         q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
-                                      orientation, tuning_half_life_days)
-        scored = weighting(usable & np.isfinite(q_kw).all(axis=1))
+                                      orientation, tuning_half_life_days, (at_row, at_time) if spread else None)
+        scored = weighting(usable & scored_rows(q_kw))
         if scored["n_effective"] < n0:  # too short a history for forward residuals: the served tuning's own (stated)
             how = {**how, "used": False, "weighting": scored,
                    "reason": f"{scored['n_effective']:.0f} effective forward residuals ({scored['rows']} rows) "
@@ -569,20 +651,35 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         else:
             how = {**how, "used": True, "reason": None}
     if q_kw is None:
-        q_kw = fx[list(QUANTILE_COLUMNS)].to_numpy()
+        q_kw = (quantiles_at(served["location"], weather, at_time, model, served["planes"], horizon, times[0])
+                if spread else fx[list(QUANTILE_COLUMNS)].to_numpy())
         how = {"method": "in-sample (the served tuning's own rows)", "folds": 1, "rows": int(len(times)),
                "unscored_rows": 0, "forward": how}
-    rows = usable & np.isfinite(q_kw).all(axis=1)
+    rows = usable & scored_rows(q_kw)
     how = {**how, "weighting": weighting(rows)}
-    y = power.to_numpy()[rows] / cap
-    q = q_kw[rows] / cap
-    lead = weather_lead_hours(weather, times)[rows]
-    csi = entered["csi"].to_numpy()[rows]  # the weather's clear-sky index: the same under every description
-    row_period = act["period_minutes"].to_numpy(dtype="int64")[rows]
-    clear = (clear_sky_physical_kw(served["location"], feats, served["planes"], horizon)[rows] / cap
-             if (row_period > 0).any() else None)  # means: the instants' spread within their periods is added
-    within, counts, how["within_period"] = within_period_term(row_period, y, clear, model.get("within_period"))
-    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[rows], within=within, counts=counts)
+    y = power.to_numpy() / cap
+    if spread:  # the plant's clear-sky power at each instant spreads its period's mean along the sun's path
+        at_feats = feature_frame(served["location"], weather, at_time, served["planes"], horizon)
+        clear_at = clear_sky_physical_kw(served["location"], at_feats, served["planes"], horizon) / cap
+        clear = np.bincount(at_row, weights=clear_at, minlength=len(times)) / np.maximum(per_row, 1.0)  # its mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shape = np.where((per_row[at_row] > 1) & (clear[at_row] > 0), clear_at / clear[at_row], 1.0)
+        lead = weather_lead_hours(weather, at_time)
+        csi = at_feats["csi"].to_numpy()
+    else:
+        clear = (clear_sky_physical_kw(served["location"], feats, served["planes"], horizon) / cap
+                 if (row_period > 0).any() else None)  # means without a tabulated period: no within-period term
+        shape, lead, csi = 1.0, weather_lead_hours(weather, times), entered["csi"].to_numpy()
+    within, how["within_period"] = within_period_term(row_period[rows], y[rows], None if clear is None else clear[rows],
+                                                      table)
+    inst = rows[at_row]  # the instants of the rows used, in row order
+    if within is not None:  # each instant gets its period's deviations
+        within = within[(np.cumsum(rows) - 1)[at_row[inst]]]  # (a row with a term is always spread)
+        how["within_period"]["instants"] = int(inst.sum())
+    y = (y[at_row] * shape)[inst]  # a mean along its clear-sky shape at each instant; an instant itself
+    q = q_kw[inst] / cap
+    lead, csi = lead[inst], csi[inst]  # csi: the weather's clear-sky index, the same under every description
+    bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[at_row][inst], within=within)
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)

@@ -468,6 +468,17 @@ def within_period_entry(table, period_minutes):
     return entry, reason
 
 
+def period_sample_count(period_minutes, entry):
+    """How many instants, spaced equally and ending at the period's end, a mean of ``period_minutes`` stands for.
+
+    The table's periods are means of their ``sample_minutes`` samples in
+    (end - period, end]; a mean of another period (a longer one that a
+    shorter table stands in for) gets as many as that interval gives, at
+    least 1.
+    """
+    return max(1, int(round(int(period_minutes) / entry["sample_minutes"])))
+
+
 def instant_deviations(y, clear, entry):
     """Equally likely deviations of an instant from each period mean, fraction of capacity_ac_kw (vectorised).
 
