@@ -1120,13 +1120,16 @@ def task_args(task_id, request, tenant_id, owner, lease_seconds):
 
 
 async def create_task_of_locations(db, task_id, request, location_ids, *, tenant_id=None, owner=None,
-                                   lease_seconds=None):
+                                   lease_seconds=None, running=False):
     """The plants of ``location_ids`` (:func:`fetch_locations`) and, when every one is known, their new task.
 
     One statement (one round trip): the task row of :func:`create_task`
     (``progress_total``: the plants found) is inserted only if no id is
     unknown or another tenant's; else nothing is written and the caller
-    finds the missing ids in the frame returned.
+    finds the missing ids in the frame returned. ``running``: the row is
+    created 'running' with ``started_at`` now (a task its creator starts at
+    once: what :func:`update_task` with status 'running' would record next),
+    else 'queued'.
 
     Returns
     -------
@@ -1138,10 +1141,13 @@ async def create_task_of_locations(db, task_id, request, location_ids, *, tenant
             SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
             WHERE location_id = ANY($6::bigint[]) AND ($7::text IS NULL OR tenant_id = $7)),
         task AS (
-            {TASK_INSERT} SELECT {TASK_VALUES.format(total="count(*)")} FROM found
+            {TASK_INSERT[:-1]}, status, started_at)
+            SELECT {TASK_VALUES.format(total="count(*)")},
+                   CASE WHEN $8 THEN 'running' ELSE 'queued' END, CASE WHEN $8 THEN now() END FROM found
             HAVING count(*) = (SELECT count(DISTINCT i) FROM unnest($6::bigint[]) i))
         SELECT * FROM found ORDER BY location_id""",
-        *task_args(task_id, request, tenant_id, owner, lease_seconds), [int(i) for i in location_ids], tenant_id)
+        *task_args(task_id, request, tenant_id, owner, lease_seconds), [int(i) for i in location_ids], tenant_id,
+        bool(running))
     return location_frame(rows)
 
 

@@ -79,14 +79,16 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     return failed, shed
 
 
-async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False):
+async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False, running=False):
     """Run (or resume) one task to its end and record it; returns the summary (+ frames if asked).
 
     Plants with a stored run of this task are skipped (``fresh``: the task was
     just created, so none has one and the first pass reads nothing). Batches
     that fail whole are forecast again up to ``tasks.batch_attempts`` times,
     each time once the database answers (waiting at most
-    ``tasks.database_wait_seconds``). The task then ends with the status of
+    ``tasks.database_wait_seconds``). ``running``: the fresh task's row was
+    created 'running' (``store.create_task_of_locations``), so its first pass
+    does not mark it. The task then ends with the status of
     its stored runs and the reason of every plant without one. A database
     that stays unreachable raises: the lease lapses and a live owner resumes
     the task when the database is back.
@@ -115,8 +117,9 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
             work = asyncio.ensure_future(  # the pass starts while the task is marked running
                 forecast_batches(service, task_id, pending, params, errors, frames, timings, runs))
             try:
-                await store.update_task(pool, task_id, status="running",
-                                        clear_errors=None if first else pending["location_id"].tolist())
+                if not (first and running):
+                    await store.update_task(pool, task_id, status="running",
+                                            clear_errors=None if first else pending["location_id"].tolist())
             finally:  # the pass ends before anything else happens, even when the mark failed
                 failed, shed = await work
         except DATABASE_ERRORS as exc:
