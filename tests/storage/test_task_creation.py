@@ -16,13 +16,13 @@ def tenant():
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-def create(url, ids, tenant_id, owner="owner-1"):
+def create(url, ids, tenant_id, owner="owner-1", running=False):
     """(plants returned, fetch_locations of the same ids, the task row or None) of a new task."""
     task_id = str(uuid.uuid4())
 
     async def go(conn):
         got = await store.create_task_of_locations(conn, task_id, {"location_ids": ids}, ids, tenant_id=tenant_id,
-                                                   owner=owner, lease_seconds=20.0)
+                                                   owner=owner, lease_seconds=20.0, running=running)
         row = await conn.fetchrow("SELECT *, lease_expires_at - now() AS lease FROM forecast_tasks "
                                   "WHERE task_id = $1::uuid", task_id)
         return got, await store.fetch_locations(conn, ids, tenant_id=tenant_id), row
@@ -47,8 +47,21 @@ def test_a_task_of_known_plants_is_recorded_with_them(service_url):
     pd.testing.assert_frame_equal(got, fetched)
     assert got["location_id"].tolist() == sorted(ids)
     assert row is not None and row["status"] == "queued" and row["progress_total"] == len(ids)
+    assert row["started_at"] is None
     assert row["tenant_id"] == a and row["owner"] == "owner-1"
     assert 0 < row["lease"].total_seconds() <= 20
+
+
+def test_a_task_its_creator_starts_at_once_is_recorded_running(service_url):
+    """A wait=true generate's task: created 'running' with its start time (no separate status update)."""
+    a, _, mine, _ = plants_of_two_tenants(service_url)
+    ids = mine["location_id"].tolist()
+    got, _, row = create(service_url, ids, a, running=True)
+    assert got["location_id"].tolist() == sorted(ids)
+    assert row["status"] == "running" and row["started_at"] is not None and row["finished_at"] is None
+    assert row["progress_total"] == len(ids) and row["owner"] == "owner-1"
+    _, _, none = create(service_url, ids + [max(ids) + 10**9], a, running=True)
+    assert none is None  # an unknown plant: no task, running or not
 
 
 def test_no_task_when_a_plant_is_unknown_or_another_tenants(service_url):
