@@ -156,7 +156,9 @@ async def concurrent(base, key, ids, clients, duration, seed):
             "statuses": {k: sorted({str(o[0]) for o in v}) for k, v in results.items()},
             **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()},
             "generate_stages_ms": stages([o for o in results["generate"] if o[4]]),
-            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0]))}
+            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0])),
+            "grouped_calls_median": float(np.median([o[4].get("grouped_calls", 1) for o in results["generate"]
+                                                     if o[4]] or [0]))}
 
 
 async def floor(base, key, clients, duration, path):
@@ -293,7 +295,8 @@ def run_load(base, key, ids, args, sessions, database, shed=True, profile=False)
               f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
               f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
     print(f"      instance CPU {c['cpu_cores_used']:.2f} cores busy, {c['cpu_ms_per_forecast']:.0f} ms per forecast "
-          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
+          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}, per Forecaster handle call "
+          f"{c['grouped_calls_median']:.0f}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
     if shed and args.floor:
         out["floor"] = {}

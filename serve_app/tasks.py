@@ -8,6 +8,7 @@ only its plants without a run, and its status is computed from them
 """
 
 import asyncio
+import contextvars
 import time
 
 import asyncpg
@@ -52,7 +53,7 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     """
     size = service.settings["forecast"]["batch_locations"]
     split = batches(pending, size)
-    calls = [(b, service.forecaster.forecast.remote(b, params, task_id, len(split))) for b in split]
+    calls = [(b, forecast_call(service, b, params, task_id, len(split))) for b in split]
     failed, shed = {}, None
 
     async def one(batch, ref):
@@ -77,6 +78,61 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
         if result["errors"] and len(calls) > 1:  # progress of a long task; finish() records them anyway
             await store.update_task(service.pool, task_id, errors=result["errors"])
     return failed, shed
+
+
+def forecast_call(service, batch, params, task_id, batches):
+    """The Forecaster's answer to one batch of a task, awaitable (its result, or the error of the call).
+
+    A small call (at most ``forecast.merge.max_locations`` plants, a task of
+    one batch) joins the Ingress replica's next group: calls that arrive while
+    ``forecast.merge.ingress_groups`` groups are in flight wait and go
+    together, in ONE Forecaster handle call (:func:`send_groups`), where they
+    are merged into passes as separate calls would be
+    (``Forecaster.forecast_group``). One handle call per group instead of one
+    per request: each saves both processes a Serve request (routing,
+    serialisation, metrics). A lone call is sent at once. Other calls: a
+    handle call of their own.
+    """
+    merge = service.settings["forecast"]["merge"]
+    if batches > 1 or len(batch) > merge["max_locations"] or merge["ingress_groups"] == 0:
+        return service.forecaster.forecast.remote(batch, params, task_id, batches)
+    answer = asyncio.get_running_loop().create_future()
+    service.small_calls.append(((batch, params, task_id, batches), answer))
+    send_groups(service)
+    return answer
+
+
+def send_groups(service):
+    """Send the waiting small calls in groups of at most ``forecast.merge.max_calls`` while fewer than
+    ``forecast.merge.ingress_groups`` groups are in flight (each in a context of its own: no request's
+    disconnection cancels a group)."""
+    merge = service.settings["forecast"]["merge"]
+    while service.small_calls and len(service.small_groups) < merge["ingress_groups"]:
+        taken, service.small_calls = service.small_calls[:merge["max_calls"]], service.small_calls[merge["max_calls"]:]
+        job = asyncio.get_running_loop().create_task(send_group(service, taken), context=contextvars.Context())
+        service.small_groups.add(job)
+
+        def ended(done):
+            service.small_groups.discard(done)
+            send_groups(service)
+        job.add_done_callback(ended)
+
+
+async def send_group(service, taken):
+    """One Forecaster call for (call, future) pairs; each future gets its call's result or error. A call
+    that fails whole (its queue was full, the replica died) fails every call of the group."""
+    try:
+        results = await service.forecaster.forecast_group.remote([call for call, _ in taken])
+    except BaseException as exc:  # never a future left waiting
+        results = [exc] * len(taken)
+    for (_, answer), result in zip(taken, results):
+        if answer.done():
+            continue
+        if isinstance(result, BaseException):
+            answer.set_exception(result)
+        else:
+            result["timings"]["grouped_calls"] = len(taken)  # the calls of its Forecaster handle call
+            answer.set_result(result)
 
 
 async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False, running=False):
