@@ -1189,6 +1189,43 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
         raise LookupError(f"task_id {task_id} is unknown")
 
 
+async def finish_tasks(db, tasks):
+    """Record the end of several tasks in one statement (one round trip).
+
+    Each task gets what :func:`update_task` with its final ``status``,
+    ``errors``, ``timings`` and ``clear_errors=["task"]`` records: the status,
+    the errors merged after removing the key ``"task"``, the timings merged,
+    ``finished_at`` now, the lease ended.
+
+    Parameters
+    ----------
+    tasks : list of (task_id, status, errors, timings)
+        ``status`` one of ``FINAL_STATUSES``; ``errors`` {location_id or "task": reason}; ``timings`` {stage: s}.
+
+    Returns
+    -------
+    set of str
+        The task ids recorded (an unknown task is absent).
+
+    Raises
+    ------
+    ValueError
+        A status that is not final.
+    """
+    bad = [status for _, status, _, _ in tasks if status not in FINAL_STATUSES]
+    if bad:
+        raise ValueError(f"status must be one of {list(FINAL_STATUSES)}, got {bad[0]!r}")
+    columns = list(zip(*[(str(t), status, to_json({str(k): v for k, v in errors.items()}),
+                          to_json({str(k): v for k, v in timings.items()})) for t, status, errors, timings in tasks]))
+    rows = await db.fetch("""
+        UPDATE forecast_tasks t SET status = u.status, errors = (t.errors - 'task'::text) || u.errors,
+            timings = t.timings || u.timings, finished_at = now(), owner = NULL, lease_expires_at = NULL
+        FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS u(task_id, status, errors, timings)
+        WHERE t.task_id = u.task_id
+        RETURNING t.task_id::text""", *[list(c) for c in columns])
+    return {r[0] for r in rows}
+
+
 async def task_runs(db, task_id):
     """The stored runs of a task: {location_id: run_id} (each run complete)."""
     rows = await db.fetch("SELECT location_id, run_id FROM forecast_runs WHERE task_id = $1::uuid", str(task_id))

@@ -7,6 +7,7 @@ back as fetch_locations gives them, whether or not the task was recorded.
 import uuid
 
 import pandas as pd
+import pytest
 
 from engine import store
 from storehelpers import demo_locations, run
@@ -73,3 +74,35 @@ def test_no_task_when_a_plant_is_unknown_or_another_tenants(service_url):
     assert got["location_id"].tolist() == sorted(ids)  # the caller names the missing one
     got, _, row = create(service_url, [max(ids) + 10**9], a)
     assert row is None and got.empty
+
+
+def test_ends_of_several_tasks_in_one_statement_equal_their_ends_one_by_one(service_url):
+    """store.finish_tasks records what update_task(final status, errors, timings, clear_errors=["task"]) does."""
+    a, _, mine, _ = plants_of_two_tenants(service_url)
+    ids = mine["location_id"].tolist()
+    one, batch = [str(uuid.uuid4()) for _ in range(3)], [str(uuid.uuid4()) for _ in range(3)]
+    ends = [("partial", {ids[0]: "no weather"}, {"wall_s": 0.5}), ("succeeded", {}, {"wall_s": 0.25}),
+            ("failed", {ids[0]: "no run stored", ids[1]: "no run stored"}, {"wall_s": 1.0, "features_s": 0.1})]
+
+    async def go(conn):
+        for task_id in one + batch:
+            await store.create_task(conn, task_id, {"location_ids": ids}, len(ids), tenant_id=a, owner="o",
+                                    lease_seconds=20)
+            await store.update_task(conn, task_id, status="running", errors={"task": "interrupted: x", ids[1]: "old"},
+                                    timings={"read_s": 0.1})
+        for task_id, (status, errors, timings) in zip(one, ends):
+            await store.update_task(conn, task_id, status=status, errors=errors, timings=timings, clear_errors=["task"])
+        unknown = str(uuid.uuid4())
+        found = await store.finish_tasks(conn, [(t, *e) for t, e in zip(batch + [unknown], ends + ends[:1])])
+        rows = {t: await conn.fetchrow("SELECT status, errors::text, timings::text, owner, lease_expires_at, "
+                                       "finished_at IS NOT NULL AS finished FROM forecast_tasks "
+                                       "WHERE task_id = $1::uuid", t) for t in one + batch}
+        return found, rows
+    found, rows = run(service_url, go)
+    assert found == set(batch)  # the unknown task is not recorded
+    for by_one, together in zip(one, batch):
+        assert dict(rows[together]) == dict(rows[by_one]), (dict(rows[together]), dict(rows[by_one]))
+        assert rows[together]["finished"] and rows[together]["owner"] is None
+    assert "task" not in rows[batch[0]]["errors"] and '"old"' in rows[batch[0]]["errors"]
+    with pytest.raises(ValueError, match="status must be one of"):
+        run(service_url, lambda conn: store.finish_tasks(conn, [(batch[0], "running", {}, {})]))
