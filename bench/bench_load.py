@@ -284,11 +284,13 @@ def run_load(base, key, ids, args, sessions, database, shed=True, profile=False)
           + f"; instance CPU {out['sequential']['cpu_ms_per_request']:.0f} ms per request", flush=True)
     print("      CPU ms per request by process (the database's backends of this instance included): " + ", ".join(
         f"{g} {v:.1f}" for g, v in out["sequential"]["cpu_ms_per_request_by_group"].items() if v >= 0.5), flush=True)
-    c, cpu, out["profile"]["concurrent"] = phase(
-        "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
-                                                                     args.seed)), profile)
+    with service.sample_cpu(sessions, database, interval=5.0) as groups:
+        c, cpu, out["profile"]["concurrent"] = phase(
+            "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
+                                                                         args.seed)), profile)
     c["cpu_s"], c["cpu_cores_used"] = cpu, cpu / c["wall_s"]
     c["cpu_ms_per_forecast"] = cpu / max(c["forecasts"], 1) * 1000  # the reads and health checks included
+    c["cpu_ms_per_forecast_by_group"] = {g: v / max(c["forecasts"], 1) * 1000 for g, v in groups["groups"].items()}
     out["concurrent"] = c
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
@@ -298,6 +300,8 @@ def run_load(base, key, ids, args, sessions, database, shed=True, profile=False)
           f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}, per Forecaster handle call "
           f"{c['grouped_calls_median']:.0f}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
+    print("      CPU ms per forecast by process (all requests; the database's backends of this instance included): "
+          + ", ".join(f"{g} {v:.1f}" for g, v in c["cpu_ms_per_forecast_by_group"].items() if v >= 0.5), flush=True)
     if shed and args.floor:
         out["floor"] = {}
         for path in ("/healthz", "/readyz"):
