@@ -72,7 +72,7 @@ class Ingress:
         self.background, self.endings = {}, set()
         self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
         self.small_calls, self.small_groups = [], set()  # small Forecaster calls waiting, groups in flight (tasks.py)
-        self.ends, self.ends_stored = [], None  # task ends waiting for their statement, the one running (tasks.py)
+        self.statements = {}  # task rows waiting for their batched statement, by kind (tasks.in_statement)
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 

@@ -15,7 +15,7 @@ from engine import data, metrics, plots, quantiles, store, validation
 from serve_app.api import (TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop,
                            responses_doc, to_json)
 from serve_app.auth import Caller, api_router
-from serve_app.tasks import run_task
+from serve_app.tasks import in_statement, run_task
 
 router = api_router("/api/v1/forecast")
 AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
@@ -83,7 +83,9 @@ async def start_task(service, params, tenant_id):
     of a request: a ``wait=true`` request awaits it shielded, so a client that
     disconnects cancels its wait, not the task. A ``wait=true`` task is
     created 'running' (its client awaits it; one statement less per request),
-    else 'queued' until its first pass starts.
+    else 'queued' until its first pass starts. The task rows of requests that
+    start while the previous such statement runs are created by one
+    (``store.create_tasks_of_locations``, :func:`serve_app.tasks.in_statement`).
 
     Returns
     -------
@@ -100,9 +102,10 @@ async def start_task(service, params, tenant_id):
         An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
     """
     task_id = str(uuid.uuid4())
-    locations = await store.create_task_of_locations(  # the task row only if every plant is known (one round trip)
-        service.pool, task_id, params, params["location_ids"], tenant_id=tenant_id, owner=service.owner,
-        lease_seconds=service.settings["tasks"]["lease_seconds"], running=params["wait"])
+    # the task row only if every plant is known: one statement, shared by the tasks that start meanwhile
+    locations = await in_statement(service, "starts", (task_id, params, params["location_ids"], tenant_id,
+                                                       service.owner, service.settings["tasks"]["lease_seconds"],
+                                                       params["wait"]), store.create_tasks_of_locations)
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",

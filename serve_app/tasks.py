@@ -195,46 +195,54 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
                         runs if clean else None)
 
 
-def record_end(service, task_id, status, errors, timings):
-    """Store the end of a task (``store.finish_tasks``), awaitable; raises what the statement raised, or
-    LookupError for an unknown task.
-
-    The ends of tasks that finish while the replica's previous end statement
-    runs wait and are stored together by the next one: one round trip for
-    the tasks of a merged pass instead of one each (a lone task's end is
-    stored at once).
-    """
+def in_statement(service, name, item, statement):
+    """``item``'s outcome of ``statement(pool, items) -> outcomes`` (one per item, an exception for a failed
+    item), awaitable. Items that arrive while the replica's previous ``name`` statement runs wait and go
+    together in the next one: one round trip for the tasks of a merged pass instead of one each (a lone
+    item goes at once). A statement that raises fails each of its items."""
+    queue = service.statements.setdefault(name, {"waiting": [], "running": None})
     answer = asyncio.get_running_loop().create_future()
-    service.ends.append(((task_id, status, errors, timings), answer))
-    if service.ends_stored is None:
-        service.ends_stored = asyncio.get_running_loop().create_task(store_ends(service),
-                                                                     context=contextvars.Context())
+    queue["waiting"].append((item, answer))
+    if queue["running"] is None:
+        queue["running"] = asyncio.get_running_loop().create_task(run_statements(service, queue, statement),
+                                                                  context=contextvars.Context())
     return answer
 
 
-async def store_ends(service):
-    """Store the waiting task ends, one statement at a time, until none waits; each future gets its outcome."""
+async def run_statements(service, queue, statement):
+    """Run ``statement`` over the waiting items until none waits; each future gets its outcome."""
     try:
-        while service.ends:
-            taken, service.ends = service.ends, []
+        while queue["waiting"]:
+            taken, queue["waiting"] = queue["waiting"], []
             try:
-                found = await store.finish_tasks(service.pool, [end for end, _ in taken])
-            except BaseException as exc:  # every end of the statement gets its error, none hangs
-                for _, answer in taken:
-                    if not answer.done():
-                        answer.set_exception(exc)
+                outcomes = await statement(service.pool, [item for item, _ in taken])
+            except BaseException as exc:  # every item of the statement gets its error, none hangs
+                outcomes = [exc] * len(taken)
                 if not isinstance(exc, Exception):
+                    for _, answer in taken + queue["waiting"]:
+                        if not answer.done():
+                            answer.set_exception(exc)
                     raise
-                continue
-            for end, answer in taken:
+            for (_, answer), outcome in zip(taken, outcomes):
                 if answer.done():
                     continue
-                if str(end[0]) in found:
-                    answer.set_result(None)
+                if isinstance(outcome, BaseException):
+                    answer.set_exception(outcome)
                 else:
-                    answer.set_exception(LookupError(f"task_id {end[0]} is unknown"))
+                    answer.set_result(outcome)
     finally:
-        service.ends_stored = None
+        queue["running"] = None
+
+
+async def store_ends(pool, ends):
+    """``store.finish_tasks`` of (task_id, status, errors, timings); per end None, or LookupError (unknown task)."""
+    found = await store.finish_tasks(pool, ends)
+    return [None if str(end[0]) in found else LookupError(f"task_id {end[0]} is unknown") for end in ends]
+
+
+def record_end(service, task_id, status, errors, timings):
+    """Store the end of a task (:func:`store_ends`, batched by :func:`in_statement`), awaitable."""
+    return in_statement(service, "ends", (task_id, status, errors, timings), store_ends)
 
 
 async def finish(service, task_id, locations, errors, frames, timings, t0, stored=None):

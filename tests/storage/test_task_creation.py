@@ -106,3 +106,26 @@ def test_ends_of_several_tasks_in_one_statement_equal_their_ends_one_by_one(serv
     assert "task" not in rows[batch[0]]["errors"] and '"old"' in rows[batch[0]]["errors"]
     with pytest.raises(ValueError, match="status must be one of"):
         run(service_url, lambda conn: store.finish_tasks(conn, [(batch[0], "running", {}, {})]))
+
+
+def test_several_tasks_in_one_statement_are_each_recorded_or_not_on_their_own(service_url):
+    a, b, mine, theirs = plants_of_two_tenants(service_url)
+    ids, other = mine["location_id"].tolist(), theirs["location_id"].tolist()
+    tasks = [(str(uuid.uuid4()), {"k": 0}, ids, a, "o", 20.0, True),  # every plant known: recorded, running
+             (str(uuid.uuid4()), {"k": 1}, ids[:1] + other[:1], a, "o", 20.0, True),  # another tenant's: none
+             (str(uuid.uuid4()), {"k": 2}, other[::-1], b, None, None, False),  # recorded, queued, no lease
+             (str(uuid.uuid4()), {"k": 3}, ids[:1] + [max(ids + other) + 10**9], None, "o", 20.0, False)]  # unknown
+
+    async def go(conn):
+        got = await store.create_tasks_of_locations(conn, tasks)
+        rows = [await conn.fetchrow("SELECT status, tenant_id, owner, progress_total, request, lease_expires_at, "
+                                    "started_at FROM forecast_tasks WHERE task_id = $1::uuid", t[0]) for t in tasks]
+        alone = [await store.fetch_locations(conn, t[2], tenant_id=t[3]) for t in tasks]
+        return got, rows, alone
+    got, rows, alone = run(service_url, go)
+    for frame, expected in zip(got, alone):
+        pd.testing.assert_frame_equal(frame, expected)  # each task's plants, as fetch_locations gives them
+    assert rows[0]["status"] == "running" and rows[0]["started_at"] is not None and rows[0]["progress_total"] == len(ids)
+    assert rows[1] is None and rows[3] is None
+    assert rows[2]["status"] == "queued" and rows[2]["tenant_id"] == b and rows[2]["owner"] is None
+    assert rows[2]["lease_expires_at"] is None and rows[2]["progress_total"] == len(other)
