@@ -11,7 +11,9 @@ ml, issued at the same time (a warm, repeated client request; each one a new tas
     single-plant generate (wait=true), stored-forecast reads and /healthz: forecasts/s
     (generate answered 200 with a run), p50/p99 per kind, errors;
 (c) a burst of ``--burst`` generate requests at once, beyond capacity: how many are shed (503),
-    their latency and whether each carries Retry-After.
+    their latency and whether each carries Retry-After;
+(d) ``--floor`` s of ``--clients`` loops of ``/healthz`` (proxy and Ingress only), then of ``/readyz`` (plus one
+    Forecaster handle call and one database round trip): the requests/s no generate can exceed here.
 
 The same (a) and (b) run again, in this process, on a second instance of the same database with
 the per-request design of before issue 12: small calls not merged (configs/service.yaml
@@ -19,7 +21,7 @@ the per-request design of before issue 12: small calls not merged (configs/servi
 (``forecast.local_features_max_locations: 0``): the baseline. ``--no-baseline`` skips it.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--clients 50] [--sequential 200]
-                                         [--burst 600] [--plants 200] [--no-baseline] [--profile]
+                                         [--burst 600] [--floor 0] [--plants 200] [--no-baseline] [--profile]
                                          [--worker-niceness 0] [--out out/bench]
 
 Besides the client's latencies it prints the median server-side stage timings of the generate
@@ -154,7 +156,31 @@ async def concurrent(base, key, ids, clients, duration, seed):
             "statuses": {k: sorted({str(o[0]) for o in v}) for k, v in results.items()},
             **{k: summary([o[1] for o in v if o[0] == 200]) for k, v in results.items()},
             "generate_stages_ms": stages([o for o in results["generate"] if o[4]]),
-            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0]))}
+            "merged_calls_median": float(np.median([o[4]["merged_calls"] for o in results["generate"] if o[4]] or [0])),
+            "grouped_calls_median": float(np.median([o[4].get("grouped_calls", 1) for o in results["generate"]
+                                                     if o[4]] or [0]))}
+
+
+async def floor(base, key, clients, duration, path):
+    """(d): ``clients`` loops of GET ``path`` only for ``duration`` s: the requests/s of Serve's proxy and the
+    Ingress alone (``/healthz``: no handle call, no database) or with one Forecaster handle call and one database
+    round trip (``/readyz``), the ceiling of any request that passes through them on this machine."""
+    out = []
+    deadline = time.perf_counter() + duration
+
+    async def client(s):
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            async with s.get(path) as r:
+                await r.read()
+                out.append((r.status, time.perf_counter() - t0))
+
+    async with session_of(base, key, clients) as s:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(s) for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    return {"path": path, "wall_s": wall, "requests": len(out), "requests_per_s": len(out) / wall,
+            "errors": sum(1 for o in out if o[0] != 200), **summary([o[1] for o in out if o[0] == 200])}
 
 
 async def burst(base, key, ids, n):
@@ -258,19 +284,35 @@ def run_load(base, key, ids, args, sessions, database, shed=True, profile=False)
           + f"; instance CPU {out['sequential']['cpu_ms_per_request']:.0f} ms per request", flush=True)
     print("      CPU ms per request by process (the database's backends of this instance included): " + ", ".join(
         f"{g} {v:.1f}" for g, v in out["sequential"]["cpu_ms_per_request_by_group"].items() if v >= 0.5), flush=True)
-    c, cpu, out["profile"]["concurrent"] = phase(
-        "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
-                                                                     args.seed)), profile)
+    with service.sample_cpu(sessions, database, interval=5.0) as groups:
+        c, cpu, out["profile"]["concurrent"] = phase(
+            "concurrent", sessions, args, lambda: asyncio.run(concurrent(base, key, ids, args.clients, args.duration,
+                                                                         args.seed)), profile)
     c["cpu_s"], c["cpu_cores_used"] = cpu, cpu / c["wall_s"]
     c["cpu_ms_per_forecast"] = cpu / max(c["forecasts"], 1) * 1000  # the reads and health checks included
+    c["cpu_ms_per_forecast_by_group"] = {g: v / max(c["forecasts"], 1) * 1000 for g, v in groups["groups"].items()}
     out["concurrent"] = c
     print(f"  (b) {args.clients} clients x {c['wall_s']:.0f} s: {c['forecasts_per_s']:.1f} forecasts/s, "
           f"{c['requests_per_s']:.1f} requests/s; " + "; ".join(
               f"{k} n={c[k]['n']} p50 {c[k].get('p50_ms', float('nan')):.0f} ms p99 "
               f"{c[k].get('p99_ms', float('nan')):.0f} ms" for k in MIX) + f"; errors {c['errors']}", flush=True)
     print(f"      instance CPU {c['cpu_cores_used']:.2f} cores busy, {c['cpu_ms_per_forecast']:.0f} ms per forecast "
-          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}; median ms by stage: "
+          f"(all requests); generate: median calls per pass {c['merged_calls_median']:.0f}, per Forecaster handle call "
+          f"{c['grouped_calls_median']:.0f}; median ms by stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in c["generate_stages_ms"].items()), flush=True)
+    print("      CPU ms per forecast by process (all requests; the database's backends of this instance included): "
+          + ", ".join(f"{g} {v:.1f}" for g, v in c["cpu_ms_per_forecast_by_group"].items() if v >= 0.5), flush=True)
+    if shed and args.floor:
+        out["floor"] = {}
+        for path in ("/healthz", "/readyz"):
+            f, cpu, _ = phase("floor", sessions, args, lambda: asyncio.run(
+                floor(base, key, args.clients, args.floor, path)), False)
+            f["cpu_ms_per_request"], f["cpu_cores_used"] = cpu / max(f["requests"], 1) * 1000, cpu / f["wall_s"]
+            out["floor"][path] = f
+            print(f"  (d) floor {path}, {args.clients} clients x {f['wall_s']:.0f} s: {f['requests_per_s']:.0f} "
+                  f"requests/s, p50 {f.get('p50_ms', float('nan')):.0f} ms p99 {f.get('p99_ms', float('nan')):.0f} ms, "
+                  f"errors {f['errors']}; instance CPU {f['cpu_cores_used']:.2f} cores busy, "
+                  f"{f['cpu_ms_per_request']:.1f} ms per request", flush=True)
     if shed and args.burst:
         b = out["burst"] = asyncio.run(burst(base, key, ids, args.burst))
         print(f"  (c) burst of {b['requests']}: {b['ok']} answered 200, {b['shed_503']} shed 503 "
@@ -341,6 +383,8 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--sequential", type=int, default=200, help="requests of (a)")
     parser.add_argument("--burst", type=int, default=600, help="requests at once of (c); 0: none")
+    parser.add_argument("--floor", type=float, default=0.0,
+                        help="seconds of (d): --clients loops of /healthz, then of /readyz (Serve's own ceiling); 0: none")
     parser.add_argument("--plants", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20130630)
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline instance")

@@ -176,34 +176,43 @@ def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", 
     """
     ids = np.asarray(location_ids, dtype="int64")
     site = pd.Index(ids).get_indexer(weather["location_id"].to_numpy("int64"))
-    w = weather.loc[site >= 0, ["valid_time", *required]].assign(site=site[site >= 0])
-    w = w.sort_values(["site", "valid_time"], kind="stable").reset_index(drop=True)
-    w_site = w["site"].to_numpy()
+    rows = np.flatnonzero(site >= 0)  # weather rows of these locations, sorted below by (location, valid time)
+    stamps = pd.DatetimeIndex(weather["valid_time"])
+    native = stamps.asi8[rows]
+    rows = rows[np.lexsort((native, site[rows]))]  # stable, as a sort of both columns
+    w_site, native = site[rows], stamps.asi8[rows]
+
+    def at(row):  # the valid time of a sorted row, as stored (messages only)
+        return weather["valid_time"].iloc[rows[row]]
+
     problems = {}
     present = np.zeros(len(ids), dtype=bool)
     present[w_site] = True
     for i in np.flatnonzero(~present):
         problems[int(ids[i])] = "no weather issued at or before issue_time for the forecast window"
-    values = w[list(required)].to_numpy(dtype="float64")
+    values = weather[list(required)].to_numpy(dtype="float64")[rows]
     bad = ~np.isfinite(values)
     for row in np.flatnonzero(bad.any(axis=1)):
         column = required[int(np.argmax(bad[row]))]
-        problems.setdefault(int(ids[w_site[row]]), f"weather {column} is not finite at {w['valid_time'].iloc[row]}")
-    dup = w.duplicated(["site", "valid_time"]).to_numpy()
+        problems.setdefault(int(ids[w_site[row]]), f"weather {column} is not finite at {at(row)}")
+    dup = np.zeros(len(rows), dtype=bool)  # a later row of the same (location, valid time): adjacent once sorted
+    dup[1:] = (w_site[1:] == w_site[:-1]) & (native[1:] == native[:-1])
     for row in np.flatnonzero(dup):
-        problems.setdefault(int(ids[w_site[row]]), f"duplicate weather valid_time {w['valid_time'].iloc[row]}")
-    ok = ~np.isin(w_site, pd.Index(ids).get_indexer(list(problems))) if problems else np.ones(len(w), bool)
-    w = w[ok]
-    if not len(w):
+        problems.setdefault(int(ids[w_site[row]]), f"duplicate weather valid_time {at(row)}")
+    if problems:
+        failed = np.zeros(len(ids), dtype=bool)
+        failed[pd.Index(ids).get_indexer(list(problems))] = True
+        ok = ~failed[w_site]
+        rows, w_site = rows[ok], w_site[ok]
+    if not len(rows):
         return problems
-    w_site = w["site"].to_numpy()
-    label = pd.DatetimeIndex(w["valid_time"]).as_unit("us").asi8 / 1e6
-    period = w["period_minutes"].to_numpy(dtype="float64") * 60.0
-    spans = pd.DataFrame({"site": w_site, "start": label - period, "end": label}).groupby("site")
+    label = stamps[rows].as_unit("us").asi8 / 1e6
+    period = weather["period_minutes"].to_numpy(dtype="float64")[rows] * 60.0
+    first = np.flatnonzero(np.r_[True, w_site[1:] != w_site[:-1]])  # each location's first sorted row
     starts = np.full(len(ids), np.nan)
     ends = np.full(len(ids), np.nan)
-    starts[spans["start"].min().index] = spans["start"].min().to_numpy()
-    ends[spans["end"].max().index] = spans["end"].max().to_numpy()
+    starts[w_site[first]] = np.minimum.reduceat(label - period, first)
+    ends[w_site[first]] = np.maximum.reduceat(label, first)
     instants = label - period / 2.0
     t_sec = pd.DatetimeIndex(times).tz_convert("UTC").as_unit("us").asi8 / 1e6
     has = np.isfinite(starts)

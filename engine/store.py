@@ -1120,29 +1120,69 @@ def task_args(task_id, request, tenant_id, owner, lease_seconds):
 
 
 async def create_task_of_locations(db, task_id, request, location_ids, *, tenant_id=None, owner=None,
-                                   lease_seconds=None):
+                                   lease_seconds=None, running=False):
     """The plants of ``location_ids`` (:func:`fetch_locations`) and, when every one is known, their new task.
 
     One statement (one round trip): the task row of :func:`create_task`
     (``progress_total``: the plants found) is inserted only if no id is
     unknown or another tenant's; else nothing is written and the caller
-    finds the missing ids in the frame returned.
+    finds the missing ids in the frame returned. ``running``: the row is
+    created 'running' with ``started_at`` now (a task its creator starts at
+    once: what :func:`update_task` with status 'running' would record next),
+    else 'queued'. :func:`create_tasks_of_locations` of one task.
 
     Returns
     -------
     DataFrame
         Locations frame of the known ids, ordered by id.
     """
+    return (await create_tasks_of_locations(db, [(task_id, request, location_ids, tenant_id, owner, lease_seconds,
+                                                   running)]))[0]
+
+
+async def create_tasks_of_locations(db, tasks):
+    """:func:`create_task_of_locations` of several tasks in one statement (one round trip).
+
+    Parameters
+    ----------
+    tasks : list of tuple
+        (task_id, request, location_ids, tenant_id, owner, lease_seconds, running) of each task, as the
+        arguments of :func:`create_task_of_locations`. Each is recorded, or not, on its own.
+
+    Returns
+    -------
+    list of DataFrame
+        Per task, the locations frame of its known ids, ordered by id.
+    """
+    if not tasks:
+        return []
+    req = list(zip(*[(k, str(t), to_json(request), tenant or keys.DEFAULT_TENANT, owner,
+                      None if owner is None else float(lease), bool(running), tenant)
+                     for k, (t, request, _, tenant, owner, lease, running) in enumerate(tasks)]))
+    asked = [(k, int(i)) for k, task in enumerate(tasks) for i in task[2]]
     rows = await db.fetch(f"""
-        WITH found AS (
-            SELECT {", ".join(LOCATION_COLUMNS)} FROM locations
-            WHERE location_id = ANY($6::bigint[]) AND ($7::text IS NULL OR tenant_id = $7)),
+        WITH req AS (
+            SELECT * FROM unnest($1::int[], $2::uuid[], $3::jsonb[], $4::text[], $5::text[], $6::float8[],
+                                 $7::bool[], $8::text[]) AS r(k, task_id, request, tenant, owner, lease_s, running, scope)),
+        asked AS (SELECT DISTINCT k, location_id FROM unnest($9::int[], $10::bigint[]) AS a(k, location_id)),
+        found AS (
+            SELECT a.k, {", ".join(f"l.{c}" for c in LOCATION_COLUMNS)}
+            FROM asked a JOIN req r USING (k) JOIN locations l ON l.location_id = a.location_id
+            WHERE r.scope IS NULL OR l.tenant_id = r.scope),
+        counts AS (
+            SELECT r.k, (SELECT count(*) FROM asked a WHERE a.k = r.k) AS asked,
+                   (SELECT count(*) FROM found f WHERE f.k = r.k) AS found FROM req r),
         task AS (
-            {TASK_INSERT} SELECT {TASK_VALUES.format(total="count(*)")} FROM found
-            HAVING count(*) = (SELECT count(DISTINCT i) FROM unnest($6::bigint[]) i))
-        SELECT * FROM found ORDER BY location_id""",
-        *task_args(task_id, request, tenant_id, owner, lease_seconds), [int(i) for i in location_ids], tenant_id)
-    return location_frame(rows)
+            {TASK_INSERT[:-1]}, status, started_at)
+            SELECT r.task_id, r.request, r.tenant, r.owner, now() + r.lease_s * interval '1 second', c.found,
+                   CASE WHEN r.running THEN 'running' ELSE 'queued' END, CASE WHEN r.running THEN now() END
+            FROM req r JOIN counts c USING (k) WHERE c.asked = c.found)
+        SELECT * FROM found ORDER BY k, location_id""",
+        *[list(c) for c in req], [a[0] for a in asked], [a[1] for a in asked])
+    out = [[] for _ in tasks]
+    for r in rows:
+        out[r[0]].append(tuple(r)[1:])
+    return [location_frame(part) for part in out]
 
 
 async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None,
@@ -1181,6 +1221,43 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
         None if clear_errors is None else [str(k) for k in clear_errors])
     if result.split()[-1] == "0":
         raise LookupError(f"task_id {task_id} is unknown")
+
+
+async def finish_tasks(db, tasks):
+    """Record the end of several tasks in one statement (one round trip).
+
+    Each task gets what :func:`update_task` with its final ``status``,
+    ``errors``, ``timings`` and ``clear_errors=["task"]`` records: the status,
+    the errors merged after removing the key ``"task"``, the timings merged,
+    ``finished_at`` now, the lease ended.
+
+    Parameters
+    ----------
+    tasks : list of (task_id, status, errors, timings)
+        ``status`` one of ``FINAL_STATUSES``; ``errors`` {location_id or "task": reason}; ``timings`` {stage: s}.
+
+    Returns
+    -------
+    set of str
+        The task ids recorded (an unknown task is absent).
+
+    Raises
+    ------
+    ValueError
+        A status that is not final.
+    """
+    bad = [status for _, status, _, _ in tasks if status not in FINAL_STATUSES]
+    if bad:
+        raise ValueError(f"status must be one of {list(FINAL_STATUSES)}, got {bad[0]!r}")
+    columns = list(zip(*[(str(t), status, to_json({str(k): v for k, v in errors.items()}),
+                          to_json({str(k): v for k, v in timings.items()})) for t, status, errors, timings in tasks]))
+    rows = await db.fetch("""
+        UPDATE forecast_tasks t SET status = u.status, errors = (t.errors - 'task'::text) || u.errors,
+            timings = t.timings || u.timings, finished_at = now(), owner = NULL, lease_expires_at = NULL
+        FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS u(task_id, status, errors, timings)
+        WHERE t.task_id = u.task_id
+        RETURNING t.task_id::text""", *[list(c) for c in columns])
+    return {r[0] for r in rows}
 
 
 async def task_runs(db, task_id):

@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import pickle
 import time
 
 import asyncpg
@@ -127,11 +128,27 @@ class Forecaster:
             every call of the pass gets it.
         """
         if len(locations) <= self.merge["max_locations"]:
-            answer = asyncio.get_running_loop().create_future()
-            self.waiting.append(((locations, params, task_id, batches), answer))
+            answer = self.enqueue((locations, params, task_id, batches))
             self.start_passes()
             return await answer
         return (await self.forecast_pass([(locations, params, task_id, batches)]))[0]
+
+    async def forecast_group(self, calls):
+        """Small calls an Ingress sent together (serve_app/tasks.py ``forecast_call``), each answered as
+        :meth:`forecast` answers it alone, in order; a call whose pass raised gets the exception as its result.
+
+        The calls wait together, so they share passes with each other and with the calls already waiting.
+        """
+        answers = [self.enqueue(call) for call in calls]
+        self.start_passes()
+        return [portable(r) if isinstance(r, BaseException) else r
+                for r in await asyncio.gather(*answers, return_exceptions=True)]
+
+    def enqueue(self, call):
+        """A future of ``call``'s answer; the call waits for the next merged pass (:meth:`start_passes`)."""
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting.append((call, answer))
+        return answer
 
     def start_passes(self):
         """Start merged passes of the waiting calls while fewer than ``forecast.merge.max_passes`` run.
@@ -511,6 +528,16 @@ def call_results(calls, run_ids, errors, frame, locations, timings):
                     "timings": dict(timings), "clipped": int(sum(clipped.get(i, 0) for i in ids)),
                     "forecast": mine})
     return out
+
+
+def portable(exc):
+    """``exc`` if it survives pickling (a group's answers cross processes as values), else a RuntimeError
+    naming its type and message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def input_flags(location_ids, wind_defaulted, wind_speed_ms):

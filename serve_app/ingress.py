@@ -71,6 +71,8 @@ class Ingress:
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
         self.background, self.endings = {}, set()
         self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
+        self.small_calls, self.small_groups = [], set()  # small Forecaster calls waiting, groups in flight (tasks.py)
+        self.statements = {}  # task rows waiting for their batched statement, by kind (tasks.in_statement)
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 

@@ -15,7 +15,7 @@ from engine import data, metrics, plots, quantiles, store, validation
 from serve_app.api import (TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop,
                            responses_doc, to_json)
 from serve_app.auth import Caller, api_router
-from serve_app.tasks import run_task
+from serve_app.tasks import in_statement, run_task
 
 router = api_router("/api/v1/forecast")
 AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
@@ -81,7 +81,11 @@ async def start_task(service, params, tenant_id):
     Used by ``generate`` and the NWP import trigger. The task runs as an
     asyncio task of the replica (``service.start_background``), never as part
     of a request: a ``wait=true`` request awaits it shielded, so a client that
-    disconnects cancels its wait, not the task.
+    disconnects cancels its wait, not the task. A ``wait=true`` task is
+    created 'running' (its client awaits it; one statement less per request),
+    else 'queued' until its first pass starts. The task rows of requests that
+    start while the previous such statement runs are created by one
+    (``store.create_tasks_of_locations``, :func:`serve_app.tasks.in_statement`).
 
     Returns
     -------
@@ -98,14 +102,16 @@ async def start_task(service, params, tenant_id):
         An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
     """
     task_id = str(uuid.uuid4())
-    locations = await store.create_task_of_locations(  # the task row only if every plant is known (one round trip)
-        service.pool, task_id, params, params["location_ids"], tenant_id=tenant_id, owner=service.owner,
-        lease_seconds=service.settings["tasks"]["lease_seconds"])
+    # the task row only if every plant is known: one statement, shared by the tasks that start meanwhile
+    locations = await in_statement(service, "starts", (task_id, params, params["location_ids"], tenant_id,
+                                                       service.owner, service.settings["tasks"]["lease_seconds"],
+                                                       params["wait"]), store.create_tasks_of_locations)
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError)
-    job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True))
+    job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True,
+                                                     running=params["wait"]))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
 
 
@@ -159,8 +165,14 @@ async def location_forecast(location_id: LocationPath, start: Start = None, end:
         frame = await store.read_energy(service.pool, run["run_id"], AGGREGATES[aggregate], tenant_id=who.tenant_id)
     if format == "csv":
         return Response(frame.to_csv(index=False), media_type="text/csv")
+    body = await asyncio.get_running_loop().run_in_executor(None, stored_forecast, location, run, frame, aggregate)
+    return Response(body, media_type="application/json")
+
+
+def stored_forecast(location, run, frame, aggregate):
+    """JSON bytes of a ``StoredForecast`` (its rows built and serialised off the event loop)."""
     limit = quantiles.power_limit_kw(location["capacity_ac_kw"], location["export_limit_kw"])
-    return await json_response_off_loop({
+    return to_json({
         "location_id": int(location["location_id"]), "capacity_ac_kw": float(location["capacity_ac_kw"]),
         "power_limit_kw": float(limit), "run": run, "aggregate": aggregate, "unit": "kWh" if aggregate else "kW",
         "rows": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")})

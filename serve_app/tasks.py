@@ -8,6 +8,7 @@ only its plants without a run, and its status is computed from them
 """
 
 import asyncio
+import contextvars
 import time
 
 import asyncpg
@@ -52,7 +53,7 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     """
     size = service.settings["forecast"]["batch_locations"]
     split = batches(pending, size)
-    calls = [(b, service.forecaster.forecast.remote(b, params, task_id, len(split))) for b in split]
+    calls = [(b, forecast_call(service, b, params, task_id, len(split))) for b in split]
     failed, shed = {}, None
 
     async def one(batch, ref):
@@ -79,14 +80,71 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     return failed, shed
 
 
-async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False):
+def forecast_call(service, batch, params, task_id, batches):
+    """The Forecaster's answer to one batch of a task, awaitable (its result, or the error of the call).
+
+    A small call (at most ``forecast.merge.max_locations`` plants, a task of
+    one batch) joins the Ingress replica's next group: calls that arrive while
+    ``forecast.merge.ingress_groups`` groups are in flight wait and go
+    together, in ONE Forecaster handle call (:func:`send_groups`), where they
+    are merged into passes as separate calls would be
+    (``Forecaster.forecast_group``). One handle call per group instead of one
+    per request: each saves both processes a Serve request (routing,
+    serialisation, metrics). A lone call is sent at once. Other calls: a
+    handle call of their own.
+    """
+    merge = service.settings["forecast"]["merge"]
+    if batches > 1 or len(batch) > merge["max_locations"] or merge["ingress_groups"] == 0:
+        return service.forecaster.forecast.remote(batch, params, task_id, batches)
+    answer = asyncio.get_running_loop().create_future()
+    service.small_calls.append(((batch, params, task_id, batches), answer))
+    send_groups(service)
+    return answer
+
+
+def send_groups(service):
+    """Send the waiting small calls in groups of at most ``forecast.merge.max_calls`` while fewer than
+    ``forecast.merge.ingress_groups`` groups are in flight (each in a context of its own: no request's
+    disconnection cancels a group)."""
+    merge = service.settings["forecast"]["merge"]
+    while service.small_calls and len(service.small_groups) < merge["ingress_groups"]:
+        taken, service.small_calls = service.small_calls[:merge["max_calls"]], service.small_calls[merge["max_calls"]:]
+        job = asyncio.get_running_loop().create_task(send_group(service, taken), context=contextvars.Context())
+        service.small_groups.add(job)
+
+        def ended(done):
+            service.small_groups.discard(done)
+            send_groups(service)
+        job.add_done_callback(ended)
+
+
+async def send_group(service, taken):
+    """One Forecaster call for (call, future) pairs; each future gets its call's result or error. A call
+    that fails whole (its queue was full, the replica died) fails every call of the group."""
+    try:
+        results = await service.forecaster.forecast_group.remote([call for call, _ in taken])
+    except BaseException as exc:  # never a future left waiting
+        results = [exc] * len(taken)
+    for (_, answer), result in zip(taken, results):
+        if answer.done():
+            continue
+        if isinstance(result, BaseException):
+            answer.set_exception(result)
+        else:
+            result["timings"]["grouped_calls"] = len(taken)  # the calls of its Forecaster handle call
+            answer.set_result(result)
+
+
+async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False, running=False):
     """Run (or resume) one task to its end and record it; returns the summary (+ frames if asked).
 
     Plants with a stored run of this task are skipped (``fresh``: the task was
     just created, so none has one and the first pass reads nothing). Batches
     that fail whole are forecast again up to ``tasks.batch_attempts`` times,
     each time once the database answers (waiting at most
-    ``tasks.database_wait_seconds``). The task then ends with the status of
+    ``tasks.database_wait_seconds``). ``running``: the fresh task's row was
+    created 'running' (``store.create_task_of_locations``), so its first pass
+    does not mark it. The task then ends with the status of
     its stored runs and the reason of every plant without one. A database
     that stays unreachable raises: the lease lapses and a live owner resumes
     the task when the database is back.
@@ -115,8 +173,9 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
             work = asyncio.ensure_future(  # the pass starts while the task is marked running
                 forecast_batches(service, task_id, pending, params, errors, frames, timings, runs))
             try:
-                await store.update_task(pool, task_id, status="running",
-                                        clear_errors=None if first else pending["location_id"].tolist())
+                if not (first and running):
+                    await store.update_task(pool, task_id, status="running",
+                                            clear_errors=None if first else pending["location_id"].tolist())
             finally:  # the pass ends before anything else happens, even when the mark failed
                 failed, shed = await work
         except DATABASE_ERRORS as exc:
@@ -136,6 +195,56 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
                         runs if clean else None)
 
 
+def in_statement(service, name, item, statement):
+    """``item``'s outcome of ``statement(pool, items) -> outcomes`` (one per item, an exception for a failed
+    item), awaitable. Items that arrive while the replica's previous ``name`` statement runs wait and go
+    together in the next one: one round trip for the tasks of a merged pass instead of one each (a lone
+    item goes at once). A statement that raises fails each of its items."""
+    queue = service.statements.setdefault(name, {"waiting": [], "running": None})
+    answer = asyncio.get_running_loop().create_future()
+    queue["waiting"].append((item, answer))
+    if queue["running"] is None:
+        queue["running"] = asyncio.get_running_loop().create_task(run_statements(service, queue, statement),
+                                                                  context=contextvars.Context())
+    return answer
+
+
+async def run_statements(service, queue, statement):
+    """Run ``statement`` over the waiting items until none waits; each future gets its outcome."""
+    try:
+        while queue["waiting"]:
+            taken, queue["waiting"] = queue["waiting"], []
+            try:
+                outcomes = await statement(service.pool, [item for item, _ in taken])
+            except BaseException as exc:  # every item of the statement gets its error, none hangs
+                outcomes = [exc] * len(taken)
+                if not isinstance(exc, Exception):
+                    for _, answer in taken + queue["waiting"]:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    raise
+            for (_, answer), outcome in zip(taken, outcomes):
+                if answer.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    answer.set_exception(outcome)
+                else:
+                    answer.set_result(outcome)
+    finally:
+        queue["running"] = None
+
+
+async def store_ends(pool, ends):
+    """``store.finish_tasks`` of (task_id, status, errors, timings); per end None, or LookupError (unknown task)."""
+    found = await store.finish_tasks(pool, ends)
+    return [None if str(end[0]) in found else LookupError(f"task_id {end[0]} is unknown") for end in ends]
+
+
+def record_end(service, task_id, status, errors, timings):
+    """Store the end of a task (:func:`store_ends`, batched by :func:`in_statement`), awaitable."""
+    return in_statement(service, "ends", (task_id, status, errors, timings), store_ends)
+
+
 async def finish(service, task_id, locations, errors, frames, timings, t0, stored=None):
     """Record the end of a task: status of its stored runs, the reasons of the plants without one.
 
@@ -151,8 +260,7 @@ async def finish(service, task_id, locations, errors, frames, timings, t0, store
                    if i not in stored and i not in errors})
     status = store.task_status(len(stored), len(locations))
     timings["wall_s"] = time.perf_counter() - t0
-    await store.update_task(service.pool, task_id, status=status, errors=errors, timings=timings,
-                            clear_errors=["task"])  # an interruption survived is no reason
+    await record_end(service, task_id, status, errors, timings)  # an interruption survived is no reason
     LATENCY.observe(timings["wall_s"])
     if errors:  # a Ray Counter refuses inc(0)
         LOCATION_ERRORS.inc(len(errors))

@@ -52,6 +52,7 @@ def test_concurrent_single_plant_requests_share_passes_and_each_gets_its_own_for
         r = client.post("/api/v1/forecast/generate", json=body([lid]))
         assert r.status_code == 200, r.text
         assert merged(r) == 1  # one request at a time: a pass of its own
+        assert r.json()["timings"]["grouped_calls"] == 1  # ... and a Forecaster call of its own, sent at once
         alone[lid] = r.json()["locations"][0]
     asked = ids * 4  # each plant asked by four clients at once: no pass holds a plant twice
     answers = concurrently(service, auth, [body([lid]) for lid in asked])
@@ -68,6 +69,9 @@ def test_concurrent_single_plant_requests_share_passes_and_each_gets_its_own_for
         np.testing.assert_allclose(values(mine), values(alone[lid]), rtol=0, atol=1e-9)
         assert_forecast_invariant(mine["valid_time"], mine, plants[lid], 15)
     assert max(merged(r) for r in answers) > 1, [merged(r) for r in answers]
+    # the Ingress sent calls that waited together in one Forecaster call (forecast.merge.ingress_groups)
+    grouped = [r.json()["timings"]["grouped_calls"] for r in answers]
+    assert max(grouped) > 1, grouped
     run_ids = [r.json()["run_ids"][str(lid)] for lid, r in zip(asked, answers)]
     assert len(set(run_ids)) == len(asked)  # a run per request, each stored under its own task
     for lid, r in zip(asked[:len(ids)], answers):
