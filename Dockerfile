@@ -33,3 +33,7 @@ RUN pip install --no-cache-dir ".${PVCAST_EXTRAS:+[$PVCAST_EXTRAS]}" \
     && python -c "import engine.resources, serve_app.app" \
     && pvcast --help >/dev/null
 ENV OMP_NUM_THREADS=1
+# Idle Ray task workers are kept for an hour instead of Ray's 1 s beyond the node's free CPUs: a fleet
+# request's feature tasks then find warm workers instead of starting processes (scripts/ray_env, the same
+# setting for local instances; docs/ARCHITECTURE.md "Scaling out").
+ENV RAY_idle_worker_killing_time_threshold_ms=3600000

@@ -3,7 +3,7 @@
 The stages of one Forecaster pass (serve_app/forecaster.py) run here one after the
 other, without Ray, on the fleet of ``bench/bench_fleet.py`` (same seed, same real
 weather records, weather stored with ``engine.store.write_weather``): the weather read
-(``store.read_weather``), the feature task (``serve_app.forecaster.feature_task``), the
+(``store.read_weather``), the feature task (``serve_app.featuretask.feature_task``), the
 predict (``engine.adaptation.forecast_with_calibrations``) and the write
 (``store.write_forecasts``: new runs). For each stage: wall time, this process' CPU time
 (``time.process_time``, every thread) and the CPU time of the PostgreSQL backend serving
@@ -36,7 +36,8 @@ import fleet  # noqa: E402
 import local_instance as local  # noqa: E402
 
 from engine import adaptation, features, forecast, modelio, resources, store  # noqa: E402
-from serve_app.forecaster import feature_task, model_version  # noqa: E402
+from serve_app.featuretask import feature_task  # noqa: E402
+from serve_app.forecaster import model_version  # noqa: E402
 
 ROOT = local.ROOT
 WEATHER_START = pd.Timestamp("2013-06-30T06:00:00Z")  # as bench/bench_fleet.py

@@ -75,9 +75,10 @@ NIGHT_VALUES = {"solar_elevation": "apparent_elevation", "solar_azimuth": "azimu
                 "physical_ac_kw": 0.0, "physical_dc_kw": 0.0, "physical_norm": 0.0}
 
 
-#: Monthly Linke turbidity (/ 20) of the grid cells already read, by file: {path: {cell: ndarray (12,)}}. The
-#: file is a climatology; a process reads each cell once (a single plant's pass spent ~1.5 ms opening and
-#: reading it). At most :data:`LINKE_CELLS_CACHED` cells per file (then emptied: ~2 MB per 10,000 cells).
+#: Monthly Linke turbidity (/ 20) of the grid cells already read, by file: {path: (cells, values)}, ``cells``
+#: sorted int64 cell numbers (row * LINKE_GRID_COLUMNS + col), ``values`` their (n, 12) months. The file is a
+#: climatology; a process reads each cell once (a single plant's pass spent ~1.5 ms opening and reading it). At
+#: most :data:`LINKE_CELLS_CACHED` cells per file (~1 MB per 10,000 cells; beyond, only the cells just read).
 LINKE_CELLS = {}
 LINKE_CELLS_CACHED = 200_000
 LINKE_GRID_COLUMNS = 4320
@@ -87,7 +88,8 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     """Monthly Linke turbidity of each site from pvlib's climatology file.
 
     Maps coordinates to grid cells exactly as ``pvlib.clearsky.lookup_linke_turbidity``;
-    cells read before in this process come from :data:`LINKE_CELLS`, the
+    cells read before in this process come from :data:`LINKE_CELLS` (one
+    ``numpy.searchsorted`` of the sites' cells in the sorted cells read), the
     others from the file (:func:`read_linke_cells`).
 
     Parameters
@@ -100,20 +102,22 @@ def linke_turbidity_monthly(latitude, longitude, filepath=LINKE_FILE):
     ndarray
         Shape (n_sites, 12), Linke turbidity (dimensionless, already / 20).
     """
-    rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(int)
-    cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(int)
-    cells = (rows * LINKE_GRID_COLUMNS + cols).tolist()
-    known = LINKE_CELLS.setdefault(str(filepath), {})
-    missing = np.unique([c for c in cells if c not in known]).astype(int)
-    if len(missing):
-        if len(known) + len(missing) > LINKE_CELLS_CACHED:
-            known.clear()
-        values = read_linke_cells(missing // LINKE_GRID_COLUMNS, missing % LINKE_GRID_COLUMNS, filepath)
-        known.update(zip(missing.tolist(), values))
-    out = np.empty((len(cells), 12))
-    for k, c in enumerate(cells):
-        out[k] = known[c]
-    return out
+    rows = np.clip(np.around((90.0 - 1 / 24 - np.asarray(latitude)) * 12.0), 0, 2159).astype(np.int64)
+    cols = np.clip(np.around((np.asarray(longitude) + 180.0 - 1 / 24) * 12.0), 0, 4319).astype(np.int64)
+    cells = rows * LINKE_GRID_COLUMNS + cols
+    known, values = LINKE_CELLS.get(str(filepath), (np.empty(0, np.int64), np.empty((0, 12))))
+    at = np.searchsorted(known, cells)
+    found = np.zeros(len(cells), dtype=bool)
+    inside = at < len(known)
+    found[inside] = known[at[inside]] == cells[inside]
+    if not found.all():
+        missing = np.unique(cells[~found])
+        read = read_linke_cells(missing // LINKE_GRID_COLUMNS, missing % LINKE_GRID_COLUMNS, filepath)
+        order = np.argsort(np.concatenate([known, missing]), kind="stable")
+        known, values = np.concatenate([known, missing])[order], np.concatenate([values, read])[order]
+        at = np.searchsorted(known, cells)
+        LINKE_CELLS[str(filepath)] = (known, values) if len(known) <= LINKE_CELLS_CACHED else (missing, read)
+    return values[at]
 
 
 def read_linke_cells(rows, cols, filepath=LINKE_FILE):

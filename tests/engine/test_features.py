@@ -271,6 +271,21 @@ def test_monthly_linke_turbidity_read_by_chunk_equals_pvlib_lookup():
     np.testing.assert_array_equal(features.linke_turbidity_monthly(lat, lon), expected)  # every cell cached
 
 
+def test_monthly_linke_turbidity_past_the_cache_limit_still_equals_the_file(monkeypatch):
+    """A read that overflows the cell cache keeps only its own cells, and every site still gets its own cell's values."""
+    rng = np.random.default_rng(11)
+    lat, lon = rng.uniform(-60.0, 70.0, 40), rng.uniform(-180.0, 180.0, 40)
+    features.LINKE_CELLS.clear()
+    expected = features.linke_turbidity_monthly(lat, lon)
+    monkeypatch.setattr(features, "LINKE_CELLS_CACHED", 25)
+    features.LINKE_CELLS.clear()
+    np.testing.assert_array_equal(features.linke_turbidity_monthly(lat[:20], lon[:20]), expected[:20])
+    np.testing.assert_array_equal(features.linke_turbidity_monthly(lat, lon), expected)  # 20 cached + 20 read > 25
+    assert len(features.LINKE_CELLS[str(features.LINKE_FILE)][0]) == 20
+    np.testing.assert_array_equal(features.linke_turbidity_monthly(lat[::-1], lon[::-1]), expected[::-1])
+    features.LINKE_CELLS.clear()
+
+
 def test_window_stats_are_numpys_nan_statistics_bit_for_bit(psm3):
     """Mean/min/max over 3 h and mean/std over 6 h ignoring NaN: numpy's nanmean/nanmin/nanmax/nanstd exactly.
 
