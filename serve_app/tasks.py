@@ -125,14 +125,21 @@ async def send_group(service, taken):
         results = await service.forecaster.forecast_group.remote([call for call, _ in taken])
     except BaseException as exc:  # never a future left waiting
         results = [exc] * len(taken)
-    for (_, answer), result in zip(taken, results):
+    for result in results:
+        if not isinstance(result, BaseException):
+            result["timings"]["grouped_calls"] = len(taken)  # the calls of its Forecaster handle call
+    settle(taken, results)
+
+
+def settle(taken, outcomes):
+    """Give each (item, future) pair's future still waiting its outcome: a result, or an exception to raise."""
+    for (_, answer), outcome in zip(taken, outcomes):
         if answer.done():
             continue
-        if isinstance(result, BaseException):
-            answer.set_exception(result)
+        if isinstance(outcome, BaseException):
+            answer.set_exception(outcome)
         else:
-            result["timings"]["grouped_calls"] = len(taken)  # the calls of its Forecaster handle call
-            answer.set_result(result)
+            answer.set_result(outcome)
 
 
 async def run_task(service, task_id, params, locations=None, tenant_id=None, fresh=False, running=False):
@@ -223,13 +230,7 @@ async def run_statements(service, queue, statement):
                         if not answer.done():
                             answer.set_exception(exc)
                     raise
-            for (_, answer), outcome in zip(taken, outcomes):
-                if answer.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    answer.set_exception(outcome)
-                else:
-                    answer.set_result(outcome)
+            settle(taken, outcomes)
     finally:
         queue["running"] = None
 
