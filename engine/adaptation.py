@@ -340,15 +340,16 @@ def actual_instants(actuals, cutoff):
     return act, int(act["period_minutes"].max()) if len(act) else 0
 
 
-def clear_sky_period_means_kw(location, weather, times, period_minutes, planes=None, horizon=None, step_minutes=15):
+def clear_sky_period_means_kw(location, weather, times, period_minutes, table, planes=None, horizon=None):
     """The plant's clear-sky physical AC power averaged over each actual's own period, kW (the instant for instants).
 
     What the sun alone makes of the plant (:func:`clear_sky_physical_kw`), so
     that a time shift of the weather source does not pass for one of the
     actuals (``engine.tuning.clock_offset``). A period mean of measured power
-    is compared with the mean over the same period, not with the value at the
-    period's middle: around sunrise and sunset the two differ by more than a
-    clock error would.
+    is compared with the mean over the instants that mean stands for
+    (:func:`period_sample_instants`, the same instants the bands score it at:
+    one definition), not with the value at the period's middle: around
+    sunrise and sunset the two differ by more than a clock error would.
 
     Parameters
     ----------
@@ -362,10 +363,11 @@ def clear_sky_period_means_kw(location, weather, times, period_minutes, planes=N
         :func:`actual_instants`), UTC.
     period_minutes : ndarray of int
         Each actual's period, min (0: instantaneous).
+    table : dict or None
+        The model's ``within_period`` (its sample interval and periods; a
+        period without an entry is its own instant).
     planes, horizon : DataFrame, optional
         ``features.feature_frame``.
-    step_minutes : float, default 15
-        Spacing of the instants averaged within a period, min (at least one per period).
 
     Returns
     -------
@@ -373,14 +375,11 @@ def clear_sky_period_means_kw(location, weather, times, period_minutes, planes=N
         kW, one per time.
     """
     period = np.asarray(period_minutes, dtype="int64")
-    n = np.maximum(np.ceil(period / float(step_minutes)).astype("int64"), 1)
-    row = np.repeat(np.arange(len(period)), n)
-    k = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)  # index of the instant within its period
-    offset_s = ((k + 0.5) / n[row] - 0.5) * period[row] * 60.0
-    t = pd.DatetimeIndex(times).tz_convert("UTC")[row] + pd.to_timedelta(np.round(offset_s).astype("int64"), unit="s")
+    row, t = period_sample_instants(times, period, table)
     grid = t.unique().sort_values()
     kw = clear_sky_physical_kw(location, feature_frame(location, weather, grid, planes, horizon), planes, horizon)
-    return np.bincount(row, weights=kw[grid.get_indexer(t)], minlength=len(period)) / n
+    return np.bincount(row, weights=kw[grid.get_indexer(t)], minlength=len(period)) / np.bincount(
+        row, minlength=len(period))
 
 
 def clear_sky_physical_kw(location, feats, planes=None, horizon=None):
@@ -580,7 +579,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     except ValueError as exc:
         return {**fail, "reason": f"weather: {exc}"}
     periods = act["period_minutes"].to_numpy()
-    clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, planes, horizon) if (periods > 0).any()
+    clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, model.get("within_period"), planes, horizon)
+                if (periods > 0).any()
                 else clear_sky_physical_kw(loc, entered, planes, horizon))  # instants: the frame at hand
     clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands

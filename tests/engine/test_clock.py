@@ -14,6 +14,7 @@ from engine import adaptation, data, modelio, resources, training, tuning
 CONFIG = training.load_config()
 CUTOFF = pd.Timestamp("2016-08-20T18:00:00Z")
 CAP = 5.5
+TABLE = modelio.load_model(resources.folder("models"), "global")["within_period"]
 DESCRIPTIONS = {"right": {"capacity_dc_kw": 1.2 * CAP, "tilt": 45.0, "azimuth": 158.0},
                 "wrong": {"capacity_dc_kw": CAP, "tilt": 30.0, "azimuth": 180.0}}
 
@@ -44,7 +45,7 @@ def clock_of(plant, description, shift_hours=0.0, period=0, since=None, cutoff=C
     valid = pd.DatetimeIndex(weather["valid_time"])
     act = act[(act["time"] >= valid.min()) & (act["time"] <= valid.max())]
     times = pd.DatetimeIndex(act["time"])
-    modelled = adaptation.clear_sky_period_means_kw(loc, weather, times, act["period_minutes"].to_numpy())
+    modelled = adaptation.clear_sky_period_means_kw(loc, weather, times, act["period_minutes"].to_numpy(), TABLE)
     series = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
     return tuning.clock_offset(series, modelled, float(loc.loc[0, "longitude"]), CAP)
 
@@ -63,10 +64,13 @@ def test_the_offset_of_15_min_samples_is_the_imposed_shift(plant, description, s
 
 @pytest.mark.parametrize("description", ["right", "wrong"])
 def test_hourly_means_with_a_right_clock_are_not_refused_and_an_hour_off_is(plant, description):
-    """Hour-ending means compared with the clear-sky power's mean over the same hours: a right clock stays
-    inside the tolerance by 0.2 h, labels an hour early (hour-beginning labels) or late are refused."""
+    """Hour-ending means compared with the clear-sky power's mean over the instants they stand for: a right
+    clock reads within 0.15 h of the 15-min samples it averages (0.26-0.34 h early with instants centred in the
+    hour, a second definition of the period's instants), labels an hour early (hour-beginning labels) or late
+    are refused."""
     right = clock_of(plant, description, 0.0, 60)
-    assert not right["shifted"] and abs(right["offset_hours"]) < tuning.CLOCK_TOLERANCE_HOURS - 0.2
+    assert right["offset_hours"] == pytest.approx(clock_of(plant, description)["offset_hours"], abs=0.15)
+    assert not right["shifted"]
     for shift in (-1.0, 1.0):
         off = clock_of(plant, description, shift, 60)
         assert off["shifted"] and off["offset_hours"] * shift >= tuning.CLOCK_TOLERANCE_HOURS
@@ -141,16 +145,17 @@ def test_a_calibration_on_shifted_actuals_is_refused_and_says_why(plant, model):
 
 
 def test_period_means_of_the_clear_sky_power_average_instants_within_the_period(plant):
-    """Instants (period 0) are the clear-sky power at the instant; an hour's mean is the mean of its four 15-min
-    instants centred in the hour."""
+    """Instants (period 0) are the clear-sky power at the instant; an hour's mean is the mean of the four 15-min
+    instants in (end - 60, end] that the bands score it at (adaptation.period_sample_instants: one definition)."""
     from engine import features
     _, weather, location = plant
     loc = location.assign(**DESCRIPTIONS["right"])
     mid = pd.DatetimeIndex(["2016-08-01T17:30:00Z", "2016-08-01T18:00:00Z"])
-    got = adaptation.clear_sky_period_means_kw(loc, weather, mid, np.array([60, 0]))
-    inner = pd.DatetimeIndex(["2016-08-01T17:07:30Z", "2016-08-01T17:22:30Z", "2016-08-01T17:37:30Z",
-                              "2016-08-01T17:52:30Z", "2016-08-01T18:00:00Z"])
-    kw = adaptation.clear_sky_physical_kw(loc, features.feature_frame(loc, weather, inner))
-    assert got[0] == pytest.approx(kw[:4].mean(), rel=1e-12) and got[1] == pytest.approx(kw[4], rel=1e-12)
-    weather_kw = features.feature_frame(loc, weather, inner)["physical_ac_kw"].to_numpy()
+    got = adaptation.clear_sky_period_means_kw(loc, weather, mid, np.array([60, 0]), TABLE)
+    inner = pd.DatetimeIndex(["2016-08-01T17:15:00Z", "2016-08-01T17:30:00Z", "2016-08-01T17:45:00Z",
+                              "2016-08-01T18:00:00Z", "2016-08-01T18:00:00Z"])
+    assert (adaptation.period_sample_instants(mid, [60, 0], TABLE)[1] == inner).all()
+    kw = adaptation.clear_sky_physical_kw(loc, features.feature_frame(loc, weather, inner[:4]))
+    assert got[0] == pytest.approx(kw.mean(), rel=1e-12) and got[1] == pytest.approx(kw[3], rel=1e-12)
+    weather_kw = features.feature_frame(loc, weather, inner[:4])["physical_ac_kw"].to_numpy()
     assert not np.allclose(kw, weather_kw)  # the sun's, not the weather's
