@@ -76,6 +76,12 @@ def weather_lead_hours(weather, times):
 
 
 BAND_FOLDS = 5
+#: Local days with usable daylight actuals before a plant's bands are fitted while its tuning still lacks
+#: data (:func:`untuned_description`): the shrinkage toward the global bands
+#: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but three
+#: days already move a plant whose description is wrong from the global bands' ~45-60 % coverage
+#: (docs/model.md "Bands before the tuning").
+MIN_BAND_DAYS = 3
 """Contiguous day blocks of the forward band residuals (:func:`forward_quantiles`): the 5 of K-fold
 validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Blocks 1..4 are scored
 (block 0 only teaches), so a calibration costs at most ``BAND_FOLDS`` tunings; with the
@@ -481,7 +487,8 @@ def within_period_term(period_minutes, y, clear, table):
 
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
-                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None):
+                    folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None,
+                    min_band_days=MIN_BAND_DAYS):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -528,6 +535,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (:data:`engine.conformal.HALF_LIFE_DAYS`) the weighted tuning follows
         weather spells more than the season and the P50 got worse on SERF
         East 2016 for both descriptions (docs/model.md "Recency-weighted tuning").
+    min_band_days : int or None, default :data:`MIN_BAND_DAYS`
+        While the tuning lacks history (fewer than ``min_days`` days or too
+        few clear samples, :func:`untuned_description`), bands are fitted on
+        the entered description once this many local days have usable
+        daylight actuals; None: the calibration is refused until the tuning
+        can be fitted (the former rule).
 
     Returns
     -------
@@ -556,7 +569,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         P10-P90/P25-P75 coverage of their scores before/after the band offsets
         (of period means: of the means spread along the clear-sky shape at
         their instants, so "after" is above nominal, the bands being of
-        instants), None without rows).
+        instants), None without rows); ``tuned`` (False: the tuning lacked
+        history and the entered description is served with the plant's bands,
+        ``untuned_reason`` says why; :func:`untuned_description`).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
@@ -606,7 +621,11 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     stated = loc.loc[0, ["tilt", "azimuth"]].to_numpy(dtype=float)
     if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
         oriented = tuning.refused_orientation(*stated, timing, {"sample_minutes": minutes})
-    if not fit["ok"]:
+    untuned = None if fit["ok"] else untuned_description(loc, planes, fit, oriented, min_band_days)
+    if untuned is not None:  # the tuning lacks history, not sense: the entered description with the plant's bands
+        served, fit, oriented = untuned
+        folds = 1  # nothing fitted: the entered description's own residuals are out of sample
+    elif not fit["ok"]:
         return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
                 "orientation": oriented}
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
@@ -683,17 +702,67 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
-    diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how}
+    diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how,
+                   "tuned": untuned is None, "untuned_reason": None if untuned is None else fit["reason"]}
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
         diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
         diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None
     return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
             "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented, "shading": shade,
-            "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
+            "window_start": times[usable].min() if untuned is not None else fit["window_start"],
+            "window_end": times[usable].max() if untuned is not None else fit["window_end"],
+            "n_samples": fit["n_samples"],
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes),
                                          "blend": fit_intraday_blend(times, power, fx["p50"], feats, served["location"], model,
                                                                      bands, tau_hours, window_minutes)},
             "diagnostics": diagnostics}
+
+
+def untuned_description(loc, planes, fit, oriented, min_band_days=MIN_BAND_DAYS):
+    """The entered description, served untuned with the plant's bands, when the tuning lacks only history.
+
+    :func:`engine.tuning.fit_tuning` refuses a fit with fewer than its
+    ``min_days`` days of usable daylight actuals or too few clear unclipped
+    samples (its diagnostics ``days``/``min_days`` and
+    ``clear_samples``/``min_clear_samples`` say which): a plant's first days,
+    or weeks of cloud. Its bands need no clear sky: the residuals of the
+    entered description, on which nothing is fitted, are out-of-sample
+    errors of what is served, and :func:`engine.conformal.fit_band_offsets`
+    shrinks them toward the global bands by their number. Refusals for any
+    other cause (a wrong clock, a DC scale out of its bounds) keep the
+    calibration refused: data that mislead the tuning mislead the bands.
+
+    Parameters
+    ----------
+    loc : DataFrame
+        One-row locations frame, the description as entered.
+    planes : DataFrame or None
+        Its planes.
+    fit : dict
+        The refused :func:`engine.tuning.fit_tuning` result.
+    oriented : dict or None
+        :func:`fit_orientation` (an orientation it fitted is not served
+        without a DC scale fitted with it: stated as refused).
+    min_band_days : int or None
+        Local days with usable daylight actuals needed (None: never).
+
+    Returns
+    -------
+    tuple or None
+        (served: ``location``/``planes``/``orientation``/``fit``, the fit
+        with ``dc_scale`` 1 and no clipping level, the orientation), or None
+        when the calibration stays refused.
+    """
+    d = fit["diagnostics"]
+    short = d["days"] < d["min_days"] or d.get("clear_samples", d["min_clear_samples"]) < d["min_clear_samples"]
+    if fit["ok"] or not short or min_band_days is None or d["days"] < int(min_band_days):
+        return None
+    if oriented is not None and oriented["ok"]:
+        oriented = tuning.refused_orientation(oriented["stated_tilt"], oriented["stated_azimuth"],
+                                              f"orientation: not served before the DC scale ({fit['reason']})",
+                                              oriented["diagnostics"])
+    fit = {**fit, "dc_scale": 1.0, "clip_kw": None}
+    return {"location": loc, "planes": planes, "orientation": oriented, "fit": fit}, fit, oriented
 
 
 def fit_orientation(location, power, entered, cutoff, planes=None, half_life_days=None):
@@ -761,14 +830,14 @@ def refit_policy(conf):
     return conf["refit_after_daylight_hours"] or 0, conf.get("refit_first_after_days"), "new_daylight_hours"
 
 
-def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None, column="new_daylight"):
+def refits_due(counts, threshold, first_days=MIN_BAND_DAYS, refused=None, column="new_daylight"):
     """The plants the refit policy refits now (``adaptation`` of ``configs/service.yaml``).
 
     A plant is due when ``threshold`` daylight actuals arrived since its
     latest calibration, or, without a calibration yet, as soon as its
     daylight actuals cover ``first_days`` local days (at least
-    :data:`engine.tuning.MIN_DAYS`, the fewest :func:`fit_calibration`
-    accepts; the first fit does not wait for the threshold). A plant whose
+    :data:`MIN_BAND_DAYS`, the fewest :func:`fit_calibration` accepts:
+    bands before the tuning, :func:`untuned_description`; the first fit does not wait for the threshold). A plant whose
     last refit was refused (too little usable data) is due again only after
     ``threshold`` more daylight actuals or, for a first fit, one more local
     day: never on every ingest.
@@ -802,7 +871,7 @@ def refits_due(counts, threshold, first_days=tuning.MIN_DAYS, refused=None, colu
     days = counts["daylight_days"].to_numpy("int64")
     due = new - before[:, 0] >= threshold
     if first_days:
-        due |= (~counts["calibrated"].to_numpy(bool) & (days >= max(int(first_days), tuning.MIN_DAYS))
+        due |= (~counts["calibrated"].to_numpy(bool) & (days >= max(int(first_days), MIN_BAND_DAYS))
                 & (days > before[:, 1]))
     return ids[due]
 

@@ -1754,7 +1754,7 @@ async def refit_counts(db, location_ids, *, tenant_id=None):
         one 0); ``calibrated`` (bool): the location
         has a calibration; ``daylight_days``: of a location without one, the
         distinct local days (the plant's ``timezone``) with daylight actuals
-        (the days a first fit could use: ``engine.tuning.MIN_DAYS``), 0 for a
+        (the days a first fit could use: ``engine.adaptation.MIN_BAND_DAYS``), 0 for a
         calibrated one (its actuals are not scanned); ``last_time``: its
         latest actual (UTC, NaT without actuals). Unknown locations have no row.
     """

@@ -111,14 +111,30 @@ def test_unknown_plant_and_no_calibration_are_404(client, plant):
 
 
 def test_too_little_history_is_422_with_the_reason(client, plant):
+    """2 local days: fewer than the bands alone need (engine.adaptation.MIN_BAND_DAYS), so nothing is fitted."""
     r = client.post(f"/api/v1/locations/{plant[0]['location_id']}/calibrate",
-                    json={"cutoff": "2016-07-04T00:00:00+00:00"})
+                    json={"cutoff": "2016-07-03T00:00:00+00:00"})
     assert_error(client, r, 422, "actuals")
     assert "at least 7 needed" in r.json()["error"]["message"]
     got = client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration")  # the policy's version, and why
     assert got.status_code == 200, got.text                                      # the refit after it stored nothing
-    assert got.json()["last_refusal"]["cutoff"].startswith("2016-07-04")
+    assert got.json()["last_refusal"]["cutoff"].startswith("2016-07-03")
     assert "at least 7 needed" in got.json()["last_refusal"]["reason"]
+
+
+def test_four_days_give_bands_before_the_tuning_through_http(client, training_config):
+    """4 local days of actuals (fewer than the tuning's 7, at least the bands' 3): POST .../calibrate stores a
+    calibration that serves the entered description untuned with the plant's own bands, and says so."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [4 days]", until="2016-07-05T06:00:00+00:00",
+                          settle=False)
+    r = client.post(f"/api/v1/locations/{loc['location_id']}/calibrate", json={"cutoff": "2016-07-05T06:00:00+00:00"})
+    assert r.status_code == 200, r.text
+    cal = r.json()
+    assert cal["diagnostics"]["tuned"] is False and cal["diagnostics"]["untuned_reason"]
+    assert cal["dc_scale"] == 1.0 and cal["clip_kw"] is None and cal["capacity_dc_kw"] == PLANT["capacity_dc_kw"]
+    assert cal["diagnostics"]["band_rows"] > 0
+    got = client.get(f"/api/v1/locations/{loc['location_id']}/calibration")
+    assert got.status_code == 200 and got.json()["version"] == cal["version"]
 
 
 def test_actuals_an_hour_off_the_sun_are_refused_not_learnt(client, training_config):

@@ -225,6 +225,78 @@ def test_invariants_hold_with_orientation_tuning_on(plant, wrong):
         assert (q[f["solar_elevation"].to_numpy() <= 0] == 0).all()
 
 
+EARLY_CUTOFF = pd.Timestamp("2016-07-05T06:00:00Z")  # 4 local days of actuals: too few for the tuning (7)
+
+
+@pytest.fixture(scope="module")
+def early(plant):
+    """The wrong description calibrated on its first 4 local days (2016-07-01..04), and with the former rule."""
+    power, weather, location, model = plant
+    loc = location.assign(**WRONG)
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    return (loc, actuals, adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF),
+            adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, min_band_days=None))
+
+
+def test_bands_are_fitted_before_the_tuning_can_be_and_served_with_the_entered_description(early):
+    """4 days: the tuning is refused for its history (fewer than MIN_DAYS days), the bands are fitted on the
+    entered description's own residuals and served with it; the calibration says it is untuned and why."""
+    loc, _, cal, former = early
+    assert not former["ok"] and former["diagnostics"]["days"] < tuning.MIN_DAYS  # the rule before: nothing
+    assert former["diagnostics"]["days"] >= adaptation.MIN_BAND_DAYS
+    assert cal["ok"] and cal["diagnostics"]["tuned"] is False and cal["diagnostics"]["untuned_reason"]
+    assert cal["dc_scale"] == 1.0 and cal["clip_kw"] is None and not cal["orientation"]["ok"]
+    assert cal["capacity_dc_kw"] == WRONG["capacity_dc_kw"] and cal["window_end"] < EARLY_CUTOFF
+    tuned = tuned_location(loc, cal)
+    assert tuned[["capacity_dc_kw", "tilt", "azimuth"]].equals(loc[["capacity_dc_kw", "tilt", "azimuth"]])
+    assert cal["diagnostics"]["band_residuals"]["method"].startswith("in-sample")
+    assert cal["diagnostics"]["band_rows"] > 0 and not np.allclose(cal["bands"]["offsets"], 0.0)
+
+
+def test_bands_before_the_tuning_cover_the_next_days_closer_to_nominal_than_the_global_ones(plant, early):
+    """The wrong description under-forecasts (DC = AC for a 1.2 ratio, plane turned): over the 4 days after the
+    cutoff the plant's early bands bring daylight P10-P90 coverage closer to 80 % than the global bands."""
+    power, weather, _, model = plant
+    loc, _, cal, _ = early
+    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
+    f = features.feature_frame(loc, weather, times)
+    cap = np.full(len(times), 5.5)
+    lead = adaptation.weather_lead_hours(weather, times)
+    q = forecast.ml_quantiles(f, cap, model)
+    adapt = {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
+             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+    banded = forecast.adapt_quantiles(q.copy(), f, np.ones(len(times), dtype="int64"), lead, cap, adapt)
+    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
+    cover = {}
+    for name, qq in (("global", q), ("early", banded)):
+        kw = quantiles.apply_limits(qq, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
+        ok = day & np.isfinite(y)
+        cover[name] = np.mean((y[ok] >= kw[ok, 0]) & (y[ok] <= kw[ok, 4]))
+    assert abs(cover["early"] - 0.8) < abs(cover["global"] - 0.8), cover
+
+
+def test_early_bands_never_see_actuals_after_the_cutoff(plant, early):
+    """Actuals after the cutoff (tripled here) change nothing in a calibration fitted before the tuning can be."""
+    _, weather, _, model = plant
+    loc, actuals, cal, _ = early
+    later = actuals["time"] >= EARLY_CUTOFF
+    altered = actuals.assign(power_kw=np.where(later, 3.0 * actuals["power_kw"], actuals["power_kw"]))
+    assert adaptation.fit_calibration(loc, weather, altered, model, EARLY_CUTOFF) == cal
+
+
+def test_a_tuning_refused_for_another_cause_than_history_refuses_the_bands_too(early):
+    """Only a lack of history lets bands serve untuned: a refused fit with enough days and clear samples (data that
+    mislead, e.g. a scale out of bounds) keeps the calibration refused, and so do too few days for the bands."""
+    _, _, _, former = early
+    fit, d = former, former["diagnostics"]  # the refused fit of 4 days
+    assert adaptation.untuned_description(None, None, fit, None) is not None  # bands alone
+    enough = {**fit, "diagnostics": {**d, "days": d["min_days"], "clear_samples": d["min_clear_samples"]}}
+    assert adaptation.untuned_description(None, None, enough, None) is None
+    few = {**fit, "diagnostics": {**d, "days": adaptation.MIN_BAND_DAYS - 1}}
+    assert adaptation.untuned_description(None, None, few, None) is None
+    assert adaptation.untuned_description(None, None, fit, None, min_band_days=None) is None
+
+
 def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
     """Every local day in exactly one block, blocks in time order, 5 of them, as equal as the days allow."""
     power = plant[0]
