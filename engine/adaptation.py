@@ -533,7 +533,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     Returns
     -------
     dict
-        ``ok``, ``reason``, ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
+        ``ok``, ``reason`` (a sentence, None when ok), ``code`` (the reason's stable code,
+        :data:`engine.tuning.REFUSAL_CODES`; None when ok), ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
         (tuned), ``clip_kw``, ``orientation``
         (:func:`engine.tuning.fit_orientation`: ``ok``, ``reason``, ``tilt``,
         ``azimuth``, ``stated_tilt``, ``stated_azimuth``, ``diagnostics``;
@@ -566,25 +567,27 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if weather is not None and len(weather):
         weather = weather[pd.DatetimeIndex(weather["issue_time"]) <= cutoff]
     if weather is None or not len(weather) or not len(act):
-        return {**fail, "reason": f"no actuals with weather before {cutoff.isoformat()}"}
+        return {**fail, "code": "no_actuals", "reason": f"no actuals with weather before {cutoff.isoformat()}"}
     wt = pd.DatetimeIndex(weather["valid_time"])
     inside = (act["time"] >= wt.min()) & (act["time"] <= wt.max())
     act = act[inside.to_numpy()]
     if len(act) < tuning.samples_for(tuning.MIN_CLEAR_HOURS, tuning.sample_minutes(act["time"])):
-        return {**fail, "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
+        return {**fail, "code": "no_actuals",
+                "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
     times = pd.DatetimeIndex(act["time"])
     power = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
     cap = float(loc.loc[0, "capacity_ac_kw"])
     try:
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
-        return {**fail, "reason": f"weather: {exc}"}
+        return {**fail, "code": "weather", "reason": f"weather: {exc}"}
     periods = act["period_minutes"].to_numpy()
     clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, planes, horizon) if (periods > 0).any()
                 else clear_sky_physical_kw(loc, entered, planes, horizon))  # instants: the frame at hand
     clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
-        return {**fail, "reason": clock["reason"], "diagnostics": {**fail["diagnostics"], "clock": clock}}
+        return {**fail, "code": "clock", "reason": clock["reason"],
+                "diagnostics": {**fail["diagnostics"], "clock": clock}}
     minutes = tuning.sample_minutes(times)
     timing = (f"orientation: actuals {minutes:.0f} min apart sent as instants (period_minutes 0); hour-ending "
               f"means read as instants look like a plant turned west: send their period_minutes to fit it"
@@ -607,8 +610,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
         oriented = tuning.refused_orientation(*stated, timing, {"sample_minutes": minutes})
     if not fit["ok"]:
-        return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
-                "orientation": oriented}
+        return {**fail, "code": fit["code"], "reason": fit["reason"], "n_samples": fit["n_samples"],
+                "diagnostics": fit["diagnostics"], "orientation": oriented}
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
                                   min_elevation=0.0)
     usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
@@ -687,7 +690,7 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
         diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
         diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None
-    return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
+    return {"ok": True, "reason": None, "code": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
             "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented, "shading": shade,
             "window_start": fit["window_start"], "window_end": fit["window_end"], "n_samples": fit["n_samples"],
             "bands": bands, "intraday": {"tau_hours": float(tau_hours), "window_minutes": int(window_minutes),

@@ -62,8 +62,30 @@ from engine.conformal import effective_n, recency_weights, weighted_quantiles  #
 from engine.validation import DC_AC_RATIO, LOCATION_BOUNDS
 
 DC_SCALE_BOUNDS = (0.5, 2.0)
-"""Allowed effective-DC scale (unitless): 0.5 = half the entered DC (heavy soiling or a
-unit mix-up), 2.0 = twice (DC entered = AC on a plant with DC/AC 2)."""
+"""Allowed effective-DC scale (unitless): 0.5 = half the entered DC (heavy soiling, half the strings
+off), 2.0 = twice (DC entered = AC on a plant with DC/AC 2). A measured scale outside them (or outside
+the DC/AC ratios of ``engine.validation.DC_AC_RATIO``) is not clamped: the fit is refused with the code
+``scale`` (:func:`fit_tuning`), since no physical plant explains it and a unit error does (W sent as
+kW, energy per 15 min sent as power, a capacity entered in W)."""
+
+REFUSALS = {
+    "no_actuals": "no actuals (or too few) covered by weather stored before the cutoff",
+    "weather": "the stored weather cannot drive the physical model at the actuals' times",
+    "clock": "the actuals' time labels are off the sun (engine.tuning.clock_offset): time zone, DST, "
+             "period labels",
+    "too_few_days": "fewer local days with usable daylight actuals than engine.tuning.MIN_DAYS",
+    "too_few_clear_samples": "too few clear, unclipped daylight actuals (engine.tuning.MIN_CLEAR_HOURS)",
+    "scale": "measured power is not a plant's power at the entered capacity: its ratio to the modelled "
+             "power is outside engine.tuning.DC_SCALE_BOUNDS (a unit error, energy sent as power, a "
+             "capacity entered in another unit, another plant's actuals)",
+}
+"""Why a calibration was refused: stable machine-readable code -> meaning. The one definition of
+the codes: ``engine.adaptation.fit_calibration``'s ``code``, the stored refusal
+(``engine.store.write_refusal``), the HTTP schemas (``serve_app.schemas``) and docs/api.md use it.
+A client branches on the code, never on the sentence (``reason``) beside it."""
+
+REFUSAL_CODES = tuple(REFUSALS)
+"""The codes of :data:`REFUSALS`, in order."""
 
 MIN_DAYS = 7
 """Distinct local days with usable daylight samples needed for a fit."""
@@ -491,41 +513,80 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
                        sample_minutes=minutes, min_days=int(min_days), min_clear_samples=int(min_clear_samples),
                        dc_scale_bounds=list(DC_SCALE_BOUNDS),
                        half_life_days=None if half_life_days is None else float(half_life_days))
-    result = {"ok": False, "reason": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
+    result = {"ok": False, "reason": None, "code": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
               "clip_kw": None, "window_start": None, "window_end": None, "n_samples": int(usable.sum()),
               "diagnostics": diagnostics}
-    if days < min_days:
-        result["reason"] = f"actuals: {days} days with usable daylight samples before {cutoff.isoformat()}, " \
-                           f"at least {min_days} needed"
-        return result
     y = p.to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = y / phys
-    base = usable & (csi >= clear_csi) & (elev > 15.0) & (phys > 0.1 * capacity_ac_kw)
+    lo, hi = scale_bounds(capacity_ac_kw, capacity_dc_kw)
+    diagnostics["dc_scale_allowed"] = [lo, hi]
+    clear_sky = (csi >= clear_csi) & (elev > 15.0) & (phys > 0.1 * capacity_ac_kw) & np.isfinite(ratio)
+    # the level of every producing clear sample, before the rejections: power a thousand times too small is
+    # all "outage" to usable_samples, so a unit error would otherwise read as too few days
+    producing = clear_sky & ~flags["night"].to_numpy() & (y > 0) & (phys < 0.85 * capacity_ac_kw)
+    if producing.sum() >= min_clear_samples:
+        level_ratio = float(np.median(ratio[producing]))
+        diagnostics.update(producing_clear_samples=int(producing.sum()), level_ratio=level_ratio)
+        if not lo <= level_ratio <= hi:
+            return {**result, **scale_refusal(level_ratio, int(producing.sum()), lo, hi, "producing")}
+    if days < min_days:
+        result["reason"] = f"actuals: {days} days with usable daylight samples before {cutoff.isoformat()}, " \
+                           f"at least {min_days} needed"
+        result["code"] = "too_few_days"
+        return result
+    base = usable & clear_sky
     scale = 1.0
     for _ in range(2):  # keep the samples the current scale leaves unclipped
-        sel = base & (scale * phys < 0.85 * capacity_ac_kw) & np.isfinite(ratio)
+        sel = base & (scale * phys < 0.85 * capacity_ac_kw)
         if sel.sum() < min_clear_samples:
             result["reason"] = (f"actuals: {int(sel.sum())} clear unclipped daylight samples before "
                                 f"{cutoff.isoformat()}, at least {min_clear_samples} needed")
+            result["code"] = "too_few_clear_samples"
             diagnostics["clear_samples"] = int(sel.sum())
             return result
         scale = float(np.median(ratio[sel])) if half_life_days is None else \
             float(weighted_quantiles(ratio[sel][:, None], weight[sel], [0.5])[0])
     q25, q75 = np.quantile(ratio[sel], [0.25, 0.75]) if half_life_days is None else \
         weighted_quantiles(np.repeat(ratio[sel][:, None], 2, axis=1), weight[sel], [0.25, 0.75])
-    ratio_bounds = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
-    lo, hi = max(DC_SCALE_BOUNDS[0], ratio_bounds[0]), min(DC_SCALE_BOUNDS[1], ratio_bounds[1])
-    bounded = float(np.clip(scale, lo, hi))
     level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw,
                                   samples_for(MIN_CLIPPED_HOURS, minutes))
     times = p.index[usable]
     diagnostics.update(clear_samples=int(sel.sum()), clear_n_effective=effective_n(weight[sel]),
                        dc_scale_unbounded=scale, ratio_q25=float(q25),
-                       ratio_q75=float(q75), at_bound=bool(bounded != scale), clipped_level_samples=n_clipped)
-    result.update(ok=True, dc_scale=bounded, capacity_dc_kw=float(capacity_dc_kw * bounded), clip_kw=level,
+                       ratio_q75=float(q75), clipped_level_samples=n_clipped)
+    if not lo <= scale <= hi:  # refused, not clamped: a clamped scale is a wrong plant learnt silently
+        return {**result, **scale_refusal(scale, int(sel.sum()), lo, hi, "clear usable")}
+    result.update(ok=True, dc_scale=scale, capacity_dc_kw=float(capacity_dc_kw * scale), clip_kw=level,
                   window_start=times.min(), window_end=times.max())
     return result
+
+
+def scale_bounds(capacity_ac_kw, capacity_dc_kw):
+    """The DC scales a plant may have: :data:`DC_SCALE_BOUNDS` within the DC/AC ratios of ``DC_AC_RATIO``.
+
+    Parameters
+    ----------
+    capacity_ac_kw, capacity_dc_kw : float
+        Entered, kW.
+
+    Returns
+    -------
+    (float, float)
+        Unitless.
+    """
+    ratio = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
+    return max(DC_SCALE_BOUNDS[0], ratio[0]), min(DC_SCALE_BOUNDS[1], ratio[1])
+
+
+def scale_refusal(ratio, samples, lo, hi, which):
+    """``ok`` False, code ``scale``, and the sentence of a measured/modelled power ratio outside [lo, hi]."""
+    return {"ok": False, "code": "scale", "dc_scale": 1.0,
+            "reason": (f"scale: measured power is {ratio:.3g} x the modelled power of the entered description "
+                       f"(median over {samples} {which} clear daylight samples), outside the DC scales "
+                       f"[{lo:.2f}, {hi:.2f}] a plant can have: a unit error (W sent as kW, energy per period "
+                       f"sent as power), a capacity entered in another unit, or another plant's actuals; "
+                       f"not learnt from")}
 
 
 def sky_arrays(features, times):
