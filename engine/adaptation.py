@@ -612,6 +612,15 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if not fit["ok"]:
         return {**fail, "code": fit["code"], "reason": fit["reason"], "n_samples": fit["n_samples"],
                 "diagnostics": fit["diagnostics"], "orientation": oriented}
+    if tuning.orientation_at_edge(oriented):  # the plant seen is not the plant described (after a scale
+        # refusal: a unit error also pushes the tilt to its edge): nothing to learn
+        return {**fail, "code": "orientation", "n_samples": fit["n_samples"], "orientation": oriented,
+                "diagnostics": {**fit["diagnostics"], "clock": clock},
+                "reason": (f"orientation: the actuals fit best at tilt {oriented['tilt']:.0f}, azimuth "
+                           f"{oriented['azimuth']:.0f}, the edge of the window searched (stated azimuth "
+                           f"{oriented['stated_azimuth']:.0f} +- {tuning.AZIMUTH_WINDOW:.0f}, tilt up to "
+                           f"{tuning.TILT_BOUNDS[1]:.0f}): they are not this plant as described (another "
+                           f"plant's actuals, the other side of the roof); not learnt from")}
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
                                   min_elevation=0.0)
     usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()

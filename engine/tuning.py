@@ -78,6 +78,9 @@ REFUSALS = {
     "scale": "measured power is not a plant's power at the entered capacity: its ratio to the modelled "
              "power is outside engine.tuning.DC_SCALE_BOUNDS (a unit error, energy sent as power, a "
              "capacity entered in another unit, another plant's actuals)",
+    "orientation": "the best orientation lies on the edge of the searched window (azimuth stated +- "
+                   "engine.tuning.AZIMUTH_WINDOW, tilt up to TILT_BOUNDS[1]): the actuals are not this plant "
+                   "as described (another plant's actuals, the other side of the roof)",
 }
 """Why a calibration was refused: stable machine-readable code -> meaning. The one definition of
 the codes: ``engine.adaptation.fit_calibration``'s ``code``, the stored refusal
@@ -849,6 +852,31 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
         return result
     result.update(ok=True, tilt=float(cand_t[best]), azimuth=float(cand_a[best] % 360.0))
     return result
+
+
+def orientation_at_edge(oriented):
+    """Whether a fitted orientation lies on the edge of the window :func:`fit_orientation` searched.
+
+    The grid ends at the stated azimuth +- :data:`AZIMUTH_WINDOW` and at the
+    tilt :data:`TILT_BOUNDS` [1] (75 deg; 0 is a flat roof, a physical end,
+    not the search's): a best candidate there means the best orientation is
+    outside the window, i.e. the actuals contradict the stated side of the
+    roof by more than a user errs (another plant's actuals, a plant entered
+    facing the other way). Within 1 deg (the fine grid's step) of the edge.
+
+    Parameters
+    ----------
+    oriented : dict or None
+        :func:`fit_orientation`'s answer.
+
+    Returns
+    -------
+    bool
+    """
+    if not oriented or not oriented.get("ok"):
+        return False
+    turned = abs((oriented["azimuth"] - oriented["stated_azimuth"] + 180.0) % 360.0 - 180.0)
+    return bool(turned >= AZIMUTH_WINDOW - 1.0 or oriented["tilt"] >= TILT_BOUNDS[1] - 1.0)
 
 
 def tuned_locations(locations, planes, tuning):
