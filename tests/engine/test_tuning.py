@@ -72,8 +72,46 @@ def test_too_little_history_is_an_error_as_data(serf):
     cap = float(serf[2].loc[0, "capacity_ac_kw"])
     power = serf[0][serf[0].index >= "2012-06-27"]
     result = fit(serf, cap, power)
-    assert not result["ok"] and "at least 7 needed" in result["reason"]
+    assert not result["ok"] and result["code"] == "too_few_days"
     assert result["dc_scale"] == 1.0
+
+
+@pytest.mark.parametrize("divisor", [4.0, 12.0])
+def test_energy_per_period_sent_as_power_is_refused_not_clamped(serf, divisor):
+    """kWh per 15 min (power / 4) or per 5 min (/ 12) sent as kW: the measured/modelled ratio is far below any
+    plant's DC scale, so the fit is refused with the code ``scale`` (it was clamped to 0.5 and learnt)."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    result = fit(serf, 1.2 * cap, serf[0] / divisor)
+    assert not result["ok"] and result["code"] == "scale", result["reason"]
+    assert result["dc_scale"] == 1.0 and result["capacity_dc_kw"] == 1.2 * cap
+    assert result["diagnostics"]["level_ratio"] < tuning.DC_SCALE_BOUNDS[0]
+
+
+def test_kw_sent_for_a_plant_entered_in_w_is_a_scale_refusal_not_an_outage(serf):
+    """Capacity entered in W (x1000), actuals in kW: every daylight value is under 1 % of the capacity, i.e. an
+    "outage" to usable_samples; the refusal says scale (before: "too few clear samples")."""
+    p, weather, location = serf
+    loc = location.assign(capacity_ac_kw=1000 * location["capacity_ac_kw"], capacity_dc_kw=1200 * location[
+        "capacity_ac_kw"])
+    f = features.feature_frame(loc, weather, p.index)
+    cap = float(loc.loc[0, "capacity_ac_kw"])
+    result = tuning.fit_tuning(p, f["physical_ac_kw"], f["solar_elevation"], f["csi"], cap,
+                               float(loc.loc[0, "capacity_dc_kw"]), CUTOFF, "America/Denver")
+    assert not result["ok"] and result["code"] == "scale", result["reason"]
+    assert result["diagnostics"]["level_ratio"] < 0.01
+
+
+def test_a_plant_at_twice_its_scale_bound_is_refused_but_inside_it_is_fitted(serf):
+    """The bound is a refusal, not a clamp: entered DC half of what the plant has (scale ~2.4 > 2.0) is refused;
+    0.7 x AC (scale ~1.7) is fitted."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    assert fit(serf, 0.7 * cap)["ok"]
+    low = fit(serf, 0.5 * cap)
+    assert not low["ok"] and low["code"] == "scale", low["reason"]
+
+
+def test_refusal_codes_are_one_definition():
+    assert tuning.REFUSAL_CODES == tuple(tuning.REFUSALS) and len(set(tuning.REFUSAL_CODES)) == len(tuning.REFUSALS)
 
 
 def test_an_observed_clipping_level_below_the_rating_is_found(serf):
