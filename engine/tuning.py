@@ -515,10 +515,20 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     above 15 deg whose physical power, after scaling, stays between 10 % and
     85 % of ``capacity_ac_kw`` (PVWatts' inverter efficiency is nearly flat
     there, so an AC ratio is a DC ratio; the clipped range says nothing about
-    DC). Two passes: the second keeps the samples the first scale leaves
+    DC; below an observed clipping level, ``clip_kw``, when there is one). Two
+    passes: the second keeps the samples the first scale leaves
     unclipped. The median resists the clouds a weather source misses. With
     ``half_life_days`` it is the weighted median under each sample's recency
     weight (``engine.conformal.recency_weights``): the plant's recent state.
+
+    Refused rather than learnt (``ok`` False, ``code`` of :data:`REFUSALS`):
+    a measured/modelled level outside :func:`scale_bounds` (code ``scale``;
+    checked first on every producing clear sample, since power a thousand
+    times too small is all "outage" to :func:`usable_samples`, then on the
+    fitted scale: never clamped); too few days or clear samples. A change
+    of the plant's daily clear-sky level (:func:`level_changes`: strings off
+    or back on) restricts the fit to the days after the last change (code
+    ``level_change`` when they hold too few clear samples).
 
     Parameters
     ----------
@@ -550,12 +560,15 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     Returns
     -------
     dict
-        ``ok`` (bool), ``reason`` (str, when not ok), ``dc_scale`` (unitless,
-        within :data:`DC_SCALE_BOUNDS`), ``capacity_dc_kw`` (tuned, kW),
+        ``ok`` (bool), ``reason`` (str, when not ok), ``code`` (:data:`REFUSAL_CODES`,
+        None when ok), ``dc_scale`` (unitless, within :func:`scale_bounds`; 1 when
+        refused), ``capacity_dc_kw`` (tuned, kW),
         ``clip_kw`` (kW or None), ``window_start``, ``window_end`` (first and
         last sample used, UTC), ``n_samples`` (usable daylight samples),
         ``diagnostics`` (counts of every rejection, clear samples, days,
-        the unbounded scale, the (weighted) interquartile range of the ratios,
+        the unbounded scale, ``dc_scale_allowed``, ``level_ratio`` (the
+        producing samples' median ratio), ``level_changes`` (``first_day``,
+        ``factor``), the (weighted) interquartile range of the ratios,
         ``half_life_days`` and ``clear_n_effective``: Kish's effective number
         of the clear samples under the weights).
     """
@@ -646,7 +659,12 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
 
 
 def scale_bounds(capacity_ac_kw, capacity_dc_kw):
-    """The DC scales a plant may have: :data:`DC_SCALE_BOUNDS` within the DC/AC ratios of ``DC_AC_RATIO``.
+    """The DC scales a plant may have: :data:`DC_SCALE_BOUNDS`, at most the largest DC/AC ratio of ``DC_AC_RATIO``.
+
+    The smallest ratio (0.5) bounds what a user may enter, not what a plant
+    may be: half the strings off on a plant entered with DC = AC is an
+    effective DC/AC of 0.5 or less, the state a level change follows
+    (:func:`level_changes`), so only :data:`DC_SCALE_BOUNDS` [0] bounds from below.
 
     Parameters
     ----------
@@ -658,8 +676,7 @@ def scale_bounds(capacity_ac_kw, capacity_dc_kw):
     (float, float)
         Unitless.
     """
-    ratio = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
-    return max(DC_SCALE_BOUNDS[0], ratio[0]), min(DC_SCALE_BOUNDS[1], ratio[1])
+    return DC_SCALE_BOUNDS[0], min(DC_SCALE_BOUNDS[1], DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
 
 
 def scale_refusal(ratio, samples, lo, hi, which):

@@ -165,3 +165,35 @@ def test_equal_recency_weights_are_the_unweighted_tuning(serf):
     """A half-life far longer than the history gives the unweighted fit (the weighted median is the median)."""
     cap = float(serf[2].loc[0, "capacity_ac_kw"])
     assert fit(serf, cap, half_life_days=1e9)["dc_scale"] == pytest.approx(fit(serf, cap)["dc_scale"], rel=1e-6)
+
+
+@pytest.mark.parametrize("since_off", [True, False])
+def test_a_capacity_change_is_fitted_on_the_plants_present_state(serf, since_off):
+    """Half the strings off for the last two weeks (still off), or off until then and back on: the DC scale is the
+    present state's (x0.5, or x1, of the unchanged plant's within 5 %) from the days after the level change found,
+    not a median of the two states (it learnt a mix: between the two)."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0].copy()
+    late = power.index >= "2012-06-17T06:00Z"  # local midnight, America/Denver
+    power[late if since_off else ~late] *= 0.5
+    whole, changed = fit(serf, cap), fit(serf, cap, power)
+    assert changed["ok"], changed["reason"]
+    steps = changed["diagnostics"]["level_changes"]
+    assert len(steps) == 1 and steps[0]["factor"] == pytest.approx(0.5 if since_off else 2.0, rel=0.1), steps
+    assert abs(pd.Timestamp(steps[0]["first_day"]) - pd.Timestamp("2012-06-17")) <= pd.Timedelta(days=3)
+    assert changed["dc_scale"] == pytest.approx(whole["dc_scale"] * (0.5 if since_off else 1.0), rel=0.05)
+
+
+def test_the_unchanged_plant_has_no_level_change(serf):
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    assert fit(serf, cap)["diagnostics"]["level_changes"] == []
+
+
+def test_too_few_clear_samples_since_a_level_change_is_refused(serf):
+    """Half the strings off for the last 5 days: a change is found but the days after it hold fewer clear samples
+    than a DC scale needs; refused with the code ``level_change`` rather than fitted on a mix of the two states."""
+    cap = float(serf[2].loc[0, "capacity_ac_kw"])
+    power = serf[0].copy()
+    power[power.index >= "2012-06-26T06:00Z"] *= 0.5
+    result = fit(serf, cap, power)
+    assert not result["ok"] and result["code"] == "level_change", (result["code"], result["reason"])
