@@ -452,8 +452,13 @@ def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, mi
     phys = np.asarray(physical_ac_kw, dtype=float)
     night = np.asarray(solar_elevation, dtype=float) <= min_elevation
     missing = p.isna().to_numpy()
-    outage = ~night & ~missing & (p.to_numpy() <= outage_fraction * capacity_ac_kw) & (
-        phys > outage_physical_fraction * capacity_ac_kw)
+    low = ~night & ~missing & (p.to_numpy() <= outage_fraction * capacity_ac_kw)
+    # an outage is the whole daylight run of (near) zero power around a sample the model says should produce:
+    # its morning and evening ends (the model under 20 %) are the same outage, not a plant's low power
+    run = np.cumsum(~low)  # consecutive low samples share a number
+    hit = np.zeros(run[-1] + 1 if len(run) else 0, dtype=bool)
+    hit[run[low & (phys > outage_physical_fraction * capacity_ac_kw)]] = True
+    outage = low & hit[run] if len(run) else low
     live = ~night & ~missing & (p.to_numpy() > outage_fraction * capacity_ac_kw)
     filled = p.fillna(-1.0)
     stale = stale_values(filled, stale_window) & live

@@ -197,3 +197,20 @@ def test_too_few_clear_samples_since_a_level_change_is_refused(serf):
     power[power.index >= "2012-06-26T06:00Z"] *= 0.5
     result = fit(serf, cap, power)
     assert not result["ok"] and result["code"] == "level_change", (result["code"], result["reason"])
+
+
+def test_an_outage_is_the_whole_daylight_run_of_zeros(serf):
+    """A week of zeros: every daylight sample of it (sun above 5 deg) is an outage, its mornings and evenings
+    too (before, only the samples whose physical estimate was above 20 % of capacity: the ends of each day were
+    left in as the plant's own low power and widened its bands); a plant's low power outside it is not."""
+    p, weather, location = serf
+    cap = float(location.loc[0, "capacity_ac_kw"])
+    power = p.copy()
+    week = (power.index >= "2012-06-10T06:00Z") & (power.index < "2012-06-17T06:00Z")
+    power[week] = 0.0
+    f = features.feature_frame(location, weather, power.index)
+    flags = tuning.usable_samples(power, f["physical_ac_kw"], f["solar_elevation"], cap)
+    daylight = f["solar_elevation"].to_numpy() > 5.0
+    assert flags["outage"].to_numpy()[week & daylight].all()
+    untouched = tuning.usable_samples(p, f["physical_ac_kw"], f["solar_elevation"], cap)["outage"].to_numpy()
+    assert (flags["outage"].to_numpy() & ~week == untouched & ~week).all()
