@@ -54,6 +54,9 @@ def probes(power, weather, location):
     late = local >= pd.Timestamp("2016-07-17", tz=TZ)
     stuck = hist.copy()
     frozen = (local >= pd.Timestamp("2016-07-12 12:00", tz=TZ)) & (local < pd.Timestamp("2016-07-15 12:00", tz=TZ))
+    stuck_week = hist.copy()
+    frozen_week = (local >= pd.Timestamp("2016-07-12 12:00", tz=TZ)) & (local < pd.Timestamp("2016-07-19 12:00", tz=TZ))
+    stuck_week[frozen_week] = hist[frozen_week].iloc[0]
     stuck[frozen] = hist[frozen].iloc[0]
     in_w = location.assign(capacity_ac_kw=1000 * CAP, capacity_dc_kw=1000 * location["capacity_dc_kw"])
     return {
@@ -65,6 +68,7 @@ def probes(power, weather, location):
         "export sign (negative)": (location, -hist),
         "outage: a week of zeros": (location, hist.where(~week, 0.0)),
         "stuck meter: 3 days of one value": (location, stuck),
+        "stuck meter: 7 days of one value": (location, stuck_week),
         "curtailed at 3.5 kW, limit not entered": (location, hist.clip(upper=3.5), power.clip(upper=3.5)),
         "another plant (azimuth 240, tilt 20, 0.6 x)": (location, other_plant(hist, weather, location, 20.0, 240.0, 0.6)),
         "half the strings off since 07-17, still off": (location, hist.where(~late, hist * 0.5), power * 0.5),

@@ -584,7 +584,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     periods = act["period_minutes"].to_numpy()
     clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, planes, horizon) if (periods > 0).any()
                 else clear_sky_physical_kw(loc, entered, planes, horizon))  # instants: the frame at hand
-    clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
+    stuck = tuning.stuck_values(power.to_numpy(), cap)  # a stuck meter's nights are not a clock
+    clock = {**tuning.clock_offset(power.where(~stuck), clear_kw, float(loc.loc[0, "longitude"]), cap),
+             "stuck_samples_left_out": int(stuck.sum())}
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
         return {**fail, "code": "clock", "reason": clock["reason"],
                 "diagnostics": {**fail["diagnostics"], "clock": clock}}

@@ -265,6 +265,34 @@ def stale_values(power_kw, window):
     return flags
 
 
+def stuck_values(power_kw, capacity_ac_kw, window=4, on_fraction=0.01):
+    """A stuck meter: runs of ``window`` or more equal values above ``on_fraction`` of the capacity, day or night.
+
+    The rule of :func:`stale_values` (pvanalytics' ``stale_values_diff``) on
+    the values that are not (near) zero: a meter that repeats its last
+    reading through the night shows power at modelled night, which the clock
+    check (:func:`clock_offset`) would read as time labels hours off; its
+    zeros at night are the plant's own.
+
+    Parameters
+    ----------
+    power_kw : array_like
+        kW, in time order.
+    capacity_ac_kw : float
+        kW.
+    window : int, default 4
+        Samples (:func:`usable_samples`' ``stale_window``).
+    on_fraction : float, default 0.01
+        :func:`usable_samples`' ``outage_fraction``.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    v = np.asarray(power_kw, dtype=float)
+    return stale_values(np.where(np.isfinite(v), v, -1.0), window) & (v > on_fraction * float(capacity_ac_kw))
+
+
 CLOCK_ON_FRACTION = 0.01
 """Power above this fraction of ``capacity_ac_kw`` counts as "on" when the clock of the actuals is checked
 (:func:`clock_offset`): low enough that diffuse light after sunrise and before sunset passes it."""

@@ -659,3 +659,21 @@ def test_another_plants_actuals_are_refused_not_learnt(plant):
 def test_the_right_plant_is_not_at_the_edge(fitted):
     """The plant's own actuals (entered DC = AC): calibrated, code None, the orientation inside the window."""
     assert fitted["code"] is None and not tuning.orientation_at_edge(fitted["orientation"])
+
+
+def test_a_meter_stuck_for_a_week_is_not_read_as_a_clock(plant):
+    """A meter repeating one daytime reading for 7 days, nights included: its nights showed power at modelled night
+    (16 %), refused as "clock" (the client would have fixed a clock that was right); the stuck values are left out
+    of the clock check and of the tuning (stale), and the plant is calibrated as without them."""
+    power, weather, location, model = plant
+    local = power.index.tz_convert("America/Denver")
+    frozen = (local >= pd.Timestamp("2016-07-12 12:00", tz="America/Denver")) & (
+        local < pd.Timestamp("2016-07-19 12:00", tz="America/Denver"))
+    stuck = power.copy()
+    stuck[frozen] = power[frozen].iloc[0]
+    cal = adaptation.fit_calibration(location, weather, pd.DataFrame({"time": power.index,
+                                                                      "power_kw": stuck.to_numpy()}), model, CUTOFF)
+    assert cal["ok"], (cal.get("code"), cal["reason"])
+    clock = cal["diagnostics"]["clock"]
+    assert not clock["shifted"] and clock["stuck_samples_left_out"] >= frozen.sum() - 4
+    assert cal["diagnostics"]["stale"] > 0
