@@ -9,8 +9,11 @@ estimate of the weather used for those times, a small bounded correction:
 
 - ``dc_scale``: effective DC capacity / entered DC capacity. It absorbs a
   wrong DC/AC ratio, soiling, degradation and a systematic bias of the
-  weather source. Bounds :data:`DC_SCALE_BOUNDS`; the tuned DC/AC ratio also
-  stays inside ``engine.validation.DC_AC_RATIO``.
+  weather source. Bounds :data:`DC_SCALE_BOUNDS`, and the tuned DC/AC ratio
+  at most ``engine.validation.DC_AC_RATIO`` [1] (:func:`scale_bounds`); a
+  measured scale outside them is refused (code ``scale``), never clamped.
+  Fitted on the days after the last change of the plant's clear-sky level
+  (:func:`level_changes`), if any.
 - ``clip_kw``: the observed AC clipping level (flat tops found by
   ``pvanalytics.features.clipping.geometric``) when it is clearly below the
   entered AC capacity (an inverter limited below its rating, an undeclared
