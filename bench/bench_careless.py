@@ -11,11 +11,13 @@ transformation of real data, nothing invented) for the history 2016-07-01..07-31
 2. calibration at the cutoff 2016-08-01 00:00 UTC (``engine.adaptation.fit_calibration``, what
    ``POST .../calibrate`` runs): ok / refused (code, reason), dc_scale, clip_kw, orientation;
 3. the next 14 local days (2016-08-01..08-14) forecast day-ahead with that calibration (global
-   forecast when refused) and scored against the plant's true power (as measured; curtailed, or with half its strings, where that
-   is the plant's own lasting state): daylight P50 nMAE (% of the
-   AC capacity) and P10-P90 coverage.
+   forecast when refused) and scored against the plant's true power (as measured; curtailed, or
+   with half its strings, where that is the plant's own lasting state): daylight P50 nMAE (% of
+   the AC capacity) and P10-P90 coverage.
 
-Run: ``nice -n 10 .venv/bin/python bench/bench_careless.py [probe ...]`` (default: every probe).
+Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_careless.py [probe ...]`` (default: every
+probe; a probe is chosen by a part of its name). On another checkout's engine: run this file with that
+checkout first on ``PYTHONPATH``.
 """
 
 import sys
@@ -70,7 +72,8 @@ def probes(power, weather, location):
         "stuck meter: 3 days of one value": (location, stuck),
         "stuck meter: 7 days of one value": (location, stuck_week),
         "curtailed at 3.5 kW, limit not entered": (location, hist.clip(upper=3.5), power.clip(upper=3.5)),
-        "another plant (azimuth 240, tilt 20, 0.6 x)": (location, other_plant(hist, weather, location, 20.0, 240.0, 0.6)),
+        "another plant (azimuth 240, tilt 20, 0.6 x)": (location,
+                                                        other_plant(hist, weather, location, 20.0, 240.0, 0.6)),
         "half the strings off since 07-17, still off": (location, hist.where(~late, hist * 0.5), power * 0.5),
         "half the strings off until 07-17, back on": (location, hist.where(late, hist * 0.5)),
     }

@@ -69,10 +69,11 @@ DC_SCALE_BOUNDS = (0.4, 2.0)
 rightly described plant: 0.46 measured on SERF East 2016, bench/bench_careless.py; it was 0.5, which refused
 that plant), 2.0 = twice (DC entered = AC on a plant with DC/AC 2). 0.4 stays well above the commonest unit
 error, energy per 15 min sent as power (0.25 x the plant's scale: 0.23 rightly described, 0.28 with DC
-entered = AC); energy per 30 min (0.5 x) is not told from half the strings off by the level alone. A measured scale outside them (or outside
-the DC/AC ratios of ``engine.validation.DC_AC_RATIO``) is not clamped: the fit is refused with the code
-``scale`` (:func:`fit_tuning`), since no physical plant explains it and a unit error does (W sent as
-kW, energy per 15 min sent as power, a capacity entered in W)."""
+entered = AC); energy per 30 min (0.5 x) is not told from half the strings off by the level alone.
+A measured scale outside them (or above the largest DC/AC ratio of ``engine.validation.DC_AC_RATIO``,
+:func:`scale_bounds`) is not clamped: the fit is refused with the code ``scale`` (:func:`fit_tuning`),
+since no physical plant explains it and a unit error does (W sent as kW, energy per 15 min sent as
+power, a capacity entered in W)."""
 
 REFUSALS = {
     "no_actuals": "no actuals (or too few) covered by weather stored before the cutoff",
