@@ -82,6 +82,9 @@ BAND_FOLDS = 5
 #: days already move a plant whose description is wrong from the global bands' ~45-60 % coverage
 #: (docs/model.md "Bands before the tuning").
 MIN_BAND_DAYS = 3
+#: Refusal codes of :func:`engine.tuning.fit_tuning` (``engine.tuning.REFUSAL_CODES``) that say the tuning lacks
+#: history, not sense: the plant's bands may be served on the entered description (:func:`untuned_description`).
+SHORT_HISTORY = ("too_few_days", "too_few_clear_samples")
 """Contiguous day blocks of the forward band residuals (:func:`forward_quantiles`): the 5 of K-fold
 validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Blocks 1..4 are scored
 (block 0 only teaches), so a calibration costs at most ``BAND_FOLDS`` tunings; with the
@@ -545,7 +548,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     Returns
     -------
     dict
-        ``ok``, ``reason``, ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
+        ``ok``, ``reason`` (a sentence, None when ok), ``code`` (the reason's stable code,
+        :data:`engine.tuning.REFUSAL_CODES`; None when ok), ``cutoff``, ``dc_scale``, ``capacity_dc_kw``
         (tuned), ``clip_kw``, ``orientation``
         (:func:`engine.tuning.fit_orientation`: ``ok``, ``reason``, ``tilt``,
         ``azimuth``, ``stated_tilt``, ``stated_azimuth``, ``diagnostics``;
@@ -571,7 +575,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         their instants, so "after" is above nominal, the bands being of
         instants), None without rows); ``tuned`` (False: the tuning lacked
         history and the entered description is served with the plant's bands,
-        ``untuned_reason`` says why; :func:`untuned_description`).
+        ``untuned_code`` (:data:`SHORT_HISTORY`) and ``untuned_reason`` say why;
+        :func:`untuned_description`).
     """
     cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
     loc = location.iloc[[0]].reset_index(drop=True)
@@ -580,26 +585,30 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if weather is not None and len(weather):
         weather = weather[pd.DatetimeIndex(weather["issue_time"]) <= cutoff]
     if weather is None or not len(weather) or not len(act):
-        return {**fail, "reason": f"no actuals with weather before {cutoff.isoformat()}"}
+        return {**fail, "code": "no_actuals", "reason": f"no actuals with weather before {cutoff.isoformat()}"}
     wt = pd.DatetimeIndex(weather["valid_time"])
     inside = (act["time"] >= wt.min()) & (act["time"] <= wt.max())
     act = act[inside.to_numpy()]
     if len(act) < tuning.samples_for(tuning.MIN_CLEAR_HOURS, tuning.sample_minutes(act["time"])):
-        return {**fail, "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
+        return {**fail, "code": "no_actuals",
+                "reason": f"{len(act)} actuals covered by stored weather before {cutoff.isoformat()}"}
     times = pd.DatetimeIndex(act["time"])
     power = pd.Series(act["power_kw"].to_numpy(dtype=float), index=times)
     cap = float(loc.loc[0, "capacity_ac_kw"])
     try:
         entered = feature_frame(loc, weather, times, planes, horizon)
     except ValueError as exc:
-        return {**fail, "reason": f"weather: {exc}"}
+        return {**fail, "code": "weather", "reason": f"weather: {exc}"}
     periods = act["period_minutes"].to_numpy()
     clear_kw = (clear_sky_period_means_kw(loc, weather, times, periods, model.get("within_period"), planes, horizon)
                 if (periods > 0).any()
                 else clear_sky_physical_kw(loc, entered, planes, horizon))  # instants: the frame at hand
-    clock = tuning.clock_offset(power, clear_kw, float(loc.loc[0, "longitude"]), cap)
+    stuck = tuning.stuck_values(power.to_numpy(), cap)  # a stuck meter's nights are not a clock
+    clock = {**tuning.clock_offset(power.where(~stuck), clear_kw, float(loc.loc[0, "longitude"]), cap),
+             "stuck_samples_left_out": int(stuck.sum())}
     if clock["shifted"]:  # a clock, not a plant: learning from it would turn the plane and widen the bands
-        return {**fail, "reason": clock["reason"], "diagnostics": {**fail["diagnostics"], "clock": clock}}
+        return {**fail, "code": "clock", "reason": clock["reason"],
+                "diagnostics": {**fail["diagnostics"], "clock": clock}}
     minutes = tuning.sample_minutes(times)
     timing = (f"orientation: actuals {minutes:.0f} min apart sent as instants (period_minutes 0); hour-ending "
               f"means read as instants look like a plant turned west: send their period_minutes to fit it"
@@ -622,12 +631,21 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     if timing is not None and np.isfinite(stated).all():  # (a plant of planes states no single tilt/azimuth)
         oriented = tuning.refused_orientation(*stated, timing, {"sample_minutes": minutes})
     untuned = None if fit["ok"] else untuned_description(loc, planes, fit, oriented, min_band_days)
+    if untuned is None and not fit["ok"]:
+        return {**fail, "code": fit["code"], "reason": fit["reason"], "n_samples": fit["n_samples"],
+                "diagnostics": fit["diagnostics"], "orientation": oriented}
+    if tuning.orientation_at_edge(oriented):  # the plant seen is not the plant described (after a scale
+        # refusal: a unit error also pushes the tilt to its edge): nothing to learn
+        return {**fail, "code": "orientation", "n_samples": fit["n_samples"], "orientation": oriented,
+                "diagnostics": {**fit["diagnostics"], "clock": clock},
+                "reason": (f"orientation: the actuals fit best at tilt {oriented['tilt']:.0f}, azimuth "
+                           f"{oriented['azimuth']:.0f}, the edge of the window searched (stated azimuth "
+                           f"{oriented['stated_azimuth']:.0f} +- {tuning.AZIMUTH_WINDOW:.0f}, tilt up to "
+                           f"{tuning.TILT_BOUNDS[1]:.0f}): they are not this plant as described (another "
+                           f"plant's actuals, the other side of the roof); not learnt from")}
     if untuned is not None:  # the tuning lacks history, not sense: the entered description with the plant's bands
         served, fit, oriented = untuned
         folds = 1  # nothing fitted: the entered description's own residuals are out of sample
-    elif not fit["ok"]:
-        return {**fail, "reason": fit["reason"], "n_samples": fit["n_samples"], "diagnostics": fit["diagnostics"],
-                "orientation": oriented}
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
                                   min_elevation=0.0)
     usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
@@ -703,11 +721,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
     diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how,
-                   "tuned": untuned is None, "untuned_reason": None if untuned is None else fit["reason"]}
+                   "tuned": untuned is None, "untuned_code": None if untuned is None else fit["code"],
+                   "untuned_reason": None if untuned is None else fit["reason"]}
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
         diagnostics[f"coverage_p10_p90_{name}"] = coverage(y, q_[:, 0], q_[:, 4], (0.1, 0.9)) if len(y) else None
         diagnostics[f"coverage_p25_p75_{name}"] = coverage(y, q_[:, 1], q_[:, 3], (0.25, 0.75)) if len(y) else None
-    return {"ok": True, "reason": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
+    return {"ok": True, "reason": None, "code": None, "cutoff": cutoff, "dc_scale": fit["dc_scale"],
             "capacity_dc_kw": fit["capacity_dc_kw"], "clip_kw": fit["clip_kw"], "orientation": oriented, "shading": shade,
             "window_start": times[usable].min() if untuned is not None else fit["window_start"],
             "window_end": times[usable].max() if untuned is not None else fit["window_end"],
@@ -723,13 +742,13 @@ def untuned_description(loc, planes, fit, oriented, min_band_days=MIN_BAND_DAYS)
 
     :func:`engine.tuning.fit_tuning` refuses a fit with fewer than its
     ``min_days`` days of usable daylight actuals or too few clear unclipped
-    samples (its diagnostics ``days``/``min_days`` and
-    ``clear_samples``/``min_clear_samples`` say which): a plant's first days,
-    or weeks of cloud. Its bands need no clear sky: the residuals of the
+    samples (codes :data:`SHORT_HISTORY`): a plant's first days, or weeks of
+    cloud. Its bands need no clear sky: the residuals of the
     entered description, on which nothing is fitted, are out-of-sample
     errors of what is served, and :func:`engine.conformal.fit_band_offsets`
     shrinks them toward the global bands by their number. Refusals for any
-    other cause (a wrong clock, a DC scale out of its bounds) keep the
+    other cause (a wrong clock, a DC scale out of its bounds, a level change
+    too recent, an orientation at the edge of its window) keep the
     calibration refused: data that mislead the tuning mislead the bands.
 
     Parameters
@@ -753,9 +772,8 @@ def untuned_description(loc, planes, fit, oriented, min_band_days=MIN_BAND_DAYS)
         with ``dc_scale`` 1 and no clipping level, the orientation), or None
         when the calibration stays refused.
     """
-    d = fit["diagnostics"]
-    short = d["days"] < d["min_days"] or d.get("clear_samples", d["min_clear_samples"]) < d["min_clear_samples"]
-    if fit["ok"] or not short or min_band_days is None or d["days"] < int(min_band_days):
+    if fit["ok"] or fit.get("code") not in SHORT_HISTORY or min_band_days is None \
+            or fit["diagnostics"]["days"] < int(min_band_days):
         return None
     if oriented is not None and oriented["ok"]:
         oriented = tuning.refused_orientation(oriented["stated_tilt"], oriented["stated_azimuth"],

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from engine import keys, validation
+from engine.tuning import REFUSAL_CODES
 from engine.planes import empty_planes, summarise
 from engine.quantiles import QUANTILE_COLUMNS
 
@@ -1580,7 +1581,7 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
             None if calibration.get("shading") is None else finite_json(calibration["shading"]))
 
 
-async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, tenant_id=None):
+async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, code, tenant_id=None):
     """Keep a refused fit (``engine.adaptation.fit_calibration`` not ``ok``) as the location's latest refusal.
 
     Parameters
@@ -1590,9 +1591,11 @@ async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, tenant_
     cutoff : tz-aware Timestamp
         The fit's cutoff.
     reason : str
-        Why it was refused.
+        Why it was refused (a sentence).
     diagnostics : dict
         What the fit measured before refusing.
+    code : str
+        The reason's code, one of ``engine.tuning.REFUSAL_CODES``.
     tenant_id : str, optional
         Refuse another tenant's location (like an unknown one); None: any.
 
@@ -1601,18 +1604,20 @@ async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, tenant_
     LookupError
         Unknown location.
     ValueError
-        Another tenant's location (:func:`refuse_other_tenants`).
+        Another tenant's location (:func:`refuse_other_tenants`), or a code not in ``REFUSAL_CODES``.
     """
+    if code not in REFUSAL_CODES:
+        raise ValueError(f"code: {code!r} is not one of {REFUSAL_CODES}")
     async with connection(db) as conn, conn.transaction():
         await refuse_other_tenants(conn, [location_id], tenant_id)
         kept = await conn.fetchval("""
-            INSERT INTO plant_calibration_refusals (location_id, cutoff, reason, diagnostics)
-            SELECT $1, $2, $3, $4::jsonb WHERE EXISTS (SELECT 1 FROM locations WHERE location_id = $1)
+            INSERT INTO plant_calibration_refusals (location_id, cutoff, reason, diagnostics, code)
+            SELECT $1, $2, $3, $4::jsonb, $5 WHERE EXISTS (SELECT 1 FROM locations WHERE location_id = $1)
             ON CONFLICT (location_id) DO UPDATE
             SET refused_at = now(), cutoff = EXCLUDED.cutoff, reason = EXCLUDED.reason,
-                diagnostics = EXCLUDED.diagnostics
+                diagnostics = EXCLUDED.diagnostics, code = EXCLUDED.code
             RETURNING location_id""",
-            int(location_id), utc(cutoff, "cutoff"), str(reason), finite_json(diagnostics))
+            int(location_id), utc(cutoff, "cutoff"), str(reason), finite_json(diagnostics), str(code))
         if kept is None:
             raise LookupError(f"location_id {location_id} is unknown")
 
@@ -1623,10 +1628,11 @@ async def read_refusal(db, location_id, *, tenant_id=None):
     Returns
     -------
     dict or None
-        ``refused_at``, ``cutoff`` (datetimes), ``reason``, ``diagnostics`` (decoded).
+        ``refused_at``, ``cutoff`` (datetimes), ``code`` (``engine.tuning.REFUSAL_CODES``; None: stored
+        before codes), ``reason``, ``diagnostics`` (decoded).
     """
     row = await db.fetchrow(f"""
-        SELECT refused_at, cutoff, reason, diagnostics FROM plant_calibration_refusals
+        SELECT refused_at, cutoff, code, reason, diagnostics FROM plant_calibration_refusals
         WHERE location_id = $1 AND {TENANT_OWNS.format("$2")}""", int(location_id), tenant_id)
     return None if row is None else {**dict(row), "diagnostics": json.loads(row["diagnostics"])}
 

@@ -9,8 +9,11 @@ estimate of the weather used for those times, a small bounded correction:
 
 - ``dc_scale``: effective DC capacity / entered DC capacity. It absorbs a
   wrong DC/AC ratio, soiling, degradation and a systematic bias of the
-  weather source. Bounds :data:`DC_SCALE_BOUNDS`; the tuned DC/AC ratio also
-  stays inside ``engine.validation.DC_AC_RATIO``.
+  weather source. Bounds :data:`DC_SCALE_BOUNDS`, and the tuned DC/AC ratio
+  at most ``engine.validation.DC_AC_RATIO`` [1] (:func:`scale_bounds`); a
+  measured scale outside them is refused (code ``scale``), never clamped.
+  Fitted on the days after the last change of the plant's clear-sky level
+  (:func:`level_changes`), if any.
 - ``clip_kw``: the observed AC clipping level (flat tops found by
   ``pvanalytics.features.clipping.geometric``) when it is clearly below the
   entered AC capacity (an inverter limited below its rating, an undeclared
@@ -61,9 +64,40 @@ from engine import physics
 from engine.conformal import effective_n, recency_weights, weighted_quantiles  # the bands' weights: one definition
 from engine.validation import DC_AC_RATIO, LOCATION_BOUNDS
 
-DC_SCALE_BOUNDS = (0.5, 2.0)
-"""Allowed effective-DC scale (unitless): 0.5 = half the entered DC (heavy soiling or a
-unit mix-up), 2.0 = twice (DC entered = AC on a plant with DC/AC 2)."""
+DC_SCALE_BOUNDS = (0.4, 2.0)
+"""Allowed effective-DC scale (unitless): 0.4 = 40 % of the entered DC (more than half the strings off on a
+rightly described plant: 0.46 measured on SERF East 2016, bench/bench_careless.py; it was 0.5, which refused
+that plant), 2.0 = twice (DC entered = AC on a plant with DC/AC 2). 0.4 stays well above the commonest unit
+error, energy per 15 min sent as power (0.25 x the plant's scale: 0.23 rightly described, 0.28 with DC
+entered = AC); energy per 30 min (0.5 x) is not told from half the strings off by the level alone.
+A measured scale outside them (or above the largest DC/AC ratio of ``engine.validation.DC_AC_RATIO``,
+:func:`scale_bounds`) is not clamped: the fit is refused with the code ``scale`` (:func:`fit_tuning`),
+since no physical plant explains it and a unit error does (W sent as kW, energy per 15 min sent as
+power, a capacity entered in W)."""
+
+REFUSALS = {
+    "no_actuals": "no actuals (or too few) covered by weather stored before the cutoff",
+    "weather": "the stored weather cannot drive the physical model at the actuals' times",
+    "clock": "the actuals' time labels are off the sun (engine.tuning.clock_offset): time zone, DST, "
+             "period labels",
+    "too_few_days": "fewer local days with usable daylight actuals than engine.tuning.MIN_DAYS",
+    "too_few_clear_samples": "too few clear, unclipped daylight actuals (engine.tuning.MIN_CLEAR_HOURS)",
+    "scale": "measured power is not a plant's power at the entered capacity: its ratio to the modelled "
+             "power is outside engine.tuning.DC_SCALE_BOUNDS (a unit error, energy sent as power, a "
+             "capacity entered in another unit, another plant's actuals)",
+    "level_change": "the plant's clear-sky level changed (engine.tuning.LEVEL_CHANGE) too recently: too few "
+                    "clear samples since to fit its present state",
+    "orientation": "the best orientation lies on the edge of the searched window (azimuth stated +- "
+                   "engine.tuning.AZIMUTH_WINDOW, tilt up to TILT_BOUNDS[1]): the actuals are not this plant "
+                   "as described (another plant's actuals, the other side of the roof)",
+}
+"""Why a calibration was refused: stable machine-readable code -> meaning. The one definition of
+the codes: ``engine.adaptation.fit_calibration``'s ``code``, the stored refusal
+(``engine.store.write_refusal``), the HTTP schemas (``serve_app.schemas``) and docs/api.md use it.
+A client branches on the code, never on the sentence (``reason``) beside it."""
+
+REFUSAL_CODES = tuple(REFUSALS)
+"""The codes of :data:`REFUSALS`, in order."""
 
 MIN_DAYS = 7
 """Distinct local days with usable daylight samples needed for a fit."""
@@ -106,6 +140,62 @@ stated orientation is kept when it is one of them (its error <= (1 + NEAR_BEST) 
 
 MAX_ORIENTATION_SAMPLES = 3000
 """Clear samples used by :func:`fit_orientation` at most (evenly thinned), bounding its cost."""
+
+
+LEVEL_CHANGE = 1.3
+"""A plant's clear-sky level (measured / modelled power on clear, usable, unclipped samples; the median of
+its daily medians) that differs by at least this factor between two spans of :data:`LEVEL_CHANGE_DAYS` days
+or more is a change of the plant (strings off or back, a capacity change), not weather: the DC scale is
+fitted on the days after the change only (:func:`level_changes`). Measured on SERF East 2016 over every
+history of ``bench/bench_adaptive.py``'s walk (up to 90 days, spans of >= 5 days): at most x1.11 with the
+right description and x1.19 with DC = AC, tilt 30, azimuth 180 (an effective description drifts with the
+season); half the strings off is x2, one string of three x1.5. A change under 30 % (one string of five)
+is not told from the season and is averaged, as before."""
+
+LEVEL_CHANGE_DAYS = 5
+"""Days (with :data:`LEVEL_DAY_HOURS` of clear samples each) on both sides of a level change, at least."""
+
+LEVEL_DAY_HOURS = 1.0
+"""Clear samples that make a day's level, h (4 at 15 min)."""
+
+
+def level_changes(day, ratio, min_days=LEVEL_CHANGE_DAYS, factor=LEVEL_CHANGE):
+    """Steps of a plant's daily clear-sky level, oldest first (binary segmentation towards the present).
+
+    The daily level is the median of the day's ``ratio``; the best split of
+    the days (the largest difference of the medians of the daily levels
+    before and after it, with ``min_days`` days each side) is a step when
+    the two medians differ by ``factor`` or more; the search repeats on the
+    days after it, so the last step found starts the plant's present state.
+
+    Parameters
+    ----------
+    day : array_like
+        Local day of each sample (any sortable labels).
+    ratio : array_like
+        Measured / modelled power of each sample (> 0), unitless.
+    min_days : int, default :data:`LEVEL_CHANGE_DAYS`
+    factor : float, default :data:`LEVEL_CHANGE`
+
+    Returns
+    -------
+    list of dict
+        ``first_day`` (the label of the first day after the step), ``factor`` (level after / before).
+    """
+    logs = pd.Series(np.log(np.maximum(np.asarray(ratio, dtype=float), 1e-6))).groupby(np.asarray(day))
+    levels = logs.median().to_numpy()
+    labels = logs.median().index
+    steps, start = [], 0
+    while len(levels) - start >= 2 * min_days:
+        v = levels[start:]
+        cuts = np.arange(min_days, len(v) - min_days + 1)
+        diff = np.array([np.median(v[k:]) - np.median(v[:k]) for k in cuts])  # <= 90 days: a few thousand values
+        best = int(np.argmax(np.abs(diff)))
+        if abs(diff[best]) < np.log(factor):
+            break
+        start += int(cuts[best])
+        steps.append({"first_day": labels[start], "factor": float(np.exp(diff[best]))})
+    return steps
 
 
 def sample_minutes(times):
@@ -177,6 +267,34 @@ def stale_values(power_kw, window):
     for back in range(1, window - 1):  # window - 2 shifts: the run's last window - 1 values
         flags[:-back] |= end[back:]
     return flags
+
+
+def stuck_values(power_kw, capacity_ac_kw, window=4, on_fraction=0.01):
+    """A stuck meter: runs of ``window`` or more equal values above ``on_fraction`` of the capacity, day or night.
+
+    The rule of :func:`stale_values` (pvanalytics' ``stale_values_diff``) on
+    the values that are not (near) zero: a meter that repeats its last
+    reading through the night shows power at modelled night, which the clock
+    check (:func:`clock_offset`) would read as time labels hours off; its
+    zeros at night are the plant's own.
+
+    Parameters
+    ----------
+    power_kw : array_like
+        kW, in time order.
+    capacity_ac_kw : float
+        kW.
+    window : int, default 4
+        Samples (:func:`usable_samples`' ``stale_window``).
+    on_fraction : float, default 0.01
+        :func:`usable_samples`' ``outage_fraction``.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    v = np.asarray(power_kw, dtype=float)
+    return stale_values(np.where(np.isfinite(v), v, -1.0), window) & (v > on_fraction * float(capacity_ac_kw))
 
 
 CLOCK_ON_FRACTION = 0.01
@@ -366,8 +484,13 @@ def usable_samples(power_kw, physical_ac_kw, solar_elevation, capacity_ac_kw, mi
     phys = np.asarray(physical_ac_kw, dtype=float)
     night = np.asarray(solar_elevation, dtype=float) <= min_elevation
     missing = p.isna().to_numpy()
-    outage = ~night & ~missing & (p.to_numpy() <= outage_fraction * capacity_ac_kw) & (
-        phys > outage_physical_fraction * capacity_ac_kw)
+    low = ~night & ~missing & (p.to_numpy() <= outage_fraction * capacity_ac_kw)
+    # an outage is the whole daylight run of (near) zero power around a sample the model says should produce:
+    # its morning and evening ends (the model under 20 %) are the same outage, not a plant's low power
+    run = np.cumsum(~low)  # consecutive low samples share a number
+    hit = np.zeros(run[-1] + 1 if len(run) else 0, dtype=bool)
+    hit[run[low & (phys > outage_physical_fraction * capacity_ac_kw)]] = True
+    outage = low & hit[run] if len(run) else low
     live = ~night & ~missing & (p.to_numpy() > outage_fraction * capacity_ac_kw)
     filled = p.fillna(-1.0)
     stale = stale_values(filled, stale_window) & live
@@ -429,10 +552,20 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     above 15 deg whose physical power, after scaling, stays between 10 % and
     85 % of ``capacity_ac_kw`` (PVWatts' inverter efficiency is nearly flat
     there, so an AC ratio is a DC ratio; the clipped range says nothing about
-    DC). Two passes: the second keeps the samples the first scale leaves
+    DC; below an observed clipping level, ``clip_kw``, when there is one). Two
+    passes: the second keeps the samples the first scale leaves
     unclipped. The median resists the clouds a weather source misses. With
     ``half_life_days`` it is the weighted median under each sample's recency
     weight (``engine.conformal.recency_weights``): the plant's recent state.
+
+    Refused rather than learnt (``ok`` False, ``code`` of :data:`REFUSALS`):
+    a measured/modelled level outside :func:`scale_bounds` (code ``scale``;
+    checked first on every producing clear sample, since power a thousand
+    times too small is all "outage" to :func:`usable_samples`, then on the
+    fitted scale: never clamped); too few days or clear samples. A change
+    of the plant's daily clear-sky level (:func:`level_changes`: strings off
+    or back on) restricts the fit to the days after the last change (code
+    ``level_change`` when they hold too few clear samples).
 
     Parameters
     ----------
@@ -464,12 +597,15 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     Returns
     -------
     dict
-        ``ok`` (bool), ``reason`` (str, when not ok), ``dc_scale`` (unitless,
-        within :data:`DC_SCALE_BOUNDS`), ``capacity_dc_kw`` (tuned, kW),
+        ``ok`` (bool), ``reason`` (str, when not ok), ``code`` (:data:`REFUSAL_CODES`,
+        None when ok), ``dc_scale`` (unitless, within :func:`scale_bounds`; 1 when
+        refused), ``capacity_dc_kw`` (tuned, kW),
         ``clip_kw`` (kW or None), ``window_start``, ``window_end`` (first and
         last sample used, UTC), ``n_samples`` (usable daylight samples),
         ``diagnostics`` (counts of every rejection, clear samples, days,
-        the unbounded scale, the (weighted) interquartile range of the ratios,
+        the unbounded scale, ``dc_scale_allowed``, ``level_ratio`` (the
+        producing samples' median ratio), ``level_changes`` (``first_day``,
+        ``factor``), the (weighted) interquartile range of the ratios,
         ``half_life_days`` and ``clear_n_effective``: Kish's effective number
         of the clear samples under the weights).
     """
@@ -491,41 +627,103 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
                        sample_minutes=minutes, min_days=int(min_days), min_clear_samples=int(min_clear_samples),
                        dc_scale_bounds=list(DC_SCALE_BOUNDS),
                        half_life_days=None if half_life_days is None else float(half_life_days))
-    result = {"ok": False, "reason": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
+    result = {"ok": False, "reason": None, "code": None, "dc_scale": 1.0, "capacity_dc_kw": float(capacity_dc_kw),
               "clip_kw": None, "window_start": None, "window_end": None, "n_samples": int(usable.sum()),
               "diagnostics": diagnostics}
-    if days < min_days:
-        result["reason"] = f"actuals: {days} days with usable daylight samples before {cutoff.isoformat()}, " \
-                           f"at least {min_days} needed"
-        return result
     y = p.to_numpy(dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = y / phys
-    base = usable & (csi >= clear_csi) & (elev > 15.0) & (phys > 0.1 * capacity_ac_kw)
+    lo, hi = scale_bounds(capacity_ac_kw, capacity_dc_kw)
+    diagnostics["dc_scale_allowed"] = [lo, hi]
+    clear_sky = (csi >= clear_csi) & (elev > 15.0) & (phys > 0.1 * capacity_ac_kw) & np.isfinite(ratio)
+    # the level of every producing clear sample, before the rejections: power a thousand times too small is
+    # all "outage" to usable_samples, so a unit error would otherwise read as too few days
+    producing = clear_sky & ~flags["night"].to_numpy() & (y > 0) & (phys < 0.85 * capacity_ac_kw)
+    if producing.sum() >= min_clear_samples:
+        level_ratio = float(np.median(ratio[producing]))
+        diagnostics.update(producing_clear_samples=int(producing.sum()), level_ratio=level_ratio)
+        if not lo <= level_ratio <= hi:
+            return {**result, **scale_refusal(level_ratio, int(producing.sum()), lo, hi, "producing")}
+    if days < min_days:
+        result["reason"] = f"actuals: {days} days with usable daylight samples before {cutoff.isoformat()}, " \
+                           f"at least {min_days} needed"
+        result["code"] = "too_few_days"
+        return result
+    # an observed clipping level (an undeclared export limit) caps the unclipped range like the rating does
+    level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw,
+                                  samples_for(MIN_CLIPPED_HOURS, minutes))
+    limit = capacity_ac_kw if level is None else level
+    base = usable & clear_sky
+    local_day = np.asarray(pd.DatetimeIndex(p.index).tz_convert(timezone).tz_localize(None).normalize())
+    first = base & (phys < 0.85 * limit)  # the first pass's samples, per day with enough of them
+    per_day = pd.Series(first[first], index=local_day[first]).groupby(level=0).size()
+    counted = first & np.isin(local_day, per_day.index[per_day >= samples_for(LEVEL_DAY_HOURS, minutes)])
+    steps = level_changes(local_day[counted], ratio[counted])
+    diagnostics["level_changes"] = [{"first_day": str(pd.Timestamp(s["first_day"]).date()), "factor": s["factor"]}
+                                    for s in steps]
+    if steps:  # the plant changed: its present state is the days after the last change
+        base &= local_day >= steps[-1]["first_day"]
     scale = 1.0
     for _ in range(2):  # keep the samples the current scale leaves unclipped
-        sel = base & (scale * phys < 0.85 * capacity_ac_kw) & np.isfinite(ratio)
+        sel = base & (scale * phys < 0.85 * limit)
+        if sel.sum() < min_clear_samples and steps:
+            result["reason"] = (f"level_change: the plant's clear-sky level changed x{steps[-1]['factor']:.2f} "
+                                f"from {diagnostics['level_changes'][-1]['first_day']}; {int(sel.sum())} clear "
+                                f"unclipped daylight samples since, at least {min_clear_samples} needed: not "
+                                f"learnt from a mix of the two states")
+            result["code"] = "level_change"
+            diagnostics["clear_samples"] = int(sel.sum())
+            return result
         if sel.sum() < min_clear_samples:
             result["reason"] = (f"actuals: {int(sel.sum())} clear unclipped daylight samples before "
                                 f"{cutoff.isoformat()}, at least {min_clear_samples} needed")
+            result["code"] = "too_few_clear_samples"
             diagnostics["clear_samples"] = int(sel.sum())
             return result
         scale = float(np.median(ratio[sel])) if half_life_days is None else \
             float(weighted_quantiles(ratio[sel][:, None], weight[sel], [0.5])[0])
     q25, q75 = np.quantile(ratio[sel], [0.25, 0.75]) if half_life_days is None else \
         weighted_quantiles(np.repeat(ratio[sel][:, None], 2, axis=1), weight[sel], [0.25, 0.75])
-    ratio_bounds = (DC_AC_RATIO[0] * capacity_ac_kw / capacity_dc_kw, DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
-    lo, hi = max(DC_SCALE_BOUNDS[0], ratio_bounds[0]), min(DC_SCALE_BOUNDS[1], ratio_bounds[1])
-    bounded = float(np.clip(scale, lo, hi))
-    level, n_clipped = clip_level(y, flags["clipped"].to_numpy(), capacity_ac_kw,
-                                  samples_for(MIN_CLIPPED_HOURS, minutes))
     times = p.index[usable]
     diagnostics.update(clear_samples=int(sel.sum()), clear_n_effective=effective_n(weight[sel]),
                        dc_scale_unbounded=scale, ratio_q25=float(q25),
-                       ratio_q75=float(q75), at_bound=bool(bounded != scale), clipped_level_samples=n_clipped)
-    result.update(ok=True, dc_scale=bounded, capacity_dc_kw=float(capacity_dc_kw * bounded), clip_kw=level,
+                       ratio_q75=float(q75), clipped_level_samples=n_clipped)
+    if not lo <= scale <= hi:  # refused, not clamped: a clamped scale is a wrong plant learnt silently
+        return {**result, **scale_refusal(scale, int(sel.sum()), lo, hi, "clear usable")}
+    result.update(ok=True, dc_scale=scale, capacity_dc_kw=float(capacity_dc_kw * scale), clip_kw=level,
                   window_start=times.min(), window_end=times.max())
     return result
+
+
+def scale_bounds(capacity_ac_kw, capacity_dc_kw):
+    """The DC scales a plant may have: :data:`DC_SCALE_BOUNDS`, at most the largest DC/AC ratio of ``DC_AC_RATIO``.
+
+    The smallest ratio (0.5) bounds what a user may enter, not what a plant
+    may be: half the strings off on a plant entered with DC = AC is an
+    effective DC/AC of 0.5 or less, the state a level change follows
+    (:func:`level_changes`), so only :data:`DC_SCALE_BOUNDS` [0] bounds from below.
+
+    Parameters
+    ----------
+    capacity_ac_kw, capacity_dc_kw : float
+        Entered, kW.
+
+    Returns
+    -------
+    (float, float)
+        Unitless.
+    """
+    return DC_SCALE_BOUNDS[0], min(DC_SCALE_BOUNDS[1], DC_AC_RATIO[1] * capacity_ac_kw / capacity_dc_kw)
+
+
+def scale_refusal(ratio, samples, lo, hi, which):
+    """``ok`` False, code ``scale``, and the sentence of a measured/modelled power ratio outside [lo, hi]."""
+    return {"ok": False, "code": "scale", "dc_scale": 1.0,
+            "reason": (f"scale: measured power is {ratio:.3g} x the modelled power of the entered description "
+                       f"(median over {samples} {which} clear daylight samples), outside the DC scales "
+                       f"[{lo:.2f}, {hi:.2f}] a plant can have: a unit error (W sent as kW, energy per period "
+                       f"sent as power), a capacity entered in another unit, or another plant's actuals; "
+                       f"not learnt from")}
 
 
 def sky_arrays(features, times):
@@ -788,6 +986,31 @@ def fit_orientation(power_kw, sky, usable, csi, plant, cutoff, timezone="UTC", n
         return result
     result.update(ok=True, tilt=float(cand_t[best]), azimuth=float(cand_a[best] % 360.0))
     return result
+
+
+def orientation_at_edge(oriented):
+    """Whether a fitted orientation lies on the edge of the window :func:`fit_orientation` searched.
+
+    The grid ends at the stated azimuth +- :data:`AZIMUTH_WINDOW` and at the
+    tilt :data:`TILT_BOUNDS` [1] (75 deg; 0 is a flat roof, a physical end,
+    not the search's): a best candidate there means the best orientation is
+    outside the window, i.e. the actuals contradict the stated side of the
+    roof by more than a user errs (another plant's actuals, a plant entered
+    facing the other way). Within 1 deg (the fine grid's step) of the edge.
+
+    Parameters
+    ----------
+    oriented : dict or None
+        :func:`fit_orientation`'s answer.
+
+    Returns
+    -------
+    bool
+    """
+    if not oriented or not oriented.get("ok"):
+        return False
+    turned = abs((oriented["azimuth"] - oriented["stated_azimuth"] + 180.0) % 360.0 - 180.0)
+    return bool(turned >= AZIMUTH_WINDOW - 1.0 or oriented["tilt"] >= TILT_BOUNDS[1] - 1.0)
 
 
 def tuned_locations(locations, planes, tuning):

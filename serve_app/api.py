@@ -129,12 +129,15 @@ async def json_response_off_loop(value, status=200):
 ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
-def error_response(status, field, message, task_id=None, retry_after_s=None):
-    """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait."""
+def error_response(status, field, message, task_id=None, retry_after_s=None, code=None):
+    """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait;
+    ``code``: a refused calibration's reason code (``engine.tuning.REFUSAL_CODES``), in the body when given."""
     headers = dict(ERROR_HEADERS.get(status, {}))
     if retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
     error = {"status": status, "field": field, "message": str(message)}
+    if code is not None:
+        error["code"] = code
     if task_id is not None:
         error["task_id"] = task_id
         headers[TASK_HEADER] = task_id
@@ -178,8 +181,8 @@ async def on_validation_error(request, exc):
 
 
 async def on_http_exception(request, exc):
-    field, message = exc.detail if isinstance(exc.detail, tuple) else (None, exc.detail)
-    return error_response(exc.status_code, field, message)
+    field, message, code = (*exc.detail, None)[:3] if isinstance(exc.detail, tuple) else (None, exc.detail, None)
+    return error_response(exc.status_code, field, message, code=code)
 
 
 async def on_error(request, exc):

@@ -260,14 +260,15 @@ class Forecaster:
         """Refit a plant's calibration from its actuals before ``cutoff`` and store it as a new version.
 
         The fit (``engine.adaptation.fit_calibration``) runs in the replica's
-        executor. Errors are data: ``{"error": (status, field, message)}``
-        (404 unknown plant, 422 too little data: the refusal is stored,
-        ``engine.store.write_refusal``); else the stored calibration.
+        executor. Errors are data: ``{"error": (status, field, message, code)}``
+        (404 unknown plant, 422 too little or wrong data: the refusal is stored,
+        ``engine.store.write_refusal``, with its code, ``engine.tuning.REFUSAL_CODES``;
+        None for the others); else the stored calibration.
         """
         plants = await store.fetch_plants(await self.open_pool(), [location_id], tenant_id=tenant_id)
         loc = plants["locations"]
         if not len(loc):
-            return {"error": (404, "location_id", f"location_id: {location_id} is unknown")}
+            return {"error": (404, "location_id", f"location_id: {location_id} is unknown", None)}
         conf = self.settings["adaptation"]
         cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
         start = cutoff - pd.Timedelta(days=conf["max_history_days"])
@@ -276,7 +277,7 @@ class Forecaster:
         weather = await store.read_weather(self.pool, [location_id], start - margin, cutoff, cutoff)
         model = self.models.get(loc["model_id"].iloc[0])
         if model is None:
-            return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded")}
+            return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded", None)}
         fit = await asyncio.get_running_loop().run_in_executor(
             None, lambda: adaptation.fit_calibration(
                 loc, resample.fill_wind_speed(weather, self.wind_speed_ms)[0], actuals, model, cutoff,
@@ -284,8 +285,9 @@ class Forecaster:
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"]))
         if not fit["ok"]:  # kept (the latest refusal), so a refit the policy started says why it stored nothing
             await store.write_refusal(self.pool, location_id, cutoff, fit["reason"], fit.get("diagnostics", {}),
-                                      tenant_id=tenant_id)
-            return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}")}
+                                      code=fit["code"], tenant_id=tenant_id)
+            return {"error": (422, "actuals", f"actuals: cannot calibrate location_id {location_id}: {fit['reason']}",
+                              fit["code"])}
         # the last actual read: forecasts issued after it may use the fit (engine.store.read_calibrations)
         fit = {**fit, "diagnostics": {**fit["diagnostics"], "actuals_end": actuals["time"].max().isoformat()}}
         version = await store.write_calibration(self.pool, location_id, fit, tenant_id=tenant_id)
@@ -386,7 +388,7 @@ class Forecaster:
                     if "error" in result:
                         row = counts.iloc[0]
                         self.refit_refused[location_id] = (float(row[column]), int(row["daylight_days"]))
-                        event("refit_skipped", location_id=location_id, reason=result["error"][2])
+                        event("refit_skipped", location_id=location_id, code=result["error"][3], reason=result["error"][2])
                     else:
                         self.refit_refused.pop(location_id, None)
                 finally:

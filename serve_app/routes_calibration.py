@@ -34,9 +34,11 @@ async def get_calibration(location_id: LocationPath, who: Caller, version: Versi
     refusal = await store.read_refusal(service.pool, location_id, tenant_id=who.tenant_id)
     if calibration is None:
         which = f"version {version}" if version else "calibration yet (POST .../calibrate once it has actuals)"
-        refused = "" if refusal is None or version else (
-            f"; its last fit (cutoff {refusal['cutoff'].isoformat()}) was refused: {refusal['reason']}")
-        raise validation.field_error("location_id", f"{location_id} has no {which}{refused}", LookupError)
+        refused = refusal is not None and not version
+        why = f"; its last fit (cutoff {refusal['cutoff'].isoformat()}) was refused: {refusal['reason']}" if refused \
+            else ""
+        raise HTTPException(404, ("location_id", f"location_id: {location_id} has no {which}{why}",
+                                  refusal["code"] if refused else None))
     return json_response({**calibration, "last_refusal": refusal})
 
 
@@ -51,7 +53,6 @@ async def calibrate(location_id: LocationPath, request: Request, who: Caller, se
         raise validation.field_error("cutoff", f"{cutoff.isoformat()} is in the future", ValueError)
     await known_location(service, location_id, who.tenant_id)
     result = await service.forecaster.calibrate.remote(location_id, cutoff, who.tenant_id)
-    if "error" in result:
-        status, field, message = result["error"]
-        raise HTTPException(status, (field, message))
+    if "error" in result:  # a refused fit's code (engine.tuning.REFUSAL_CODES) goes into the body beside its sentence
+        raise HTTPException(result["error"][0], result["error"][1:])
     return json_response({**result, "last_refusal": None})  # a stored version removes the plant's refusal

@@ -27,6 +27,7 @@ from typing_extensions import NotRequired, TypedDict
 from engine import nwp, planes, validation
 from engine.forecast import FORECAST_TYPES
 from engine.quantiles import QUANTILE_COLUMNS
+from engine.tuning import REFUSAL_CODES
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 OPEN = ConfigDict(extra="allow")  # responses: documented fields, more may be added
@@ -239,7 +240,9 @@ def responses(settings):
     """Response bodies (documentation; the API tests validate responses against them)."""
     quantile = {q: list[float] for q in QUANTILE_COLUMNS}
     error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str,
-                                      "task_id": NotRequired[str]})
+                                      "task_id": NotRequired[str],
+                                      # a refused calibration's reason (422 calibrate; 404 calibration after one)
+                                      "code": NotRequired[Literal[REFUSAL_CODES]]})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)
@@ -349,7 +352,9 @@ def calibration_out():
         "diagnostics": dict[str, object], "created_at": datetime.datetime,
         # the plant's latest refused fit since its latest version (engine.store.read_refusal); null: none
         "last_refusal": Optional[TypedDict("CalibrationRefusal", {
-            "refused_at": datetime.datetime, "cutoff": datetime.datetime, "reason": str,
+            "refused_at": datetime.datetime, "cutoff": datetime.datetime,
+            "code": Optional[Literal[REFUSAL_CODES]],  # engine.tuning.REFUSAL_CODES; null: refused before codes
+            "reason": str,
             "diagnostics": dict[str, object]})]})
 
 

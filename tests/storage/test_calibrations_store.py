@@ -54,24 +54,29 @@ def test_unknown_location_and_failed_fit_are_refused(db_url, calibration):
 
 
 def test_a_refusal_is_kept_replaced_and_removed_by_the_next_version(db_url, calibration):
-    """The latest refused fit of a plant is read back (one per plant: the next refusal replaces it), its
-    diagnostics decoded; storing a version removes it; unknown and other tenants' plants are refused."""
+    """The latest refused fit of a plant is read back with its code (one per plant: the next refusal replaces
+    it), its diagnostics decoded; storing a version removes it; unknown and other tenants' plants, and a code
+    that is not one of engine.tuning.REFUSAL_CODES, are refused."""
     saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refusals]")))
     lid = int(saved["location_id"].iloc[0])
     assert run(db_url, lambda conn: store.read_refusal(conn, lid)) is None
     clock = {"offset_hours": 1.02, "recent_offset_hours": 0.98, "shifted": True, "night_share": float("nan")}
-    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "clock: 1 h off", {"clock": clock}))
-    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF + pd.Timedelta(days=1), "3 days", {"days": 3}))
+    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "clock: 1 h off", {"clock": clock}, code="clock"))
+    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF + pd.Timedelta(days=1), "3 days", {"days": 3},
+                                                 code="too_few_days"))
     got = run(db_url, lambda conn: store.read_refusal(conn, lid))
-    assert got["reason"] == "3 days" and got["diagnostics"] == {"days": 3}
+    assert got["reason"] == "3 days" and got["diagnostics"] == {"days": 3} and got["code"] == "too_few_days"
     assert got["cutoff"] == CUTOFF + pd.Timedelta(days=1)
-    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "clock: 1 h off", {"clock": clock}))
-    assert run(db_url, lambda conn: store.read_refusal(conn, lid))["diagnostics"]["clock"]["night_share"] is None
+    run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "clock: 1 h off", {"clock": clock}, code="clock"))
+    got = run(db_url, lambda conn: store.read_refusal(conn, lid))
+    assert got["diagnostics"]["clock"]["night_share"] is None and got["code"] == "clock"
     assert run(db_url, lambda conn: store.read_refusal(conn, lid, tenant_id="nobody")) is None
     with pytest.raises(ValueError):
-        run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "x", {}, tenant_id="nobody"))
+        run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "x", {}, code="clock", tenant_id="nobody"))
+    with pytest.raises(ValueError, match="code"):
+        run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "x", {}, code="clock: 1 h off"))
     with pytest.raises(LookupError):
-        run(db_url, lambda conn: store.write_refusal(conn, 10 ** 12, CUTOFF, "x", {}))
+        run(db_url, lambda conn: store.write_refusal(conn, 10 ** 12, CUTOFF, "x", {}, code="clock"))
     run(db_url, lambda conn: store.write_calibration(conn, lid, calibration))
     assert run(db_url, lambda conn: store.read_refusal(conn, lid)) is None
 
