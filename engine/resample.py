@@ -59,8 +59,8 @@ def weather_instants(weather):
 
     Parameters
     ----------
-    weather : DataFrame
-        ``valid_time`` (UTC, end of period), ``period_minutes`` (int).
+    weather : DataFrame or dict of arrays
+        ``valid_time`` (UTC, end of period), ``period_minutes`` (whole minutes).
 
     Returns
     -------
