@@ -284,7 +284,9 @@ def prepare_weather(weather, location_ids):
     if missing:
         raise ValueError(f"weather: missing column(s) {missing}")
     site = pd.Index(location_ids).get_indexer(weather["location_id"].to_numpy())
-    stamps = pd.DatetimeIndex(weather["valid_time"])
+    stamps = weather["valid_time"].array  # a DatetimeArray: no index built (its validation costs a few plants' pass)
+    if not isinstance(stamps, pd.arrays.DatetimeArray):  # e.g. Timestamps in an object column
+        stamps = pd.DatetimeIndex(weather["valid_time"]).array
     if stamps.tz is None:
         raise ValueError("valid_time: weather times must be tz-aware (UTC)")
     rows = np.flatnonzero(site >= 0)
