@@ -91,10 +91,10 @@ def model_matrix(features, model, rows):
     predictions, for a fraction of the cost on a few plants' rows.
     """
     names = model["card"]["features"]
-    out = np.empty((int(np.count_nonzero(rows)), len(names)), dtype=np.float32)
-    for j, name in enumerate(names):
-        out[:, j] = features[name].to_numpy()[rows]
-    return out
+    out = np.empty((len(names), int(np.count_nonzero(rows))), dtype=np.float32)
+    for j, name in enumerate(names):  # one contiguous row per feature (a strided column per feature: ~4x slower)
+        out[j] = features[name].to_numpy()[rows]
+    return out.T  # (rows, features), Fortran-ordered
 
 
 def ml_quantiles(features, capacity_ac_kw, model, thread_count=-1):
