@@ -158,7 +158,7 @@ def linke_grid(filepath):
     :data:`LINKE_CHUNK_CACHE_BYTES` (HDF5 keeps a cache per open dataset).
 
     Opened per read, every new plant decompressed the storage chunks of its
-    cell again (~1.8 ms a plant, against ~0.2 ms from the kept grid's cache
+    cell again (~1.8 ms a plant, against ~0.04 ms from the kept grid's cache
     for a plant near plants already forecast: the first forecast of each
     plant of a fleet spread over a region).
     """
@@ -288,7 +288,7 @@ def prepare_weather(weather, location_ids):
     Returns
     -------
     dict of ndarray
-        :data:`WEATHER_COLUMNS` (``valid_time`` a UTC DatetimeIndex) and
+        :data:`WEATHER_COLUMNS` (``valid_time`` a tz-aware DatetimeArray) and
         ``site`` (index into ``location_ids``), one value per row; plain arrays,
         not a frame: a few plants' pass spent more building and sorting a
         frame than computing on it.
