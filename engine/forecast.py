@@ -45,17 +45,21 @@ def forecast_times(issue_time, horizon_hours, resolution_minutes):
 def location_columns(locations, location_ids, columns):
     """Columns of ``locations`` repeated for each row's ``location_id`` (vectorised).
 
+    Returns
+    -------
+    dict of ndarray
+        ``columns`` -> one value per entry of ``location_ids``.
+
     Raises
     ------
     LookupError
         If a feature row's location is not in ``locations``.
     """
-    table = locations.set_index("location_id")[list(columns)]
-    rows = table.reindex(location_ids)
-    missing = rows.index[rows[columns[0]].isna()]
-    if len(missing):
-        raise LookupError(f"location_id {missing[0]} of the features is not in locations")
-    return rows
+    ids = np.asarray(location_ids)
+    at = pd.Index(locations["location_id"].to_numpy()).get_indexer(ids)
+    if (at < 0).any():
+        raise LookupError(f"location_id {ids[at < 0][0]} of the features is not in locations")
+    return {c: locations[c].to_numpy()[at] for c in columns}
 
 
 def baseline_normalised(features, capacity_ac_kw, scale):
@@ -71,12 +75,26 @@ def ml_raw_quantiles(features, capacity_ac_kw, model, thread_count=-1):
     sun above the horizon go through the model (the rest are zeroed by
     :func:`engine.quantiles.apply_limits` anyway), halving the predict cost.
     """
-    card = model["card"]
     day = features["solar_elevation"].to_numpy() > 0.0
     raw = np.zeros((len(features), len(quantiles.ALPHAS)))
     if day.any():  # night rows are exactly 0 after quantiles.apply_limits: not worth a model evaluation
-        raw[day] = quantiles.predict_normalised(model["model"], features.loc[day, card["features"]], thread_count)
+        raw[day] = quantiles.predict_normalised(model["model"], model_matrix(features, model, day), thread_count)
     return raw + baseline_normalised(features, capacity_ac_kw, model["physics"]["scale"])[:, None]
+
+
+def model_matrix(features, model, rows):
+    """The model's inputs of the ``rows`` (boolean mask) as one float32 matrix in the card's feature order.
+
+    CatBoost evaluates float features as float32 whatever it is given; handed a
+    frame, it converts it column by column (and a frame of selected rows and
+    columns is built first). The same values cast once here give the same
+    predictions, for a fraction of the cost on a few plants' rows.
+    """
+    names = model["card"]["features"]
+    out = np.empty((len(names), int(np.count_nonzero(rows))), dtype=np.float32)
+    for j, name in enumerate(names):  # one contiguous row per feature (a strided column per feature: ~4x slower)
+        out[j] = features[name].to_numpy()[rows]
+    return out.T  # (rows, features), Fortran-ordered
 
 
 def ml_quantiles(features, capacity_ac_kw, model, thread_count=-1):
@@ -203,11 +221,11 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
     lid = features.index.get_level_values("location_id")
     valid_time = features.index.get_level_values("valid_time")
     loc = location_columns(locations, lid, ["capacity_ac_kw", "export_limit_kw", "model_id"])
-    wrong = loc["model_id"].to_numpy() != model["card"]["model_id"]
+    wrong = loc["model_id"] != model["card"]["model_id"]
     if wrong.any():
-        raise ValueError(f"location_id {lid[wrong][0]} has model_id {loc['model_id'].to_numpy()[wrong][0]!r}, "
+        raise ValueError(f"location_id {lid[wrong][0]} has model_id {loc['model_id'][wrong][0]!r}, "
                          f"not the loaded model {model['card']['model_id']!r}")
-    cap = loc["capacity_ac_kw"].to_numpy(dtype=float)
+    cap = loc["capacity_ac_kw"].astype(float)
     if forecast_type == "ml":
         q_norm = ml_quantiles(features, cap, model, thread_count)
     else:
@@ -216,13 +234,13 @@ def forecast_quantiles(features, locations, model, forecast_type, issue_time, th
     if forecast_type == "ml" and adaptation is not None and len(adaptation["location_ids"]):
         lead = (pd.DatetimeIndex(valid_time).tz_convert("UTC") - issue).total_seconds().to_numpy() / 3600.0
         q_norm = adapt_quantiles(q_norm, features, np.asarray(lid, dtype="int64"), lead, cap, adaptation)
-    kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].to_numpy(dtype=float),
+    kw = quantiles.apply_limits(q_norm, cap, loc["export_limit_kw"].astype(float),
                                 features["solar_elevation"].to_numpy())
-    frame = pd.DataFrame(kw, columns=list(quantiles.QUANTILE_COLUMNS))
-    frame.insert(0, "location_id", np.asarray(lid, dtype="int64"))
-    frame.insert(1, "valid_time", pd.DatetimeIndex(valid_time).tz_convert("UTC"))
-    frame["horizon_minutes"] = ((frame["valid_time"] - issue) // pd.Timedelta(minutes=1)).astype("int64")
-    return frame
+    valid_time = pd.DatetimeIndex(valid_time).tz_convert("UTC")
+    minutes = (valid_time.as_unit("ns").asi8 - issue.as_unit("ns").value) // 60_000_000_000  # floor, as Timedelta //
+    return pd.DataFrame({"location_id": np.asarray(lid, dtype="int64"), "valid_time": valid_time,
+                         **{c: kw[:, i] for i, c in enumerate(quantiles.QUANTILE_COLUMNS)},
+                         "horizon_minutes": minutes.astype("int64")})
 
 
 def forecast_batch(features, locations, models, forecast_type, issue_time, thread_count=-1, adaptation=None):
@@ -268,7 +286,14 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
 
     frames = [forecast_quantiles(rows_of(group), group, models[model_id], forecast_type, issue_time, thread_count,
                                  adaptation)
-              for model_id, group in good.groupby("model_id")]  # one predict per model id, not per plant
+              for model_id, group in by_model(good)]  # one predict per model id, not per plant
     if not frames:
         return pd.DataFrame(columns=["location_id", "valid_time", *quantiles.QUANTILE_COLUMNS, "horizon_minutes"]), errors
     return pd.concat(frames, ignore_index=True), errors
+
+
+def by_model(locations):
+    """(model_id, its plants) of a locations frame, model ids sorted (as ``groupby``); one model: the frame itself."""
+    model_ids = locations["model_id"].to_numpy()
+    names = np.unique(model_ids)
+    return [(m, locations if len(names) == 1 else locations[model_ids == m]) for m in names.tolist()]

@@ -59,8 +59,8 @@ def weather_instants(weather):
 
     Parameters
     ----------
-    weather : DataFrame
-        ``valid_time`` (UTC, end of period), ``period_minutes`` (int).
+    weather : DataFrame or dict of arrays
+        ``valid_time`` (UTC, end of period), ``period_minutes`` (whole minutes).
 
     Returns
     -------
@@ -190,7 +190,7 @@ def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", 
     present[w_site] = True
     for i in np.flatnonzero(~present):
         problems[int(ids[i])] = "no weather issued at or before issue_time for the forecast window"
-    values = weather[list(required)].to_numpy(dtype="float64")[rows]
+    values = np.column_stack([weather[c].to_numpy(dtype="float64")[rows] for c in required])  # no frame of columns
     bad = ~np.isfinite(values)
     for row in np.flatnonzero(bad.any(axis=1)):
         column = required[int(np.argmax(bad[row]))]

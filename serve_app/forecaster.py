@@ -509,7 +509,7 @@ def clipped_by_location(frame, locations):
     if not len(frame):
         return {}
     limit = quantiles.plant_limits_kw(locations, frame["location_id"].to_numpy("int64"))[1]
-    values = frame[list(quantiles.QUANTILE_COLUMNS)].to_numpy()
-    at_limit = ((values >= limit[:, None]) & (frame[["p90"]].to_numpy() > 0)).sum(axis=1)
+    values = np.column_stack([frame[q].to_numpy() for q in quantiles.QUANTILE_COLUMNS])  # no frame of columns built
+    at_limit = ((values >= limit[:, None]) & (frame["p90"].to_numpy()[:, None] > 0)).sum(axis=1)
     ids, where = np.unique(frame["location_id"].to_numpy("int64"), return_inverse=True)
     return dict(zip(ids.tolist(), np.bincount(where, weights=at_limit, minlength=len(ids)).astype(int).tolist()))

@@ -164,6 +164,20 @@ def test_missing_temperature_is_refused_not_filled(plants, psm3):
         features.feature_frame(plants.iloc[:1], weather, TIMES)
 
 
+def test_weather_rows_in_any_order_give_the_same_frame(plants, psm3, frame):
+    """The weather is sorted by (plant, valid time) before use: shuffled rows and extra plants change no value."""
+    weather = pd.concat([psm3.assign(location_id=i) for i in [*plants["location_id"], 99]], ignore_index=True)
+    shuffled = weather.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    pd.testing.assert_frame_equal(features.feature_frame(plants, shuffled, TIMES), frame, check_exact=True)
+
+
+def test_duplicate_weather_time_names_the_location(plants, psm3):
+    weather = pd.concat([psm3.assign(location_id=i) for i in plants["location_id"]], ignore_index=True)
+    twice = pd.concat([weather, weather[weather["location_id"] == 15].iloc[[40]]], ignore_index=True)
+    with pytest.raises(ValueError, match="location_id 15: duplicate weather valid_time 2013-05-31 20:00:00"):
+        features.feature_frame(plants, twice, TIMES)
+
+
 def test_given_dni_dhi_are_used_instead_of_erbs(plants, psm3):
     """PSM3 clear-sky components as weather: the frame keeps their diffuse fraction, Erbs would not."""
     p = plants.iloc[:1]
@@ -201,6 +215,17 @@ def test_flat_solar_position_is_pvlib_spa_bit_for_bit():
         part = slice(i * len(TIMES), (i + 1) * len(TIMES))
         for name in ("apparent_elevation", "elevation", "apparent_zenith", "zenith", "azimuth", "equation_of_time"):
             np.testing.assert_array_equal(sun[name][part], ref[name].to_numpy(), err_msg=f"site {i} {name}")
+
+
+def test_extraterrestrial_irradiance_is_pvlibs_of_the_timestamps():
+    """``dni_extra`` from the UTC day of year as numbers: pvlib's value for the DatetimeIndex, bit for bit."""
+    site, step, _, sun = flat_sun(SPREAD)
+    times = pd.date_range("2012-12-30", "2013-01-02 23:00", freq="1h", tz="UTC").append(TIMES)  # a year's turn
+    flat = features.sun_and_clear_sky(times, np.arange(len(times)), np.zeros(len(times), dtype=int),
+                                      {k: v[:1] for k, v in SPREAD.items()},
+                                      features.linke_turbidity_monthly(SPREAD["latitude"][:1], SPREAD["longitude"][:1]))
+    np.testing.assert_array_equal(flat["dni_extra"], pvlib.irradiance.get_extra_radiation(times).to_numpy())
+    np.testing.assert_array_equal(sun["dni_extra"], pvlib.irradiance.get_extra_radiation(TIMES).to_numpy()[step])
 
 
 def test_clear_sky_evaluated_only_above_the_horizon_equals_it_evaluated_everywhere():

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import fleet as bench_fleet  # bench/fleet.py (pytest pythonpath)
-from engine import features, forecast, modelio
+from engine import features, forecast, modelio, quantiles
 from engine import resources
 
 START, END = pd.Timestamp("2013-06-30T06:00:00Z"), pd.Timestamp("2013-07-02T18:00:00Z")
@@ -56,6 +56,19 @@ def test_serving_frame_gives_the_same_forecasts(plants, frames, forecast_type):
     assert errors == errors_serving == {}
     assert (expected["p90"] > 0).mean() > 0.4  # daylight in the window: the model was evaluated
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_model_matrix_predicts_what_the_frame_predicts(frames, serving):
+    """The model's inputs cast once to float32 (``forecast.model_matrix``) give CatBoost's predictions of the
+    frame's columns (float64 or float32) exactly."""
+    frame = frames[serving]
+    model = modelio.load_model(resources.folder("models"), "global")
+    day = frame["solar_elevation"].to_numpy() > 0
+    expected = quantiles.predict_normalised(model["model"], frame.loc[day, model["card"]["features"]], 1)
+    matrix = forecast.model_matrix(frame, model, day)
+    assert matrix.dtype == np.float32 and matrix.shape == (day.sum(), len(model["card"]["features"]))
+    np.testing.assert_array_equal(quantiles.predict_normalised(model["model"], matrix, 1), expected)
 
 
 def test_serving_frame_is_the_full_frame_by_day_and_geometry_by_night(frames):
