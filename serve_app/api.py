@@ -221,7 +221,7 @@ async def on_http_exception(request, exc):
         field, message = exc.detail
     else:
         field = ROUTING_FIELDS.get(exc.status_code)
-        message = f"{request.method} {request.url.path}: {exc.detail}"
+        message = f"{field}: {request.method} {request.url.path}: {exc.detail}"
     return error_response(exc.status_code, field, message, headers=getattr(exc, "headers", None))
 
 
@@ -294,7 +294,7 @@ async def body_chunks(request, limit):
     http = ingress().settings["http"]
     tenant = tenant_of(request)
     if _reading[tenant] >= http["max_body_reads_per_tenant"]:
-        raise HTTPException(429, ("body", f"{_reading[tenant]} bodies of this tenant are being received; at most "
+        raise HTTPException(429, ("body", f"body: {_reading[tenant]} bodies of this tenant are being received; at most "
                                           f"{http['max_body_reads_per_tenant']} at once"))
     _reading[tenant] += 1
     try:
@@ -307,7 +307,7 @@ async def body_chunks(request, limit):
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise HTTPException(408, ("body", f"body not received in time: {size} bytes after "
+                raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after "
                                                   f"{time.monotonic() - start:.0f} s (at least {rate:.0f} bytes/s "
                                                   f"after {grace:.0f} s)")) from None
             size += len(chunk)
