@@ -8,9 +8,10 @@ docs/ARCHITECTURE.md "Probes"). An Ingress replica therefore runs at most
 ``calibrate.max_waiting`` more waiting (configs/service.yaml); beyond, the
 request is shed (503 + Retry-After, :class:`serve_app.api.Overloaded`). A plant
 has one fit at a time in the whole service: a second request for it while one
-is admitted, or while a policy refit holds its lock
-(:func:`engine.store.try_refit_lock`, the lock of ``Forecaster.refit``),
-answers 409 (:class:`serve_app.api.Conflict`, field ``location_id``). An
+is admitted answers 409 (:class:`serve_app.api.Conflict`, field ``location_id``);
+an admitted fit waits for a policy refit of the plant that holds its lock
+(:func:`engine.store.try_refit_lock`, the lock of ``Forecaster.refit``) at most
+``calibrate.lock_wait_seconds``, then answers 409 too. An
 admitted fit runs to its end and keeps its slot even if its client
 disconnects (a fit that cannot be cancelled is still counted).
 """
@@ -21,6 +22,7 @@ import contextvars
 from engine import store, validation
 from serve_app.api import Conflict, Overloaded
 
+LOCK_POLL_SECONDS = 0.5  # how often an admitted fit tries the plant's refit lock while a policy refit holds it
 _admitted = set()  # location ids of this replica's admitted fits (waiting or running)
 _jobs = set()  # their asyncio tasks (held referenced until they end)
 _slots = {}  # the replica's asyncio.Semaphore of running fits, made in its event loop on first use
@@ -49,9 +51,14 @@ async def admitted_fit(service, location_id, call):
     async def fit():
         try:
             async with slots, service.pool.acquire() as conn:
-                if not await store.try_refit_lock(conn, location_id):
-                    raise validation.field_error("location_id", f"location {location_id} is being refit now "
-                                                 "(its refit policy); retry once it ended", Conflict)
+                waited = 0.0  # a policy refit of the plant (seconds) is waited for, within lock_wait_seconds
+                while not await store.try_refit_lock(conn, location_id):
+                    if waited >= conf["lock_wait_seconds"]:
+                        raise validation.field_error("location_id", f"location {location_id} is being refit "
+                                                     f"(its refit policy) for more than {waited:.0f} s; retry "
+                                                     "once it ended", Conflict)
+                    await asyncio.sleep(LOCK_POLL_SECONDS)
+                    waited += LOCK_POLL_SECONDS
                 try:
                     return await call()
                 finally:
