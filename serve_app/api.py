@@ -16,10 +16,10 @@ methods too); the field comes from the error's data (pydantic's ``loc``,
 the message is bounded (:data:`MESSAGE_MAX_CHARS`: a rejected value is quoted
 shortened, never echoed whole). A body must keep arriving: after
 ``http.body_grace_seconds`` at ``http.body_min_bytes_per_second`` on average, else
-408; a tenant has at most ``http.max_body_reads_per_tenant`` bodies being read at
-once, more are answered 429 (configs/service.yaml): a client that opens many
-requests and sends their bodies slowly holds a bounded number of the Ingress'
-request slots for a bounded time (docs/ARCHITECTURE.md "Probes").
+408; a tenant has at most ``http.max_slow_bodies_per_tenant`` bodies still arriving
+after ``http.body_slow_after_seconds``, more are answered 429 (configs/service.yaml):
+a client that opens many requests and sends their bodies slowly holds a bounded
+number of the Ingress' request slots for a bounded time (docs/ARCHITECTURE.md "Probes").
 """
 
 import asyncio
@@ -268,7 +268,7 @@ def is_json(request):
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
-_reading = collections.Counter()  # tenant id -> bodies of its requests being read by this replica now
+_slow = collections.Counter()  # tenant id -> bodies of its requests this replica has been receiving for long
 
 
 def tenant_of(request):
@@ -280,44 +280,62 @@ def tenant_of(request):
 async def body_chunks(request, limit):
     """The request body as it streams in, within the limits of ``http`` (configs/service.yaml).
 
+    A body still arriving after ``body_slow_after_seconds`` counts against its
+    tenant's ``max_slow_bodies_per_tenant`` (a body that arrives at once, the
+    usual case, never does: many concurrent small clients of one tenant are not
+    limited by it).
+
     Raises
     ------
     HTTPException
         413 as soon as more than ``limit`` bytes are declared or arrive; 429 when the
-        tenant already has ``max_body_reads_per_tenant`` bodies being read; 408 when the
-        body has not arrived after ``body_grace_seconds`` + bytes received / ``body_min_bytes_per_second``
-        (a stalled or trickling body frees the Ingress' request slot it holds).
+        body turns slow while its tenant already has ``max_slow_bodies_per_tenant`` slow ones;
+        408 when the body has not arrived after ``body_grace_seconds`` + bytes received /
+        ``body_min_bytes_per_second`` (a stalled or trickling body frees the Ingress' request slot it holds).
     """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
     http = ingress().settings["http"]
-    tenant = tenant_of(request)
-    if _reading[tenant] >= http["max_body_reads_per_tenant"]:
-        raise HTTPException(429, ("body", f"body: {_reading[tenant]} bodies of this tenant are being received; at most "
-                                          f"{http['max_body_reads_per_tenant']} at once"))
-    _reading[tenant] += 1
+    tenant, most = tenant_of(request), http["max_slow_bodies_per_tenant"]
+    grace, rate = float(http["body_grace_seconds"]), float(http["body_min_bytes_per_second"])
+    slow_after = float(http["body_slow_after_seconds"])
+    start, size, stream, pending, counted = time.monotonic(), 0, request.stream(), None, False
     try:
-        grace, rate = float(http["body_grace_seconds"]), float(http["body_min_bytes_per_second"])
-        start, size, stream = time.monotonic(), 0, request.stream()
         while True:
-            left = start + grace + size / rate - time.monotonic()
+            elapsed = time.monotonic() - start
+            left = grace + size / rate - elapsed
+            if left <= 0:
+                raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after {elapsed:.0f} s "
+                                                  f"(at least {rate:.0f} bytes/s after {grace:.0f} s)"))
+            if not counted and elapsed >= slow_after:
+                if _slow[tenant] >= most:
+                    raise HTTPException(429, ("body", f"body: {_slow[tenant]} bodies of this tenant have been "
+                                                      f"arriving for more than {slow_after:.0f} s; at most {most}"))
+                _slow[tenant] += 1
+                counted = True
+            # the receive is never cancelled while the body is still wanted: a cancelled stream ends the body
+            pending = pending or asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({pending}, timeout=left if counted else min(left, slow_after - elapsed))
+            if not done:
+                continue
             try:
-                chunk = await asyncio.wait_for(anext(stream), max(left, 0.0))
+                chunk = pending.result()
             except StopAsyncIteration:
                 return
-            except TimeoutError:
-                raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after "
-                                                  f"{time.monotonic() - start:.0f} s (at least {rate:.0f} bytes/s "
-                                                  f"after {grace:.0f} s)")) from None
+            finally:
+                pending = None
             size += len(chunk)
             if size > limit:
                 raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
             yield chunk
     finally:
-        _reading[tenant] -= 1
-        if _reading[tenant] <= 0:
-            del _reading[tenant]
+        if pending is not None:
+            pending.cancel()
+        if counted:
+            _slow[tenant] -= 1
+            if _slow[tenant] <= 0:
+                del _slow[tenant]
 
 
 async def read_body(request, limit):

@@ -3,7 +3,7 @@
 Real service, real database: an unknown path or method answers the JSON error body; a
 rejected value is quoted shortened, never echoed whole; a request whose body stalls is
 answered 408 within ``http.body_grace_seconds``; a tenant holds at most
-``http.max_body_reads_per_tenant`` such requests (more: 429 at once) while another
+``http.max_slow_bodies_per_tenant`` such requests (more: 429) while another
 tenant's forecast is served; concurrent refits of one plant are one fit and 409s.
 """
 
@@ -63,13 +63,13 @@ def status_line(s, timeout):
 
 
 def test_stalled_bodies_of_one_tenant_are_bounded_and_timed_out(service, api_key, api_db_url, plants):
-    most, grace = HTTP["max_body_reads_per_tenant"], HTTP["body_grace_seconds"]
+    most, grace, slow = HTTP["max_slow_bodies_per_tenant"], HTTP["body_grace_seconds"], HTTP["body_slow_after_seconds"]
     t0 = time.monotonic()
     held = [stalled(service, api_key) for _ in range(most)]
     try:
-        time.sleep(1)  # they reach the Ingress and wait for their bodies
+        time.sleep(slow + 1)  # they reached the Ingress and count as slow
         extra = stalled(service, api_key)
-        assert status_line(extra, 5)[0] == 429  # at once, not held
+        assert status_line(extra, slow + 5)[0] == 429  # once it is slow too: not held until its 408
         extra.close()
         other = local.api_key(api_db_url, "abuse-other", "read,write", "tests/api/test_abuse.py")
         with httpx.Client(base_url=service, timeout=30, headers=local.bearer(other)) as c:
