@@ -10,16 +10,25 @@ Bodies are read by :func:`json_body`: the content type must be JSON (415),
 the size limit is enforced while streaming (413, never read whole first:
 :func:`body_chunks`, which the NWP upload also streams to its spool file), and
 the bytes are validated by the route's pydantic schema off the event loop.
-Errors are answered ``{"error": {"status", "field", "message"}}``; the field
-comes from the error's data (pydantic's ``loc``, ``engine.validation``'s
-``field`` attribute), never from parsing its message.
+Errors are answered ``{"error": {"status", "field", "message"}}`` (unknown paths and
+methods too); the field comes from the error's data (pydantic's ``loc``,
+``engine.validation``'s ``field`` attribute), never from parsing its message, and
+the message is bounded (:data:`MESSAGE_MAX_CHARS`: a rejected value is quoted
+shortened, never echoed whole). A body must keep arriving: after
+``http.body_grace_seconds`` at ``http.body_min_bytes_per_second`` on average, else
+408; a tenant has at most ``http.max_slow_bodies_per_tenant`` bodies still arriving
+after ``http.body_slow_after_seconds``, more are answered 429 (configs/service.yaml):
+a client that opens many requests and sends their bodies slowly holds a bounded
+number of the Ingress' request slots for a bounded time (docs/ARCHITECTURE.md "Probes").
 """
 
 import asyncio
+import collections
 import datetime
 import decimal
 import json
 import math
+import time
 import uuid
 
 import asyncpg
@@ -30,6 +39,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
@@ -41,6 +51,10 @@ DESCRIPTION = ("Probabilistic PV power forecasts (P10..P90, kW) for many plants.
                "min(capacity_ac_kw, export_limit_kw) and is 0 when the sun is down.")
 JSON_TYPES = ("application/json",)
 RETRY_AFTER_SECONDS = 5
+#: Longest error message answered (a message that quotes a rejected value is cut, never the whole value).
+MESSAGE_MAX_CHARS = 2000
+#: Longest quote of a rejected value in a validation message (its repr, cut with an ellipsis).
+QUOTE_MAX_CHARS = 120
 #: Header naming the forecast task of a response (every generate answer once the task exists, errors too).
 TASK_HEADER = "X-Task-Id"
 
@@ -56,6 +70,11 @@ Overloaded = type("Overloaded", (Exception,), {"__doc__": "Over capacity, the re
                                                 "__module__": __name__})
 
 
+#: The request conflicts with one in progress (a second fit of a plant being fit: :mod:`serve_app.admission`) -> 409.
+Conflict = type("Conflict", (Exception,), {"__doc__": "Conflicts with work in progress; retry once it ended (409).",
+                                          "__module__": __name__})
+
+
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
 #: is a bug, not an unknown id: it is not listed and answers 500).
 STATUS_OF = (
@@ -65,6 +84,7 @@ STATUS_OF = (
     # registers its handler on the ingress app after ours); routes raise Overloaded, which keeps ours
     (BackPressureError, 503),
     (PermissionError, 403),
+    (Conflict, 409),
     (KeyError, 500),
     (LookupError, 404),
     (FileNotFoundError, 404),  # an OSError: before ConnectionError/TimeoutError (also OSErrors)
@@ -126,16 +146,24 @@ async def json_response_off_loop(value, status=200):
 
 
 #: Headers an error status must carry (RFC 9110: 401 names the scheme, 503 when to retry).
-ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
+ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 429: {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                 503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
-def error_response(status, field, message, task_id=None, retry_after_s=None, code=None):
-    """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait;
-    ``code``: a refused calibration's reason code (``engine.tuning.REFUSAL_CODES``), in the body when given."""
-    headers = dict(ERROR_HEADERS.get(status, {}))
+def error_response(status, field, message, task_id=None, retry_after_s=None, headers=None, code=None):
+    """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait.
+
+    ``message`` is cut to :data:`MESSAGE_MAX_CHARS`; ``headers``: more headers (a 405's ``Allow``); ``code``: a
+    refused calibration's reason code (``engine.tuning.REFUSAL_CODES``), in the body when given.
+    """
+    headers = {**ERROR_HEADERS.get(status, {}), **(headers or {})}
+    message = str(message)
+    if len(message) > MESSAGE_MAX_CHARS:
+        message = message[:MESSAGE_MAX_CHARS - 3] + "..."
+
     if retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
-    error = {"status": status, "field": field, "message": str(message)}
+    error = {"status": status, "field": field, "message": message}
     if code is not None:
         error["code"] = code
     if task_id is not None:
@@ -162,6 +190,12 @@ def location_of(loc):
     return path or "body"
 
 
+def quote(value):
+    """``repr(value)``, cut to :data:`QUOTE_MAX_CHARS` (a rejected body or string may be megabytes)."""
+    text = repr(value[:QUOTE_MAX_CHARS] if isinstance(value, (str, bytes)) else value)
+    return text if len(text) <= QUOTE_MAX_CHARS else text[:QUOTE_MAX_CHARS - 3] + "..."
+
+
 def validation_error(errors, request_part=False):
     """(status, field, message) of pydantic errors: 400 for JSON that does not parse, else 422.
 
@@ -171,7 +205,7 @@ def validation_error(errors, request_part=False):
     first = errors[0]
     field = location_of(first.get("loc", ())[1 if request_part else 0:])
     status = 400 if first["type"] == "json_invalid" else 422
-    got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], (dict, list)) else ""
+    got = f" (got {quote(first['input'])})" if "input" in first and not isinstance(first["input"], (dict, list)) else ""
     more = f"; {len(errors)} errors in all" if len(errors) > 1 else ""
     return status, field, f"{field}: {first['msg']}{got}{more}"
 
@@ -180,9 +214,19 @@ async def on_validation_error(request, exc):
     return error_response(*validation_error(exc.errors(), request_part=True))
 
 
+#: Field of a routing error raised by Starlette itself (its detail is a bare phrase).
+ROUTING_FIELDS = {404: "path", 405: "method"}
+
+
 async def on_http_exception(request, exc):
-    field, message, code = (*exc.detail, None)[:3] if isinstance(exc.detail, tuple) else (None, exc.detail, None)
-    return error_response(exc.status_code, field, message, code=code)
+    """Our ``HTTPException(status, (field, message[, code]))`` and Starlette's own (unknown path 404, method 405)."""
+    code = None
+    if isinstance(exc.detail, tuple):
+        field, message, code = (*exc.detail, None)[:3]
+    else:
+        field = ROUTING_FIELDS.get(exc.status_code)
+        message = f"{field}: {request.method} {request.url.path}: {exc.detail}"
+    return error_response(exc.status_code, field, message, headers=getattr(exc, "headers", None), code=code)
 
 
 async def on_error(request, exc):
@@ -203,7 +247,7 @@ async def on_error(request, exc):
 
 
 app.add_exception_handler(RequestValidationError, on_validation_error)
-app.add_exception_handler(HTTPException, on_http_exception)
+app.add_exception_handler(StarletteHTTPException, on_http_exception)  # FastAPI's HTTPException is one
 for _kind, _status in STATUS_OF:
     app.add_exception_handler(_kind, on_error)
 app.add_exception_handler(Exception, on_error)
@@ -228,17 +272,74 @@ def is_json(request):
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
+_slow = collections.Counter()  # tenant id -> bodies of its requests this replica has been receiving for long
+
+
+def tenant_of(request):
+    """Tenant id of the request's key (``serve_app.auth.principal`` keeps it on ``request.state``), else None."""
+    who = getattr(request.state, "principal", None)
+    return None if who is None else who.tenant_id
+
+
 async def body_chunks(request, limit):
-    """The request body as it streams in; 413 as soon as more than ``limit`` bytes are declared or arrive."""
+    """The request body as it streams in, within the limits of ``http`` (configs/service.yaml).
+
+    A body still arriving after ``body_slow_after_seconds`` counts against its
+    tenant's ``max_slow_bodies_per_tenant`` (a body that arrives at once, the
+    usual case, never does: many concurrent small clients of one tenant are not
+    limited by it).
+
+    Raises
+    ------
+    HTTPException
+        413 as soon as more than ``limit`` bytes are declared or arrive; 429 when the
+        body turns slow while its tenant already has ``max_slow_bodies_per_tenant`` slow ones;
+        408 when the body has not arrived after ``body_grace_seconds`` + bytes received /
+        ``body_min_bytes_per_second`` (a stalled or trickling body frees the Ingress' request slot it holds).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
-        yield chunk
+    http = ingress().settings["http"]
+    tenant, most = tenant_of(request), http["max_slow_bodies_per_tenant"]
+    grace, rate = float(http["body_grace_seconds"]), float(http["body_min_bytes_per_second"])
+    slow_after = float(http["body_slow_after_seconds"])
+    start, size, stream, pending, counted = time.monotonic(), 0, request.stream(), None, False
+    try:
+        while True:
+            elapsed = time.monotonic() - start
+            left = grace + size / rate - elapsed
+            if left <= 0:
+                raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after {elapsed:.0f} s "
+                                                  f"(at least {rate:.0f} bytes/s after {grace:.0f} s)"))
+            if not counted and elapsed >= slow_after:
+                if _slow[tenant] >= most:
+                    raise HTTPException(429, ("body", f"body: {_slow[tenant]} bodies of this tenant have been "
+                                                      f"arriving for more than {slow_after:.0f} s; at most {most}"))
+                _slow[tenant] += 1
+                counted = True
+            # the receive is never cancelled while the body is still wanted: a cancelled stream ends the body
+            pending = pending or asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({pending}, timeout=left if counted else min(left, slow_after - elapsed))
+            if not done:
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                pending = None
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+        if counted:
+            _slow[tenant] -= 1
+            if _slow[tenant] <= 0:
+                del _slow[tenant]
 
 
 async def read_body(request, limit):
@@ -291,6 +392,7 @@ def body_doc(name, others=None):
 
 
 ERRORS_DOC = {400: "Malformed JSON", 404: "Unknown id", 413: "Body too large", 415: "Not JSON", 422: "Invalid field",
+              408: "Body not received in time", 429: "Too many requests of this tenant at once (Retry-After)",
               503: "Database unavailable or service over capacity (Retry-After)"}
 
 

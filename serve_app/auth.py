@@ -63,6 +63,7 @@ async def principal(request: Request, _scheme: Annotated[object, Depends(BEARER)
     digest, now = keys.hash_key(key), time.monotonic()
     expiry, who = _accepted.get(digest, (0.0, None))
     if who is not None and now < expiry:
+        request.state.principal = who  # the tenant of the request's limits (serve_app.api.body_chunks)
         return who
     found = await store.key_principal(service.pool, key)
     if found is None:
@@ -72,6 +73,7 @@ async def principal(request: Request, _scheme: Annotated[object, Depends(BEARER)
         _accepted.clear()
     who = Principal(found[0], found[1], keys.key_id_of(key))
     _accepted[digest] = (now + float(service.settings["auth"]["cache_seconds"]), who)
+    request.state.principal = who
     return who
 
 

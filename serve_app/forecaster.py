@@ -16,6 +16,7 @@ from engine import validation
 from engine.features import WEATHER_COLUMNS
 from serve_app.featuretask import feature_task, remote_feature_task
 from serve_app.observability import CLIPPED, event
+from serve_app.settings import pool_options
 from serve_app.writer import Writer
 
 
@@ -297,7 +298,8 @@ class Forecaster:
     async def open_pool(self):
         """The replica's connection pool, created on first use."""
         if self.pool is None:
-            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
+            self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4,
+                                                  **pool_options(self.settings))
         return self.pool
 
     async def actuals_arrived(self, location_ids):

@@ -20,7 +20,7 @@ from engine import store
 from serve_app import api, leases, routes_calibration, routes_data, routes_forecast, routes_nwp, schemas
 from serve_app.api import ingress, json_response, responses_doc
 from serve_app.observability import event, reason
-from serve_app.settings import load_settings
+from serve_app.settings import load_settings, pool_options
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 app = api.app
@@ -68,7 +68,7 @@ class Ingress:
         self.schemas = schemas.build(settings)
         self.adapters = schemas.adapters(self.schemas)
         self.openapi = document(settings)
-        self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8)
+        self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8, **pool_options(settings))
         self.background, self.endings = {}, set()
         self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
         self.small_calls, self.small_groups = [], set()  # small Forecaster calls waiting, groups in flight (tasks.py)

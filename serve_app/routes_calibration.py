@@ -11,6 +11,7 @@ import pandas as pd
 from fastapi import Depends, HTTPException, Path, Query, Request
 
 from engine import store, validation
+from serve_app.admission import admitted_fit
 from serve_app.api import body_doc, ingress, json_body, json_response, responses_doc
 from serve_app.auth import Caller, api_router
 
@@ -43,7 +44,7 @@ async def get_calibration(location_id: LocationPath, who: Caller, version: Versi
 
 
 @router.post("/{location_id}/calibrate", openapi_extra=body_doc("CalibrateRequest"),
-             responses=responses_doc("Calibration"),
+             responses=responses_doc("Calibration", errors={409: "A fit of this plant is running"}),
              summary="Refit the plant's calibration from its actuals before the cutoff (a new version)")
 async def calibrate(location_id: LocationPath, request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "CalibrateRequest")
@@ -52,7 +53,8 @@ async def calibrate(location_id: LocationPath, request: Request, who: Caller, se
     if cutoff > now:
         raise validation.field_error("cutoff", f"{cutoff.isoformat()} is in the future", ValueError)
     await known_location(service, location_id, who.tenant_id)
-    result = await service.forecaster.calibrate.remote(location_id, cutoff, who.tenant_id)
+    result = await admitted_fit(service, location_id,  # bounded: serve_app/admission.py
+                                lambda: service.forecaster.calibrate.remote(location_id, cutoff, who.tenant_id))
     if "error" in result:  # a refused fit's code (engine.tuning.REFUSAL_CODES) goes into the body beside its sentence
         raise HTTPException(result["error"][0], result["error"][1:])
     return json_response({**result, "last_refusal": None})  # a stored version removes the plant's refusal

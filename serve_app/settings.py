@@ -20,3 +20,15 @@ def load_settings(path="configs/service.yaml"):
     models_dir = resources.path(os.environ.get("PVCAST_MODELS_DIR") or settings["models_dir"])
     settings["models_dir"] = str(models_dir.resolve())
     return settings
+
+
+def pool_options(settings):
+    """Keyword arguments of ``asyncpg.create_pool`` bounding the wait for the database (``database`` settings).
+
+    ``timeout``: seconds to open a connection; ``command_timeout``: seconds a
+    statement may take (then ``TimeoutError``, answered 503). Without them a
+    database host that stops answering (a partition, a hung server) held every
+    request that had a connection for ever (docs/ARCHITECTURE.md "Probes").
+    """
+    conf = settings["database"]
+    return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(conf["command_timeout_seconds"])}

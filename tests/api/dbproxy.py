@@ -3,7 +3,9 @@
 Plain asyncio socket forwarding in a thread of the test process: the service
 connects to ``127.0.0.1:<proxy port>``; :meth:`Proxy.cut` closes every open
 connection and stops listening (new connections are refused, exactly as with
-a stopped database), :meth:`Proxy.restore` listens again on the same port.
+a stopped database), :meth:`Proxy.restore` listens again on the same port;
+:meth:`Proxy.stall` keeps the connections open but forwards nothing (a host that
+stopped answering), :meth:`Proxy.flow` forwards again.
 """
 
 import asyncio
@@ -20,10 +22,16 @@ class Proxy:
         self.thread.start()
         self.server = None
         self.writers = set()
+        self.flowing = self.call(self._event())  # cleared by stall(): bytes are held, connections stay open
         self.port = self.call(self.listen(0))
 
     def call(self, coro, timeout=30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _event(self):
+        event = asyncio.Event()
+        event.set()
+        return event
 
     async def listen(self, port):
         self.server = await asyncio.start_server(self.forward, "127.0.0.1", port, reuse_address=True)
@@ -40,6 +48,7 @@ class Proxy:
         async def pipe(reader, writer):
             try:
                 while data := await reader.read(65536):
+                    await self.flowing.wait()
                     writer.write(data)
                     await writer.drain()
             except (OSError, asyncio.CancelledError):
@@ -60,6 +69,14 @@ class Proxy:
     def cut(self):
         """Close every connection and refuse new ones."""
         self.call(self._cut())
+
+    def stall(self):
+        """Stop forwarding, connections kept open: the database host stops answering (a partition, a hung server)."""
+        self.loop.call_soon_threadsafe(self.flowing.clear)
+
+    def flow(self):
+        """Forward again what :meth:`stall` held, and what follows."""
+        self.loop.call_soon_threadsafe(self.flowing.set)
 
     def restore(self):
         """Accept connections again on the same port."""

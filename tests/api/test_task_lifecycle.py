@@ -361,3 +361,24 @@ def test_a_task_claimed_max_attempts_times_ends_failed_with_its_reason_one_claim
     failed = final(faults["client"], given_up)
     assert failed["status"] == "failed" and failed["attempts"] == max_attempts + 1, failed
     assert set(failed["errors"]) == {"task"} and stored_runs(faults["db"], given_up) == {}
+
+
+def test_a_database_that_stops_answering_gets_503s_in_bounded_time_then_serves_again(faults):
+    # a host that stops answering (connections open, nothing comes back): a request ends 503 within the pools'
+    # statement timeout and asyncpg's wait for the statement's cancellation (configs/service.yaml database), it
+    # does not hang; the service answers once the database returns
+    bound = 2 * load_settings()["database"]["command_timeout_seconds"] + 15
+    client = faults["client"]
+    assert client.get("/api/v1/locations").status_code == 200
+    faults["proxy"].stall()
+    try:
+        t0 = time.monotonic()
+        r = client.get("/api/v1/locations", timeout=bound + 60)
+        assert r.status_code == 503 and r.json()["error"]["field"] == "database" and r.headers["retry-after"], r.text
+        assert time.monotonic() - t0 < bound
+    finally:
+        faults["proxy"].flow()
+    deadline = time.monotonic() + 60
+    while client.get("/api/v1/locations").status_code != 200:
+        assert time.monotonic() < deadline, "the service did not serve again after the database returned"
+        time.sleep(1)

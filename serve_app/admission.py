@@ -1,0 +1,72 @@
+"""Admission of plant refits asked through HTTP (``POST /api/v1/locations/{id}/calibrate``).
+
+A fit costs seconds of CPU in a Forecaster replica's executor, which the
+replica's forecasts share (measured: 20 concurrent calibrate requests of one
+plant were all run, and a single-plant forecast took 16.8 s instead of 0.08 s;
+docs/ARCHITECTURE.md "Probes"). An Ingress replica therefore runs at most
+``calibrate.max_running`` of them at once and keeps at most
+``calibrate.max_waiting`` more waiting (configs/service.yaml); beyond, the
+request is shed (503 + Retry-After, :class:`serve_app.api.Overloaded`). A plant
+has one fit at a time in the whole service: a second request for it while one
+is admitted answers 409 (:class:`serve_app.api.Conflict`, field ``location_id``);
+an admitted fit waits for a policy refit of the plant that holds its lock
+(:func:`engine.store.try_refit_lock`, the lock of ``Forecaster.refit``) at most
+``calibrate.lock_wait_seconds``, then answers 409 too. An
+admitted fit runs to its end and keeps its slot even if its client
+disconnects (a fit that cannot be cancelled is still counted).
+"""
+
+import asyncio
+import contextvars
+
+from engine import store, validation
+from serve_app.api import Conflict, Overloaded
+
+LOCK_POLL_SECONDS = 0.5  # how often an admitted fit tries the plant's refit lock while a policy refit holds it
+_admitted = set()  # location ids of this replica's admitted fits (waiting or running)
+_jobs = set()  # their asyncio tasks (held referenced until they end)
+_slots = {}  # the replica's asyncio.Semaphore of running fits, made in its event loop on first use
+
+
+async def admitted_fit(service, location_id, call):
+    """``await call()`` (a fit of ``location_id``) once admitted; its result.
+
+    Raises
+    ------
+    Overloaded
+        ``max_running`` + ``max_waiting`` fits are admitted already (503).
+    Conflict
+        A fit of this plant is admitted or running (409).
+    """
+    conf = service.settings["calibrate"]
+    if location_id in _admitted:
+        raise validation.field_error("location_id", f"a calibration of location {location_id} is already running; "
+                                     "retry once it ended", Conflict)
+    if len(_admitted) >= conf["max_running"] + conf["max_waiting"]:
+        raise Overloaded(f"{len(_admitted)} calibrations admitted (calibrate.max_running {conf['max_running']} "
+                         f"+ max_waiting {conf['max_waiting']})")
+    slots = _slots.setdefault("running", asyncio.Semaphore(conf["max_running"]))
+    _admitted.add(location_id)
+
+    async def fit():
+        try:
+            async with slots, service.pool.acquire() as conn:
+                waited = 0.0  # a policy refit of the plant (seconds) is waited for, within lock_wait_seconds
+                while not await store.try_refit_lock(conn, location_id):
+                    if waited >= conf["lock_wait_seconds"]:
+                        raise validation.field_error("location_id", f"location {location_id} is being refit "
+                                                     f"(its refit policy) for more than {waited:.0f} s; retry "
+                                                     "once it ended", Conflict)
+                    await asyncio.sleep(LOCK_POLL_SECONDS)
+                    waited += LOCK_POLL_SECONDS
+                try:
+                    return await call()
+                finally:
+                    await store.refit_unlock(conn, location_id)
+        finally:
+            _admitted.discard(location_id)
+    # its own context: the fit is not cancelled with the request (Ray Serve cancels a disconnected request's calls)
+    job = asyncio.get_running_loop().create_task(fit(), context=contextvars.Context())
+    _jobs.add(job)
+    job.add_done_callback(_jobs.discard)
+    return await asyncio.shield(job)
