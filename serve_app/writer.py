@@ -24,6 +24,9 @@ class Writer:
         self.waits = list(settings["writer"]["retry_wait_seconds"])
         self.parts = int(settings["writer"]["parallel_parts"])
         self.min_part = int(settings["writer"]["min_part_locations"])
+        # a database that stops answering fails a part (then its retries) instead of holding the batch for ever
+        self.pool_options = {"timeout": float(settings["database"]["connect_timeout_seconds"]),
+                             "command_timeout": float(settings["writer"]["command_timeout_seconds"])}
         self.pool = None
 
     async def write(self, runs, forecast):
@@ -38,7 +41,11 @@ class Writer:
         after the last one it raises ``RuntimeError`` and the batch's
         locations are reported failed (a part committed before stays: its
         runs are complete, and a resumed task skips them). Nothing is
-        half-written: each part is one transaction.
+        half-written: each part is one transaction. A statement that takes
+        longer than ``writer.command_timeout_seconds`` (a database host that
+        stopped answering) or a connection not opened within
+        ``database.connect_timeout_seconds`` is a connection error
+        (``TimeoutError`` is an ``OSError``): retried, then failed.
 
         Returns
         -------
@@ -52,7 +59,8 @@ class Writer:
         for attempt, wait in enumerate([*self.waits, None]):
             try:
                 if self.pool is None:
-                    self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4)
+                    self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=4,
+                                                          **self.pool_options)
                 results = await asyncio.gather(*[store.write_forecasts(self.pool, r, f) for r, f in pending],
                                                return_exceptions=True)
             except CONNECTION_ERRORS as exc:
