@@ -76,6 +76,10 @@ def weather_lead_hours(weather, times):
 
 
 BAND_FOLDS = 5
+"""Contiguous day blocks of the forward band residuals (:func:`forward_quantiles`): the 5 of K-fold
+validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Blocks 1..4 are scored
+(block 0 only teaches), so a calibration costs at most ``BAND_FOLDS`` tunings; with the
+``max_history_days`` cap of the service (90) a block is at most 18 days."""
 #: Local days with usable daylight actuals before a plant's bands are fitted while its tuning still lacks
 #: data (:func:`untuned_description`): the shrinkage toward the global bands
 #: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but three
@@ -85,10 +89,6 @@ MIN_BAND_DAYS = 3
 #: Refusal codes of :func:`engine.tuning.fit_tuning` (``engine.tuning.REFUSAL_CODES``) that say the tuning lacks
 #: history, not sense: the plant's bands may be served on the entered description (:func:`untuned_description`).
 SHORT_HISTORY = ("too_few_days", "too_few_clear_samples")
-"""Contiguous day blocks of the forward band residuals (:func:`forward_quantiles`): the 5 of K-fold
-validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Blocks 1..4 are scored
-(block 0 only teaches), so a calibration costs at most ``BAND_FOLDS`` tunings; with the
-``max_history_days`` cap of the service (90) a block is at most 18 days."""
 
 
 def band_folds(times, timezone, k=BAND_FOLDS):
@@ -644,13 +644,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
                            f"{tuning.TILT_BOUNDS[1]:.0f}): they are not this plant as described (another "
                            f"plant's actuals, the other side of the roof); not learnt from")}
     if untuned is not None:  # the tuning lacks history, not sense: the entered description with the plant's bands
-        served, fit, oriented = untuned
+        served, fit, oriented = untuned, untuned["fit"], untuned["orientation"]
         folds = 1  # nothing fitted: the entered description's own residuals are out of sample
     flags = tuning.usable_samples(power, entered["physical_ac_kw"], entered["solar_elevation"], cap,
                                   min_elevation=0.0)
     usable = (~(flags["night"] | flags["missing"] | flags["outage"] | flags["stale"])).to_numpy()
     # the served tuning's forecast of the history: in-sample band residuals and the intraday blend's base
-    feats = feature_frame(served["location"], weather, times, served["planes"], horizon)
+    feats = entered if untuned is not None else feature_frame(served["location"], weather, times, served["planes"],
+                                                              horizon)  # untuned: the entered description's frame
     fx = forecast.forecast_quantiles(feats, served["location"], model, "ml", times[0])
     # bands: residuals of forward tunings (folds > 1) or of the served tuning itself (1, in-sample); a period
     # mean is scored at the instants it averages (period_sample_instants), a row of an instant at itself
@@ -767,10 +768,11 @@ def untuned_description(loc, planes, fit, oriented, min_band_days=MIN_BAND_DAYS)
 
     Returns
     -------
-    tuple or None
-        (served: ``location``/``planes``/``orientation``/``fit``, the fit
-        with ``dc_scale`` 1 and no clipping level, the orientation), or None
-        when the calibration stays refused.
+    dict or None
+        The served description as :func:`tune_description` gives it
+        (``location``, ``planes``, ``orientation``, ``fit``: the fit with
+        ``dc_scale`` 1 and no clipping level), or None when the calibration
+        stays refused.
     """
     if fit["ok"] or fit.get("code") not in SHORT_HISTORY or min_band_days is None \
             or fit["diagnostics"]["days"] < int(min_band_days):
@@ -779,8 +781,7 @@ def untuned_description(loc, planes, fit, oriented, min_band_days=MIN_BAND_DAYS)
         oriented = tuning.refused_orientation(oriented["stated_tilt"], oriented["stated_azimuth"],
                                               f"orientation: not served before the DC scale ({fit['reason']})",
                                               oriented["diagnostics"])
-    fit = {**fit, "dc_scale": 1.0, "clip_kw": None}
-    return {"location": loc, "planes": planes, "orientation": oriented, "fit": fit}, fit, oriented
+    return {"location": loc, "planes": planes, "orientation": oriented, "fit": {**fit, "dc_scale": 1.0, "clip_kw": None}}
 
 
 def fit_orientation(location, power, entered, cutoff, planes=None, half_life_days=None):
