@@ -439,6 +439,34 @@ async def fetch_plants(db, ids=None, *, tenant_id=None):
                 "horizon": await fetch_horizons(conn, ids, tenant_id=tenant_id)}
 
 
+async def location_page(db, limit, after=None, *, tenant_id=None):
+    """One page of plants in ``location_id`` order (keyset pagination), with their planes and horizon.
+
+    Parameters
+    ----------
+    limit : int
+        Plants in the page, at least 1 (the caller bounds it).
+    after : int, optional
+        Only plants whose id is greater (the previous page's last id); None: from the first.
+    tenant_id : str, optional
+        As :func:`fetch_locations`: only that tenant's plants.
+
+    Returns
+    -------
+    tuple
+        (``fetch_plants`` dict of the page, the page's last id when more plants
+        follow it, else None). One ids query (an index range scan on
+        ``(tenant_id, location_id)``) and :func:`fetch_plants` of those ids.
+    """
+    async with connection(db) as conn:
+        of_tenant = "" if tenant_id is None else "AND tenant_id = $3"  # spelled out: the index serves it
+        ids = [r[0] for r in await conn.fetch(f"""
+            SELECT location_id FROM locations WHERE location_id > $1 {of_tenant} ORDER BY location_id LIMIT $2""",
+            int(after or 0), int(limit) + 1, *([] if tenant_id is None else [tenant_id]))]
+        page = ids[:limit]
+        return await fetch_plants(conn, page, tenant_id=tenant_id), (page[-1] if len(ids) > limit else None)
+
+
 # --- weather and actuals --------------------------------------------------------------------
 
 async def write_weather(db, df, *, tenant_id=None):

@@ -139,10 +139,10 @@ def json_response(value, status=200, headers=None):
     return Response(to_json(value), status_code=status, media_type="application/json", headers=headers)
 
 
-async def json_response_off_loop(value, status=200):
+async def json_response_off_loop(value, status=200, headers=None):
     """A JSON response whose body is serialised in the default executor (large payloads)."""
     body = await asyncio.get_running_loop().run_in_executor(None, to_json, value)
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 #: Headers an error status must carry (RFC 9110: 401 names the scheme, 503 when to retry).
@@ -358,6 +358,21 @@ def validate_json(adapter, body):
         return None, validation_error(exc.errors(include_url=False))
 
 
+def query_value(service, schema, name, value):
+    """The query parameter ``name`` validated by ``service.adapters[schema]`` (bounds from the settings).
+
+    Raises
+    ------
+    HTTPException
+        422 naming ``name``.
+    """
+    try:
+        return service.adapters[schema].validate_python(value)
+    except pydantic.ValidationError as exc:
+        status, field, message = validation_error([{**e, "loc": (name, *e["loc"])} for e in exc.errors()])
+        raise HTTPException(status, (field, message)) from None
+
+
 async def json_body(request, service, schema):
     """The request body validated by ``service.adapters[schema]`` in the default executor.
 
@@ -413,13 +428,24 @@ def responses_doc(ok, status=200, more=None, media_type="application/json", erro
     return out
 
 
+#: Query parameters whose bounds are settings: name -> the schema of :mod:`serve_app.schemas` that validates them
+#: (:func:`query_value`), which the OpenAPI document gives as their schema.
+QUERY_SCHEMAS = {"limit": "PageLimit"}
+
+
 def openapi_document(fastapi_app, schemas, version):
     """The OpenAPI document of ``fastapi_app`` with the component schemas of :mod:`serve_app.schemas`.
 
     Paths and parameters come from the routes, request and response bodies
-    from ``schemas`` (the same types that validate them).
+    from ``schemas`` (the same types that validate them), and so do the
+    parameters of :data:`QUERY_SCHEMAS`.
     """
     doc = get_openapi(title=TITLE, version=version, description=DESCRIPTION, routes=fastapi_app.routes)
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", ()):
+                if parameter["in"] == "query" and parameter["name"] in QUERY_SCHEMAS:
+                    parameter["schema"] = ref(QUERY_SCHEMAS[parameter["name"]])
     keyed, top = pydantic.TypeAdapter.json_schemas(
         [(name, "validation", pydantic.TypeAdapter(kind)) for name, kind in schemas.items()],
         ref_template="#/components/schemas/{model}")

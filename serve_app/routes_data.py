@@ -2,14 +2,15 @@
 
 import asyncio
 import contextvars
-from typing import Annotated
+from typing import Annotated, Optional
 
 import pandas as pd
 import ray
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 
 from engine import adaptation, planes, store, validation
-from serve_app.api import body_doc, ingress, json_body, json_response, json_response_off_loop, read_body, responses_doc
+from serve_app.api import (body_doc, ingress, json_body, json_response, json_response_off_loop, query_value, read_body,
+                           responses_doc)
 from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
 from serve_app.observability import event
@@ -114,11 +115,19 @@ async def upsert_locations(request: Request, who: Caller, service=Depends(ingres
     return await json_response_off_loop({"locations": await loop.run_in_executor(None, location_records, plants)})
 
 
-@router.get("/locations", responses=responses_doc("LocationList"), summary="List plants")
-async def list_locations(who: Caller, service=Depends(ingress)):
-    plants = await store.fetch_plants(service.pool, tenant_id=who.tenant_id)
+@router.get("/locations", responses=responses_doc("LocationPage"), summary="List plants, a page at a time")
+async def list_locations(request: Request, who: Caller, service=Depends(ingress),
+                         limit: Annotated[Optional[int], Query(description="plants per page")] = None,
+                         after: Annotated[Optional[int], Query(**validation.ID_BOUNDS, description=(
+                             "only plants whose location_id is greater: the `next_after` of the previous page"))] = None):
+    """A page of the caller's plants in ``location_id`` order; ``next_after`` (and a ``Link: rel="next"``) when more follow."""
+    limit = query_value(service, "PageLimit", "limit", service.settings["http"]["page_limit_default"]
+                        if limit is None else limit)
+    plants, last = await store.location_page(service.pool, limit, after, tenant_id=who.tenant_id)
     records = await asyncio.get_running_loop().run_in_executor(None, location_records, plants)
-    return await json_response_off_loop({"locations": records})
+    following = request.url.include_query_params(limit=limit, after=last)  # a relative link: proxies keep it right
+    headers = None if last is None else {"Link": f'<{following.path}?{following.query}>; rel="next"'}
+    return await json_response_off_loop({"locations": records, "next_after": last}, headers=headers)
 
 
 @router.get("/locations/{location_id}", responses=responses_doc("Location"), summary="One plant")

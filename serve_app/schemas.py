@@ -293,6 +293,8 @@ def responses(settings):
         "Task": task,
         "Location": location_out,
         "LocationList": TypedDict("LocationList", {"locations": list[location_out]}),
+        # GET /api/v1/locations: a page in location_id order; next_after: the `after` of the next page, null: last
+        "LocationPage": TypedDict("LocationPage", {"locations": list[location_out], "next_after": Optional[int]}),
         "StoredForecast": TypedDict("StoredForecast", {
             "location_id": int, "capacity_ac_kw": float, "power_limit_kw": float, "run": run,
             "aggregate": Optional[Literal["hourly", "daily"]], "unit": Literal["kW", "kWh"],
@@ -358,6 +360,13 @@ def calibration_out():
             "diagnostics": dict[str, object]})]})
 
 
+def page_limit(settings):
+    """``limit`` of a list request: 1..``http.page_limit_max``, absent: ``http.page_limit_default``."""
+    http = settings["http"]
+    return Annotated[int, Field(strict=True, ge=1, le=http["page_limit_max"], json_schema_extra={
+        "default": http["page_limit_default"]}, description="items per page")]
+
+
 def build(settings):
     """Every schema of the API by component name: request bodies and responses.
 
@@ -387,6 +396,7 @@ def build(settings):
                                                                             pattern=TEXT_PATTERN)],
                                 "file names relative to nwp.import_dir"),
         "CalibrateRequest": calibrate_request(),
+        "PageLimit": page_limit(settings),
         "NwpUpload": nwp_import(settings, "NwpUpload", bytes, "the files (one part each, with its file name)"),
         **responses(settings),
     }
