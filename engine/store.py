@@ -324,6 +324,34 @@ async def write_plants(db, df, planes, horizon, *, tenant_id=None):
     return saved.loc[names.tolist()].reset_index(drop=True)
 
 
+async def write_plants_within(db, df, planes, horizon, most, *, tenant_id=None):
+    """:func:`write_plants` unless the tenant would then have more than ``most`` plants (one transaction).
+
+    Updating stored plants (by name) is always allowed; only new names count.
+    The tenant's row is locked (``FOR NO KEY UPDATE``) before its plants are
+    counted, so concurrent writes of one tenant are counted one after the
+    other and together never pass ``most``; other tenants' writes do not
+    wait, nor do inserts that only reference the tenant (its tasks, keys).
+
+    Returns
+    -------
+    tuple
+        (stored rows as :func:`write_plants`, None), or (None, (plants stored,
+        new plants of ``df``)) when they would exceed ``most``: nothing written.
+    """
+    tenant_id = tenant_id or keys.DEFAULT_TENANT
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR NO KEY UPDATE", tenant_id)
+        stored, new = await conn.fetchrow("""
+            SELECT (SELECT count(*) FROM locations WHERE tenant_id = $1),
+                   (SELECT count(*) FROM unnest($2::text[]) AS n (name)
+                    WHERE NOT EXISTS (SELECT 1 FROM locations l WHERE l.tenant_id = $1 AND l.name = n.name))""",
+            tenant_id, df["name"].astype(str).tolist())
+        if new and stored + new > most:
+            return None, (stored, new)
+        return await write_plants(conn, df, planes, horizon, tenant_id=tenant_id), None
+
+
 async def replace_planes(conn, ids, planes):
     """Delete the plane rows of the locations ``ids`` (name -> id) and insert ``planes`` (keyed by name)."""
     await conn.execute("DELETE FROM location_planes WHERE location_id = ANY($1::bigint[])", ids.tolist())

@@ -75,6 +75,11 @@ Conflict = type("Conflict", (Exception,), {"__doc__": "Conflicts with work in pr
                                           "__module__": __name__})
 
 
+#: ``error.code`` of refusals other than a calibration's (those: ``engine.tuning.REFUSAL_CODES``).
+#: ``location_limit``: a write would give the tenant more than ``http.max_locations_per_tenant`` plants (409).
+ERROR_CODES = ("location_limit",)
+
+
 #: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
 #: is a bug, not an unknown id: it is not listed and answers 500).
 STATUS_OF = (

@@ -110,7 +110,14 @@ async def upsert_locations(request: Request, who: Caller, service=Depends(ingres
     body = await json_body(request, service, "LocationsUpsert")
     loop = asyncio.get_running_loop()
     frame, plane_rows, horizon = await loop.run_in_executor(None, checked_plants, body, service.settings["model_ids"])
-    saved = await store.write_plants(service.pool, frame, plane_rows, horizon, tenant_id=who.tenant_id)
+    most = service.settings["http"]["max_locations_per_tenant"]
+    saved, over = await store.write_plants_within(service.pool, frame, plane_rows, horizon, most,
+                                                  tenant_id=who.tenant_id)
+    if over is not None:
+        raise HTTPException(409, ("locations", f"locations: {over[1]} new plants would give this tenant "
+                                               f"{sum(over)}; at most {most} (http.max_locations_per_tenant, "
+                                               f"{over[0]} stored); updating stored plants is allowed",
+                                  "location_limit"))
     plants = await store.fetch_plants(service.pool, saved["location_id"].tolist(), tenant_id=who.tenant_id)
     return await json_response_off_loop({"locations": await loop.run_in_executor(None, location_records, plants)})
 

@@ -28,6 +28,7 @@ from engine import nwp, planes, validation
 from engine.forecast import FORECAST_TYPES
 from engine.quantiles import QUANTILE_COLUMNS
 from engine.tuning import REFUSAL_CODES
+from serve_app.api import ERROR_CODES
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 OPEN = ConfigDict(extra="allow")  # responses: documented fields, more may be added
@@ -241,8 +242,9 @@ def responses(settings):
     quantile = {q: list[float] for q in QUANTILE_COLUMNS}
     error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str,
                                       "task_id": NotRequired[str],
-                                      # a refused calibration's reason (422 calibrate; 404 calibration after one)
-                                      "code": NotRequired[Literal[REFUSAL_CODES]]})
+                                      # a refused calibration's reason (422 calibrate; 404 calibration after one),
+                                      # or a tenant's limit reached (serve_app.api.ERROR_CODES)
+                                      "code": NotRequired[Literal[REFUSAL_CODES + ERROR_CODES]]})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)

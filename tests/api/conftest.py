@@ -29,6 +29,9 @@ def api_db_url():
 #: Locations per Forecaster batch in the test service: small, so that every multi-plant test runs a
 #: task of several batches (6 demo plants = 2 batches) through the same code as a 10,000-plant fleet.
 BATCH_LOCATIONS = 3
+#: Plants a tenant may have in the test service (http.max_locations_per_tenant; shipped: 100,000): reached by
+#: tests/api/test_location_limits.py in a few requests, far above the plants of every other test's tenant.
+MAX_LOCATIONS_PER_TENANT = 500
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,7 @@ def served(api_db_url, tmp_path_factory, nwp_dirs):
            "max_upload_bytes": NWP_MAX_UPLOAD_BYTES, "trigger_forecast": True}
     with local.serve_instance(api_db_url, tmp_path_factory.mktemp("serve"),
                               service_settings={"forecast": {"batch_locations": BATCH_LOCATIONS}, "nwp": nwp,
+                                                "http": {"max_locations_per_tenant": MAX_LOCATIONS_PER_TENANT},
                                                 # only tests/api/test_calibration_api.py's plants have this many
                                                 # (and 10+ days: the demo plants' 9 days of 2013 actuals, held
                                                 # out, never calibrate anything)

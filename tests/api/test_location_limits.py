@@ -3,16 +3,25 @@
 Real service, real database: ``GET /api/v1/locations`` answers at most ``limit`` plants
 (``http.page_limit_default`` when not given, at most ``http.page_limit_max``: 422 beyond) in
 ``location_id`` order, with ``next_after`` and a ``Link: rel="next"`` to the next page; walking the
-pages lists every plant of the caller's tenant exactly once and none of another's.
+pages lists every plant of the caller's tenant exactly once and none of another's. A write that
+would give a tenant more than ``http.max_locations_per_tenant`` plants is refused whole (409,
+``error.code`` ``location_limit``), also when concurrent writes would pass it together; updates of
+stored plants are always allowed.
 """
 
+import asyncio
 import re
+
+import asyncpg
 
 import httpx
 import pytest
 
-from apihelpers import assert_error, demo_plants, openapi_validator
+from apihelpers import assert_error, count, demo_plants, openapi_validator
+from conftest import MAX_LOCATIONS_PER_TENANT as MOST
+from engine import store
 import local_instance as local
+from serve_app import routes_data, schemas
 from serve_app.settings import load_settings
 
 pytestmark = pytest.mark.slow
@@ -82,3 +91,62 @@ def test_the_served_document_describes_the_page_limit(client):
     limit = doc["components"]["schemas"]["PageLimit"]
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, HTTP["page_limit_max"],
                                                                        HTTP["page_limit_default"])
+
+
+def named(prefix, n, **change):
+    return [{**demo_plants()[1], "name": f"{prefix} {i}", **change} for i in range(n)]
+
+
+def stored(db_url, tenant):
+    return count(db_url, "SELECT count(*) FROM locations WHERE tenant_id = $1", tenant)
+
+
+def test_new_plants_beyond_the_tenant_limit_are_refused_whole_and_updates_stay_allowed(client, service, api_db_url):
+    with tenant_client(service, api_db_url, "quota") as c:
+        assert c.post(f"{API}/locations", json={"locations": named("quota", MOST - 2)}).status_code == 200
+        r = c.post(f"{API}/locations", json={"locations": named("extra", 3)})
+        assert_error(client, r, 409, "locations")
+        assert r.json()["error"]["code"] == "location_limit"
+        assert stored(api_db_url, "quota") == MOST - 2  # nothing of the refused write was stored
+        # an update of stored plants with new ones up to the limit, then an update of every plant: allowed
+        r = c.put(f"{API}/locations", json={"locations": named("quota", 1, capacity_ac_kw=3.0) + named("extra", 2)})
+        assert r.status_code == 200, r.text
+        r = c.put(f"{API}/locations", json={"locations": named("quota", MOST - 2, capacity_ac_kw=3.5)})
+        assert r.status_code == 200, r.text
+        assert_error(client, c.post(f"{API}/locations", json={"locations": named("one more", 1)}), 409, "locations")
+        assert stored(api_db_url, "quota") == MOST
+
+
+def plants_of(names):
+    """Checked (locations, planes, horizon) frames of demo plants named ``names``, as the upsert route makes them."""
+    settings = load_settings()
+    body = schemas.adapters(schemas.build(settings))["LocationsUpsert"].validate_python(
+        {"locations": [{**demo_plants()[1], "name": n} for n in names]})
+    return routes_data.checked_plants(body, settings["model_ids"])
+
+
+def test_a_write_of_the_same_tenant_waits_for_the_one_in_progress_and_counts_its_plants(api_db_url):
+    """Two transactions on the real database: the second is counted after the first committed, never beside it."""
+    tenant, most = "quota-race", 3
+
+    async def race():
+        first, second = await asyncpg.connect(api_db_url), await asyncpg.connect(api_db_url)
+        try:
+            await first.execute("INSERT INTO tenants (tenant_id) VALUES ($1)", tenant)
+            open_tx = first.transaction()
+            await open_tx.start()
+            saved, over = await store.write_plants_within(first, *plants_of(["a", "b"]), most, tenant_id=tenant)
+            assert over is None and len(saved) == 2  # written, not committed yet
+            pending = asyncio.ensure_future(store.write_plants_within(second, *plants_of(["c", "d"]), most,
+                                                                      tenant_id=tenant))
+            await asyncio.sleep(1.0)
+            waited = not pending.done()  # without the tenant's lock it counted 0 stored plants and wrote 2
+            await open_tx.commit()
+            return waited, await pending
+        finally:
+            await first.close()
+            await second.close()
+    waited, (saved, over) = asyncio.run(race())
+    assert waited
+    assert saved is None and over == (2, 2)
+    assert stored(api_db_url, tenant) == 2
