@@ -104,6 +104,27 @@ STATUS_OF = (
 app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
 
 
+def head_as_get(app):
+    """ASGI middleware: a HEAD request is answered as the GET of its path, without the body (RFC 9110 9.3.2).
+
+    FastAPI routes take only the methods they name (Starlette's own add HEAD to GET);
+    this is the one place every GET route also answers HEAD, with the GET's status
+    and headers (``Content-Length`` included) and its authentication and scope
+    (``read``). The OpenAPI document lists the GET operations only.
+    """
+    async def asgi(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await app(scope, receive, send)
+
+        async def headers_only(message):
+            await send({**message, "body": b""} if message["type"] == "http.response.body" else message)
+        await app({**scope, "method": "GET"}, receive, headers_only)
+    return asgi
+
+
+app.add_middleware(head_as_get)
+
+
 def ingress():
     """The Ingress deployment instance serving this request (FastAPI dependency).
 

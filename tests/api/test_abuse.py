@@ -1,7 +1,7 @@
 """A careless or hostile client gets a bounded, typed answer and cannot starve the others (docs/ARCHITECTURE.md "Probes").
 
-Real service, real database: an unknown path or method answers the JSON error body; a
-rejected value is quoted shortened, never echoed whole; a request whose body stalls is
+Real service, real database: an unknown path or method answers the JSON error body; HEAD
+is answered as GET without the body; a rejected value is quoted shortened, never echoed whole; a request whose body stalls is
 answered 408 within ``http.body_grace_seconds``; a tenant holds at most
 ``http.max_slow_bodies_per_tenant`` such requests (more: 429) while another
 tenant's forecast is served; concurrent refits of one plant are one fit and 409s.
@@ -29,6 +29,18 @@ def test_unknown_paths_and_methods_answer_the_error_body(client, plants):
     r = client.delete(f"/api/v1/locations/{min(plants)}")
     assert_error(client, r, 405, "method")
     assert r.headers["allow"] == "GET"
+
+
+def test_head_answers_as_get_without_a_body_and_keeps_the_key_check(client, service, plants):
+    for path in ("/healthz", "/api/v1/locations?limit=2", f"/api/v1/locations/{min(plants)}"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), head.text
+        for name in ("content-type", "content-length", "link"):
+            assert head.headers.get(name) == got.headers.get(name), name
+    r = httpx.head(f"{service}/api/v1/locations", timeout=60)  # no key
+    assert (r.status_code, r.content, r.headers["www-authenticate"]) == (401, b"", "Bearer")
+    r = client.head("/api/v1/forecast/generate")  # no GET: no HEAD
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
 
 
 def test_a_rejected_value_is_quoted_shortened_not_echoed(client, plants):
