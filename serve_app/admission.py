@@ -18,14 +18,23 @@ disconnects (a fit that cannot be cancelled is still counted).
 
 import asyncio
 import contextvars
+import types
 
 from engine import store, validation
 from serve_app.api import Conflict, Overloaded
 
 LOCK_POLL_SECONDS = 0.5  # how often an admitted fit tries the plant's refit lock while a policy refit holds it
-_admitted = set()  # location ids of this replica's admitted fits (waiting or running)
-_jobs = set()  # their asyncio tasks (held referenced until they end)
-_slots = {}  # the replica's asyncio.Semaphore of running fits, made in its event loop on first use
+
+
+def fit_admission(settings):
+    """The admission state of an Ingress replica (``Ingress.fits``, made in ``Ingress.__init__``).
+
+    ``admitted``: location ids of its admitted fits (waiting or running);
+    ``jobs``: their asyncio tasks (held referenced until they end); ``running``:
+    the semaphore of ``calibrate.max_running`` running fits.
+    """
+    return types.SimpleNamespace(admitted=set(), jobs=set(),
+                                 running=asyncio.Semaphore(settings["calibrate"]["max_running"]))
 
 
 async def admitted_fit(service, location_id, call):
@@ -38,19 +47,18 @@ async def admitted_fit(service, location_id, call):
     Conflict
         A fit of this plant is admitted or running (409).
     """
-    conf = service.settings["calibrate"]
-    if location_id in _admitted:
+    conf, fits = service.settings["calibrate"], service.fits
+    if location_id in fits.admitted:
         raise validation.field_error("location_id", f"a calibration of location {location_id} is already running; "
                                      "retry once it ended", Conflict)
-    if len(_admitted) >= conf["max_running"] + conf["max_waiting"]:
-        raise Overloaded(f"{len(_admitted)} calibrations admitted (calibrate.max_running {conf['max_running']} "
+    if len(fits.admitted) >= conf["max_running"] + conf["max_waiting"]:
+        raise Overloaded(f"{len(fits.admitted)} calibrations admitted (calibrate.max_running {conf['max_running']} "
                          f"+ max_waiting {conf['max_waiting']})")
-    slots = _slots.setdefault("running", asyncio.Semaphore(conf["max_running"]))
-    _admitted.add(location_id)
+    fits.admitted.add(location_id)
 
     async def fit():
         try:
-            async with slots, service.pool.acquire() as conn:
+            async with fits.running, service.pool.acquire() as conn:
                 waited = 0.0  # a policy refit of the plant (seconds) is waited for, within lock_wait_seconds
                 while not await store.try_refit_lock(conn, location_id):
                     if waited >= conf["lock_wait_seconds"]:
@@ -64,9 +72,9 @@ async def admitted_fit(service, location_id, call):
                 finally:
                     await store.refit_unlock(conn, location_id)
         finally:
-            _admitted.discard(location_id)
+            fits.admitted.discard(location_id)
     # its own context: the fit is not cancelled with the request (Ray Serve cancels a disconnected request's calls)
     job = asyncio.get_running_loop().create_task(fit(), context=contextvars.Context())
-    _jobs.add(job)
-    job.add_done_callback(_jobs.discard)
+    fits.jobs.add(job)
+    job.add_done_callback(fits.jobs.discard)
     return await asyncio.shield(job)

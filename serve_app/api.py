@@ -23,7 +23,6 @@ number of the Ingress' request slots for a bounded time (docs/ARCHITECTURE.md "P
 """
 
 import asyncio
-import collections
 import datetime
 import decimal
 import json
@@ -298,9 +297,6 @@ def is_json(request):
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
-_slow = collections.Counter()  # tenant id -> bodies of its requests this replica has been receiving for long
-
-
 def tenant_of(request):
     """Tenant id of the request's key (``serve_app.auth.principal`` keeps it on ``request.state``), else None."""
     who = getattr(request.state, "principal", None)
@@ -311,7 +307,7 @@ async def body_chunks(request, limit):
     """The request body as it streams in, within the limits of ``http`` (configs/service.yaml).
 
     A body still arriving after ``body_slow_after_seconds`` counts against its
-    tenant's ``max_slow_bodies_per_tenant`` (a body that arrives at once, the
+    tenant's ``max_slow_bodies_per_tenant`` (in the replica's ``Ingress.slow_bodies``; a body that arrives at once, the
     usual case, never does: many concurrent small clients of one tenant are not
     limited by it).
 
@@ -326,7 +322,8 @@ async def body_chunks(request, limit):
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
-    http = ingress().settings["http"]
+    service = ingress()
+    http, slow = service.settings["http"], service.slow_bodies
     tenant, most = tenant_of(request), http["max_slow_bodies_per_tenant"]
     grace, rate = float(http["body_grace_seconds"]), float(http["body_min_bytes_per_second"])
     slow_after = float(http["body_slow_after_seconds"])
@@ -339,10 +336,10 @@ async def body_chunks(request, limit):
                 raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after {elapsed:.0f} s "
                                                   f"(at least {rate:.0f} bytes/s after {grace:.0f} s)"))
             if not counted and elapsed >= slow_after:
-                if _slow[tenant] >= most:
-                    raise HTTPException(429, ("body", f"body: {_slow[tenant]} bodies of this tenant have been "
+                if slow[tenant] >= most:
+                    raise HTTPException(429, ("body", f"body: {slow[tenant]} bodies of this tenant have been "
                                                       f"arriving for more than {slow_after:.0f} s; at most {most}"))
-                _slow[tenant] += 1
+                slow[tenant] += 1
                 counted = True
             # the receive is never cancelled while the body is still wanted: a cancelled stream ends the body
             pending = pending or asyncio.ensure_future(anext(stream))
@@ -363,9 +360,9 @@ async def body_chunks(request, limit):
         if pending is not None:
             pending.cancel()
         if counted:
-            _slow[tenant] -= 1
-            if _slow[tenant] <= 0:
-                del _slow[tenant]
+            slow[tenant] -= 1
+            if slow[tenant] <= 0:
+                del slow[tenant]
 
 
 async def read_body(request, limit):

@@ -4,8 +4,8 @@ A key (:mod:`engine.keys`) belongs to a tenant and carries scopes. :func:`princi
 resolves the presented key with :func:`engine.store.key_principal` through the
 replica's pool: missing, malformed, unknown or revoked -> 401 with
 ``WWW-Authenticate: Bearer`` (:class:`serve_app.api.Unauthenticated`). An accepted
-key is remembered by the replica for ``auth.cache_seconds`` (configs/service.yaml),
-so a revoked key stops working within that time; a refused one is never remembered
+key is remembered by the replica (``Ingress.accepted_keys``) for ``auth.cache_seconds``
+(configs/service.yaml), so a revoked key stops working within that time; a refused one is never remembered
 (a new key works at once). :func:`authorized` checks the scope: ``read`` for GET,
 ``write`` for POST/PUT (ingest, generate, import), or a named one (``admin``);
 lacking -> 403.
@@ -34,7 +34,6 @@ AUTH_RESPONSES = {
     403: {"description": "The API key lacks the scope of this operation",
           "content": {"application/json": {"schema": ref("Error")}}},
 }
-_accepted = {}  # sha256 of a key -> (monotonic expiry, Principal): this replica's accepted keys
 
 
 #: Who a request's key is: its tenant, its scopes, its public key id (for logs).
@@ -60,19 +59,19 @@ async def principal(request: Request, _scheme: Annotated[object, Depends(BEARER)
     if key is None:
         raise validation.field_error("authorization", "an API key is required: `Authorization: Bearer <key>`",
                                      Unauthenticated)
-    digest, now = keys.hash_key(key), time.monotonic()
-    expiry, who = _accepted.get(digest, (0.0, None))
+    digest, now, accepted = keys.hash_key(key), time.monotonic(), service.accepted_keys
+    expiry, who = accepted.get(digest, (0.0, None))
     if who is not None and now < expiry:
         request.state.principal = who  # the tenant of the request's limits (serve_app.api.body_chunks)
         return who
     found = await store.key_principal(service.pool, key)
     if found is None:
-        _accepted.pop(digest, None)
+        accepted.pop(digest, None)
         raise validation.field_error("authorization", "unknown or revoked API key", Unauthenticated)
-    if len(_accepted) >= CACHE_MAX_KEYS:
-        _accepted.clear()
+    if len(accepted) >= CACHE_MAX_KEYS:
+        accepted.clear()
     who = Principal(found[0], found[1], keys.key_id_of(key))
-    _accepted[digest] = (now + float(service.settings["auth"]["cache_seconds"]), who)
+    accepted[digest] = (now + float(service.settings["auth"]["cache_seconds"]), who)
     request.state.principal = who
     return who
 

@@ -6,6 +6,7 @@ schemas; ``--write`` replaces the committed ``serve_app/openapi.json`` with it.
 
 import argparse
 import asyncio
+import collections
 import contextvars
 import importlib.metadata
 import json
@@ -17,7 +18,7 @@ from fastapi import Depends, Request
 from ray import serve
 
 from engine import store
-from serve_app import api, leases, routes_calibration, routes_data, routes_forecast, routes_nwp, schemas
+from serve_app import admission, api, leases, routes_calibration, routes_data, routes_forecast, routes_nwp, schemas
 from serve_app.api import ingress, json_response, responses_doc
 from serve_app.observability import event, reason
 from serve_app.settings import load_settings, pool_options
@@ -73,6 +74,9 @@ class Ingress:
         self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
         self.small_calls, self.small_groups = [], set()  # small Forecaster calls waiting, groups in flight (tasks.py)
         self.statements = {}  # task rows waiting for their batched statement, by kind (tasks.in_statement)
+        self.fits = admission.fit_admission(settings)  # refits asked through HTTP (serve_app/admission.py)
+        self.slow_bodies = collections.Counter()  # tenant id -> its bodies arriving for long (api.body_chunks)
+        self.accepted_keys = {}  # sha256 of a key -> (monotonic expiry, Principal) (auth.principal)
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once
 
