@@ -2,12 +2,13 @@
 
 Real service, real database: an unknown path or method answers the JSON error body; HEAD
 is answered as GET without the body; a rejected value is quoted shortened, never echoed whole; a request whose body stalls is
-answered 408 within ``http.body_grace_seconds``; a tenant holds at most
+answered 408 within ``http.body_grace_seconds`` and one that only pauses arrives whole; a tenant holds at most
 ``http.max_slow_bodies_per_tenant`` such requests (more: 429) while another
 tenant's forecast is served; concurrent refits of one plant are one fit and 409s.
 """
 
 import concurrent.futures
+import json
 import socket
 import time
 from urllib.parse import urlsplit
@@ -93,6 +94,25 @@ def test_stalled_bodies_of_one_tenant_are_bounded_and_timed_out(service, api_key
     finally:
         for s in held:
             s.close()
+
+
+def test_a_body_that_pauses_past_the_slow_mark_arrives_whole(service, api_key, plants):
+    """A read cut by the slow-body check is issued again: no byte of the body is lost (only the delay counts)."""
+    body = json.dumps({"locations": [{**demo_plants()[1], "name": "paused body " + "p" * 150}]}).encode()
+    address = urlsplit(service)
+    with socket.create_connection((address.hostname, address.port)) as s:
+        s.sendall((f"PUT /api/v1/locations HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {api_key}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                   ).encode() + body[:len(body) // 2])
+        time.sleep(HTTP["body_slow_after_seconds"] + 1)  # past the slow mark, within the grace
+        s.sendall(body[len(body) // 2:])
+        s.settimeout(60)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"200", answer[:500]
+    assert b"paused body " + b"p" * 150 in payload
 
 
 def test_concurrent_refits_of_one_plant_run_one_fit(client, training_config, plants):
