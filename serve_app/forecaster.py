@@ -359,6 +359,8 @@ class Forecaster:
         threshold, first_days, column = adaptation.refit_policy(conf)
         due = adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column).tolist()
         due = [i for i in due if i not in self.refits]
+        if not due:  # the usual answer: nothing more to read
+            return due
         last = dict(zip(counts["location_id"].tolist(), counts["last_time"]))
         now = pd.Timestamp.now(tz="UTC")
         for location_id in due:
