@@ -195,10 +195,11 @@ class Forecaster:
         run_ids, here = {}, False
         if len(frame):
             written = locs if len(errors) == 0 else locs[locs["location_id"].isin(frame["location_id"].unique())]
-            runs = self.runs_frame(written, params, issue, [task_of[i] for i in written["location_id"].tolist()])
-            runs["calibration_version"] = [calibrations[i]["version"] if i in calibrations else None
-                                           for i in runs["location_id"].tolist()]
-            runs["input_flags"] = input_flags(runs["location_id"], wind_defaulted, self.wind_speed_ms)
+            written_ids = written["location_id"].tolist()
+            runs = self.runs_frame(written, params, issue, [task_of[i] for i in written_ids],
+                                   calibration_version=[calibrations[i]["version"] if i in calibrations else None
+                                                        for i in written_ids],
+                                   input_flags=input_flags(written_ids, wind_defaulted, self.wind_speed_ms))
             here = self.writes_here(len(written), [c[3] for c in calls])
             run_ids = await (self.local_writer.write(runs, frame) if here else self.writer.write.remote(runs, frame))
         t_write = time.perf_counter()
@@ -358,6 +359,8 @@ class Forecaster:
         threshold, first_days, column = adaptation.refit_policy(conf)
         due = adaptation.refits_due(counts, threshold, first_days, self.refit_refused, column).tolist()
         due = [i for i in due if i not in self.refits]
+        if not due:  # the usual answer: nothing more to read
+            return due
         last = dict(zip(counts["location_id"].tolist(), counts["last_time"]))
         now = pd.Timestamp.now(tz="UTC")
         for location_id in due:
@@ -414,15 +417,19 @@ class Forecaster:
                                                      self.settings["forecast"]["predict_threads"], calibrations,
                                                      actuals, lookback)
 
-    def runs_frame(self, locations, params, issue, task_ids):
-        """One runs row per location (ARCHITECTURE 'runs'); ``task_ids``: one per location, or one for all."""
-        card = {m: self.models[m]["card"] for m in locations["model_id"].unique()}
+    def runs_frame(self, locations, params, issue, task_ids, **more):
+        """One runs row per location (ARCHITECTURE 'runs'); ``task_ids``: one per location, or one for all.
+
+        ``more``: further columns (``calibration_version``, ``input_flags``: one value per location), built
+        with the others in one DataFrame call (a column added afterwards costs a block insert each)."""
+        model_ids = locations["model_id"].to_numpy(dtype=object)
+        versions = {m: model_version(self.models[m]["card"]) for m in set(model_ids.tolist())}
         return pd.DataFrame({
             "location_id": locations["location_id"].to_numpy(dtype="int64"), "issue_time": issue,
-            "model_id": locations["model_id"].to_numpy(),
-            "model_version": [model_version(card[m]) for m in locations["model_id"]],
+            "model_id": model_ids, "model_version": [versions[m] for m in model_ids.tolist()],
             "forecast_type": params["forecast_type"], "resolution_minutes": params["resolution_minutes"],
-            "horizon_hours": params["horizon_hours"], "task_id": task_ids, "timings": [{}] * len(locations)})
+            "horizon_hours": params["horizon_hours"], "task_id": task_ids, "timings": [{}] * len(locations),
+            **more})
 
 
 def pass_key(params):
@@ -500,10 +507,10 @@ def portable(exc):
 
 
 def input_flags(location_ids, wind_defaulted, wind_speed_ms):
-    """Per run, what was not given and what replaced it (``{}``: every input given)."""
+    """Per run (``location_ids``: a list), what was not given and what replaced it (``{}``: every input given)."""
     flag = {"wind_speed": f"not given for some times: {wind_speed_ms:g} m/s used (the model's training constant)"}
     defaulted = set(np.asarray(wind_defaulted).tolist())
-    return [dict(flag) if i in defaulted else {} for i in location_ids.tolist()]
+    return [dict(flag) if i in defaulted else {} for i in location_ids]
 
 
 def clipped_by_location(frame, locations):

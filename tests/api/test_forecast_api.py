@@ -1,6 +1,7 @@
 """Forecasts through real HTTP: generate (wait and async), task polling, reads, plot, accuracy."""
 
 import io
+import json
 import time
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 
 from apihelpers import ISSUE, WINDOW, assert_forecast_invariant, demo_plants, openapi_validator, weather_rows
 from engine import data, metrics
+from serve_app.api import to_json
+from serve_app.routes_forecast import frame_records
 
 pytestmark = pytest.mark.slow
 
@@ -280,3 +283,18 @@ def test_weather_without_wind_speed_uses_the_training_constant_and_flags_the_run
                              ).json()["run"]["input_flags"] for lid in (without, given)}
     assert set(flags[without]) == {"wind_speed"} and "1 m/s" in flags[without]["wind_speed"]
     assert flags[given] == {}
+
+
+def test_stored_rows_are_records_with_iso_times_and_null_for_nan():
+    """A read's rows (``routes_forecast.frame_records``): one object per row, a time as ``Timestamp.isoformat()``
+    (whole seconds of the grid, sub-second digits kept, another zone's offset kept), NaN and NaT as null."""
+    grid = pd.DataFrame({"location_id": np.array([7, 7], dtype="int64"),
+                         "valid_time": pd.date_range("2013-07-01T12:00Z", periods=2, freq="15min"),
+                         "p50": [1.5, np.nan], "horizon_minutes": np.array([15, 30], dtype="int64")})
+    assert json.loads(to_json({"rows": frame_records(grid)}))["rows"] == [
+        {"location_id": 7, "valid_time": "2013-07-01T12:00:00+00:00", "p50": 1.5, "horizon_minutes": 15},
+        {"location_id": 7, "valid_time": "2013-07-01T12:15:00+00:00", "p50": None, "horizon_minutes": 30}]
+    odd = pd.DataFrame({"valid_time": pd.DatetimeIndex([pd.Timestamp("2013-07-01T12:00:00.25Z"), pd.NaT])})
+    assert frame_records(odd) == [{"valid_time": "2013-07-01T12:00:00.250000+00:00"}, {"valid_time": None}]
+    berlin = grid.assign(valid_time=grid["valid_time"].dt.tz_convert("Europe/Berlin"))
+    assert frame_records(berlin)[0]["valid_time"] == "2013-07-01T14:00:00+02:00"

@@ -218,6 +218,35 @@ def test_run_without_forecast_rows_is_refused():
         validation.validate_forecast(runs, forecast[forecast["location_id"] != 4])
 
 
+
+def test_a_repeated_forecast_row_names_the_row_it_repeats():
+    runs, forecast = forecast_of(demo_locations().iloc[:2].assign(location_id=[1, 2]))
+    forecast = pd.concat([forecast, forecast.iloc[[5]]], ignore_index=True)
+    with pytest.raises(ValueError, match=rf"^valid_time: row {len(forecast) - 1} repeats the key "
+                                         r"\(location_id, valid_time\) of row 5"):
+        validation.validate_forecast(runs, forecast)
+
+
+def test_a_repeated_run_location_is_refused():
+    runs, forecast = forecast_of(demo_locations().iloc[:2].assign(location_id=[1, 2]))
+    with pytest.raises(ValueError, match=r"^location_id: row 2 repeats the key \(location_id\) of row 0"):
+        validation.validate_forecast(pd.concat([runs, runs.iloc[[0]]], ignore_index=True), forecast)
+
+
+@pytest.mark.parametrize("column, value, reason", [
+    ("forecast_type", "probabilistic", r"must be one of \['ml', 'physics'\] \('probabilistic'\)"),
+    ("forecast_type", " ", "must be a non-empty string"),
+    ("model_version", "global@\x07", "holds a control character"),
+    ("model_id", "m" * 65, "is longer than 64 characters"),
+])
+def test_a_bad_run_label_is_refused_naming_its_row(column, value, reason):
+    runs, forecast = forecast_of(demo_locations().iloc[:3].assign(location_id=[1, 2, 3]))
+    runs[column] = runs[column].astype(object)
+    runs.loc[1, column] = value
+    with pytest.raises(ValueError, match=rf"^{column}: row 1 {reason}"):
+        validation.validate_forecast(runs, forecast)
+
+
 # --- planes and horizon (issue 13)
 
 @pytest.fixture
