@@ -198,6 +198,34 @@ def level_changes(day, ratio, min_days=LEVEL_CHANGE_DAYS, factor=LEVEL_CHANGE):
     return steps
 
 
+def present_state(times, timezone, changes):
+    """Which times are in the plant's present state: on or after the first local day of its last level change.
+
+    The one definition of the window the DC scale (:func:`fit_tuning`) and
+    the band residuals (``engine.adaptation.fit_calibration``) are fitted
+    on after a change of the plant (:func:`level_changes`).
+
+    Parameters
+    ----------
+    times : DatetimeIndex
+        UTC.
+    timezone : str
+        IANA zone of the plant (its local days).
+    changes : list of dict
+        :func:`level_changes` (``first_day``: a local day, Timestamp or
+        ISO date string as in ``diagnostics.level_changes``), oldest first.
+
+    Returns
+    -------
+    ndarray of bool
+        Every time when there is no change.
+    """
+    if not changes:
+        return np.ones(len(times), dtype=bool)
+    day = pd.DatetimeIndex(times).tz_convert(timezone).tz_localize(None).normalize()
+    return np.asarray(day >= pd.Timestamp(changes[-1]["first_day"]))
+
+
 def sample_minutes(times):
     """Sampling interval of a plant's actuals, min: the median spacing of consecutive times.
 
@@ -661,8 +689,7 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     steps = level_changes(local_day[counted], ratio[counted])
     diagnostics["level_changes"] = [{"first_day": str(pd.Timestamp(s["first_day"]).date()), "factor": s["factor"]}
                                     for s in steps]
-    if steps:  # the plant changed: its present state is the days after the last change
-        base &= local_day >= steps[-1]["first_day"]
+    base &= present_state(p.index, timezone, steps)  # the plant changed: its present state is after the last change
     scale = 1.0
     for _ in range(2):  # keep the samples the current scale leaves unclipped
         sel = base & (scale * phys < 0.85 * limit)
