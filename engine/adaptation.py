@@ -123,6 +123,11 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
                      orientation=True, half_life_days=None):
     """Step 1 of :func:`fit_calibration`: orientation, then DC scale and clipping level, from ``power``.
 
+    A measured/modelled level outside the DC scales a plant can have is refused (code ``scale``,
+    :func:`engine.tuning.fit_tuning`) under the ENTERED description as well as under the fitted orientation:
+    a fitted orientation can absorb part of a unit error (a steeper tilt makes less summer power), which then
+    passes the bounds.
+
     Parameters
     ----------
     loc : DataFrame
@@ -151,6 +156,12 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
     cap = float(loc.loc[0, "capacity_ac_kw"])
     oriented = fit_orientation(loc, power, entered, cutoff, planes, half_life_days) if orientation else None
     if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
+        as_entered = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"],
+                                       cap, float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
+                                       min_days=min_days, half_life_days=half_life_days)
+        if as_entered["code"] == "scale":  # a unit error bends the orientation toward less power (energy per
+            # 15 min sent as power on a plant entered with DC = AC: tilt 73, scale 0.40, just inside both bounds)
+            return {"orientation": oriented, "fit": as_entered, "location": None, "planes": None}
         loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
         entered = feature_frame(loc, weather, times, planes, horizon)
     fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
