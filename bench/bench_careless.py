@@ -76,6 +76,8 @@ def probes(power, weather, location):
                                                         other_plant(hist, weather, location, 20.0, 240.0, 0.6)),
         "half the strings off since 07-17, still off": (location, hist.where(~late, hist * 0.5), power * 0.5),
         "half the strings off until 07-17, back on": (location, hist.where(late, hist * 0.5)),
+        "a fifth of the strings off since 07-17 (x0.8)": (location, hist.where(~late, hist * 0.8), power * 0.8),
+        "soiled from 07-17, still (x0.85)": (location, hist.where(~late, hist * 0.85), power * 0.85),
     }
 
 
