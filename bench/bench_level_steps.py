@@ -38,24 +38,20 @@ DESCRIPTIONS = {"right": (1.2, CONFIG["site"]["tilt"], CONFIG["site"]["azimuth"]
 
 
 def daily_levels(power, weather, location):
-    """Local day -> log clear-sky level (fit_tuning's samples: usable, clear, unclipped, days with >= 1 h)."""
+    """Local day -> log clear-sky level on ``engine.tuning.fit_tuning``'s samples (``tuning.level_samples``)."""
     f = features.feature_frame(location, weather, power.index)
     cap = float(location["capacity_ac_kw"].iloc[0])
     phys = f["physical_ac_kw"].to_numpy(dtype=float)
-    elev = f["solar_elevation"].to_numpy(dtype=float)
-    csi = f["csi"].to_numpy(dtype=float)
     y = power.to_numpy(dtype=float)
-    flags = tuning.usable_samples(power, phys, elev, cap)
+    flags = tuning.usable_samples(power, phys, f["solar_elevation"].to_numpy(dtype=float), cap)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = y / phys
-    clear = (csi >= tuning.CLEAR_CSI) & (elev > 15.0) & (phys > 0.1 * cap) & np.isfinite(ratio) & (ratio > 0)
-    first = flags["usable"].to_numpy() & clear & (phys < 0.85 * cap)
+    clear = tuning.clear_samples(ratio, phys, f["solar_elevation"].to_numpy(dtype=float), f["csi"].to_numpy(dtype=float),
+                                 cap)
     day = np.asarray(power.index.tz_convert(TZ).tz_localize(None).normalize())
-    s = pd.Series(np.log(ratio[first]), index=day[first])
-    per = s.groupby(level=0)
-    n = per.size()
-    need = tuning.samples_for(tuning.LEVEL_DAY_HOURS, tuning.sample_minutes(power.index))
-    return per.median()[n >= need]
+    counted = tuning.level_samples(flags["usable"].to_numpy() & clear, phys, cap, day,
+                                   tuning.sample_minutes(power.index))
+    return pd.Series(np.log(np.maximum(ratio[counted], 1e-6)), index=day[counted]).groupby(level=0).median()
 
 
 def find_steps(levels, **rule):

@@ -285,6 +285,63 @@ def level_changes(day, ratio, min_days=LEVEL_CHANGE_DAYS, factor=LEVEL_CHANGE, s
         steps.append({"first_day": labels[start], "factor": float(np.exp(split[1]))})
 
 
+def clear_samples(ratio, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, clear_csi=CLEAR_CSI):
+    """Clear daylight samples whose measured / modelled ratio says something about the DC scale.
+
+    Weather clear-sky index at least ``clear_csi``, sun above 15 deg, physical power above 10 % of the
+    AC capacity and a finite ratio (:func:`fit_tuning`, :func:`level_samples`).
+
+    Parameters
+    ----------
+    ratio : ndarray
+        Measured / physical AC power, unitless.
+    physical_ac_kw : ndarray
+        kW.
+    solar_elevation : ndarray
+        deg.
+    csi : ndarray
+        Unitless.
+    capacity_ac_kw : float
+        kW.
+    clear_csi : float, default :data:`CLEAR_CSI`
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    return ((np.asarray(csi) >= clear_csi) & (np.asarray(solar_elevation) > 15.0)
+            & (np.asarray(physical_ac_kw) > 0.1 * capacity_ac_kw) & np.isfinite(ratio))
+
+
+def level_samples(base, physical_ac_kw, limit_kw, local_day, minutes):
+    """The samples a plant's daily clear-sky level is judged on (:func:`level_changes`).
+
+    ``base`` (usable and clear, :func:`clear_samples`) with the physical
+    power under 85 % of the limit (the DC scale's first pass: the
+    inverter's efficiency flat, no clipping), on local days with
+    :data:`LEVEL_DAY_HOURS` of them.
+
+    Parameters
+    ----------
+    base : ndarray of bool
+    physical_ac_kw : ndarray
+        kW.
+    limit_kw : float
+        The AC capacity or an observed clipping level, kW.
+    local_day : ndarray
+        Local day of each sample.
+    minutes : float
+        Sampling interval, min (:func:`sample_minutes`).
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    first = base & (np.asarray(physical_ac_kw) < 0.85 * limit_kw)
+    per_day = pd.Series(first[first], index=local_day[first]).groupby(level=0).size()
+    return first & np.isin(local_day, per_day.index[per_day >= samples_for(LEVEL_DAY_HOURS, minutes)])
+
+
 def present_state(times, timezone, changes):
     """Which times are in the plant's present state: on or after the first local day of its last level change.
 
@@ -750,7 +807,7 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
         ratio = y / phys
     lo, hi = scale_bounds(capacity_ac_kw, capacity_dc_kw)
     diagnostics["dc_scale_allowed"] = [lo, hi]
-    clear_sky = (csi >= clear_csi) & (elev > 15.0) & (phys > 0.1 * capacity_ac_kw) & np.isfinite(ratio)
+    clear_sky = clear_samples(ratio, phys, elev, csi, capacity_ac_kw, clear_csi)
     # the level of every producing clear sample, before the rejections: power a thousand times too small is
     # all "outage" to usable_samples, so a unit error would otherwise read as too few days
     producing = clear_sky & ~flags["night"].to_numpy() & (y > 0) & (phys < 0.85 * capacity_ac_kw)
@@ -770,9 +827,7 @@ def fit_tuning(power_kw, physical_ac_kw, solar_elevation, csi, capacity_ac_kw, c
     limit = capacity_ac_kw if level is None else level
     base = usable & clear_sky
     local_day = np.asarray(pd.DatetimeIndex(p.index).tz_convert(timezone).tz_localize(None).normalize())
-    first = base & (phys < 0.85 * limit)  # the first pass's samples, per day with enough of them
-    per_day = pd.Series(first[first], index=local_day[first]).groupby(level=0).size()
-    counted = first & np.isin(local_day, per_day.index[per_day >= samples_for(LEVEL_DAY_HOURS, minutes)])
+    counted = level_samples(base, phys, limit, local_day, minutes)
     steps = level_changes(local_day[counted], ratio[counted])
     diagnostics["level_changes"] = [{"first_day": str(pd.Timestamp(s["first_day"]).date()), "factor": s["factor"]}
                                     for s in steps]
