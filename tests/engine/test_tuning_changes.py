@@ -1,13 +1,15 @@
-"""After a change of the plant (strings off or back on, ``engine.tuning.level_changes``) its bands are fitted in
-the same state as its DC scale: the days after the last change (``engine.tuning.present_state``). Real data: SERF
-East 2016 (outside training and hold-out) with half the strings off from 2016-07-17 (a known transformation of
-the real measured power), calibrated at 2016-08-01 as ``POST .../calibrate`` does."""
+"""Changes of a plant: its bands are fitted in the same state as its DC scale, the days after the last change
+(``engine.tuning.present_state``), and smaller changes (a fifth of its strings off, a soiling step) are followed
+when they are sharp while a drift of the same size is not taken for one (``engine.tuning.level_changes``,
+``SHARP_CHANGE``). Real data: SERF East 2016 (outside training and hold-out) entered rightly (DC 1.2 x AC, tilt
+45, azimuth 158), history 2016-07-01..07-31, calibrated at 2016-08-01 as ``POST .../calibrate`` does; the
+changes are known transformations of its real measured power (half the strings off from 2016-07-17, ...)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from engine import adaptation, data, modelio, resources, training, tuning
+from engine import adaptation, data, features, modelio, resources, training, tuning
 
 CONFIG = training.load_config()
 TZ = CONFIG["site"]["timezone"]
@@ -21,6 +23,13 @@ def serf():
     power = power[power.index < CUTOFF]
     location = data.site_location(CONFIG["site"], 1, 5.5, 6.6)  # entered rightly (DC/AC 1.2, tilt 45, azimuth 158)
     return power, weather, location, modelio.load_model(resources.folder("models"), "global")
+
+
+@pytest.fixture(scope="module")
+def frame(serf):
+    """The feature frame of the plant as entered at the history's times."""
+    power, weather, location, _ = serf
+    return features.feature_frame(location, weather, power.index)
 
 
 def actuals(power):
@@ -85,3 +94,52 @@ def test_an_unchanged_plant_leaves_no_band_residual_out(serf):
     assert cal["ok"] and cal["diagnostics"]["level_changes"] == []
     assert cal["diagnostics"]["band_residuals"]["present_state"] == {"first_day": None, "factor": None,
                                                                       "rows_left_out": 0}
+
+
+def fit(frame, power):
+    return tuning.fit_tuning(power, frame["physical_ac_kw"], frame["solar_elevation"], frame["csi"], 5.5, 6.6, CUTOFF,
+                             TZ)
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.85])
+def test_a_sharp_step_of_15_to_20_percent_is_followed(serf, frame, factor):
+    """x0.8 / x0.85 from 07-17 (15 days of 31): found within 3 days and within 5 % of its size, and the DC scale is
+    the present state's (factor x the unchanged plant's, within 3 %); the x1.3 rule alone averages it (a mix)."""
+    power = serf[0]
+    changed = power.where(power.index.tz_convert(TZ) < STEP, factor * power)
+    whole, result = fit(frame, power), fit(frame, changed)
+    steps = result["diagnostics"]["level_changes"]
+    assert len(steps) == 1 and steps[0]["factor"] == pytest.approx(factor, rel=0.05), steps
+    assert abs(pd.Timestamp(steps[0]["first_day"], tz=TZ) - STEP) <= pd.Timedelta(days=3), steps
+    assert result["dc_scale"] == pytest.approx(factor * whole["dc_scale"], rel=0.03)
+    day = np.asarray(power.index.tz_convert(TZ).tz_localize(None).normalize())
+    phys = frame["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = changed.to_numpy() / phys
+    clear = tuning.clear_samples(ratio, phys, frame["solar_elevation"].to_numpy(), frame["csi"].to_numpy(), 5.5) \
+        & (phys < 0.85 * 5.5) & (ratio > 0)
+    assert tuning.level_changes(day[clear], ratio[clear], sharp_factor=None) == []  # main's rule alone: averaged
+
+
+def test_a_drift_of_the_same_size_is_not_a_step(serf, frame):
+    """x0.7 reached by a steady drift over the 31 days (soiling that builds up): the medians of the two sides of the
+    best split differ by x0.86 (a x1.15 rule on the sides alone cuts it at 07-10), but the 10 days either side of it
+    differ by less than x1.15: no change is found (the season drifts too; a drift is followed by refits, not by
+    cutting the history)."""
+    power = serf[0]
+    days = (power.index - power.index[0]) / (power.index[-1] - power.index[0])
+    drifted = power * (1.0 - 0.3 * np.asarray(days, dtype=float))
+    assert fit(frame, drifted)["diagnostics"]["level_changes"] == []
+
+
+def test_the_unchanged_plant_has_no_sharp_step(serf, frame):
+    assert fit(frame, serf[0])["diagnostics"]["level_changes"] == []
+
+
+def test_sharp_step_needs_the_days_either_side_to_agree():
+    """Daily levels (log) whose windows' medians differ by x0.78 but with 8 of the 20 days on the other side of the
+    midpoint: not sharp; x0.8 with every day on its side is."""
+    clean = np.r_[np.zeros(10), np.full(10, np.log(0.8))]
+    assert tuning.sharp_step(clean, 10, 10, tuning.SHARP_CHANGE, tuning.SHARP_AGREE)
+    mixed = np.r_[np.zeros(6), np.full(4, -0.5), np.full(6, -0.25), np.full(4, 0.1)]  # medians 0 and -0.25 (x0.78)
+    assert not tuning.sharp_step(mixed, 10, 10, tuning.SHARP_CHANGE, tuning.SHARP_AGREE)
