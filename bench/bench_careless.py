@@ -13,7 +13,7 @@ transformation of real data, nothing invented) for the history 2016-07-01..07-31
 3. the next 14 local days (2016-08-01..08-14) forecast day-ahead with that calibration (global
    forecast when refused) and scored against the plant's true power (as measured; curtailed, or
    with half its strings, where that is the plant's own lasting state): daylight P50 nMAE (% of
-   the AC capacity) and P10-P90 coverage.
+   the AC capacity), P10-P90 and P25-P75 coverage, and the mean daylight P10-P90 width (% of AC).
 
 Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_careless.py [probe ...]`` (default: every
 probe; a probe is chosen by a part of its name). On another checkout's engine: run this file with that
@@ -76,6 +76,8 @@ def probes(power, weather, location):
                                                         other_plant(hist, weather, location, 20.0, 240.0, 0.6)),
         "half the strings off since 07-17, still off": (location, hist.where(~late, hist * 0.5), power * 0.5),
         "half the strings off until 07-17, back on": (location, hist.where(late, hist * 0.5)),
+        "a fifth of the strings off since 07-17 (x0.8)": (location, hist.where(~late, hist * 0.8), power * 0.8),
+        "soiled from 07-17, still (x0.85)": (location, hist.where(~late, hist * 0.85), power * 0.85),
     }
 
 
@@ -89,7 +91,7 @@ def main(names):
     print(f"SERF East 2016, entered AC {CAP} kW, DC {1.2 * CAP:.1f} kW, tilt/azimuth {TRUE_ORIENTATION}; history "
           f"2016-07-01..{CUTOFF.date()}, scored {DAYS[0].date()}..{DAYS[-1].date()} against the true power")
     print(f"{'probe':>44} | {'ingest':>8} | {'calibration':>40} | {'dc_scale':>8} {'clip_kw':>7} {'tilt':>5} {'az':>5}"
-          f" | {'nMAE %':>6} {'P10-P90 %':>9}")
+          f" | {'nMAE %':>6} {'P10-P90 %':>9} {'P25-P75 %':>9} {'width %':>7}")
     for name, (loc, sent, *truth) in probes(power, weather, right).items():
         truth = truth[0] if truth else power
         if names and not any(n in name for n in names):
@@ -116,20 +118,24 @@ def main(names):
             ys.append(truth.reindex(times).to_numpy())
             qs.append(q * CAP / float(loc["capacity_ac_kw"].iloc[0]))  # a plant in W: its kW x 1000
             days.append(f["solar_elevation"].to_numpy() > 0)
-        s = scores(np.concatenate(ys), np.concatenate(qs), np.concatenate(days))
+        y_all, q_all, day_all = np.concatenate(ys), np.concatenate(qs), np.concatenate(days)
+        s = scores(y_all, q_all, day_all)
+        scored = day_all & np.isfinite(y_all)
+        width = 100 * float(np.mean(q_all[scored, 4] - q_all[scored, 0])) / CAP  # daylight P10-P90, % of AC
         tilt = f"{o['tilt']:.0f}" if o.get("ok") else "-"
         az = f"{o['azimuth']:.0f}" if o.get("ok") else "-"
         clip = "-" if not cal["ok"] or cal["clip_kw"] is None else f"{cal['clip_kw']:.2f}"
         scale = f"{cal['dc_scale']:.3f}" if cal["ok"] else "-"
         print(f"{name:>44} | {ingest:>8} | {state[:40]:>40} | {scale:>8} {clip:>7} {tilt:>5} {az:>5} | "
-              f"{s['nmae_%']:6.2f} {s['cov_p10_p90_%']:9.1f}")
+              f"{s['nmae_%']:6.2f} {s['cov_p10_p90_%']:9.1f} {s['cov_p25_p75_%']:9.1f} {width:7.2f}")
         if not cal["ok"]:
             print(f"{'':>44}   reason: {cal['reason']}")
         else:
             dg = cal["diagnostics"]
             print(f"{'':>44}   unbounded dc_scale {dg.get('dc_scale_unbounded', float('nan')):.3f}, rejected: "
                   + ", ".join(f"{k} {dg.get(k)}" for k in ("outage", "stale", "clipped", "usable", "days"))
-                  + f"; level changes {dg.get('level_changes')}")
+                  + f"; level changes {dg.get('level_changes')}; band residual rows left out (before the "
+                  f"last change) {dg['band_residuals'].get('present_state', {}).get('rows_left_out')}")
     print(f"{time.time() - t0:.0f} s")
     return 0
 

@@ -123,6 +123,11 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
                      orientation=True, half_life_days=None):
     """Step 1 of :func:`fit_calibration`: orientation, then DC scale and clipping level, from ``power``.
 
+    A measured/modelled level outside the DC scales a plant can have is refused (code ``scale``,
+    :func:`engine.tuning.fit_tuning`) under the ENTERED description as well as under the fitted orientation:
+    a fitted orientation can absorb part of a unit error (a steeper tilt makes less summer power), which then
+    passes the bounds.
+
     Parameters
     ----------
     loc : DataFrame
@@ -151,6 +156,12 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
     cap = float(loc.loc[0, "capacity_ac_kw"])
     oriented = fit_orientation(loc, power, entered, cutoff, planes, half_life_days) if orientation else None
     if oriented is not None and oriented["ok"]:  # the physical estimate with the fitted orientation
+        as_entered = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"],
+                                       cap, float(loc.loc[0, "capacity_dc_kw"]), cutoff, str(loc.loc[0, "timezone"]),
+                                       min_days=min_days, half_life_days=half_life_days)
+        if as_entered["code"] == "scale":  # a unit error bends the orientation toward less power (energy per
+            # 15 min sent as power on a plant entered with DC = AC: tilt 73, scale 0.40, just inside both bounds)
+            return {"orientation": oriented, "fit": as_entered, "location": None, "planes": None}
         loc = loc.assign(tilt=oriented["tilt"], azimuth=oriented["azimuth"])
         entered = feature_frame(loc, weather, times, planes, horizon)
     fit = tuning.fit_tuning(power, entered["physical_ac_kw"], entered["solar_elevation"], entered["csi"], cap,
@@ -165,7 +176,7 @@ def tune_description(loc, power, entered, weather, times, cutoff, planes=None, h
 
 
 def forward_quantiles(loc, power, entered, weather, times, model, planes=None, horizon=None, folds=BAND_FOLDS,
-                      min_days=tuning.MIN_DAYS, orientation=True, half_life_days=None, instants=None):
+                      min_days=tuning.MIN_DAYS, orientation=True, half_life_days=None, instants=None, first_row=0):
     """Forward quantiles, kW: each day block forecast with the tuning fitted on the actuals before it.
 
     The served tuning is fitted on the rows before the cutoff and used on
@@ -214,6 +225,12 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
         array) the row of ``times`` each instant belongs to (its block),
         ``time`` (DatetimeIndex) the instant (:func:`period_sample_instants`:
         the instants a period mean averages). None: ``times`` themselves.
+    first_row : int, default 0
+        The first row of the plant's present state (after its last level
+        change, ``engine.tuning.present_state``): the blocks are cut from it
+        on and each block's tuning learns from the rows between it and the
+        block only, so a residual is the error of a tuning of the state it
+        scores; rows before it get none (NaN).
 
     Returns
     -------
@@ -227,7 +244,8 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
         ``tilt``, ``azimuth`` (None: stated) of its tuning.
     """
     tz = str(loc.loc[0, "timezone"])
-    fold = band_folds(times, tz, folds)
+    fold = np.full(len(times), -1)  # rows before first_row: in no block
+    fold[first_row:] = band_folds(times[first_row:], tz, folds)
     n_folds = int(fold.max()) + 1 if len(fold) else 0
     q = np.full((len(times), len(QUANTILE_COLUMNS)), np.nan)
     local = pd.DatetimeIndex(times).tz_convert(tz)
@@ -237,14 +255,15 @@ def forward_quantiles(loc, power, entered, weather, times, model, planes=None, h
     per_fold = []
     for k in range(n_folds):  # at most BAND_FOLDS - 1 tunings, each vectorised over its rows
         block = fold == k
-        start = int(np.argmax(block))  # rows are sorted: the block's past is the prefix before it
+        start = int(np.argmax(block))  # rows are sorted: the block's past is the rows from first_row before it
         info = {"first_day": local[block].min().date().isoformat(), "last_day": local[block].max().date().isoformat(),
                 "rows": int(block.sum()), "ok": False, "reason": "the first block has no past", "dc_scale": None,
                 "tilt": None, "azimuth": None}
         per_fold.append(info)
         if k == 0:
             continue
-        t = tune_description(loc, power.iloc[:start], entered.iloc[:start], weather, times[:start], times[start],
+        past = slice(first_row, start)
+        t = tune_description(loc, power.iloc[past], entered.iloc[past], weather, times[past], times[start],
                              planes, horizon, min_days, orientation, half_life_days)
         o = t["orientation"] if t["orientation"] is not None and t["orientation"]["ok"] else None
         info.update(ok=bool(t["fit"]["ok"]), reason=t["fit"]["reason"], dc_scale=float(t["fit"]["dc_scale"]),
@@ -565,7 +584,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (tuning rejections and fit; ``band_residuals``: how the band
         residuals were obtained, :func:`forward_quantiles`, and
         ``weighting``: ``half_life_days``, ``rows``, ``n_effective`` of the
-        residuals used; ``within_period``: :func:`within_period_term`, the
+        residuals used; ``present_state``: ``first_day`` and ``factor`` of the
+        plant's last level change (``engine.tuning.level_changes``; None
+        without one) and ``rows_left_out``, the rows before it, which give no
+        band residual (another state of the plant: the bands are fitted in
+        the DC scale's state, ``engine.tuning.present_state``, the shrinkage
+        toward the global bands standing in for them); ``within_period``: :func:`within_period_term`, the
         spread of instants within their period added to the scores of period
         means, each scored at the instants it averages, since the forecast is
         of instants (``instants``: how many); ``band_rows``:
@@ -665,6 +689,11 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         usable, keep = usable & ~outside, ~outside[at_row]
         at_row, at_time = at_row[keep], at_time[keep]
     per_row = np.bincount(at_row, minlength=len(times)).astype(float) if spread else None  # instants of each row
+    # the bands are fitted in the served fit's state: residuals from before the plant's last level change (strings
+    # off or back on) are errors of another plant; the shrinkage toward the global bands stands in for them
+    present = tuning.present_state(times, str(loc.loc[0, "timezone"]), fit["diagnostics"].get("level_changes"))
+    usable = usable & present
+    first_row = int(np.argmax(present)) if present.any() else len(times)
     q_kw, how = None, None
     age_weight = conformal.recency_weights(times, cutoff, half_life_days)  # older residuals count less
 
@@ -679,7 +708,8 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
 
     if folds > 1:
         q_kw, how = forward_quantiles(loc, power, entered, weather, times, model, planes, horizon, folds, min_days,
-                                      orientation, tuning_half_life_days, (at_row, at_time) if spread else None)
+                                      orientation, tuning_half_life_days, (at_row, at_time) if spread else None,
+                                      first_row)
         scored = weighting(usable & scored_rows(q_kw))
         if scored["n_effective"] < n0:  # too short a history for forward residuals: the served tuning's own (stated)
             how = {**how, "used": False, "weighting": scored,
@@ -694,7 +724,11 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         how = {"method": "in-sample (the served tuning's own rows)", "folds": 1, "rows": int(len(times)),
                "unscored_rows": 0, "forward": how}
     rows = usable & scored_rows(q_kw)
-    how = {**how, "weighting": weighting(rows)}
+    changes = fit["diagnostics"].get("level_changes") or []
+    how = {**how, "weighting": weighting(rows),
+           "present_state": {"first_day": changes[-1]["first_day"] if changes else None,
+                             "factor": changes[-1]["factor"] if changes else None,
+                             "rows_left_out": int(first_row)}}
     y = power.to_numpy() / cap
     if spread:  # the plant's clear-sky power at each instant spreads its period's mean along the sun's path
         at_feats = feature_frame(served["location"], weather, at_time, served["planes"], horizon)

@@ -387,3 +387,60 @@ def test_hourly_means_calibrate_bands_of_instants_and_say_so(client, training_co
     assert how["rows"] == r.json()["diagnostics"]["band_rows"] and how["instants_per_row"] == 4.0
     got, _ = forecast(client, loc["location_id"], "2016-07-26T18:00:00+00:00", 30)
     assert_forecast_invariant(got["valid_time"], got, loc, 15)
+
+
+def turned(power, weather, loc, tilt, azimuth, size):
+    """Another plant's real actuals: the measured power x (physical of a plant turned to (tilt, azimuth) and ``size``
+    x as large / physical of the true one, DC 1.2 x AC, tilt 45, azimuth 158; 0 where the true one makes under 2 %
+    of AC): a known transformation of real data (bench/bench_careless.py's "another plant")."""
+    true = pd.DataFrame([{**PLANT, "location_id": loc["location_id"], "capacity_dc_kw": 1.2 * PLANT["capacity_ac_kw"],
+                          "export_limit_kw": np.nan, "tracking": "FIXED", "axis_azimuth": 0.0, "max_angle": 0.0,
+                          "gcr": 0.0, "losses_pct": 14.0, "gamma_pdc": -0.004, "temp_model_u0": 25.0,
+                          "temp_model_u1": 6.84, "model_id": "global"}])
+    other = true.assign(tilt=tilt, azimuth=azimuth, capacity_dc_kw=size * true["capacity_dc_kw"])
+    mine = features.feature_frame(true, weather, power.index)["physical_ac_kw"].to_numpy()
+    theirs = features.feature_frame(other, weather, power.index)["physical_ac_kw"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return power * np.where(mine > 0.02 * PLANT["capacity_ac_kw"], theirs / np.where(mine > 0, mine, 1.0), 0.0)
+
+
+def resent_and_refused(client, training_config, name, mistake):
+    """A calibrated plant (the policy's version from its real actuals) whose client sends its history again with a
+    mistake (the same times: the new values replace the old): POST .../calibrate is 422 on the actuals, and GET
+    .../calibration still serves the last good version with the refusal beside it. Returns (POST, GET) bodies."""
+    loc, power = stored_plant(client, training_config, name)
+    lid = loc["location_id"]
+    good = client.get(f"/api/v1/locations/{lid}/calibration").json()
+    weather = data.load_serf_east_2016(lid, training_config["data"]["wind_speed_ms"])[1]
+    wrong = mistake(power, weather, loc)
+    assert post_actuals(client, pd.DataFrame({"location_id": lid, "time": wrong.index,
+                                              "power_kw": wrong.to_numpy()})).status_code == 200
+    deadline = time.monotonic() + 300
+    while (r := client.post(f"/api/v1/locations/{lid}/calibrate", json={"cutoff": CUTOFF})).status_code == 409 \
+            and time.monotonic() < deadline:  # a refit the policy started on the new actuals is running
+        time.sleep(1)
+    assert_error(client, r, 422, "actuals")
+    got = client.get(f"/api/v1/locations/{lid}/calibration")
+    assert got.status_code == 200, got.text
+    openapi_validator(client, "Calibration").validate(got.json())
+    assert got.json()["version"] == good["version"] and got.json()["dc_scale"] == good["dc_scale"]  # nothing learnt
+    return r.json(), got.json()
+
+
+def test_energy_per_15_min_sent_as_power_is_refused_with_the_code_scale(client, training_config):
+    """kWh per 15 min sent as kW (0.25 x the power): POST .../calibrate's error and GET's ``last_refusal`` carry the
+    code ``scale`` (engine.tuning.REFUSALS), and the plant keeps the version learnt from its power in kW."""
+    posted, got = resent_and_refused(client, training_config, "SERF East 2016 [kWh per 15 min as kW]",
+                                     lambda power, weather, loc: power / 4.0)
+    assert posted["error"]["code"] == "scale", posted
+    assert got["last_refusal"]["code"] == "scale", got["last_refusal"]
+
+
+def test_another_plants_actuals_are_refused_with_the_code_orientation(client, training_config):
+    """Actuals of another plant (tilt 20, azimuth 240, 0.6 x as large) sent for this one (tilt 45, azimuth 158): the
+    best orientation lies on the edge of the window searched, so POST's error and GET's ``last_refusal`` carry the
+    code ``orientation``, and the plant keeps the version learnt from its own actuals."""
+    posted, got = resent_and_refused(client, training_config, "SERF East 2016 [another plant's actuals]",
+                                     lambda power, weather, loc: turned(power, weather, loc, 20.0, 240.0, 0.6))
+    assert posted["error"]["code"] == "orientation", posted
+    assert got["last_refusal"]["code"] == "orientation", got["last_refusal"]
