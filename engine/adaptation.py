@@ -82,10 +82,11 @@ validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Bl
 ``max_history_days`` cap of the service (90) a block is at most 18 days."""
 #: Local days with usable daylight actuals before a plant's bands are fitted while its tuning still lacks
 #: data (:func:`untuned_description`): the shrinkage toward the global bands
-#: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but three
-#: days already move a plant whose description is wrong from the global bands' ~45-60 % coverage
-#: (docs/model.md "Bands before the tuning").
-MIN_BAND_DAYS = 3
+#: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but two
+#: days already move a plant from the global bands' ~45-60 % coverage: over 6 starts of SERF East 2016 x
+#: both descriptions, 2 rather than 3 days covered the runs of days 0-2 better in all 12 (docs/model.md
+#: "Bands before the tuning"). One day is the whole of one weather spell: not enough to say the plant's.
+MIN_BAND_DAYS = 2
 #: Refusal codes of :func:`engine.tuning.fit_tuning` (``engine.tuning.REFUSAL_CODES``) that say the tuning lacks
 #: history, not sense: the plant's bands may be served on the entered description (:func:`untuned_description`).
 SHORT_HISTORY = ("too_few_days", "too_few_clear_samples")
