@@ -82,10 +82,11 @@ validation (Hastie, Tibshirani & Friedman, ESL 7.10), not tuned on any plant. Bl
 ``max_history_days`` cap of the service (90) a block is at most 18 days."""
 #: Local days with usable daylight actuals before a plant's bands are fitted while its tuning still lacks
 #: data (:func:`untuned_description`): the shrinkage toward the global bands
-#: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but three
-#: days already move a plant whose description is wrong from the global bands' ~45-60 % coverage
-#: (docs/model.md "Bands before the tuning").
-MIN_BAND_DAYS = 3
+#: (:func:`engine.conformal.fit_band_offsets`, ``n0``) weighs the first days' residuals little, but two
+#: days already move a plant from the global bands' ~45-60 % coverage: over 6 starts of SERF East 2016 x
+#: both descriptions, 2 rather than 3 days covered the runs of days 0-2 better in all 12 (docs/model.md
+#: "Bands before the tuning"). One day is the whole of one weather spell: not enough to say the plant's.
+MIN_BAND_DAYS = 2
 #: Refusal codes of :func:`engine.tuning.fit_tuning` (``engine.tuning.REFUSAL_CODES``) that say the tuning lacks
 #: history, not sense: the plant's bands may be served on the entered description (:func:`untuned_description`).
 SHORT_HISTORY = ("too_few_days", "too_few_clear_samples")
@@ -890,20 +891,24 @@ def refits_due(counts, threshold, first_days=MIN_BAND_DAYS, refused=None, column
     latest calibration, or, without a calibration yet, as soon as its
     daylight actuals cover ``first_days`` local days (at least
     :data:`MIN_BAND_DAYS`, the fewest :func:`fit_calibration` accepts:
-    bands before the tuning, :func:`untuned_description`; the first fit does not wait for the threshold). A plant whose
+    bands before the tuning, :func:`untuned_description`; the first fit does not wait for the threshold),
+    or, while its latest calibration is untuned, on each new local day of
+    daylight actuals (the day the tuning has its days is not left to the
+    threshold's cadence; an untuned fit costs no tuning). A plant whose
     last refit was refused (too little usable data) is due again only after
-    ``threshold`` more daylight actuals or, for a first fit, one more local
-    day: never on every ingest.
+    ``threshold`` more daylight actuals or, for a first or untuned fit, one
+    more local day: never on every ingest.
 
     Parameters
     ----------
     counts : DataFrame
         ``engine.store.refit_counts``: ``location_id``, ``new_daylight``
-        (values) or ``new_daylight_hours`` (h), ``calibrated``, ``daylight_days``.
+        (values) or ``new_daylight_hours`` (h), ``calibrated``, ``daylight_days``,
+        optionally ``tuned`` (absent: every calibration counts as tuned).
     threshold : float
         New daylight actuals of ``column`` (values, or h); 0 turns the policy off.
     first_days : int or None
-        Local days of a first fit; 0 or None: a first fit waits for ``threshold`` too.
+        Local days of a first fit; 0 or None: a first fit (and an untuned plant's refit) waits for ``threshold`` too.
     refused : dict, optional
         location_id -> (``column``, ``daylight_days``) when its last refit was refused.
     column : {'new_daylight', 'new_daylight_hours'}
@@ -924,8 +929,11 @@ def refits_due(counts, threshold, first_days=MIN_BAND_DAYS, refused=None, column
     days = counts["daylight_days"].to_numpy("int64")
     due = new - before[:, 0] >= threshold
     if first_days:
-        due |= (~counts["calibrated"].to_numpy(bool) & (days >= max(int(first_days), MIN_BAND_DAYS))
-                & (days > before[:, 1]))
+        calibrated = counts["calibrated"].to_numpy(bool)
+        tuned = counts["tuned"].to_numpy(bool) if "tuned" in counts else calibrated
+        first = ~calibrated & (days >= max(int(first_days), MIN_BAND_DAYS))
+        untuned = calibrated & ~tuned & (days >= 1)  # days: those after the untuned fit's last actual
+        due |= (first | untuned) & (days > before[:, 1])
     return ids[due]
 
 

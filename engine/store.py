@@ -1817,19 +1817,27 @@ async def refit_counts(db, location_ids, *, tenant_id=None):
         stand for, h (a period mean: its ``period_minutes``; an instantaneous
         sample: the spacing to the previous new actual, at most 1 h, the first
         one 0); ``calibrated`` (bool): the location
-        has a calibration; ``daylight_days``: of a location without one, the
-        distinct local days (the plant's ``timezone``) with daylight actuals
-        (the days a first fit could use: ``engine.adaptation.MIN_BAND_DAYS``), 0 for a
-        calibrated one (its actuals are not scanned); ``last_time``: its
-        latest actual (UTC, NaT without actuals). Unknown locations have no row.
+        has a calibration; ``tuned`` (bool): its latest calibration is tuned
+        (``diagnostics.tuned``; a calibration from before untuned ones existed
+        counts as tuned), False without one; ``daylight_days``: of a location
+        without a calibration, the distinct local days (the plant's ``timezone``)
+        with daylight actuals (the days a first fit could use:
+        ``engine.adaptation.MIN_BAND_DAYS``); of one whose latest calibration is
+        untuned (``engine.adaptation.untuned_description``), those local days
+        after the local day of its last actual (``diagnostics.actuals_end``):
+        the new days the tuning may now have; 0 for a tuned one (its actuals are
+        not scanned); ``last_time``: its latest actual (UTC, NaT without
+        actuals). Unknown locations have no row.
     """
     rows = await db.fetch("""
         SELECT l.location_id, coalesce(n.n, 0) AS new_daylight, coalesce(n.hours, 0)::float8 AS new_daylight_hours,
-               c.created_at IS NOT NULL AS calibrated,
+               c.created_at IS NOT NULL AS calibrated, coalesce(c.tuned, false) AS tuned,
                coalesce(d.days, 0) AS daylight_days, t.last_time
         FROM locations l
-        LEFT JOIN LATERAL (SELECT max(created_at) AS created_at FROM plant_calibrations c
-                           WHERE c.location_id = l.location_id) c ON true
+        LEFT JOIN LATERAL (SELECT c.created_at, coalesce((c.diagnostics->>'tuned')::boolean, true) AS tuned,
+                                  (c.diagnostics->>'actuals_end')::timestamptz AS actuals_end
+                           FROM plant_calibrations c WHERE c.location_id = l.location_id
+                           ORDER BY c.version DESC LIMIT 1) c ON true
         LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE a.power_kw > 0) AS n,
                                   coalesce(sum(a.hours) FILTER (WHERE a.power_kw > 0), 0) AS hours
                            FROM (SELECT a.power_kw,  -- h a value stands for: its period, else its spacing (<= 1 h)
@@ -1841,14 +1849,16 @@ async def refit_counts(db, location_ids, *, tenant_id=None):
                                    AND a.ingested_at > coalesce(c.created_at, '-infinity')) a) n ON true
         LEFT JOIN LATERAL (SELECT count(DISTINCT (a.time AT TIME ZONE l.timezone)::date) AS days FROM actuals a
                            WHERE a.location_id = l.location_id AND a.power_kw > 0
-                             AND c.created_at IS NULL) d ON true  -- a calibrated plant's actuals are not scanned
+                             AND (c.created_at IS NULL OR NOT c.tuned)  -- a tuned plant's actuals are not scanned
+                             AND (c.created_at IS NULL OR (a.time > c.actuals_end AND (a.time AT TIME ZONE l.timezone)::date
+                                                           > (c.actuals_end AT TIME ZONE l.timezone)::date))) d ON true
         LEFT JOIN LATERAL (SELECT max(a.time) AS last_time FROM actuals a
                            WHERE a.location_id = l.location_id) t ON true  -- the primary key's last entry
         WHERE l.location_id = ANY($1::bigint[]) AND ($2::text IS NULL OR l.tenant_id = $2)
         ORDER BY l.location_id""", [int(i) for i in location_ids], tenant_id)
-    return frame(rows, ("location_id", "new_daylight", "new_daylight_hours", "calibrated", "daylight_days",
+    return frame(rows, ("location_id", "new_daylight", "new_daylight_hours", "calibrated", "tuned", "daylight_days",
                         "last_time"), times=("last_time",), ints=("location_id", "new_daylight", "daylight_days"),
-                 floats=("new_daylight_hours",), bools=("calibrated",))
+                 floats=("new_daylight_hours",), bools=("calibrated", "tuned"))
 
 
 async def try_refit_lock(conn, location_id):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from apihelpers import assert_error, assert_forecast_invariant, openapi_validator
-from engine import data, features, intraday
+from engine import adaptation, data, features, intraday
 
 pytestmark = pytest.mark.slow
 
@@ -111,19 +111,21 @@ def test_unknown_plant_and_no_calibration_are_404(client, plant):
 
 
 def test_too_little_history_is_422_with_the_reason(client, plant):
-    """2 local days: fewer than the bands alone need (engine.adaptation.MIN_BAND_DAYS), so nothing is fitted."""
+    """1 local day (27 h of actuals, the night before sunrise on the second): fewer than the bands alone need
+    (engine.adaptation.MIN_BAND_DAYS), so nothing is fitted."""
+    assert adaptation.MIN_BAND_DAYS > 1
     r = client.post(f"/api/v1/locations/{plant[0]['location_id']}/calibrate",
-                    json={"cutoff": "2016-07-03T00:00:00+00:00"})
+                    json={"cutoff": "2016-07-02T10:00:00+00:00"})
     assert_error(client, r, 422, "actuals")
     assert r.json()["error"]["code"] == "too_few_days"  # engine.tuning.REFUSAL_CODES; the sentence is for people
     got = client.get(f"/api/v1/locations/{plant[0]['location_id']}/calibration")  # the policy's version, and why
     assert got.status_code == 200, got.text                                      # the refit after it stored nothing
-    assert got.json()["last_refusal"]["cutoff"].startswith("2016-07-03")
+    assert got.json()["last_refusal"]["cutoff"].startswith("2016-07-02")
     assert got.json()["last_refusal"]["code"] == "too_few_days"
 
 
 def test_four_days_give_bands_before_the_tuning_through_http(client, training_config):
-    """4 local days of actuals (fewer than the tuning's 7, at least the bands' 3): POST .../calibrate stores a
+    """4 local days of actuals (fewer than the tuning's 7, at least the bands' 2): POST .../calibrate stores a
     calibration that serves the entered description untuned with the plant's own bands, and says so."""
     loc, _ = stored_plant(client, training_config, "SERF East 2016 [4 days]", until="2016-07-05T06:00:00+00:00",
                           settle=False)

@@ -299,6 +299,21 @@ def test_a_tuning_refused_for_another_cause_than_history_refuses_the_bands_too(e
     assert adaptation.untuned_description(None, None, fit, None, min_band_days=None) is None
 
 
+def test_two_local_days_give_the_plants_bands_and_one_does_not(plant):
+    """MIN_BAND_DAYS (2): actuals of 2016-07-01..02 (local) give a calibration, untuned, with bands fitted on
+    their residuals; the first day with the night after it (27 h: enough actuals, one daylight day) is refused
+    for its history."""
+    power, weather, location, model = plant
+    loc = location.assign(**WRONG)
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    two = adaptation.fit_calibration(loc, weather, actuals, model, pd.Timestamp("2016-07-03T06:00:00Z"))
+    one = adaptation.fit_calibration(loc, weather, actuals, model, pd.Timestamp("2016-07-02T10:00:00Z"))
+    assert adaptation.MIN_BAND_DAYS == 2
+    assert two["ok"] and two["diagnostics"]["tuned"] is False and two["diagnostics"]["days"] == 2
+    assert two["diagnostics"]["band_rows"] > 0 and not np.allclose(two["bands"]["offsets"], 0.0)
+    assert not one["ok"] and one["code"] == "too_few_days" and one["diagnostics"]["days"] == 1
+
+
 def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
     """Every local day in exactly one block, blocks in time order, 5 of them, as equal as the days allow."""
     power = plant[0]

@@ -22,9 +22,10 @@ def days():
                          "daylight_days": np.cumsum(daylight.to_numpy() > 0)})
 
 
-def counts(row, calibrated=False, location_id=1):
+def counts(row, calibrated=False, location_id=1, tuned=None):
     return pd.DataFrame({"location_id": [location_id], "new_daylight": [int(row["new_daylight"])],
-                         "calibrated": [calibrated], "daylight_days": [int(row["daylight_days"])]})
+                         "calibrated": [calibrated], "tuned": [calibrated if tuned is None else tuned],
+                         "daylight_days": [int(row["daylight_days"])]})
 
 
 def due_days(days, **kwargs):
@@ -69,3 +70,23 @@ def test_counted_in_hours_hourly_and_quarter_hourly_actuals_refit_after_the_same
     settings = {"refit_after_daylight_hours": 100, "refit_first_after_days": 7}
     assert adaptation.refit_policy(settings) == (100, 7, "new_daylight_hours")  # the service counts hours
     assert adaptation.refit_policy({**settings, "refit_after_daylight_hours": None})[0] == 0  # off
+
+
+def test_an_untuned_calibration_is_refit_on_each_new_local_day_a_tuned_one_waits(days):
+    """Bands before the tuning (engine.adaptation.untuned_description): the day the tuning has its days must not
+    wait for the threshold's cadence. daylight_days of an untuned plant counts the local days after its fit's last
+    actual (engine.store.refit_counts); a refused refit of it waits for one more day."""
+    fresh = days.iloc[0].copy()
+    fresh["new_daylight"], fresh["daylight_days"] = 50, 0  # part of the day after the fit: no new local day yet
+    assert not len(adaptation.refits_due(counts(fresh, calibrated=True, tuned=False), THRESHOLD, tuning.MIN_DAYS))
+    one = fresh.copy()
+    one["daylight_days"] = 1
+    assert len(adaptation.refits_due(counts(one, calibrated=True, tuned=False), THRESHOLD, tuning.MIN_DAYS))
+    assert not len(adaptation.refits_due(counts(one, calibrated=True, tuned=True), THRESHOLD, tuning.MIN_DAYS))
+    assert not len(adaptation.refits_due(counts(one, calibrated=True, tuned=False), THRESHOLD, 0))  # first_days off
+    refused = {1: (50, 1)}
+    assert not len(adaptation.refits_due(counts(one, calibrated=True, tuned=False), THRESHOLD, tuning.MIN_DAYS,
+                                         refused))
+    two = one.copy()
+    two["daylight_days"] = 2
+    assert len(adaptation.refits_due(counts(two, calibrated=True, tuned=False), THRESHOLD, tuning.MIN_DAYS, refused))

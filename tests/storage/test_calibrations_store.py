@@ -172,7 +172,31 @@ def test_refit_counts_give_local_days_with_daylight_actuals_and_the_latest_actua
     assert got.iloc[0]["last_time"] == times[-1]
     run(db_url, lambda conn: store.write_calibration(conn, lid, calibration))
     got = run(db_url, lambda conn: store.refit_counts(conn, [lid]))
-    assert got.iloc[0][["new_daylight", "calibrated", "daylight_days"]].tolist() == [0, True, 0]
+    assert got.iloc[0][["new_daylight", "calibrated", "tuned", "daylight_days"]].tolist() == [0, True, True, 0]
+
+
+def test_refit_counts_give_an_untuned_calibrations_new_local_days(db_url, calibration):
+    """While the latest calibration is untuned (bands before the tuning), the days counted are the local days with
+    daylight actuals after the local day of its last actual (diagnostics.actuals_end): refits_due refits it on each
+    new day. A tuned calibration after it scans nothing again."""
+    saved = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [untuned counts]")))
+    row = saved.iloc[0]
+    lid = int(row["location_id"])
+    local = pd.DatetimeIndex(["2016-07-21T10:00", "2016-07-21T14:00", "2016-07-22T09:00", "2016-07-22T23:00",
+                              "2016-07-23T12:00"])
+    times = local.tz_localize(row["timezone"]).tz_convert("UTC")
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(
+        {"location_id": lid, "time": times[:2], "power_kw": 1.0})))
+    untuned = {**calibration, "diagnostics": {**calibration["diagnostics"], "tuned": False,
+                                              "actuals_end": times[1].isoformat()}}
+    run(db_url, lambda conn: store.write_calibration(conn, lid, untuned))
+    counted = lambda: run(db_url, lambda conn: store.refit_counts(conn, [lid])).iloc[0]  # noqa: E731
+    assert counted()[["calibrated", "tuned", "daylight_days"]].tolist() == [True, False, 0]
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame(  # 07-22 (daylight), its night, 07-23
+        {"location_id": lid, "time": times[2:], "power_kw": [1.0, 0.0, 1.0]})))
+    assert counted()[["tuned", "daylight_days"]].tolist() == [False, 2]
+    run(db_url, lambda conn: store.write_calibration(conn, lid, calibration))  # the tuned one that followed
+    assert counted()[["tuned", "daylight_days"]].tolist() == [True, 0]
 
 
 def test_refit_counts_give_the_hours_new_daylight_actuals_stand_for(db_url):
