@@ -17,9 +17,9 @@ Rules (``engine.tuning.level_changes`` with other parameters): ``global`` alone,
 and a share ``sharp_agree`` of them lie on their own side of the midpoint (a step is sharp, a season's drift is
 not); ``engine``: the defaults, either test.
 
-Plant-periods: SERF East 2016 (07-01..10-13, bench/bench_adaptive.py's), the training plant (PVDAQ system 50)
-2012 and the 2013 hold-out; descriptions right (DC 1.2 x AC, tilt 45, azimuth 158) and wrong (DC = AC, tilt 30,
-azimuth 180), as in bench_adaptive.py.
+Plant-periods: SERF East 2016 (07-01..10-13, bench/bench_adaptive.py's) and the training plant (PVDAQ system 50)
+in 2012, never the 2013 hold-out (a rule chosen on it would be fitted to it); descriptions right (DC 1.2 x AC,
+tilt 45, azimuth 158) and wrong (DC = AC, tilt 30, azimuth 180), as in bench_adaptive.py.
 
 Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_level_steps.py``.
 """
@@ -65,7 +65,7 @@ def plant_periods():
     power, weather = data.load_serf_east_2016(1, CONFIG["data"]["wind_speed_ms"])
     yield "SERF East 2016-07..10", power, weather, 5.5, 1
     train = data.load_serf_east(CONFIG)
-    for year in ("2012", "2013"):
+    for year in ("2012",):  # never the 2013 hold-out: the rule is chosen here
         p = train["power"][train["power"].index.year == int(year)]
         step = pd.Timedelta(minutes=tuning.sample_minutes(p.index))
         p = p.reindex(pd.date_range(p.index.min(), p.index.max(), freq=step))  # dropped samples as NaN: regular
