@@ -17,6 +17,9 @@ from serve_app.observability import event
 
 router = api_router("/api/v1")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
+PageLimit = Annotated[Optional[int], Query(description="plants per page")]  # bounds: schemas.page_limit
+After = Annotated[Optional[int], Query(**validation.ID_BOUNDS, description=(
+    "only plants whose location_id is greater: the `next_after` of the previous page"))]
 
 
 def location_records(plants):
@@ -123,11 +126,10 @@ async def upsert_locations(request: Request, who: Caller, service=Depends(ingres
 
 
 @router.get("/locations", responses=responses_doc("LocationPage"), summary="List plants, a page at a time")
-async def list_locations(request: Request, who: Caller, service=Depends(ingress),
-                         limit: Annotated[Optional[int], Query(description="plants per page")] = None,
-                         after: Annotated[Optional[int], Query(**validation.ID_BOUNDS, description=(
-                             "only plants whose location_id is greater: the `next_after` of the previous page"))] = None):
-    """A page of the caller's plants in ``location_id`` order; ``next_after`` (and a ``Link: rel="next"``) when more follow."""
+async def list_locations(request: Request, who: Caller, service=Depends(ingress), limit: PageLimit = None,
+                         after: After = None):
+    """The caller's plants in `location_id` order, a page at a time: `next_after` (and `Link: rel="next"`) names
+    the next page, null (no Link) on the last."""
     limit = query_value(service, "PageLimit", "limit", service.settings["http"]["page_limit_default"]
                         if limit is None else limit)
     plants, last = await store.location_page(service.pool, limit, after, tenant_id=who.tenant_id)

@@ -1,10 +1,11 @@
 """A careless or hostile client gets a bounded, typed answer and cannot starve the others (docs/ARCHITECTURE.md "Probes").
 
 Real service, real database: an unknown path or method answers the JSON error body; HEAD
-is answered as GET without the body; a rejected value is quoted shortened, never echoed whole; a request whose body stalls is
-answered 408 within ``http.body_grace_seconds`` and one that only pauses arrives whole; a tenant holds at most
-``http.max_slow_bodies_per_tenant`` such requests (more: 429) while another
-tenant's forecast is served; concurrent refits of one plant are one fit and 409s.
+is answered as GET without the body; a rejected value is quoted shortened, never echoed whole;
+a request whose body stalls is answered 408 within ``http.body_grace_seconds`` and one that only
+pauses arrives whole; a tenant holds at most ``http.max_slow_bodies_per_tenant`` such requests
+(more: 429) while another tenant's forecast is served; concurrent refits of one plant are one
+fit and 409s.
 """
 
 import concurrent.futures

@@ -31,8 +31,8 @@ HTTP = load_settings()["http"]  # the shipped limits: the test service does not 
 
 def tenant_client(service, db_url, tenant):
     """An HTTP client presenting a new read/write key of ``tenant``."""
-    return httpx.Client(base_url=service, timeout=600,
-                        headers=local.bearer(local.api_key(db_url, tenant, "read,write", "tests/api/test_locations_pages.py")))
+    key = local.api_key(db_url, tenant, "read,write", "tests/api/test_location_limits.py")
+    return httpx.Client(base_url=service, timeout=600, headers=local.bearer(key))
 
 
 @pytest.fixture(scope="module")
