@@ -69,11 +69,13 @@ def main():
     parser.add_argument("--description", choices=("right", "wrong"), help="walk only this description")
     parser.add_argument("--min-band-days", type=int, default=None,
                         help="adaptation.fit_calibration's min_band_days (default: the service's)")
+    parser.add_argument("--n0", type=float, default=None,
+                        help="adaptation.fit_calibration's band shrinkage n0 (default: engine.conformal.N0)")
     args = parser.parse_args()
-    if args.min_band_days is not None:
-        b.adaptation.fit_calibration = functools.partial(b.adaptation.fit_calibration,
-                                                         min_band_days=args.min_band_days)
-        print(f"min_band_days {args.min_band_days}")
+    options = {k: v for k, v in (("min_band_days", args.min_band_days), ("n0", args.n0)) if v is not None}
+    if options:
+        b.adaptation.fit_calibration = functools.partial(b.adaptation.fit_calibration, **options)
+        print(f"fit_calibration options {options}")
     t0 = time.time()
     model = modelio.load_model(resources.folder("models"), "global")
     tz = b.CONFIG["site"]["timezone"]

@@ -54,8 +54,16 @@ from engine.quantiles import ALPHAS
 CSI_EDGES = (0.0, 0.5, 0.9, np.inf)
 """Clear-sky regimes of the offsets (weather clear-sky index): cloudy < 0.5 <= broken < 0.9 <= clear."""
 
-N0 = 200
-"""Shrinkage constant: a group with n scores gets weight n / (n + N0) (200 ~ 2 days of 15-min daylight)."""
+N0 = 100
+"""Shrinkage constant: a group with n scores gets weight n / (n + N0) (100 ~ 2 days of 15-min daylight).
+
+The prior it weighs, the global calibration, is fitted on the training plant fed its satellite weather; on
+a plant outside it the global bands covered P10-P90 55-57 % (SERF East 2016), so a plant's own residuals
+should outweigh it after a couple of days. Was 200 until session 7; 100 and 50 were compared on SERF East
+2016 (a development period, never the hold-out): with >= 30 days of history unchanged (the weights are
+near 1 either way), in a plant's first two weeks better coverage for both descriptions at 100 and 50,
+and 50 a point lower at 14-29 days; 100 was taken (docs/model.md "Bands before the tuning"). It also sets
+how many forward residuals the bands need before they replace the served tuning's own (``adaptation``)."""
 
 MIN_GROUP = 30
 """Groups with fewer scores keep the global calibration (weight 0)."""
