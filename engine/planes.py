@@ -84,7 +84,7 @@ def summarise(locations, planes, key="name"):
             differs = present & ~np.isclose(got, want.astype(float), rtol=1e-9, atol=0.0)
         reject(column, has & differs, f"differs from the value derived from the location's planes "
                f"({'sum of their DC' if column == 'capacity_dc_kw' else 'of its largest plane'}); leave it empty "
-               "when giving planes", given.to_numpy(dtype=object))
+               "when giving planes", given.to_numpy(dtype=object), "invalid_value")
         filled = given.to_numpy(dtype=object if column == "tracking" else float, copy=True)
         filled[has] = want[has]
         out[column] = filled

@@ -221,7 +221,8 @@ def upsert_set(table, columns):
 
 def unknown_location(exc):
     """``LookupError`` (an unknown id) for a foreign-key violation on location_id."""
-    return validation.field_error("location_id", f"not a known location ({exc.detail or exc})", LookupError)
+    return validation.field_error("location_id", f"not a known location ({exc.detail or exc})", LookupError,
+                                  code="unknown_location")
 
 
 # --- locations ------------------------------------------------------------------------------
@@ -298,7 +299,7 @@ def checked_plants(df, planes=None, horizon=None, model_ids=None):
     for rows, what in ((planes, "planes"), (horizon, "horizon")):
         given = rows["name"].astype(str).to_numpy()
         validation.reject(f"{what}.name", pd.Index(names).get_indexer(given) < 0, "is not a location of this write",
-                          given)  # hashed lookup: numpy.isin on object arrays is quadratic
+                          given, "invalid_value")  # hashed lookup: numpy.isin on object arrays is quadratic
     df = summarise(df, planes, key="name")
     validation.validate_locations(df, model_ids)
     return df, planes, horizon

@@ -115,27 +115,82 @@ CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
 CONTROL_PATTERN = re.compile(CONTROL_CHARACTERS)
 
 
-def field_error(field, message, kind=ValueError, row=None):
+#: Stable machine-readable ``error.code`` of every refusal the service answers -> its meaning: the ONE
+#: definition (a calibration's refusal codes are ``engine.tuning.REFUSALS``). The errors of this module carry
+#: theirs as data (:func:`field_error`'s ``code``); ``serve_app.api`` gives the others (an exception type's
+#: default, a pydantic error type's code, the body reader's and the router's), ``serve_app.schemas`` makes the
+#: OpenAPI enum of ``error.code`` from it and docs/api.md "Error codes" lists it (tests/api/test_error_codes.py).
+#: A client branches on the code, never on the message.
+ERRORS = {
+    # a field's value (422)
+    "missing_field": "a required field (JSON) or column (frame) is absent",
+    "unknown_field": "a field the schema does not have (a typo, a field of another endpoint)",
+    "wrong_type": "a value of another JSON type than the schema's: a string or bool for a number, a fraction "
+                  "for an integer, null for a required value, an object for a list",
+    "not_finite": "a number that is NaN, infinite or missing where a finite number is required",
+    "out_of_bounds": "a number outside its physical bounds (docs/api.md, engine.validation: e.g. W sent as kW for "
+                     "a capacity, kelvin for temp_air, a DC/AC ratio outside 0.5..3)",
+    "above_capacity": "measured power above 1.25 x the plant's capacity_ac_kw (W sent as kW, another plant's "
+                      "actuals, a wrong capacity)",
+    "bad_time": "a time that is not an ISO-8601 instant with a UTC offset (naive, unparseable), outside "
+                "1900..2200, or in the future where past data is required",
+    "bad_text": "a text empty, too long or holding control characters",
+    "not_one_of": "a value not among the accepted ones (tracking, forecast_type, resolution, source, an IANA time "
+                  "zone, a loaded model id)",
+    "duplicate": "a repeated key: rows of the same (location, time), a repeated name, id or horizon azimuth",
+    "unsorted": "horizon azimuths not in increasing order",
+    "bad_length": "a list with too few or too many items (rows, planes, horizon points, location_ids, files)",
+    "invalid_value": "any other invalid value; the message says which and why",
+    # the request itself
+    "malformed_json": "the body is not well-formed JSON (400)",
+    "malformed_multipart": "the multipart/form-data body does not parse, or its content type has no boundary (400)",
+    "not_json": "a content type the route does not take (415)",
+    "body_too_large": "the body (or upload, or its form fields, or number of files) is over its limit (413)",
+    "body_timeout": "the body did not arrive in time (408)",
+    "too_many_slow_bodies": "too many bodies of this tenant still arriving at once (429, Retry-After)",
+    "unknown_path": "no route has this path (404)",
+    "method_not_allowed": "the route does not take this method (405, Allow)",
+    # who asks
+    "unauthenticated": "no API key, or a malformed, unknown or revoked one (401)",
+    "forbidden": "the key lacks the scope, or a path is outside nwp.import_dir (403)",
+    # what is asked for
+    "unknown_location": "a location id that is not one of the tenant's plants (404)",
+    "unknown_task": "a task id that is not one of the tenant's tasks (404)",
+    "not_found": "nothing stored matches: no such file, run, calibration version or forecast with actuals (404)",
+    "conflict": "conflicts with work in progress (a fit of the plant running): retry once it ended (409)",
+    "location_limit": "a write would give the tenant more than http.max_locations_per_tenant plants (409)",
+    # the service
+    "overloaded": "over capacity, the request was shed: retry after Retry-After (503)",
+    "unavailable": "the database is unreachable: retry after Retry-After (503)",
+    "internal_error": "a bug (500, logged)",
+}
+
+
+def field_error(field, message, kind=ValueError, row=None, code=None):
     """An exception of type ``kind`` whose message starts with ``field``.
 
-    The field (and the 0-based ``row`` of the frame, when one is at fault) are
-    also attributes of the exception: data for the caller, no parsing.
+    The field (and the 0-based ``row`` of the frame, when one is at fault) and
+    the ``code`` (one of :data:`ERRORS`; None: the type's, ``serve_app.api.STATUS_OF``)
+    are also attributes of the exception: data for the caller, no parsing.
     """
+    if code is not None and code not in ERRORS:
+        raise ValueError(f"code: {code!r} is not one of engine.validation.ERRORS")
     exc = kind(f"{field}: {message}")
     exc.field = field
     exc.row = row
+    exc.code = code
     return exc
 
 
-def reject(column, bad, reason, values):
-    """Raise ``ValueError`` naming ``column`` and the first row where ``bad`` is true."""
+def reject(column, bad, reason, values, code):
+    """Raise ``ValueError`` with ``code`` (:data:`ERRORS`) naming ``column`` and the first row where ``bad`` is true."""
     rows = np.flatnonzero(np.asarray(bad, dtype=bool))
     if rows.size:
         i = int(rows[0])
         value = values.iloc[i] if isinstance(values, pd.Series) else values[i]
         value = value.item() if isinstance(value, np.generic) else value
         more = f"; {rows.size} rows in all" if rows.size > 1 else ""
-        exc = field_error(column, f"row {i} {reason} ({value!r}){more}", row=i)
+        exc = field_error(column, f"row {i} {reason} ({value!r}){more}", row=i, code=code)
         exc.reason = f"{reason} ({value!r}){more}"  # without the frame row: for callers naming the field otherwise
         raise exc
 
@@ -144,7 +199,8 @@ def require_columns(df, columns, frame):
     """Every column of ``columns`` is present in ``df``."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise field_error(missing[0], f"column is missing from the {frame} frame (required: {list(columns)})")
+        raise field_error(missing[0], f"column is missing from the {frame} frame (required: {list(columns)})",
+                          code="missing_field")
 
 
 def numbers(df, column, allow_nan=False):
@@ -154,11 +210,12 @@ def numbers(df, column, allow_nan=False):
         cells = series.to_numpy(dtype=object)
         bad = np.fromiter((isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) or v is None)
                            for v in cells), bool, len(cells))
-        reject(column, bad, "must be a number", cells)
+        reject(column, bad, "must be a number", cells, "wrong_type")
     values = series.to_numpy(dtype="float64", na_value=np.nan)
-    reject(column, np.isinf(values), "is infinite", values)
+    reject(column, np.isinf(values), "is infinite", values, "not_finite")
     if not allow_nan:
-        reject(column, np.isnan(values), "is missing (NaN); missing values are refused, never filled", values)
+        reject(column, np.isnan(values), "is missing (NaN); missing values are refused, never filled", values,
+               "not_finite")
     return values
 
 
@@ -167,8 +224,8 @@ def integers(df, column):
     series = df[column]
     if not pd.api.types.is_integer_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         nan = series.isna().to_numpy()
-        reject(column, nan, "is missing", series)
-        raise field_error(column, f"must be integers, got dtype {series.dtype}")
+        reject(column, nan, "is missing", series, "not_finite")
+        raise field_error(column, f"must be integers, got dtype {series.dtype}", code="wrong_type")
     return series.to_numpy(dtype="int64")
 
 
@@ -180,7 +237,7 @@ def bounded(column, values, bounds):
     with np.errstate(invalid="ignore"):
         bad = (values < low[1]) if low[0] == "[" else (values <= low[1])
         bad |= (values > high[1]) if high[0] == "]" else (values >= high[1])
-    reject(column, bad, f"is out of range {low[0]}{low[1]:g}, {high[1]:g}{high[0]}{unit}", values)
+    reject(column, bad, f"is out of range {low[0]}{low[1]:g}, {high[1]:g}{high[0]}{unit}", values, "out_of_bounds")
 
 
 def utc_micros(df, column):
@@ -194,17 +251,17 @@ def utc_micros(df, column):
         index = pd.DatetimeIndex(series)
     elif pd.api.types.is_datetime64_dtype(series.dtype):
         reject(column, np.ones(len(series), bool), "is naive (no UTC offset); timestamps must be tz-aware UTC",
-               series)
+               series, "bad_time")
         return np.empty(0, "int64")
     else:
         values = series.to_numpy()
         naive = np.fromiter((getattr(v, "tzinfo", None) is None for v in values), bool, len(values))
-        reject(column, naive, "is naive or not a timestamp; timestamps must be tz-aware UTC", values)
+        reject(column, naive, "is naive or not a timestamp; timestamps must be tz-aware UTC", values, "bad_time")
         index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
-    reject(column, index.isna(), "is missing (NaT)", series)
+    reject(column, index.isna(), "is missing (NaT)", series, "bad_time")
     instants = index.asi8.view(f"datetime64[{index.unit}]")  # UTC, the index's unit: compared exactly, no Timestamp
     reject(column, (instants < TIME_BOUNDS[0]) | (instants >= TIME_BOUNDS[1]),
-           f"is outside [{TIME_RANGE[0]}, {TIME_RANGE[1]})", series)
+           f"is outside [{TIME_RANGE[0]}, {TIME_RANGE[1]})", series, "bad_time")
     return index.as_unit("us").asi8
 
 
@@ -219,16 +276,16 @@ def labels(df, column, allowed=None):
     inverse, distinct = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
     text = [v if isinstance(v, str) else "" for v in distinct]
     blank = np.array([not isinstance(v, str) or not v.strip() for v in distinct], dtype=bool)
-    reject(column, blank[inverse], "must be a non-empty string", values)
+    reject(column, blank[inverse], "must be a non-empty string", values, "bad_text")
     control = np.array([CONTROL_PATTERN.search(t) is not None for t in text], dtype=bool)
-    reject(column, control[inverse], "holds a control character", values)
+    reject(column, control[inverse], "holds a control character", values, "bad_text")
     longest = TEXT_LENGTH.get(column, 200)
     reject(column, np.array([len(t) > longest for t in text], dtype=bool)[inverse],
-           f"is longer than {longest} characters", values)
+           f"is longer than {longest} characters", values, "bad_text")
     if allowed is not None:
         names = set(allowed)
         reject(column, np.array([str(v) not in names for v in distinct], dtype=bool)[inverse],
-               f"must be one of {list(allowed)}", values)
+               f"must be one of {list(allowed)}", values, "not_one_of")
     return values
 
 
@@ -238,7 +295,7 @@ def known(column, ids, known_ids):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise field_error(column, f"row {i} is not a known location ({int(ids[i])}); {int(bad.sum())} rows in all",
-                          LookupError, row=i)
+                          LookupError, row=i, code="unknown_location")
 
 
 def unique_keys(column, keys, key_names, values):
@@ -254,7 +311,7 @@ def unique_keys(column, keys, key_names, values):
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((frame == frame.iloc[i]).all(axis=1).to_numpy())[0])
-        reject(column, dup, f"repeats the key ({', '.join(key_names)}) of row {first}", values)
+        reject(column, dup, f"repeats the key ({', '.join(key_names)}) of row {first}", values, "duplicate")
 
 
 def validate_locations(df, model_ids=None):
@@ -287,7 +344,7 @@ def validate_locations(df, model_ids=None):
     labels(df, "tracking", TRACKING)
     zones = labels(df, "timezone")
     bad_zones = {z for z in set(zones) if z not in zoneinfo.available_timezones()}
-    reject("timezone", np.isin(zones.astype(str), list(bad_zones)), "is not an IANA time zone", zones)
+    reject("timezone", np.isin(zones.astype(str), list(bad_zones)), "is not an IANA time zone", zones, "not_one_of")
     labels(df, "model_id", None if model_ids is None else sorted(model_ids))
     unique_keys("name", {"name": names}, ("name",), names)
 
@@ -343,7 +400,8 @@ def validate_actuals(df, known_ids, capacity_ac_kw=None):
     Raises
     ------
     ValueError
-        NaN/inf or out-of-range power, naive or missing time, repeated key.
+        NaN/inf or out-of-range power (code ``above_capacity`` above the plant's bound), naive or
+        missing time, repeated key.
     LookupError
         Unknown location.
     """
@@ -359,9 +417,10 @@ def validate_actuals(df, known_ids, capacity_ac_kw=None):
     if capacity_ac_kw is not None:
         cap = capacity_ac_kw.reindex(ids).to_numpy(dtype=float)
         low, high = ACTUALS_FRACTION_OF_AC
+        outside = f"is outside [{low:g}, {high:g}] x the plant's capacity_ac_kw"
         with np.errstate(invalid="ignore"):
-            bad = (power < low * cap) | (power > high * cap)
-        reject("power_kw", bad, f"is outside [{low:g}, {high:g}] x the plant's capacity_ac_kw", power)
+            reject("power_kw", power > high * cap, outside, power, "above_capacity")  # W as kW, another plant's
+            reject("power_kw", power < low * cap, outside, power, "out_of_bounds")
     unique_keys("time", {"location_id": ids, "time": time}, ("location_id", "time"), df["time"])
 
 
@@ -399,18 +458,18 @@ def validate_forecast(runs, forecast):
     labels(runs, "forecast_type", FORECAST_TYPES)
     for column in ("resolution_minutes", "horizon_hours"):
         values = integers(runs, column)
-        reject(column, values <= 0, "must be > 0", values)
+        reject(column, values <= 0, "must be > 0", values, "out_of_bounds")
     ids = integers(forecast, "location_id")
-    reject("location_id", ~np.isin(ids, run_ids), "has forecast rows but no run row", ids)
-    reject("location_id", ~np.isin(run_ids, ids), "has a run row but no forecast rows", run_ids)
+    reject("location_id", ~np.isin(ids, run_ids), "has forecast rows but no run row", ids, "invalid_value")
+    reject("location_id", ~np.isin(run_ids, ids), "has a run row but no forecast rows", run_ids, "invalid_value")
     valid = utc_micros(forecast, "valid_time")
     q = np.column_stack([numbers(forecast, c) for c in QUANTILE_COLUMNS])
-    reject(QUANTILE_COLUMNS[0], q[:, 0] < 0, "is negative", q[:, 0])
+    reject(QUANTILE_COLUMNS[0], q[:, 0] < 0, "is negative", q[:, 0], "out_of_bounds")
     for k in range(1, len(QUANTILE_COLUMNS)):
         reject(QUANTILE_COLUMNS[k], q[:, k] < q[:, k - 1], f"is below {QUANTILE_COLUMNS[k - 1]} (quantiles cross)",
-               q[:, k])
+               q[:, k], "invalid_value")
     horizon = integers(forecast, "horizon_minutes")
-    reject("horizon_minutes", horizon < 0, "is negative", horizon)
+    reject("horizon_minutes", horizon < 0, "is negative", horizon, "out_of_bounds")
     # one int64 key per row (location ids < 2**31, whole minutes since 1970 < 2**32) hashes fast
     whole_minutes = (valid % 60_000_000 == 0).all()
     keys = ({"location_id * 2**32 + minute": ids * (1 << 32) + valid // 60_000_000} if whole_minutes
@@ -432,7 +491,7 @@ def booleans(df, column):
     """``df[column]`` as bool; every cell must be a bool (no 0/1, no strings, no NaN)."""
     values = df[column].to_numpy(dtype=object)
     bad = np.fromiter((not isinstance(v, (bool, np.bool_)) for v in values), bool, len(values))
-    reject(column, bad, "must be true or false", values)
+    reject(column, bad, "must be true or false", values, "wrong_type")
     return values.astype(bool)
 
 
@@ -464,7 +523,7 @@ def validate_planes(df, key="name"):
     planes = df.rename(columns=lambda c: f"planes.{c}")
     keys = location_keys(planes, key, "planes")
     reject(f"planes.{key}", group_rank(keys) >= MAX_PLANES,
-           f"has more than {MAX_PLANES} planes (at most {MAX_PLANES} per location)", keys)
+           f"has more than {MAX_PLANES} planes (at most {MAX_PLANES} per location)", keys, "bad_length")
     plane = integers(planes, "planes.plane")
     unique_keys("planes.plane", {key: keys, "plane": plane}, (key, "plane"), plane)
     for column, bounds in PLANE_BOUNDS.items():
@@ -499,7 +558,8 @@ def validate_horizon(df, key="name"):
     horizon = df.rename(columns=lambda c: f"horizon.{c}")
     keys = location_keys(horizon, key, "horizon")
     reject(f"horizon.{key}", group_rank(keys) >= MAX_HORIZON_POINTS,
-           f"has more than {MAX_HORIZON_POINTS} horizon points (at most {MAX_HORIZON_POINTS} per location)", keys)
+           f"has more than {MAX_HORIZON_POINTS} horizon points (at most {MAX_HORIZON_POINTS} per location)", keys,
+           "bad_length")
     values = {c: numbers(horizon, f"horizon.{c}") for c in HORIZON_COLUMNS}
     for column, bounds in HORIZON_BOUNDS.items():
         bounded(f"horizon.{column}", values[column], bounds)
@@ -510,7 +570,7 @@ def validate_horizon(df, key="name"):
     bad = np.zeros(len(keys), dtype=bool)
     bad[order[1:][same & (step == 0)]] = True
     reject("horizon.azimuth", bad, "repeats the previous azimuth of its location (a profile is a function of "
-           "azimuth)", azimuth)
+           "azimuth)", azimuth, "duplicate")
     bad[order[1:][same & (step < 0)]] = True
     reject("horizon.azimuth", bad, "is below the previous azimuth of its location (give each profile in increasing "
-           "azimuth)", azimuth)
+           "azimuth)", azimuth, "unsorted")

@@ -191,7 +191,7 @@ async def import_files(db, paths, location_ids=None, source=None, progress=None,
         unknown = sorted(set(int(i) for i in location_ids) - set(locations["location_id"].tolist()))
         if unknown:
             raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
-                                         LookupError)
+                                         LookupError, code="unknown_location")
     if locations.empty:
         raise validation.field_error("location_ids", "there are no plants to import weather for", LookupError)
     loop = asyncio.get_running_loop()

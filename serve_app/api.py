@@ -10,9 +10,10 @@ Bodies are read by :func:`json_body`: the content type must be JSON (415),
 the size limit is enforced while streaming (413, never read whole first:
 :func:`body_chunks`, which the NWP upload also streams to its spool file), and
 the bytes are validated by the route's pydantic schema off the event loop.
-Errors are answered ``{"error": {"status", "field", "message"}}`` (unknown paths and
-methods too); the field comes from the error's data (pydantic's ``loc``,
-``engine.validation``'s ``field`` attribute), never from parsing its message, and
+Errors are answered ``{"error": {"status", "field", "message", "code"}}`` (unknown paths and
+methods too); the field and the code come from the error's data (pydantic's ``loc`` and
+``type``, ``engine.validation``'s ``field`` and ``code`` attributes, the exception's type:
+:data:`STATUS_OF`), never from parsing its message, and
 the message is bounded (:data:`MESSAGE_MAX_CHARS`: a rejected value is quoted
 shortened, never echoed whole). A body must keep arriving: after
 ``http.body_grace_seconds`` at ``http.body_min_bytes_per_second`` on average, else
@@ -43,6 +44,8 @@ from starlette.requests import ClientDisconnect
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
+from engine import validation
+from engine.tuning import REFUSAL_CODES
 from serve_app.observability import event
 
 TITLE = "pvcast"
@@ -75,30 +78,69 @@ Conflict = type("Conflict", (Exception,), {"__doc__": "Conflicts with work in pr
                                           "__module__": __name__})
 
 
-#: ``error.code`` of refusals other than a calibration's (those: ``engine.tuning.REFUSAL_CODES``).
-#: ``location_limit``: a write would give the tenant more than ``http.max_locations_per_tenant`` plants (409).
-ERROR_CODES = ("location_limit",)
+#: Every ``error.code`` an answer may carry: ``engine.validation.ERRORS`` (the one definition, with each code's
+#: meaning) and a refused calibration's reason (``engine.tuning.REFUSALS``). The OpenAPI enum of ``error.code``
+#: is this tuple; docs/api.md "Error codes" and "Refusal codes" list it (tests/api/test_error_codes.py).
+ERROR_CODES = tuple(validation.ERRORS) + REFUSAL_CODES
 
 
-#: The one table of exception types crossing the HTTP edge -> status. First match wins (a KeyError
-#: is a bug, not an unknown id: it is not listed and answers 500).
+#: The one table of exception types crossing the HTTP edge -> (status, code). First match wins (a KeyError
+#: is a bug, not an unknown id: it is not listed and answers 500). The code is the exception's own ``code``
+#: attribute when it has one (``engine.validation.field_error``), else the type's here.
 STATUS_OF = (
-    (Unauthenticated, 401),
-    (Overloaded, 503),
+    (Unauthenticated, 401, "unauthenticated"),
+    (Overloaded, 503, "overloaded"),
     # Ray Serve answers a raw BackPressureError itself (a text body, the same 503 and Retry-After: it
     # registers its handler on the ingress app after ours); routes raise Overloaded, which keeps ours
-    (BackPressureError, 503),
-    (PermissionError, 403),
-    (Conflict, 409),
-    (KeyError, 500),
-    (LookupError, 404),
-    (FileNotFoundError, 404),  # an OSError: before ConnectionError/TimeoutError (also OSErrors)
-    (ValueError, 422),
-    (asyncpg.PostgresConnectionError, 503),
-    (asyncpg.InterfaceError, 503),
-    (asyncpg.exceptions.TooManyConnectionsError, 503),
-    (ConnectionError, 503),
-    (TimeoutError, 503),
+    (BackPressureError, 503, "overloaded"),
+    (PermissionError, 403, "forbidden"),
+    (Conflict, 409, "conflict"),
+    (KeyError, 500, "internal_error"),
+    (LookupError, 404, "not_found"),
+    (FileNotFoundError, 404, "not_found"),  # an OSError: before ConnectionError/TimeoutError (also OSErrors)
+    (ValueError, 422, "invalid_value"),
+    (asyncpg.PostgresConnectionError, 503, "unavailable"),
+    (asyncpg.InterfaceError, 503, "unavailable"),
+    (asyncpg.exceptions.TooManyConnectionsError, 503, "unavailable"),
+    (ConnectionError, 503, "unavailable"),
+    (TimeoutError, 503, "unavailable"),
+)
+
+
+def pydantic_code(kind):
+    """``error.code`` of a pydantic error type (pydantic_core's ``ErrorType``).
+
+    Our validators raise their code as the type (``serve_app.schemas.refusal``); pydantic's own types
+    map by :data:`PYDANTIC_RULES`, first match of a name or a suffix, the rest ``invalid_value``.
+    """
+    if kind in validation.ERRORS:
+        return kind
+    for names, code in PYDANTIC_RULES:
+        if kind in names or any(kind.endswith(n) for n in names if n.startswith("_")):
+            return code
+    return "invalid_value"
+
+
+#: pydantic error types (names, or suffixes starting with ``_``) -> code; order matters (``date_parsing``
+#: is a time before ``_parsing`` is a type).
+PYDANTIC_RULES = (
+    (("missing", "missing_argument", "missing_keyword_only_argument", "missing_positional_only_argument"),
+     "missing_field"),
+    (("extra_forbidden", "unexpected_keyword_argument", "unexpected_positional_argument", "no_such_attribute"),
+     "unknown_field"),
+    (("json_invalid",), "malformed_json"),
+    (("finite_number",), "not_finite"),
+    (("greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of", "int_parsing_size",
+      "decimal_max_digits", "decimal_max_places", "decimal_whole_digits"), "out_of_bounds"),
+    (("too_long", "too_short", "bytes_too_long", "bytes_too_short"), "bad_length"),
+    (("string_too_long", "string_too_short", "string_pattern_mismatch", "string_not_ascii", "string_unicode"),
+     "bad_text"),
+    (("literal_error", "enum", "union_tag_invalid", "union_tag_not_found"), "not_one_of"),
+    (("timezone_aware", "timezone_naive", "timezone_offset", "datetime_parsing", "datetime_type",
+      "datetime_from_date_parsing", "datetime_object_invalid", "datetime_future", "datetime_past", "date_parsing",
+      "date_type", "date_from_datetime_parsing", "date_from_datetime_inexact", "date_future", "date_past",
+      "time_parsing", "time_type", "time_delta_parsing", "time_delta_type"), "bad_time"),
+    (("int_from_float", "json_type", "none_required", "_type", "_parsing", "_invalid_encoding"), "wrong_type"),
 )
 
 app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
@@ -176,12 +218,19 @@ ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 429: {"Retry-After": str(R
                  503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
-def error_response(status, field, message, task_id=None, retry_after_s=None, headers=None, code=None):
+def error_response(status, field, message, code, task_id=None, retry_after_s=None, headers=None):
     """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait.
 
-    ``message`` is cut to :data:`MESSAGE_MAX_CHARS`; ``headers``: more headers (a 405's ``Allow``); ``code``: a
-    refused calibration's reason code (``engine.tuning.REFUSAL_CODES``), in the body when given.
+    ``message`` is cut to :data:`MESSAGE_MAX_CHARS`; ``code``: one of :data:`ERROR_CODES` (every error has
+    one: a client branches on it); ``headers``: more headers (a 405's ``Allow``).
+
+    Raises
+    ------
+    ValueError
+        ``code`` is not one of :data:`ERROR_CODES` (a bug: the answer would break its schema).
     """
+    if code not in ERROR_CODES:
+        raise ValueError(f"error code {code!r} is not one of serve_app.api.ERROR_CODES")
     headers = {**ERROR_HEADERS.get(status, {}), **(headers or {})}
     message = str(message)
     if len(message) > MESSAGE_MAX_CHARS:
@@ -189,9 +238,7 @@ def error_response(status, field, message, task_id=None, retry_after_s=None, hea
 
     if retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
-    error = {"status": status, "field": field, "message": message}
-    if code is not None:
-        error["code"] = code
+    error = {"status": status, "field": field, "message": message, "code": code}
     if task_id is not None:
         error["task_id"] = task_id
         headers[TASK_HEADER] = task_id
@@ -202,10 +249,17 @@ def error_response(status, field, message, task_id=None, retry_after_s=None, hea
 
 def status_of(exc):
     """HTTP status of an exception type (:data:`STATUS_OF`), 500 when unlisted."""
-    for kind, status in STATUS_OF:
+    return status_and_code(exc)[0]
+
+
+def status_and_code(exc):
+    """(status, code) of an exception: the type's (:data:`STATUS_OF`; unlisted: 500, ``internal_error``), the
+    code replaced by the exception's own ``code`` attribute when it has one (a 4xx only: a 5xx is the type's)."""
+    for kind, status, code in STATUS_OF:
         if isinstance(exc, kind):
-            return status
-    return 500
+            own = getattr(exc, "code", None)  # another library's ``code`` attribute is not one of ours
+            return status, (own if own in ERROR_CODES and status < 500 else code)
+    return 500, "internal_error"
 
 
 def location_of(loc):
@@ -223,7 +277,9 @@ def quote(value):
 
 
 def validation_error(errors, request_part=False):
-    """(status, field, message) of pydantic errors: 400 for JSON that does not parse, else 422.
+    """(status, field, message, code) of pydantic errors: 400 for JSON that does not parse, else 422.
+
+    The code is the first error's (:func:`pydantic_code` of its ``type``).
 
     ``request_part``: the locations start with the part of the request (FastAPI's
     parameter errors: ``('query', 'start')``, ``('path', 'location_id')``), left out of the field.
@@ -233,48 +289,49 @@ def validation_error(errors, request_part=False):
     status = 400 if first["type"] == "json_invalid" else 422
     got = f" (got {quote(first['input'])})" if "input" in first and not isinstance(first["input"], (dict, list)) else ""
     more = f"; {len(errors)} errors in all" if len(errors) > 1 else ""
-    return status, field, f"{field}: {first['msg']}{got}{more}"
+    return status, field, f"{field}: {first['msg']}{got}{more}", pydantic_code(first["type"])
 
 
 async def on_validation_error(request, exc):
     return error_response(*validation_error(exc.errors(), request_part=True))
 
 
-#: Field of a routing error raised by Starlette itself (its detail is a bare phrase).
-ROUTING_FIELDS = {404: "path", 405: "method"}
+#: (field, code) of a routing error raised by Starlette itself (its detail is a bare phrase).
+ROUTING_ERRORS = {404: ("path", "unknown_path"), 405: ("method", "method_not_allowed")}
 
 
 async def on_http_exception(request, exc):
-    """Our ``HTTPException(status, (field, message[, code]))`` and Starlette's own (unknown path 404, method 405)."""
-    code = None
+    """Our ``HTTPException(status, (field, message, code))`` and Starlette's own (unknown path 404, method 405)."""
     if isinstance(exc.detail, tuple):
-        field, message, code = (*exc.detail, None)[:3]
+        field, message, code = exc.detail
     else:
-        field = ROUTING_FIELDS.get(exc.status_code)
+        field, code = ROUTING_ERRORS.get(exc.status_code, (None, "internal_error"))
         message = f"{field}: {request.method} {request.url.path}: {exc.detail}"
-    return error_response(exc.status_code, field, message, headers=getattr(exc, "headers", None), code=code)
+    return error_response(exc.status_code, field, message, code, headers=getattr(exc, "headers", None))
 
 
 async def on_error(request, exc):
-    """Every exception type of :data:`STATUS_OF`; the field is the exception's ``field`` attribute."""
-    status = status_of(exc)
+    """Every exception type of :data:`STATUS_OF`; the field and code are the exception's attributes (code: or its
+    type's)."""
+    status, code = status_and_code(exc)
     if status >= 500:
         event("request_failed", path=request.url.path, error=repr(exc))
     field = getattr(exc, "field", None)
     task_id = getattr(exc, "task_id", None)  # set by generate: the task exists and is resumed
     if status == 500:
-        return error_response(500, None, "internal error (logged)", task_id)
+        return error_response(500, None, "internal error (logged)", code, task_id)
     if isinstance(exc, (Overloaded, BackPressureError)):
-        return error_response(503, "service", f"service over capacity, request shed: {exc}", task_id,
+        return error_response(503, "service", f"service over capacity, request shed: {exc}", code, task_id,
                               getattr(exc, "retry_after_s", None))
     if status == 503:
-        return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}", task_id)
-    return error_response(status, field, exc.args[0] if exc.args else exc, task_id)
+        return error_response(503, "database", f"service unavailable, retry later: {type(exc).__name__}", code,
+                              task_id)
+    return error_response(status, field, exc.args[0] if exc.args else exc, code, task_id)
 
 
 app.add_exception_handler(RequestValidationError, on_validation_error)
 app.add_exception_handler(StarletteHTTPException, on_http_exception)  # FastAPI's HTTPException is one
-for _kind, _status in STATUS_OF:
+for _kind, _status, _code in STATUS_OF:
     app.add_exception_handler(_kind, on_error)
 app.add_exception_handler(Exception, on_error)
 
@@ -327,7 +384,8 @@ async def body_chunks(request, limit):
     """
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes"))
+        raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes",
+                                  "body_too_large"))
     service = ingress()
     http, slow = service.settings["http"], service.slow_bodies
     tenant, most = tenant_of(request), http["max_slow_bodies_per_tenant"]
@@ -340,11 +398,13 @@ async def body_chunks(request, limit):
             left = grace + size / rate - elapsed
             if left <= 0:
                 raise HTTPException(408, ("body", f"body: not received in time: {size} bytes after {elapsed:.0f} s "
-                                                  f"(at least {rate:.0f} bytes/s after {grace:.0f} s)"))
+                                                  f"(at least {rate:.0f} bytes/s after {grace:.0f} s)",
+                                          "body_timeout"))
             if not counted and elapsed >= slow_after:
                 if slow[tenant] >= most:
                     raise HTTPException(429, ("body", f"body: {slow[tenant]} bodies of this tenant have been "
-                                                      f"arriving for more than {slow_after:.0f} s; at most {most}"))
+                                                      f"arriving for more than {slow_after:.0f} s; at most {most}",
+                                              "too_many_slow_bodies"))
                 slow[tenant] += 1
                 counted = True
             # the ASGI receive itself under a deadline, no task per chunk (Starlette's request.stream() is a
@@ -362,7 +422,7 @@ async def body_chunks(request, limit):
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise HTTPException(413, ("body", f"body too large: more than {limit} bytes"))
+                raise HTTPException(413, ("body", f"body too large: more than {limit} bytes", "body_too_large"))
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
@@ -378,12 +438,13 @@ async def read_body(request, limit):
     """The request body, bytes; 415 unless JSON, 413 as soon as more than ``limit`` bytes arrive."""
     if not is_json(request):
         raise HTTPException(415, ("content-type",
-                                  f"content-type must be application/json, got {media_type(request)!r}"))
+                                  f"content-type must be application/json, got {media_type(request)!r}",
+                                  "not_json"))
     return b"".join([chunk async for chunk in body_chunks(request, limit)])
 
 
 def validate_json(adapter, body):
-    """``adapter.validate_json(body)``; pydantic errors become (status, field, message) data."""
+    """``adapter.validate_json(body)``; pydantic errors become (status, field, message, code) data."""
     try:
         return adapter.validate_json(body), None
     except pydantic.ValidationError as exc:
@@ -401,8 +462,8 @@ def query_value(service, schema, name, value):
     try:
         return service.adapters[schema].validate_python(value)
     except pydantic.ValidationError as exc:
-        status, field, message = validation_error([{**e, "loc": (name, *e["loc"])} for e in exc.errors()])
-        raise HTTPException(status, (field, message)) from None
+        status, *detail = validation_error([{**e, "loc": (name, *e["loc"])} for e in exc.errors()])
+        raise HTTPException(status, tuple(detail)) from None
 
 
 async def json_body(request, service, schema):
@@ -417,8 +478,7 @@ async def json_body(request, service, schema):
     value, error = await asyncio.get_running_loop().run_in_executor(
         None, validate_json, service.adapters[schema], body)
     if error is not None:
-        status, field, message = error
-        raise HTTPException(status, (field, message))
+        raise HTTPException(error[0], error[1:])
     return value
 
 

@@ -265,12 +265,12 @@ class Forecaster:
         executor. Errors are data: ``{"error": (status, field, message, code)}``
         (404 unknown plant, 422 too little or wrong data: the refusal is stored,
         ``engine.store.write_refusal``, with its code, ``engine.tuning.REFUSAL_CODES``;
-        None for the others); else the stored calibration.
+        ``engine.validation.ERRORS`` for the others); else the stored calibration.
         """
         plants = await store.fetch_plants(await self.open_pool(), [location_id], tenant_id=tenant_id)
         loc = plants["locations"]
         if not len(loc):
-            return {"error": (404, "location_id", f"location_id: {location_id} is unknown", None)}
+            return {"error": (404, "location_id", f"location_id: {location_id} is unknown", "unknown_location")}
         conf = self.settings["adaptation"]
         cutoff = pd.Timestamp(cutoff).tz_convert("UTC")
         start = cutoff - pd.Timedelta(days=conf["max_history_days"])
@@ -279,7 +279,8 @@ class Forecaster:
         weather = await store.read_weather(self.pool, [location_id], start - margin, cutoff, cutoff)
         model = self.models.get(loc["model_id"].iloc[0])
         if model is None:
-            return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded", None)}
+            return {"error": (422, "model_id", f"model_id {loc['model_id'].iloc[0]!r} is not loaded",
+                              "not_one_of")}
         fit = await asyncio.get_running_loop().run_in_executor(
             None, lambda: adaptation.fit_calibration(
                 loc, resample.fill_wind_speed(weather, self.wind_speed_ms)[0], actuals, model, cutoff,

@@ -6,7 +6,7 @@ pydantic schema, turned into a columnar frame, checked by
 storage layer's COPY, all inside one Ray task: the ingress replica only streams
 the body in and awaits the task, so ``/healthz`` and every other request keep
 being answered meanwhile. The task returns its result or its error as data
-(``{"rows": n}`` or ``{"error": (status, field, message)}``, :func:`error_data`).
+(``{"rows": n}`` or ``{"error": (status, field, message, code)}``, :func:`error_data`).
 """
 
 import asyncio
@@ -18,7 +18,7 @@ import ray
 
 from engine import store, validation
 from serve_app import schemas
-from serve_app.api import status_of, validate_json
+from serve_app.api import status_and_code, validate_json
 
 #: kind -> (schema of the body, columns of the frame, time columns, integer columns, writer)
 KINDS = {
@@ -107,7 +107,7 @@ def ingest(kind, body, settings, tenant_id):
     -------
     dict
         ``{"rows": int}`` (actuals: and ``location_ids``, the plants they are of) or
-        ``{"error": (status, field, message)}``.
+        ``{"error": (status, field, message, code)}``.
     """
     schema, columns, times, ints, _ = KINDS[kind]
     adapter = schemas.adapters({schema: schemas.build(settings)[schema]})[schema]
@@ -128,17 +128,17 @@ def ingest(kind, body, settings, tenant_id):
 
 
 def error_data(exc, name):
-    """(status, field, message) of an exception crossing a Ray task boundary; None for a bug (500: re-raise).
+    """(status, field, message, code) of an exception crossing a Ray task boundary; None for a bug (500: re-raise).
 
-    The status comes from the one table (:data:`serve_app.api.STATUS_OF`), the
+    The status and code come from the one table (:func:`serve_app.api.status_and_code`), the
     field from the exception's data (:func:`row_field`, rows of ``name``).
     """
-    status = status_of(exc)
+    status, code = status_and_code(exc)
     if status == 500:
         return None
     if status == 503:
-        return 503, "database", f"database unavailable, retry later: {type(exc).__name__}"
-    return (status, *row_field(exc, name))
+        return 503, "database", f"database unavailable, retry later: {type(exc).__name__}", code
+    return status, *row_field(exc, name), code
 
 
 ingest_task = ray.remote(ingest)

@@ -38,7 +38,7 @@ async def readyz(service=Depends(ingress)):
         models = await service.forecaster.ready.remote()
         await service.pool.fetchval("select 1")
     except Exception as exc:  # not ready, whatever the cause: the reason is reported, the status is 503
-        return api.error_response(503, "readyz", f"not ready: {type(exc).__name__}: {exc}")
+        return api.error_response(503, "readyz", f"not ready: {type(exc).__name__}: {exc}", "unavailable")
     return json_response({"status": "ready", "models": models, "database": "reachable"})
 
 

@@ -10,7 +10,7 @@ fields with the ``NwpImport`` schema and runs
 Decoding GRIB/netCDF and interpolating is CPU work: in this task it holds
 neither the ingress's event loop nor its GIL. The task returns its result or
 its error as data: ``{"summary": ..., "forecasts": [generate bodies]}`` or
-``{"error": (status, field, message)}``.
+``{"error": (status, field, message, code)}``.
 """
 
 import asyncio
@@ -66,15 +66,15 @@ def read_upload(body_path, boundary, parts_dir, max_files):
         ``files`` [file names], ``paths`` [the written files], ``fields``
         {name: [text values]} of the other parts; None on error.
     error : tuple or None
-        (status, field, message): 400 malformed, 413 too many files or
+        (status, field, message, code): 400 malformed, 413 too many files or
         form bytes, 422 a file part without a usable name or not named ``files``.
     """
     s = {"headers": {}, "field": b"", "value": b"", "out": None, "text": None, "name": None, "form_bytes": 0,
          "files": [], "paths": [], "fields": {}, "error": None, "ended": False}
 
-    def fail(status, field, message):
+    def fail(status, field, message, code):
         if s["error"] is None:
-            s["error"] = (status, field, f"{field}: {message}")
+            s["error"] = (status, field, f"{field}: {message}", code)
 
     def on_part_begin():
         s["headers"] = {}
@@ -97,13 +97,13 @@ def read_upload(body_path, boundary, parts_dir, max_files):
             s["name"], s["text"] = name, bytearray()
             return
         if name != "files":
-            return fail(422, name or "body", "only parts named `files` carry files")
+            return fail(422, name or "body", "only parts named `files` carry files", "unknown_field")
         if k >= max_files:
-            return fail(413, "files", f"more than nwp.max_files = {max_files} files")
+            return fail(413, "files", f"more than nwp.max_files = {max_files} files", "body_too_large")
         clean = file_name(raw.decode("utf-8", "replace")) if raw is not None else None
         if clean is None:
             return fail(422, f"files[{k}]", f"a file part needs a file name of at most 255 bytes without control "
-                                            f"characters (got {raw!r})")
+                                            f"characters (got {raw!r})", "bad_text")
         os.mkdir(os.path.join(parts_dir, str(k)))
         path = os.path.join(parts_dir, str(k), clean)
         s["out"] = open(path, "xb")
@@ -118,7 +118,7 @@ def read_upload(body_path, boundary, parts_dir, max_files):
         elif s["text"] is not None:
             s["form_bytes"] += end - start
             if s["form_bytes"] > FORM_BYTES:
-                return fail(413, "body", f"form fields larger than {FORM_BYTES} bytes")
+                return fail(413, "body", f"form fields larger than {FORM_BYTES} bytes", "body_too_large")
             s["text"] += data[start:end]
 
     def on_part_end():
@@ -141,12 +141,13 @@ def read_upload(body_path, boundary, parts_dir, max_files):
             while s["error"] is None and (chunk := body.read(CHUNK_BYTES)):
                 parser.write(chunk)
     except MultipartParseError as exc:
-        fail(400, "body", f"malformed multipart/form-data: {exc}")
+        fail(400, "body", f"malformed multipart/form-data: {exc}", "malformed_multipart")
     finally:
         if s["out"] is not None:
             s["out"].close()
     if s["error"] is None and not s["ended"]:
-        fail(400, "body", "the multipart/form-data body ends before its closing boundary")
+        fail(400, "body", "the multipart/form-data body ends before its closing boundary",
+             "malformed_multipart")
     if s["error"] is not None:
         return None, s["error"]
     return {"files": s["files"], "paths": s["paths"], "fields": s["fields"]}, None
@@ -159,14 +160,14 @@ def form_request(settings, form):
     -------
     value : pydantic model or None
     error : tuple or None
-        (status, field, message)
+        (status, field, message, code)
     """
     body = {"files": form["files"]}
     for name, values in form["fields"].items():
         if name == "location_ids":
             body[name] = values
         elif len(values) > 1:
-            return None, (422, name, f"{name}: given {len(values)} times")
+            return None, (422, name, f"{name}: given {len(values)} times", "duplicate")
         else:
             body[name] = values[0]
     adapter = pydantic.TypeAdapter(schemas.build(settings)["NwpImport"])
@@ -214,7 +215,7 @@ def import_nwp(settings, upload=None, paths=None, location_ids=None, source=None
     Returns
     -------
     dict
-        ``{"summary", "forecasts"}`` or ``{"error": (status, field, message)}``.
+        ``{"summary", "forecasts"}`` or ``{"error": (status, field, message, code)}``.
     """
     if upload is None:
         return run_import(settings, paths, location_ids, source, tenant_id)

@@ -23,7 +23,7 @@ Version = Annotated[Optional[int], Query(ge=1, description="a stored version (de
 async def known_location(service, location_id, tenant_id):
     """404 (``LookupError``, field ``location_id``) unless the plant exists and is ``tenant_id``'s."""
     if not len(await store.fetch_locations(service.pool, [location_id], tenant_id=tenant_id)):
-        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError, code="unknown_location")
 
 
 @router.get("/{location_id}/calibration", responses=responses_doc("Calibration"),
@@ -39,7 +39,7 @@ async def get_calibration(location_id: LocationPath, who: Caller, version: Versi
         why = f"; its last fit (cutoff {refusal['cutoff'].isoformat()}) was refused: {refusal['reason']}" if refused \
             else ""
         raise HTTPException(404, ("location_id", f"location_id: {location_id} has no {which}{why}",
-                                  refusal["code"] if refused else None))
+                                  refusal["code"] if refused and refusal["code"] else "not_found"))
     return json_response({**calibration, "last_refusal": refusal})
 
 
@@ -51,7 +51,7 @@ async def calibrate(location_id: LocationPath, request: Request, who: Caller, se
     now = pd.Timestamp.now(tz="UTC")
     cutoff = now if body.cutoff is None else pd.Timestamp(body.cutoff).tz_convert("UTC")
     if cutoff > now:
-        raise validation.field_error("cutoff", f"{cutoff.isoformat()} is in the future", ValueError)
+        raise validation.field_error("cutoff", f"{cutoff.isoformat()} is in the future", ValueError, code="bad_time")
     await known_location(service, location_id, who.tenant_id)
     result = await admitted_fit(service, location_id,  # bounded: serve_app/admission.py
                                 lambda: service.forecaster.calibrate.remote(location_id, cutoff, who.tenant_id))

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request
 
 from engine import adaptation, planes, store, validation
 from serve_app.api import (body_doc, ingress, json_body, json_response, json_response_off_loop, query_value, read_body,
-                           responses_doc)
+                           responses_doc, status_and_code)
 from serve_app.auth import Caller, api_router
 from serve_app.ingest import ingest_task, row_field
 from serve_app.observability import event
@@ -102,7 +102,7 @@ def checked_plants(body, model_ids):
     try:
         return store.checked_plants(*frames, model_ids=model_ids)
     except ValueError as exc:
-        raise HTTPException(422, request_field(exc, origin)) from None
+        raise HTTPException(422, (*request_field(exc, origin), status_and_code(exc)[1])) from None
 
 
 @router.post("/locations", openapi_extra=body_doc("LocationsUpsert"), responses=responses_doc("LocationList"),
@@ -143,7 +143,7 @@ async def list_locations(request: Request, who: Caller, service=Depends(ingress)
 async def get_location(location_id: LocationPath, who: Caller, service=Depends(ingress)):
     plants = await store.fetch_plants(service.pool, [location_id], tenant_id=who.tenant_id)
     if not len(plants["locations"]):
-        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError, code="unknown_location")
     return json_response(location_records(plants)[0])
 
 
@@ -156,8 +156,7 @@ async def ingest(request, service, kind, tenant_id):
     result = await ingest_task.options(num_cpus=service.settings["http"]["ingest_task_num_cpus"]).remote(
         kind, body_ref, service.settings, tenant_id)
     if "error" in result:
-        status, field, message = result["error"]
-        raise HTTPException(status, (field, message))
+        raise HTTPException(result["error"][0], result["error"][1:])
     arrived = result.pop("location_ids", None)
     if arrived and adaptation.refit_policy(service.settings["adaptation"])[0]:
         notify_arrival(service, arrived)

@@ -109,7 +109,7 @@ async def start_task(service, params, tenant_id):
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
-                                     LookupError)
+                                     LookupError, code="unknown_location")
     job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True,
                                                      running=params["wait"]))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
@@ -138,7 +138,7 @@ async def generate(request: Request, who: Caller, service=Depends(ingress)):
 async def task_status(task_id: uuid.UUID, who: Caller, service=Depends(ingress)):
     task = await store.read_task(service.pool, str(task_id), tenant_id=who.tenant_id)
     if task is None:
-        raise validation.field_error("task_id", f"{task_id} is unknown", LookupError)
+        raise validation.field_error("task_id", f"{task_id} is unknown", LookupError, code="unknown_task")
     return json_response(task)
 
 

@@ -93,7 +93,8 @@ async def import_upload(request, service, tenant_id):
     """Spool a multipart body (size limit while streaming), then import it in the task (``tenant_id``'s plants)."""
     boundary = parse_options_header(request.headers.get("content-type"))[1].get(b"boundary")
     if not boundary:
-        raise HTTPException(400, ("content-type", "content-type: multipart/form-data needs a boundary"))
+        raise HTTPException(400, ("content-type", "content-type: multipart/form-data needs a boundary",
+                                  "malformed_multipart"))
     cfg = service.settings["nwp"]
     spool = await asyncio.get_running_loop().run_in_executor(None, make_spool, cfg["spool_dir"])
     try:
@@ -139,9 +140,8 @@ async def import_nwp(request: Request, who: Caller, service=Depends(ingress)):
         result = await import_upload(request, service, who.tenant_id)
     else:
         raise HTTPException(415, ("content-type", f"content-type must be {UPLOAD} or application/json, "
-                                                  f"got {media_type(request)!r}"))
+                                                  f"got {media_type(request)!r}", "not_json"))
     if "error" in result:
-        status, field, message = result["error"]
-        raise HTTPException(status, (field, message))
+        raise HTTPException(result["error"][0], result["error"][1:])
     tasks = await start_forecasts(service, result["forecasts"], who.tenant_id)
     return await json_response_off_loop({**result["summary"], "forecast_tasks": tasks})

@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import (AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, model_validator,
                       with_config)
+from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 from engine import nwp, planes, validation
@@ -64,10 +65,17 @@ def instant(description=""):
                      Field(description=f"{description} ISO-8601 with a UTC offset".strip())]
 
 
+def refusal(code, message):
+    """A pydantic error whose type is ``code`` (``engine.validation.ERRORS``): the answer's ``error.code``."""
+    if code not in validation.ERRORS:
+        raise ValueError(f"code: {code!r} is not one of engine.validation.ERRORS")
+    return PydanticCustomError(code, message)  # no context: braces in the message stay as they are
+
+
 def in_time_range(value):
     first, end = (datetime.datetime.fromisoformat(t) for t in validation.TIME_RANGE)
     if not first <= value < end:
-        raise ValueError(f"must be in [{validation.TIME_RANGE[0]}, {validation.TIME_RANGE[1]})")
+        raise refusal("bad_time", f"must be in [{validation.TIME_RANGE[0]}, {validation.TIME_RANGE[1]})")
     return value
 
 
@@ -76,7 +84,7 @@ def unique(values):
     seen = set()
     for v in values:
         if v in seen:
-            raise ValueError(f"repeats {v!r}")
+            raise refusal("duplicate", f"repeats {v!r}")
         seen.add(v)
     return values
 
@@ -122,8 +130,8 @@ def horizon_in():
 def paired_points(horizon):
     """One elevation per azimuth."""
     if len(horizon.azimuth) != len(horizon.elevation):
-        raise ValueError(f"azimuth and elevation differ in length ({len(horizon.azimuth)} != "
-                         f"{len(horizon.elevation)})")
+        raise refusal("bad_length", f"azimuth and elevation differ in length ({len(horizon.azimuth)} != "
+                                    f"{len(horizon.elevation)})")
     return horizon
 
 
@@ -242,9 +250,9 @@ def responses(settings):
     quantile = {q: list[float] for q in QUANTILE_COLUMNS}
     error = TypedDict("ErrorDetail", {"status": int, "field": Optional[str], "message": str,
                                       "task_id": NotRequired[str],
-                                      # a refused calibration's reason (422 calibrate; 404 calibration after one),
-                                      # or a tenant's limit reached (serve_app.api.ERROR_CODES)
-                                      "code": NotRequired[Literal[REFUSAL_CODES + ERROR_CODES]]})
+                                      # every refusal's stable code (serve_app.api.ERROR_CODES:
+                                      # engine.validation.ERRORS, a refused calibration's engine.tuning.REFUSALS)
+                                      "code": Literal[ERROR_CODES]})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)

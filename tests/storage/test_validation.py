@@ -185,17 +185,48 @@ def test_actuals_missing_power_is_refused(actuals):
         validation.validate_actuals(actuals, KNOWN)
 
 
-@pytest.mark.parametrize("power, reason", [
-    (-100.0, r"is outside \[-0.1, 1.25\] x the plant's capacity_ac_kw \(-100\.0\)"),
-    (500.0, r"is outside \[-0.1, 1.25\] x the plant's capacity_ac_kw \(500\.0\)"),
-    (1e300, r"is out of range \[-1e\+07, 1e\+07\] kW"),
+@pytest.mark.parametrize("power, reason, code", [
+    (-100.0, r"is outside \[-0.1, 1.25\] x the plant's capacity_ac_kw \(-100\.0\)", "out_of_bounds"),
+    (500.0, r"is outside \[-0.1, 1.25\] x the plant's capacity_ac_kw \(500\.0\)", "above_capacity"),
+    (1e300, r"is out of range \[-1e\+07, 1e\+07\] kW", "out_of_bounds"),
 ])
-def test_actuals_outside_the_physical_range_of_the_plant_are_refused(actuals, power, reason):
+def test_actuals_outside_the_physical_range_of_the_plant_are_refused(actuals, power, reason, code):
     capacity = pd.Series({1: 5.0})  # kW
     validation.validate_actuals(actuals, KNOWN, capacity)  # real SERF East power of a 3.25 kW plant
     actuals.loc[6, "power_kw"] = power
-    with pytest.raises(ValueError, match=rf"^power_kw: row 6 {reason}"):
+    with pytest.raises(ValueError, match=rf"^power_kw: row 6 {reason}") as err:
         validation.validate_actuals(actuals, KNOWN, capacity)
+    assert err.value.code == code
+
+
+def test_actuals_in_watts_are_above_capacity_row_by_row(actuals):
+    """W sent as kW: the real SERF East series x 1000 is refused as above the plant's capacity, not as a bound."""
+    capacity = pd.Series({1: 5.0})  # kW
+    actuals["power_kw"] *= 1000.0
+    with pytest.raises(ValueError) as err:
+        validation.validate_actuals(actuals, KNOWN, capacity)
+    first = int(np.flatnonzero(actuals["power_kw"].to_numpy() > 1.25 * 5.0)[0])
+    assert (err.value.code, err.value.field, err.value.row) == ("above_capacity", "power_kw", first)
+
+
+@pytest.mark.parametrize("change, code", [
+    (lambda f: f.drop(columns=["power_kw"]), "missing_field"),
+    (lambda f: f.assign(power_kw=np.where(f.index == 2, np.inf, f["power_kw"])), "not_finite"),
+    (lambda f: f.assign(power_kw=np.where(f.index == 2, np.nan, f["power_kw"])), "not_finite"),
+    (lambda f: f.assign(power_kw=f["power_kw"].astype(object).where(f.index != 2, "3.1")), "wrong_type"),
+    (lambda f: f.assign(time=f["time"].dt.tz_localize(None)), "bad_time"),
+    (lambda f: f.assign(location_id=99), "unknown_location"),
+    (lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True), "duplicate"),
+])
+def test_every_actuals_refusal_carries_its_code(actuals, change, code):
+    with pytest.raises((ValueError, LookupError)) as err:
+        validation.validate_actuals(change(actuals), KNOWN)
+    assert err.value.code == code and code in validation.ERRORS
+
+
+def test_a_code_outside_the_definition_is_a_bug():
+    with pytest.raises(ValueError, match="not one of engine.validation.ERRORS"):
+        validation.field_error("power_kw", "is odd", code="odd")
 
 
 def test_actuals_duplicate_time_is_refused(actuals):
@@ -304,16 +335,17 @@ def test_repeated_plane_index_is_refused(demo_planes):
         validation.validate_planes(demo_planes)
 
 
-@pytest.mark.parametrize("row, azimuth, reason", [
-    (3, 60.0, "repeats the previous azimuth of its location"),
-    (3, 45.0, "is below the previous azimuth of its location"),
-    (0, 360.0, r"is out of range \[0, 360\) deg"),
-    (2, -5.0, r"is out of range \[0, 360\)"),
+@pytest.mark.parametrize("row, azimuth, reason, code", [
+    (3, 60.0, "repeats the previous azimuth of its location", "duplicate"),
+    (3, 45.0, "is below the previous azimuth of its location", "unsorted"),
+    (0, 360.0, r"is out of range \[0, 360\) deg", "out_of_bounds"),
+    (2, -5.0, r"is out of range \[0, 360\)", "out_of_bounds"),
 ])
-def test_horizon_that_is_not_a_function_of_azimuth_is_refused(demo_horizon, row, azimuth, reason):
+def test_horizon_that_is_not_a_function_of_azimuth_is_refused(demo_horizon, row, azimuth, reason, code):
     demo_horizon.loc[row, "azimuth"] = azimuth
-    with pytest.raises(ValueError, match=rf"^horizon\.azimuth: row {row} {reason}"):
+    with pytest.raises(ValueError, match=rf"^horizon\.azimuth: row {row} {reason}") as err:
         validation.validate_horizon(demo_horizon)
+    assert err.value.code == code
 
 
 @pytest.mark.parametrize("elevation", [90.0, -1.0, np.nan])
