@@ -70,13 +70,18 @@ def openapi_validator(client, name):
     return jsonschema.Draft202012Validator(schema_)
 
 
-def assert_error(client, response, status, field):
-    """``response`` is the documented error ``status`` naming ``field`` (its message starts with it)."""
+def assert_error(client, response, status, field, code=None):
+    """``response`` is the documented error ``status`` naming ``field`` (its message starts with it), with ``code``.
+
+    Every error body must carry an ``error.code`` of the definition (the schema's enum, required): an
+    answer without one fails here, whichever test made it.
+    """
     assert response.status_code == status, response.text
     body = response.json()
     openapi_validator(client, "Error").validate(body)
     assert body["error"]["status"] == status and body["error"]["field"] == field, body
     assert body["error"]["message"].startswith(field) or status in (413, 415), body
+    assert code is None or body["error"]["code"] == code, body
 
 
 def count(url, sql, *args):

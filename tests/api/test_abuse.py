@@ -127,7 +127,7 @@ def test_concurrent_refits_of_one_plant_run_one_fit(client, training_config, pla
     assert len(fitted) >= 1, [r.text[:200] for r in answers]
     for r in answers:
         if r.status_code != 200:
-            assert_error(client, r, 409, "location_id")
+            assert_error(client, r, 409, "location_id", "conflict")
     versions = {r.json()["version"] for r in fitted}
     assert len(versions) == len(fitted)
     # 8 requests that arrive within one fit's seconds: at most a couple of fits, the rest refused at once

@@ -1,14 +1,20 @@
 """The HTTP contract (serve_app/schemas.py): one source for validation and /openapi.json (no service needed)."""
 
 import json
+import typing
 
 import pandas as pd
 import pytest
 from fastapi import HTTPException
 
+from pydantic_core.core_schema import ErrorType
+
+from engine import tuning, validation
 from serve_app import api, ingress, routes_data, schemas
 from serve_app.routes_forecast import generate_params
 from serve_app.settings import load_settings
+
+from apihelpers import ROOT
 
 SETTINGS = load_settings()
 ADAPTERS = schemas.adapters(schemas.build(SETTINGS))
@@ -20,7 +26,7 @@ PLANT = {"name": "p", "latitude": 39.7, "longitude": -105.2, "capacity_ac_kw": 5
 
 
 def validate(schema, body):
-    """(status, field, message) of a body refused by ``schema``, or the validated value."""
+    """(status, field, message, code) of a body refused by ``schema``, or the validated value."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     value, error = api.validate_json(ADAPTERS[schema], raw)
     return error if error is not None else value
@@ -198,13 +204,64 @@ def test_bad_named_nwp_imports_name_the_field(body, field):
     assert validate("NwpImport", body)[:2] == (422, field)
 
 
-@pytest.mark.parametrize("exc, status", [
-    (PermissionError("files[0]: outside"), 403), (FileNotFoundError("files[0]: gone"), 404),
-    (LookupError("location_ids: unknown"), 404), (ValueError("files[1]: rap.nc: no ghi"), 422),
-    (ConnectionRefusedError(), 503), (KeyError("bug"), 500), (OSError("disk full"), 500),
+@pytest.mark.parametrize("exc, status, code", [
+    (PermissionError("files[0]: outside"), 403, "forbidden"), (FileNotFoundError("files[0]: gone"), 404, "not_found"),
+    (LookupError("location_ids: unknown"), 404, "not_found"), (ValueError("files[1]: rap.nc: no ghi"), 422,
+                                                               "invalid_value"),
+    (ConnectionRefusedError(), 503, "unavailable"), (KeyError("bug"), 500, "internal_error"),
+    (OSError("disk full"), 500, "internal_error"),
+    (validation.field_error("location_ids", "unknown", LookupError, code="unknown_location"), 404, "unknown_location"),
 ])
-def test_the_one_table_maps_the_import_errors(exc, status):
-    assert api.status_of(exc) == status
+def test_the_one_table_maps_the_import_errors(exc, status, code):
+    assert api.status_of(exc) == status and api.status_and_code(exc) == (status, code)
+
+
+def test_a_code_attribute_of_another_library_is_not_taken_for_ours():
+    exc = ValueError("x: odd")
+    exc.code = "E042"  # not one of ours: the type's code answers
+    assert api.status_and_code(exc) == (422, "invalid_value")
+
+
+def test_every_pydantic_error_type_has_a_code_of_the_definition():
+    types = typing.get_args(ErrorType)
+    assert len(types) > 50 and {api.pydantic_code(t) for t in types} <= set(validation.ERRORS)
+    assert api.pydantic_code("greater_than_equal") == "out_of_bounds" and api.pydantic_code("missing") == "missing_field"
+
+
+def test_the_one_table_gives_codes_of_the_definition():
+    assert {code for _, _, code in api.STATUS_OF} <= set(validation.ERRORS)
+    assert api.ERROR_CODES == (*validation.ERRORS, *tuning.REFUSAL_CODES) and len(set(api.ERROR_CODES)) == len(
+        api.ERROR_CODES)
+
+
+def test_an_error_answer_without_a_code_of_the_definition_is_a_bug():
+    for code in (None, "W_not_kW"):
+        with pytest.raises(ValueError, match="not one of serve_app.api.ERROR_CODES"):
+            api.error_response(422, "rows[0].power_kw", "rows[0].power_kw: too high", code)
+
+
+def table(heading):
+    """{code: meaning} of the table under ``### heading`` of docs/api.md."""
+    text = (ROOT / "docs/api.md").read_text().split(f"### {heading}\n", 1)[1].split("\n#", 1)[0]
+    rows = [line.split(" | ", 1) for line in text.splitlines() if line.startswith("| `")]
+    return {code.strip("| `"): meaning.rstrip(" |") for code, meaning in rows}
+
+
+def test_docs_list_every_error_code_with_its_meaning():
+    assert table("Error codes") == validation.ERRORS
+    assert list(table("Refusal codes")) == list(tuning.REFUSAL_CODES)
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"rows": [{**ROW, "temp_air": 300.0}]}, "out_of_bounds"), ({"rows": [{**ROW, "ghi": "5"}]}, "wrong_type"),
+    ({"rows": [{**ROW, "valid_time": "2013-07-01T18:00:00"}]}, "bad_time"),
+    ({"rows": [{**ROW, "valid_time": "1013-07-01T18:00:00Z"}]}, "bad_time"),
+    ({"rows": [{**ROW, "humidity": 50}]}, "unknown_field"), ({"rows": [{**ROW, "source": "a\u0000b"}]}, "bad_text"),
+    ({"rows": [{k: v for k, v in ROW.items() if k != "temp_air"}]}, "missing_field"), ({"rows": []}, "bad_length"),
+    (json.dumps({"rows": [{**ROW, "ghi": float("nan")}]}).encode(), "not_finite"), (b'{"rows": [', "malformed_json"),
+])
+def test_a_refused_body_carries_the_code_of_its_first_error(body, code):
+    assert validate("WeatherIngest", body)[3] == code
 
 
 def test_a_field_named_like_a_request_part_keeps_its_name():

@@ -113,7 +113,8 @@ def test_new_plants_beyond_the_tenant_limit_are_refused_whole_and_updates_stay_a
         assert r.status_code == 200, r.text
         r = c.put(f"{API}/locations", json={"locations": named("quota", MOST - 2, capacity_ac_kw=3.5)})
         assert r.status_code == 200, r.text
-        assert_error(client, c.post(f"{API}/locations", json={"locations": named("one more", 1)}), 409, "locations")
+        assert_error(client, c.post(f"{API}/locations", json={"locations": named("one more", 1)}), 409, "locations",
+                     "location_limit")
         assert stored(api_db_url, "quota") == MOST
 
 

@@ -179,6 +179,7 @@ def test_beyond_capacity_requests_are_shed_with_503_and_retry_after(tiny):
         for r in ingress:
             validator.validate(r.json())
             assert r.json()["error"]["status"] == 503 and r.json()["error"]["field"] == "service", r.text
+            assert r.json()["error"]["code"] == "overloaded", r.text
             assert r.headers["Retry-After"] == str(int(configured["Forecaster"]))
             task = c.get(f"/api/v1/forecast/task/{r.headers['X-Task-Id']}").json()
             assert task["status"] == "failed" and set(task["errors"]) == {str(lid)}, task  # shed: not resumed

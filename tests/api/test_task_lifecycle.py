@@ -375,6 +375,7 @@ def test_a_database_that_stops_answering_gets_503s_in_bounded_time_then_serves_a
         t0 = time.monotonic()
         r = client.get("/api/v1/locations", timeout=bound + 60)
         assert r.status_code == 503 and r.json()["error"]["field"] == "database" and r.headers["retry-after"], r.text
+        assert r.json()["error"]["code"] == "unavailable", r.text
         assert time.monotonic() - t0 < bound
     finally:
         faults["proxy"].flow()
