@@ -45,20 +45,25 @@ def test_only_the_last_component_of_an_uploaded_name_is_kept(raw, name):
 def test_more_file_parts_than_max_files_stop_the_parse(tmp_path):
     files = [("files", (f"f{k}.nc", b"x" * 10)) for k in range(5)]
     body, boundary, parts = spooled(tmp_path, files)
-    assert read_upload(body, boundary, parts, 4) == (None, (413, "files", "files: more than nwp.max_files = 4 files"))
+    assert read_upload(body, boundary, parts, 4) == (None, (413, "files", "files: more than nwp.max_files = 4 files",
+                                                                "body_too_large"))
     assert len(list((tmp_path / "parts").iterdir())) == 4  # the fifth was never written
 
 
 @pytest.mark.parametrize("fields, error", [
-    ({"source": ["hrrr", "nam"]}, (422, "source")), ({"location_ids": ["3", "x"]}, (422, "location_ids[1]")),
-    ({"location_ids": ["3", "3"]}, (422, "location_ids")), ({"colour": ["red"]}, (422, "colour")),
+    ({"source": ["hrrr", "nam"]}, (422, "source", "duplicate")),
+    ({"location_ids": ["3", "x"]}, (422, "location_ids[1]", "wrong_type")),
+    ({"location_ids": ["3", "3"]}, (422, "location_ids", "duplicate")), ({"colour": ["red"]}, (422, "colour",
+                                                                                              "unknown_field")),
 ])
 def test_form_fields_are_validated_by_the_nwp_import_schema(fields, error):
-    assert form_request(SETTINGS, {"files": ["hrrr_hourly.nc"], "fields": fields})[1][:2] == error
+    status, field, _, code = form_request(SETTINGS, {"files": ["hrrr_hourly.nc"], "fields": fields})[1]
+    assert (status, field, code) == error
 
 
 def test_a_body_without_its_closing_boundary_is_malformed(tmp_path):
     body, boundary, parts = spooled(tmp_path, [("files", ("a.nc", b"x" * 100))])
     with open(body, "r+b") as f:
         f.truncate(120)
-    assert read_upload(body, boundary, parts, 4)[1][:2] == (400, "body")
+    status, field, _, code = read_upload(body, boundary, parts, 4)[1]
+    assert (status, field, code) == (400, "body", "malformed_multipart")
