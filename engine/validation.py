@@ -140,6 +140,8 @@ ERRORS = {
     "duplicate": "a repeated key: rows of the same (location, time), a repeated name, id or horizon azimuth",
     "unsorted": "horizon azimuths not in increasing order",
     "bad_length": "a list with too few or too many items (rows, planes, horizon points, location_ids, files)",
+    "window_too_large": "a time window longer than its maximum (http.accuracy_max_days for /accuracy): ask for "
+                        "shorter ones",
     "invalid_value": "any other invalid value; the message says which and why",
     # the request itself
     "malformed_json": "the body is not well-formed JSON (400)",

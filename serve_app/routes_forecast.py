@@ -146,7 +146,7 @@ async def read_run(service, location_id, start, end, run_id, tenant_id, forecast
     """The plant, the run and its values; another tenant's plant is unknown (404)."""
     locs = await store.fetch_locations(service.pool, [location_id], tenant_id=tenant_id)
     if not len(locs):
-        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError, code="unknown_location")
     run, frame = await store.read_forecast(service.pool, location_id, start, end, run_id, tenant_id=tenant_id,
                                            forecast_type=forecast_type)
     return locs.iloc[0], run, frame
@@ -248,6 +248,57 @@ def accuracy_scores(joined, location, runs):
 Issued = Annotated[Optional[AwareDatetime], Query(description="only runs issued at or after / before this time")]
 
 
+async def latest_run_end(service, location_id, forecast_type, tenant_id):
+    """End (issue_time + horizon_hours) of the plant's latest run (of ``forecast_type``): one run read.
+
+    Raises
+    ------
+    LookupError
+        The plant has no run (404, field ``location_id``, code ``not_found``).
+    """
+    try:
+        run, _ = await store.read_forecast(service.pool, location_id, None, None, forecast_type=forecast_type,
+                                           tenant_id=tenant_id)
+    except LookupError:
+        of_type = "" if forecast_type is None else f" of forecast_type {forecast_type}"
+        raise validation.field_error("location_id", f"{location_id} has no forecast run{of_type} to score",
+                                     LookupError, code="not_found") from None
+    return pd.Timestamp(run["issue_time"]) + pd.Timedelta(hours=int(run["horizon_hours"]))
+
+
+def accuracy_window(start, end, latest_end, max_days):
+    """The valid-time window [start, end] an accuracy read covers: at most ``max_days`` long.
+
+    Parameters
+    ----------
+    start, end : Timestamp or None
+        The window asked (None: not given).
+    latest_end : Timestamp or None
+        End of the plant's latest run (issue_time + horizon_hours): the window's end when
+        neither bound is given.
+    max_days : float
+        ``http.accuracy_max_days``.
+
+    Returns
+    -------
+    (start, end) : Timestamps
+        One bound given: the other is it +- ``max_days``; none: the ``max_days`` up to ``latest_end``.
+
+    Raises
+    ------
+    ValueError
+        ``end`` - ``start`` > ``max_days`` (code ``window_too_large``, field ``end``).
+    """
+    span = pd.Timedelta(days=max_days)
+    if start is not None and end is not None and end - start > span:
+        raise validation.field_error("end", f"the window {start.isoformat()} .. {end.isoformat()} is longer than "
+                                     f"http.accuracy_max_days = {max_days:g} days; ask for shorter windows",
+                                     code="window_too_large")
+    if start is None and end is None:
+        end = latest_end
+    return (end - span if start is None else start), (start + span if end is None else end)
+
+
 @router.get("/accuracy/{location_id}", responses=responses_doc("Accuracy"),
             summary="Scores of stored runs against measured actuals, by lead-time bucket and day-ahead")
 async def accuracy(location_id: LocationPath, start: Start = None, end: End = None,
@@ -260,7 +311,13 @@ async def accuracy(location_id: LocationPath, start: Start = None, end: End = No
                    *, who: Caller, service=Depends(ingress)):
     locs = await store.fetch_locations(service.pool, [location_id], tenant_id=who.tenant_id)
     if not len(locs):
-        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError)
+        raise validation.field_error("location_id", f"{location_id} is unknown", LookupError, code="unknown_location")
+    if run_id is None:  # a run's values are bounded by its horizon; else the window is (http.accuracy_max_days)
+        latest = (await latest_run_end(service, location_id, forecast_type, who.tenant_id)
+                  if start is None and end is None else None)
+        start, end = accuracy_window(None if start is None else pd.Timestamp(start),
+                                     None if end is None else pd.Timestamp(end), latest,
+                                     float(service.settings["http"]["accuracy_max_days"]))
     joined = (await store.read_forecast_with_actuals(
         service.pool, location_id, start, end, forecast_type=forecast_type, run_id=run_id, issued_start=issued_start,
         issued_end=issued_end, tenant_id=who.tenant_id)).dropna(subset=["power_kw"])

@@ -11,7 +11,7 @@ from pydantic_core.core_schema import ErrorType
 
 from engine import tuning, validation
 from serve_app import api, ingress, routes_data, schemas
-from serve_app.routes_forecast import generate_params
+from serve_app.routes_forecast import accuracy_window, generate_params
 from serve_app.settings import load_settings
 
 from apihelpers import ROOT
@@ -281,3 +281,15 @@ def test_actuals_rows_without_a_period_are_instantaneous_samples():
     _, columns, times, ints, _ = ingest.KINDS["actuals"]
     frame = ingest.rows_frame(body.rows, columns, times, ints, ingest.DEFAULTS["actuals"])
     assert frame["period_minutes"].tolist() == [0, 60] and frame["period_minutes"].dtype == "int64"
+
+
+def test_an_accuracy_window_is_at_most_its_maximum_and_a_missing_bound_follows_from_it():
+    t = pd.Timestamp("2016-07-01T00:00:00Z")
+    day = pd.Timedelta(days=1)
+    assert accuracy_window(t, t + 31 * day, None, 31) == (t, t + 31 * day)
+    assert accuracy_window(t, None, None, 31) == (t, t + 31 * day)
+    assert accuracy_window(None, t, None, 31) == (t - 31 * day, t)
+    assert accuracy_window(None, None, t, 31) == (t - 31 * day, t)  # the days up to the latest run's end
+    with pytest.raises(ValueError) as refused:
+        accuracy_window(t, t + 31 * day + pd.Timedelta(seconds=1), None, 31)
+    assert (refused.value.field, refused.value.code) == ("end", "window_too_large")

@@ -118,6 +118,8 @@ CARELESS = {
     "a page of 0": (lambda c, x: c.get(f"{API}/locations", params={"limit": 0}), 422, "limit", "out_of_bounds"),
     "a cutoff in the future": (lambda c, x: c.post(f"{API}/locations/{x['plant']}/calibrate", json={
         "cutoff": "2100-01-01T00:00:00Z"}), 422, "cutoff", "bad_time"),
+    "a year of accuracy": (lambda c, x: c.get(f"{API}/forecast/accuracy/{x['plant']}", params={
+        "start": "2013-01-01T00:00:00Z", "end": "2014-01-01T00:00:00Z"}), 422, "end", "window_too_large"),
     "a calibration never made": (lambda c, x: c.get(f"{API}/locations/{x['bare']}/calibration"), 404,
                                  "location_id", "not_found"),
 }

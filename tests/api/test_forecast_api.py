@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apihelpers import ISSUE, WINDOW, assert_forecast_invariant, demo_plants, openapi_validator, weather_rows
+from apihelpers import (ISSUE, WINDOW, assert_error, assert_forecast_invariant, demo_plants, openapi_validator,
+                        weather_rows)
 from engine import data, metrics
 from serve_app.api import to_json
 from serve_app.routes_forecast import frame_records
@@ -214,6 +215,23 @@ def test_accuracy_selects_runs_by_type_run_and_issue_window_and_says_which_run_c
     assert client.get(url, params={"issued_end": "2013-06-29T00:00:00Z"}).status_code == 404
     assert client.get(url, params={"issued_start": ISSUE, "issued_end": ISSUE}).json()["runs"] == 2
     assert client.get(url, params={"runs": "newest"}).status_code == 422
+
+
+def test_an_accuracy_window_is_bounded_and_a_missing_bound_follows_from_the_maximum(client, scored_plant):
+    """http.accuracy_max_days (31): a longer window is refused; start alone reads start .. start + 31 d."""
+    plant, power, run_id = scored_plant
+    url = f"/api/v1/forecast/accuracy/{plant['location_id']}"
+    everything = client.get(url, params={"run_id": run_id}).json()  # one run: bounded by its horizon
+    start = pd.Timestamp(ISSUE) - pd.Timedelta(days=30)  # the run's first day inside, its second day outside
+    part = client.get(url, params={"start": start.isoformat(), "forecast_type": "ml"})  # the scored run's type
+    assert part.status_code == 200, part.text
+    rows = pd.DataFrame(client.get(f"/api/v1/forecast/location/{plant['location_id']}",
+                                   params={"run_id": run_id}).json()["rows"])
+    valid = pd.to_datetime(rows["valid_time"], utc=True)
+    inside = valid[(valid <= start + pd.Timedelta(days=31))].isin(power.index).sum()
+    assert part.json()["n"] == inside < everything["n"]
+    too_long = client.get(url, params={"start": start.isoformat(), "end": (start + pd.Timedelta(days=32)).isoformat()})
+    assert_error(client, too_long, 422, "end", "window_too_large")
 
 
 def test_location_without_weather_over_the_horizon_is_a_per_location_error(client, plants):
