@@ -11,7 +11,8 @@ The bounds below are the ONE definition of what a plant, a weather row and an
 actual may hold: these checks use them, and the HTTP schemas
 (``serve_app/schemas.py``, hence ``/openapi.json``) are generated from them.
 Every raised ``ValueError`` carries the offending column as data in its
-``field`` attribute (the HTTP layer reports it; nobody parses the message).
+``field`` attribute and its stable reason in ``code`` (one of :data:`ERRORS`; the
+HTTP layer reports both; nobody parses the message).
 """
 
 import re

@@ -252,7 +252,9 @@ def responses(settings):
                                       "task_id": NotRequired[str],
                                       # every refusal's stable code (serve_app.api.ERROR_CODES:
                                       # engine.validation.ERRORS, a refused calibration's engine.tuning.REFUSALS)
-                                      "code": Literal[ERROR_CODES]})
+                                      "code": Annotated[Literal[ERROR_CODES], Field(description=(
+                                          "stable machine-readable reason: branch on it, never on the message "
+                                          "(docs/api.md \"Error codes\", \"Refusal codes\")"))]})
     location_error = TypedDict("LocationError", {"location_id": int, "error": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)
