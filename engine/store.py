@@ -435,11 +435,13 @@ def location_filter(ids, tenant_id):
 
 
 async def plant_extras(db, location_ids):
-    """Which of the locations have stored planes, a stored horizon, a calibration: one statement.
+    """Which of the locations have stored planes, a stored horizon, a calibration, actuals: one statement.
 
     A forecast pass reads planes, horizons and calibrations only of the
     plants that have them (most have none: one statement instead of three
-    round trips for a single plant).
+    round trips for a single plant), and checks the refit policy only of
+    plants with actuals (a plant without any cannot be due: its first
+    actuals start a check of their own, ``Forecaster.actuals_arrived``).
 
     Parameters
     ----------
@@ -449,9 +451,10 @@ async def plant_extras(db, location_ids):
     Returns
     -------
     dict
-        ``planes``, ``horizon``, ``calibrations``: list of int, the location
-        ids (in the order given) with rows in ``location_planes``,
-        ``location_horizons``, ``plant_calibrations``.
+        ``planes``, ``horizon``, ``calibrations``, ``actuals``: list of int,
+        the location ids (in the order given) with rows in
+        ``location_planes``, ``location_horizons``, ``plant_calibrations``,
+        ``actuals``.
     """
     row = await db.fetchrow("""
         SELECT array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_planes p
@@ -459,9 +462,11 @@ async def plant_extras(db, location_ids):
                array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_horizons h
                                                               WHERE h.location_id = id)) AS horizon,
                array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM plant_calibrations c
-                                                              WHERE c.location_id = id)) AS calibrations
+                                                              WHERE c.location_id = id)) AS calibrations,
+               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM actuals a
+                                                              WHERE a.location_id = id)) AS actuals
         FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)""", [int(i) for i in location_ids])
-    return {name: list(row[name] or []) for name in ("planes", "horizon", "calibrations")}
+    return {name: list(row[name] or []) for name in ("planes", "horizon", "calibrations", "actuals")}
 
 
 async def fetch_planes(db, ids=None, *, tenant_id=None):

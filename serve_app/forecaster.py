@@ -207,7 +207,7 @@ class Forecaster:
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local),
                    "local_writes": int(here)}
-        self.check_refits(ids, issue)
+        self.check_refits(extras["actuals"], issue)  # a plant without actuals cannot be due (store.plant_extras)
         results = await asyncio.get_running_loop().run_in_executor(
             None, call_results, calls, run_ids, errors, frame, locs, timings)
         clipped = sum(r["clipped"] for r in results)
@@ -325,7 +325,7 @@ class Forecaster:
         time of the plant's latest pass, or None (its actuals arrived: just
         after its latest actual).
         """
-        if not adaptation.refit_policy(self.settings["adaptation"])[0]:
+        if not location_ids or not adaptation.refit_policy(self.settings["adaptation"])[0]:
             return
         self.refit_pending.update(dict.fromkeys(location_ids, cutoff))
         if self.refit_check is not None:

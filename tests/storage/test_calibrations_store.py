@@ -48,12 +48,17 @@ def test_versions_count_up_and_latest_is_read(db_url, location_id, calibration):
 
 
 def test_plant_extras_name_the_calibrated_plants_a_pass_reads_calibrations_of(db_url, calibration):
-    """A forecast pass reads calibrations only of the plants ``store.plant_extras`` names: exactly those with one."""
+    """A forecast pass reads calibrations only of the plants ``store.plant_extras`` names (exactly those with one),
+    and checks the refit policy only of those with actuals."""
     ids = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [extras of calibrations]")))["location_id"].tolist()
     before = run(db_url, lambda conn: store.plant_extras(conn, ids))
     run(db_url, lambda conn: store.write_calibration(conn, ids[1], calibration))
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({
+        "location_id": ids[0], "time": pd.date_range("2016-07-01T12:00Z", periods=3, freq="15min"),
+        "power_kw": [1.0, 2.0, 0.0]})))
     after = run(db_url, lambda conn: store.plant_extras(conn, [*ids, 10 ** 12]))
     assert before["calibrations"] == [] and after["calibrations"] == [ids[1]]
+    assert before["actuals"] == [] and after["actuals"] == [ids[0]]
     assert list(run(db_url, lambda conn: store.read_calibrations(conn, [*ids, 10 ** 12]))) == [ids[1]]
 
 
