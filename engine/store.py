@@ -97,6 +97,23 @@ async def connection(db):
         yield db
 
 
+async def release_as_is(conn):
+    """``reset`` of the service's asyncpg pools: a released connection goes back as it is.
+
+    asyncpg still rolls back a transaction left open and drops the
+    connection's listeners (``Connection._reset``, always run on release);
+    what this skips is its default reset query (``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): one more
+    round trip and some work of the server's backend at every release, ~6 per
+    forecast pass. Safe because pvcast's statements leave no session state on
+    a pooled connection: no ``SET`` or ``set_config``, no ``LISTEN``, no
+    cursors, temporary tables ``ON COMMIT DROP``. The one exception, a plant's refit lock (a session advisory lock,
+    :func:`try_refit_lock`), is released by :func:`refit_unlock`, and both end
+    the connection's session (``terminate``) when they fail, so a lock is never
+    handed on with a pooled connection.
+    """
+
+
 def utc(value, field):
     """A tz-aware time as a UTC datetime for a query parameter (None stays None)."""
     if value is None:
@@ -418,6 +435,41 @@ def location_filter(ids, tenant_id):
     return [None if ids is None else [int(i) for i in ids], tenant_id]
 
 
+async def plant_extras(db, location_ids):
+    """Which of the locations have stored planes, a stored horizon, a calibration, actuals: one statement.
+
+    A forecast pass reads planes, horizons and calibrations only of the
+    plants that have them (most have none: one statement instead of three
+    round trips for a single plant), and checks the refit policy only of
+    plants with actuals (a plant without any cannot be due: its first
+    actuals start a check of their own, ``Forecaster.actuals_arrived``).
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_ids : sequence of int
+
+    Returns
+    -------
+    dict
+        ``planes``, ``horizon``, ``calibrations``, ``actuals``: list of int,
+        the location ids (in the order given) with rows in
+        ``location_planes``, ``location_horizons``, ``plant_calibrations``,
+        ``actuals``.
+    """
+    row = await db.fetchrow("""
+        SELECT array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_planes p
+                                                              WHERE p.location_id = id)) AS planes,
+               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_horizons h
+                                                              WHERE h.location_id = id)) AS horizon,
+               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM plant_calibrations c
+                                                              WHERE c.location_id = id)) AS calibrations,
+               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM actuals a
+                                                              WHERE a.location_id = id)) AS actuals
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)""", [int(i) for i in location_ids])
+    return {name: list(row[name] or []) for name in ("planes", "horizon", "calibrations", "actuals")}
+
+
 async def fetch_planes(db, ids=None, *, tenant_id=None):
     """Stored plane rows of locations (all when ``ids`` is None): one COPY query, ordered by location, plane.
 
@@ -432,7 +484,8 @@ async def fetch_planes(db, ids=None, *, tenant_id=None):
     """
     columns = ("location_id", *validation.PLANE_COLUMNS)
     select = ", ".join("p.backtrack::int" if c == "backtrack" else f"p.{c}" for c in columns)
-    planes = await copy_query_frame(db, f"SELECT {select} FROM location_planes p {OF_LOCATIONS} ORDER BY 1, 2",
+    planes = await copy_query_frame(None if ids is not None and not len(ids) else db,  # no plant: no query
+                                    f"SELECT {select} FROM location_planes p {OF_LOCATIONS} ORDER BY 1, 2",
                                     location_filter(ids, tenant_id), columns,
                                     ints=("location_id", "plane", "backtrack"), texts=("tracking",))
     return planes.assign(backtrack=planes["backtrack"].astype(bool))
@@ -451,7 +504,8 @@ async def fetch_horizons(db, ids=None, *, tenant_id=None):
     """
     columns = ("location_id", *validation.HORIZON_COLUMNS)
     query = f"SELECT {', '.join(f'p.{c}' for c in columns)} FROM location_horizons p {OF_LOCATIONS} ORDER BY 1, 2"
-    return await copy_query_frame(db, query, location_filter(ids, tenant_id), columns, ints=("location_id",))
+    return await copy_query_frame(None if ids is not None and not len(ids) else db,  # no plant: no query
+                                  query, location_filter(ids, tenant_id), columns, ints=("location_id",))
 
 
 async def fetch_plants(db, ids=None, *, tenant_id=None):
@@ -731,11 +785,13 @@ async def copy_query_frame(db, query, args, columns, times=(), ints=(), texts=()
     per value; the parsing runs in the default executor, off the event loop.
     ``times`` are selected as int64 microseconds since the epoch and returned
     tz-aware UTC, ``ints`` are int64, ``texts`` str, the rest float64 with
-    empty fields (SQL NULL) as NaN.
+    empty fields (SQL NULL) as NaN. ``db`` None: the query is known to have
+    no rows (the frame of no rows, no round trip).
     """
     buffer = io.BytesIO()
-    async with connection(db) as conn:
-        await conn.copy_from_query(query, *args, output=buffer, format="csv")
+    if db is not None:
+        async with connection(db) as conn:
+            await conn.copy_from_query(query, *args, output=buffer, format="csv")
     if not buffer.getbuffer().nbytes:  # no rows (most plants have no stored planes, no horizon): nothing to parse
         return empty_frame(tuple(columns), tuple(times), tuple(ints), tuple(texts)).copy()
     buffer.seek(0)
@@ -1867,13 +1923,24 @@ async def try_refit_lock(conn, location_id):
 
     One refit of a plant at a time across every Forecaster replica (the lock
     key is a 64-bit hash of the plant, ``hashtextextended``). Released by
-    :func:`refit_unlock`, or when the connection's session ends or goes back
-    to an asyncpg pool (its reset unlocks all).
+    :func:`refit_unlock`, or when the connection's session ends (a failed
+    call of either ends it: pooled connections go back without a reset
+    query, :func:`release_as_is`).
     """
-    return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended('pvcast.refit', $1::bigint))",
-                               int(location_id))
+    try:
+        return await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended('pvcast.refit', $1::bigint))",
+                                   int(location_id))
+    except BaseException:  # the lock may have been taken (a timeout, a cancellation): end its session
+        conn.terminate()
+        raise
 
 
 async def refit_unlock(conn, location_id):
-    """Release the lock of :func:`try_refit_lock`."""
-    await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended('pvcast.refit', $1::bigint))", int(location_id))
+    """Release the lock of :func:`try_refit_lock`; when that fails, end the connection's session (which
+    releases it): a pool's connection never goes back holding it (:func:`release_as_is`)."""
+    try:
+        await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended('pvcast.refit', $1::bigint))",
+                            int(location_id))
+    except BaseException:
+        conn.terminate()
+        raise

@@ -170,16 +170,17 @@ class Forecaster:
         issue = pd.Timestamp(params["issue_time"])
         times = forecast.forecast_times(issue, params["horizon_hours"], params["resolution_minutes"])
         margin = pd.Timedelta(minutes=self.settings["forecast"]["weather_margin_minutes"])
-        await self.open_pool()
         ids = locations["location_id"].tolist()
-        (calibrations, actuals), planes, horizon = await asyncio.gather(  # independent reads, concurrent
-            self.calibration_inputs(locations, issue), store.fetch_planes(self.pool, ids),
-            store.fetch_horizons(self.pool, ids))
+        async with (await self.open_pool()).acquire() as conn:  # the pass's reads: one connection, one after another
+            extras = await store.plant_extras(conn, ids)  # planes, horizons, calibrations: only of plants with some
+            calibrations, actuals = await self.calibration_inputs(conn, extras["calibrations"], issue)
+            planes = await store.fetch_planes(conn, extras["planes"])
+            horizon = await store.fetch_horizons(conn, extras["horizon"])
+            start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
+            weather = await store.read_weather(conn, ids, start, times[-1] + margin, issue, columns=WEATHER_COLUMNS)
         if calibrations:  # no calibration: the plants as stated; the tuned ones built off the event loop
             locations, planes, horizon = await asyncio.get_running_loop().run_in_executor(
                 None, served_geometry, locations, planes, horizon, calibrations)
-        start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
-        weather = await store.read_weather(self.pool, ids, start, times[-1] + margin, issue, columns=WEATHER_COLUMNS)
         geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
         lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
@@ -206,7 +207,7 @@ class Forecaster:
         timings = {"read_weather_s": t_read - t0, "features_s": t_feat - t_read, "predict_s": t_pred - t_feat,
                    "write_s": t_write - t_pred, "merged_calls": len(calls), "local_feature_passes": int(local),
                    "local_writes": int(here)}
-        self.check_refits(ids, issue)
+        self.check_refits(extras["actuals"], issue)  # a plant without actuals cannot be due (store.plant_extras)
         results = await asyncio.get_running_loop().run_in_executor(
             None, call_results, calls, run_ids, errors, frame, locs, timings)
         clipped = sum(r["clipped"] for r in results)
@@ -243,19 +244,21 @@ class Forecaster:
         task_cpus = self.settings["forecast"]["feature_task_num_cpus"]
         return remote_feature_task.options(num_cpus=task_cpus, scheduling_strategy="SPREAD").remote(*args, **kwargs)
 
-    async def calibration_inputs(self, locations, issue):
-        """The plants' calibrations for ``issue`` and, for those, the actuals of the intraday window before it.
+    async def calibration_inputs(self, conn, location_ids, issue):
+        """The calibrations for ``issue`` of plants (``location_ids``: those with a calibration,
+        ``engine.store.plant_extras``) and, for those, the actuals of the intraday window before it (read on
+        ``conn``, the pass's connection; no plant: no statement).
 
         Only actuals strictly before the issue time are read, and only a
         calibration fitted on actuals before it (a forecast issued at T uses
         actuals with time < T, ``engine.store.read_calibrations``); period
         means are at the middle of their period (``engine.adaptation.actual_instants``).
         """
-        calibrations = await store.read_calibrations(self.pool, locations["location_id"].tolist(), issue)
+        calibrations = await store.read_calibrations(conn, location_ids, issue) if len(location_ids) else {}
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
             return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
-        actuals = await store.read_actuals(self.pool, list(calibrations), issue - window, issue)
+        actuals = await store.read_actuals(conn, list(calibrations), issue - window, issue)
         return calibrations, adaptation.actual_instants(actuals, issue)[0]
 
     async def calibrate(self, location_id, cutoff, tenant_id=None):
@@ -323,7 +326,7 @@ class Forecaster:
         time of the plant's latest pass, or None (its actuals arrived: just
         after its latest actual).
         """
-        if not adaptation.refit_policy(self.settings["adaptation"])[0]:
+        if not location_ids or not adaptation.refit_policy(self.settings["adaptation"])[0]:
             return
         self.refit_pending.update(dict.fromkeys(location_ids, cutoff))
         if self.refit_check is not None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from engine import resources
+from engine import resources, store
 
 ROOT = Path(__file__).resolve().parent.parent  # the source checkout (scripts/demo_data.py)
 
@@ -29,6 +29,9 @@ def pool_options(settings):
     statement may take (then ``TimeoutError``, answered 503). Without them a
     database host that stops answering (a partition, a hung server) held every
     request that had a connection for ever (docs/ARCHITECTURE.md "Probes").
+    A released connection goes back as it is (``reset``: ``engine.store.release_as_is``, which says why that is
+    safe): no reset query per release.
     """
     conf = settings["database"]
-    return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(conf["command_timeout_seconds"])}
+    return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(conf["command_timeout_seconds"]),
+            "reset": store.release_as_is}

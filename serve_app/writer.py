@@ -26,7 +26,8 @@ class Writer:
         self.min_part = int(settings["writer"]["min_part_locations"])
         # a database that stops answering fails a part (then its retries) instead of holding the batch for ever
         self.pool_options = {"timeout": float(settings["database"]["connect_timeout_seconds"]),
-                             "command_timeout": float(settings["writer"]["command_timeout_seconds"])}
+                             "command_timeout": float(settings["writer"]["command_timeout_seconds"]),
+                             "reset": store.release_as_is}  # no reset query per release (it says why)
         self.pool = None
 
     async def write(self, runs, forecast):

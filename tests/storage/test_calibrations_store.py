@@ -1,5 +1,7 @@
 """Plant calibrations in the real database: versions, latest reads, actuals up to a time, runs' versions."""
 
+import asyncio
+
 import asyncpg
 import numpy as np
 import pandas as pd
@@ -43,6 +45,21 @@ def test_versions_count_up_and_latest_is_read(db_url, location_id, calibration):
     assert older["shading"]["elevation"] == calibration["shading"]["elevation"]  # the fitted skyline, stored
     many = run(db_url, lambda conn: store.read_calibrations(conn, [location_id, 10 ** 12]))
     assert list(many) == [location_id] and many[location_id]["version"] == second
+
+
+def test_plant_extras_name_the_calibrated_plants_a_pass_reads_calibrations_of(db_url, calibration):
+    """A forecast pass reads calibrations only of the plants ``store.plant_extras`` names (exactly those with one),
+    and checks the refit policy only of those with actuals."""
+    ids = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [extras of calibrations]")))["location_id"].tolist()
+    before = run(db_url, lambda conn: store.plant_extras(conn, ids))
+    run(db_url, lambda conn: store.write_calibration(conn, ids[1], calibration))
+    run(db_url, lambda conn: store.write_actuals(conn, pd.DataFrame({
+        "location_id": ids[0], "time": pd.date_range("2016-07-01T12:00Z", periods=3, freq="15min"),
+        "power_kw": [1.0, 2.0, 0.0]})))
+    after = run(db_url, lambda conn: store.plant_extras(conn, [*ids, 10 ** 12]))
+    assert before["calibrations"] == [] and after["calibrations"] == [ids[1]]
+    assert before["actuals"] == [] and after["actuals"] == [ids[0]]
+    assert list(run(db_url, lambda conn: store.read_calibrations(conn, [*ids, 10 ** 12]))) == [ids[1]]
 
 
 def test_unknown_location_and_failed_fit_are_refused(db_url, calibration):
@@ -230,6 +247,37 @@ def test_one_refit_lock_per_plant_across_sessions(db_url, location_id):
         finally:
             await other.close()
     assert run(db_url, both)
+
+
+def test_a_refit_lock_never_goes_back_to_a_pool_that_releases_connections_as_they_are(db_url, location_id):
+    """The service's pools skip asyncpg's reset query (``store.release_as_is``): an unlock that fails (here: the
+    connection's transaction is aborted) ends the connection's session, so the lock is not handed on to the next
+    user of the pooled connection and another session can take it (within 5 s: the server ends the session once
+    its backend has seen the disconnect)."""
+    async def both(other):
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1, reset=store.release_as_is)
+        try:
+            async with pool.acquire() as conn:
+                assert await store.try_refit_lock(conn, location_id)
+                failed = conn.transaction()
+                await failed.start()
+                with pytest.raises(asyncpg.DivisionByZeroError):
+                    await conn.execute("SELECT 1 / 0")
+                with pytest.raises(asyncpg.InFailedSQLTransactionError):
+                    await store.refit_unlock(conn, location_id)
+            for _ in range(50):  # the server releases a session's locks once its backend has seen the disconnect
+                taken = await store.try_refit_lock(other, location_id)
+                if taken:
+                    break
+                await asyncio.sleep(0.1)
+            async with pool.acquire() as conn:  # the pool opened a new connection: usable, holding nothing
+                held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                           "AND pid = pg_backend_pid()")
+            await store.refit_unlock(other, location_id)
+            return taken, held
+        finally:
+            await pool.close()
+    assert run(db_url, both) == (True, 0)
 
 
 def test_a_forecast_issued_at_t_reads_the_calibration_fitted_on_the_latest_actuals_before_t(db_url, calibration):

@@ -131,3 +131,29 @@ def test_planes_and_horizon_of_another_tenant_are_not_read(db_url, plants):
     other = run(db_url, lambda conn: store.fetch_plants(conn, ids, tenant_id="someone-else"))
     assert len(mine["planes"]) > 0 and len(mine["horizon"]) > 0
     assert len(other["locations"]) == len(other["planes"]) == len(other["horizon"]) == 0
+
+
+def test_plant_extras_name_the_plants_whose_planes_and_horizon_a_pass_reads(db_url):
+    """``store.plant_extras`` (one statement) names exactly the plants with stored planes / horizon rows, in the
+    order asked; reading only those gives the frames of reading every plant, and reading none gives the frame of
+    no rows without a query."""
+    locations, plane_rows, skyline = demo_frames(" [extras of planes]")
+    ids = run(db_url, lambda conn: store.upsert_locations(conn, locations, plane_rows, skyline))["location_id"].tolist()
+    asked = ids[::-1]
+
+    async def reads(conn):
+        extras = await store.plant_extras(conn, asked)
+        return (extras, await store.fetch_planes(conn, asked), await store.fetch_horizons(conn, asked),
+                await store.fetch_planes(conn, extras["planes"]), await store.fetch_horizons(conn, extras["horizon"]),
+                await store.fetch_planes(None, []), await store.fetch_horizons(None, []))
+    extras, planes_all, horizon_all, planes_some, horizon_some, planes_none, horizon_none = run(db_url, reads)
+    assert extras["planes"] == [i for i in asked if i in set(planes_all["location_id"])]
+    assert extras["horizon"] == [i for i in asked if i in set(horizon_all["location_id"])]
+    assert extras["calibrations"] == []
+    assert 0 < len(extras["planes"]) < len(ids) and 0 < len(extras["horizon"]) < len(ids)
+    pd.testing.assert_frame_equal(planes_some, planes_all, check_exact=True)
+    pd.testing.assert_frame_equal(horizon_some, horizon_all, check_exact=True)
+    pd.testing.assert_frame_equal(planes_none, planes_all.iloc[:0].reset_index(drop=True), check_exact=True,
+                                  check_index_type=False)
+    pd.testing.assert_frame_equal(horizon_none, horizon_all.iloc[:0].reset_index(drop=True), check_exact=True,
+                                  check_index_type=False)
