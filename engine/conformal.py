@@ -67,7 +67,9 @@ should outweigh it after a couple of days. Was 200 until session 7; 100 and 50 w
 2016 (a development period, never the hold-out): with >= 30 days of history unchanged (the weights are
 near 1 either way), in a plant's first two weeks better coverage for both descriptions at 100 and 50,
 and 50 a point lower at 14-29 days; 100 was taken (docs/model.md "Bands before the tuning"). It also sets
-how many forward residuals the bands need before they replace the served tuning's own (``adaptation``)."""
+how many forward residuals the bands need before they replace the served tuning's own (``adaptation``).
+Given the scores' days, :func:`fit_band_offsets` weighs the global prior as ``strength x N0`` per level
+(:func:`prior_strength`: less where the plant's own scores reject it beyond day-to-day noise)."""
 
 MIN_GROUP = 30
 """Groups with fewer scores keep the global calibration (weight 0)."""
