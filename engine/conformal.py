@@ -13,6 +13,10 @@ offsets are already inside ``q``) with weight ``N / (N + n0)``, and each
 group's offset (``n`` scores) toward that plant prior with weight
 ``n / (n + n0)``. A plant with little history is forecast as before; a plant
 with much history but few scores in one group uses its own pooled offset there.
+Given the days of the scores, the global calibration's weight ``n0`` is scaled
+per level by its :func:`prior_strength`: the share of its observed miss on the
+plant's own scores that day-to-day noise explains (a prior the plant's scores
+clearly reject weighs less; one they do not reject weighs ``n0``).
 
 Scores can carry weights (:func:`recency_weights`: older scores count less,
 for a plant whose errors drift with the season). The offsets are then
@@ -63,7 +67,9 @@ should outweigh it after a couple of days. Was 200 until session 7; 100 and 50 w
 2016 (a development period, never the hold-out): with >= 30 days of history unchanged (the weights are
 near 1 either way), in a plant's first two weeks better coverage for both descriptions at 100 and 50,
 and 50 a point lower at 14-29 days; 100 was taken (docs/model.md "Bands before the tuning"). It also sets
-how many forward residuals the bands need before they replace the served tuning's own (``adaptation``)."""
+how many forward residuals the bands need before they replace the served tuning's own (``adaptation``).
+Given the scores' days, :func:`fit_band_offsets` weighs the global prior as ``strength x N0`` per level
+(:func:`prior_strength`: less where the plant's own scores reject it beyond day-to-day noise)."""
 
 MIN_GROUP = 30
 """Groups with fewer scores keep the global calibration (weight 0)."""
@@ -173,8 +179,63 @@ def group_index(lead_hours, csi):
             bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
 
 
+def prior_strength(scores, weights, days, alphas=ALPHAS):
+    """How much of the global bands' miss on a plant's scores day-to-day noise explains, per level, in (0, 1].
+
+    Under the global calibration (the prior: offset 0) a fraction ``a`` of
+    a plant's scores ``y - q_a`` would fall below 0. The observed fraction
+    ``e_a`` (weighted, ties by :func:`engine.metrics.below`) departs from
+    ``a`` by noise and by the plant being another plant. Samples of one day
+    share its weather, so the independent units are days: the variance of
+    ``e_a`` under the prior is at most ``a (1 - a) / D`` (whole days in or
+    out: the upper bound of any within-day correlation; ``D`` the days'
+    effective number, Kish over their total weights). The strength is the
+    positive-part James-Stein share of the squared departure that this
+    noise accounts for (Efron & Morris 1973, JASA 68:117: the estimated
+    prior variance is the observed squared departure less the noise's):
+    ``min(1, a (1 - a) / (D (e_a - a)^2))``. 1: the scores are compatible
+    with the global bands; small: the global bands are rejected and
+    :func:`fit_band_offsets` weighs them as ``strength x n0`` scores. No
+    constant is fitted: the noise is its bound.
+
+    Parameters
+    ----------
+    scores : ndarray
+        Shape (n, k): ``y - q`` per level, fraction of capacity_ac_kw.
+    weights : ndarray
+        Shape (n,), >= 0.
+    days : ndarray
+        Shape (n,): a label of each score's local day.
+    alphas : sequence of float
+        k levels.
+
+    Returns
+    -------
+    strength : ndarray
+        Shape (k,), in (0, 1].
+    exceedance : ndarray
+        Shape (k,): ``e_a``, the weighted fraction of scores below 0.
+    days_effective : float
+        ``D``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    alphas = np.asarray(alphas, dtype=float)
+    if not len(scores) or w.sum() <= 0:
+        return np.ones(len(alphas)), np.full(len(alphas), np.nan), 0.0
+    inside = np.column_stack([below(scores[:, j], np.zeros(len(scores)), a) for j, a in enumerate(alphas)])
+    exceed = (w[:, None] * inside).sum(axis=0) / w.sum()
+    _, day = np.unique(np.asarray(days), return_inverse=True)
+    day_weight = np.bincount(day.ravel(), weights=w)
+    d_eff = effective_n(day_weight)
+    gap = (exceed - alphas) ** 2
+    noise = alphas * (1.0 - alphas) / d_eff
+    strength = np.where(gap > noise, noise / np.where(gap > 0, gap, 1.0), 1.0)
+    return strength, exceed, float(d_eff)
+
+
 def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None,
-                     counts=None):
+                     counts=None, days=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -208,6 +269,11 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         its scores weigh ``counts`` times its weight against other rows', and
         effective sample sizes count it as that many samples
         (:func:`effective_n`). None: 1 each (bit for bit).
+    days : ndarray, optional
+        Shape (n,): a label of each row's local day. Given, the global
+        prior's weight in the plant's pooled offsets is ``n0`` times its
+        :func:`prior_strength` per level (the evidence against it on the
+        plant's own scores, counted in days); None: ``n0`` (bit for bit).
 
     Returns
     -------
@@ -218,8 +284,11 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         ``n`` for equal weights), ``weight`` (same shape, the group weights
         ``n_effective / (n_effective + n0)``), ``raw`` (the unshrunk group
         offsets), ``pooled`` (the plant's unshrunk pooled offsets, shape (k,)),
-        ``pooled_n_effective``, ``pooled_weight``, ``n0``,
-        ``lead_edges_hours``, ``csi_edges`` (JSON-ready: inf as None).
+        ``pooled_n_effective``, ``pooled_weight`` (``N / (N + n0)``), ``n0``,
+        ``lead_edges_hours``, ``csi_edges`` (JSON-ready: inf as None); with
+        ``days``, ``prior``: ``strength``, ``exceedance``, ``days_effective``
+        (:func:`prior_strength`) and ``pooled_weight`` per level
+        (``N / (N + strength x n0)``, the weight used).
     """
     y = np.asarray(y, dtype=float)
     q = np.asarray(q, dtype=float)
@@ -250,12 +319,22 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
     total = effective_n(w, c)
     pooled = weighted_quantiles(scores, w_scores, alphas) if len(scores) else np.zeros(k)
     pooled_weight = total / (total + float(n0)) if total >= min_group else 0.0
-    prior = pooled_weight * pooled
+    prior_info = None
+    if days is None:
+        prior = pooled_weight * pooled
+    else:  # the global prior weighs less where the plant's own scores reject it
+        strength, exceed, d_eff = prior_strength(scores, w_scores, np.asarray(days)[row], alphas)
+        level_weight = total / (total + float(n0) * strength) if total >= min_group else np.zeros(k)
+        prior = level_weight * pooled
+        prior_info = {"strength": strength.tolist(), "days_effective": d_eff,  # no scores: exceedance None
+                      "exceedance": [float(e) if np.isfinite(e) else None for e in exceed],
+                      "pooled_weight": level_weight.tolist()}
     weight = np.where(n_eff >= min_group, n_eff / (n_eff + float(n0)), 0.0)
     offsets = weight[:, :, None] * raw + (1.0 - weight[:, :, None]) * prior[None, None, :]
     return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "n_effective": n_eff.tolist(),
             "weight": weight.tolist(), "pooled": pooled.tolist(), "pooled_n_effective": total,
-            "pooled_weight": float(pooled_weight), "n0": float(n0),
+            "pooled_weight": float(pooled_weight), "n0": float(n0), **({} if prior_info is None else
+                                                                          {"prior": prior_info}),
             "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
             "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
 

@@ -314,6 +314,100 @@ def test_two_local_days_give_the_plants_bands_and_one_does_not(plant):
     assert not one["ok"] and one["code"] == "too_few_days" and one["diagnostics"]["days"] == 1
 
 
+@pytest.fixture(scope="module")
+def early_scores(plant):
+    """The wrong description's daylight scores y - q of its first 4 local days (the untuned bands' residuals)."""
+    power, weather, location, model = plant
+    loc = location.assign(**WRONG)
+    times = power.index[(power.index >= pd.Timestamp("2016-07-01T06:00:00Z")) & (power.index < EARLY_CUTOFF)]
+    f = features.feature_frame(loc, weather, times)
+    q = forecast.ml_quantiles(f, np.full(len(times), 5.5), model)
+    y = power.reindex(times).to_numpy() / 5.5
+    rows = (f["solar_elevation"].to_numpy() > 0) & np.isfinite(y)
+    day = pd.factorize(times.tz_convert("America/Denver").tz_localize(None).normalize())[0]
+    return y[rows][:, None] - q[rows], day[rows]
+
+
+def test_the_global_bands_are_rejected_by_a_wrongly_entered_plants_first_days(early_scores):
+    """The wrong description forecasts low: over its first 4 days only ~65 % of the scores fall below the global
+    P90, beyond what day-to-day noise (a (1 - a) / D, D = 4 days) explains: the prior's strength at P90 is well
+    below 1 (noise / departure^2); the lower levels' departures are within the noise (strength 1)."""
+    scores, day = early_scores
+    strength, exceed, d = conformal.prior_strength(scores, np.ones(len(scores)), day)
+    alphas = np.asarray(quantiles.ALPHAS)
+    assert d == pytest.approx(4.0, abs=0.1)
+    assert exceed[4] < 0.7 and strength[4] < 0.5 and (strength[:3] == 1.0).all()
+    gap = (exceed - alphas) ** 2
+    rejected = gap > alphas * (1 - alphas) / d
+    np.testing.assert_allclose(strength[rejected], (alphas * (1 - alphas) / d / gap)[rejected], rtol=1e-12)
+    assert (strength[~rejected] == 1.0).all() and (strength > 0).all() and (strength <= 1).all()
+
+
+def test_bands_that_fit_the_plants_scores_keep_the_priors_full_strength(early_scores):
+    """Shift each level by its own empirical quantile of the scores: the shifted bands miss nominally, nothing
+    rejects them, every level keeps strength 1 (the shrinkage is then N / (N + n0), as without evidence)."""
+    scores, day = early_scores
+    own = np.array([np.quantile(scores[:, j], a) for j, a in enumerate(quantiles.ALPHAS)])
+    strength, exceed, _ = conformal.prior_strength(scores - own, np.ones(len(scores)), day)
+    np.testing.assert_allclose(exceed, quantiles.ALPHAS, atol=0.02)
+    assert (strength == 1.0).all()
+
+
+def test_the_same_departure_on_fewer_days_is_weaker_evidence(early_scores):
+    """The evidence is counted in days: the same scores read as one day (whole days in or out) reject less."""
+    scores, day = early_scores
+    four, _, _ = conformal.prior_strength(scores, np.ones(len(scores)), day)
+    one, _, d1 = conformal.prior_strength(scores, np.ones(len(scores)), np.zeros(len(scores)))
+    assert d1 == 1.0 and (one >= four).all() and one[4] > four[4]
+
+
+def test_a_rejected_prior_weighs_less_in_the_plants_pooled_offsets(early_scores):
+    """fit_band_offsets with days: the global bands' weight is strength x n0 per level, so the pooled weight is
+    N / (N + strength n0) (larger where rejected, equal where not) and the offsets move toward the plant's own;
+    without days the former weights, bit for bit."""
+    scores, day = early_scores
+    n = len(scores)
+    y, q = np.zeros(n), -scores  # y - q = scores
+    lead, csi = np.full(n, 30.0), np.full(n, 0.95)
+    plain = conformal.fit_band_offsets(y, q, lead, csi)
+    assert "prior" not in plain
+    evid = conformal.fit_band_offsets(y, q, lead, csi, days=day)
+    strength = np.asarray(evid["prior"]["strength"])
+    n_eff = evid["pooled_n_effective"]
+    np.testing.assert_allclose(evid["prior"]["pooled_weight"], n_eff / (n_eff + conformal.N0 * strength))
+    assert evid["pooled_weight"] == plain["pooled_weight"] == pytest.approx(n_eff / (n_eff + conformal.N0))
+    pooled = np.asarray(plain["pooled"])
+    moved = np.abs(pooled - np.asarray(evid["offsets"])[0, 0]) < np.abs(pooled - np.asarray(plain["offsets"])[0, 0])
+    assert moved[strength < 1].all() and (np.asarray(evid["offsets"])[0, 0] == np.asarray(plain["offsets"])[0, 0])[
+        strength == 1].all()
+
+
+def test_early_bands_weighed_by_the_evidence_cover_the_next_days_closer_to_nominal(plant, early):
+    """The wrong description's 4-day calibration with the prior weighed by the evidence against it covers the
+    next 4 days' daylight P10-P90 closer to 80 % than with the fixed n0 (prior_evidence=False); it states it."""
+    power, weather, _, model = plant
+    loc, actuals, cal, _ = early
+    fixed = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, prior_evidence=False)
+    assert "prior" in cal["bands"] and "prior" not in fixed["bands"] and fixed["diagnostics"]["band_prior"] is None
+    assert cal["diagnostics"]["band_prior"] == cal["bands"]["prior"]
+    assert min(cal["bands"]["prior"]["strength"]) < 0.5
+    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
+    f = features.feature_frame(loc, weather, times)
+    cap = np.full(len(times), 5.5)
+    lead = adaptation.weather_lead_hours(weather, times)
+    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
+    ok = day & np.isfinite(y)
+    cover = {}
+    for name, c in (("evidence", cal), ("fixed", fixed)):
+        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(c["bands"]["offsets"])[None],
+                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+        q = forecast.adapt_quantiles(forecast.ml_quantiles(f, cap, model), f, np.ones(len(times), dtype="int64"),
+                                     lead, cap, adapt)
+        kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
+        cover[name] = np.mean((y[ok] >= kw[ok, 0]) & (y[ok] <= kw[ok, 4]))
+    assert abs(cover["evidence"] - 0.8) < abs(cover["fixed"] - 0.8), cover
+
+
 def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
     """Every local day in exactly one block, blocks in time order, 5 of them, as equal as the days allow."""
     power = plant[0]
