@@ -8,7 +8,8 @@ Scores (daylight, % of the 5.5 kW entered AC capacity) by days of history at the
 calibration possible: ``adaptation.MIN_BAND_DAYS``), 3-6 (before the tuning's 7 days), 7-13.
 
 Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_first_days.py`` (``--starts 2016-07-01,...``,
-``--days 14``, ``--description right|wrong``). On another checkout's engine: that checkout first on
+``--days 14``, ``--description right|wrong``, ``--no-prior-evidence``: the global bands' weight n0 whatever the
+plant's scores say). On another checkout's engine: that checkout first on
 ``PYTHONPATH``.
 """
 
@@ -71,8 +72,12 @@ def main():
                         help="adaptation.fit_calibration's min_band_days (default: the service's)")
     parser.add_argument("--n0", type=float, default=None,
                         help="adaptation.fit_calibration's band shrinkage n0 (default: engine.conformal.N0)")
+    parser.add_argument("--no-prior-evidence", action="store_true",
+                        help="fit_calibration(prior_evidence=False): the global bands weigh n0 whatever the plant's "
+                             "scores say (the rule before session 8)")
     args = parser.parse_args()
-    options = {k: v for k, v in (("min_band_days", args.min_band_days), ("n0", args.n0)) if v is not None}
+    options = {k: v for k, v in (("min_band_days", args.min_band_days), ("n0", args.n0),
+                                 ("prior_evidence", False if args.no_prior_evidence else None)) if v is not None}
     if options:
         b.adaptation.fit_calibration = functools.partial(b.adaptation.fit_calibration, **options)
         print(f"fit_calibration options {options}")
