@@ -1038,8 +1038,8 @@ def run_dict(row):
     return run
 
 
-async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_type=None, tenant_id=None):
-    """One stored run of a location and its values over a window.
+async def read_run(db, location_id, start, end, run_id=None, *, forecast_type=None, tenant_id=None):
+    """One stored run of a location (its ``forecast_runs`` row alone, no values).
 
     Parameters
     ----------
@@ -1058,12 +1058,10 @@ async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_ty
 
     Returns
     -------
-    run : dict
+    dict
         run_id, location_id, issue_time, model_id, model_version,
         forecast_type, resolution_minutes, horizon_hours, n_steps, status,
         task_id, timings, written_at.
-    forecast : DataFrame
-        Forecast frame (kW) of the window, sorted by valid_time.
 
     Raises
     ------
@@ -1088,12 +1086,43 @@ async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_ty
         of_type = "" if forecast_type is None else f" of forecast_type {forecast_type}"
         raise LookupError(f"run_id {run_id} of location_id {location_id}{of_type} not found" if run_id is not None
                           else f"location_id {location_id}: no forecast run{of_type} overlaps the window")
+    return run_dict(row)
+
+
+async def read_forecast(db, location_id, start, end, run_id=None, *, forecast_type=None, tenant_id=None):
+    """One stored run of a location (:func:`read_run`) and its values over a window.
+
+    Parameters
+    ----------
+    db : asyncpg.Connection or asyncpg.Pool
+    location_id : int
+    start, end : tz-aware Timestamp or None
+        valid_time window, inclusive (None: open).
+    run_id : int, optional
+    forecast_type : str, optional
+    tenant_id : str, optional
+        The run's selection: :func:`read_run`.
+
+    Returns
+    -------
+    run : dict
+        :func:`read_run`.
+    forecast : DataFrame
+        Forecast frame (kW) of the window, sorted by valid_time.
+
+    Raises
+    ------
+    LookupError
+        No such run for this location.
+    """
+    run = await read_run(db, location_id, start, end, run_id, forecast_type=forecast_type, tenant_id=tenant_id)
+    start, end = utc(start, "start"), utc(end, "end")
     rows = await db.fetch(f"""
         SELECT location_id, valid_time, {", ".join(QUANTILE_COLUMNS)}, horizon_minutes FROM forecasts
         WHERE run_id = $1 AND valid_time >= coalesce($2::timestamptz, '-infinity')
           AND valid_time <= coalesce($3::timestamptz, 'infinity')
-        ORDER BY valid_time""", row["run_id"], start, end)
-    return run_dict(row), frame(rows, validation.FORECAST_COLUMNS, times=("valid_time",),
+        ORDER BY valid_time""", run["run_id"], start, end)
+    return run, frame(rows, validation.FORECAST_COLUMNS, times=("valid_time",),
                                 ints=("location_id", "horizon_minutes"), floats=QUANTILE_COLUMNS)
 
 

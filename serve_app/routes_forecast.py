@@ -249,7 +249,7 @@ Issued = Annotated[Optional[AwareDatetime], Query(description="only runs issued 
 
 
 async def latest_run_end(service, location_id, forecast_type, tenant_id):
-    """End (issue_time + horizon_hours) of the plant's latest run (of ``forecast_type``): one run read.
+    """End (issue_time + horizon_hours) of the plant's latest run (of ``forecast_type``): its run row alone.
 
     Raises
     ------
@@ -257,8 +257,8 @@ async def latest_run_end(service, location_id, forecast_type, tenant_id):
         The plant has no run (404, field ``location_id``, code ``not_found``).
     """
     try:
-        run, _ = await store.read_forecast(service.pool, location_id, None, None, forecast_type=forecast_type,
-                                           tenant_id=tenant_id)
+        run = await store.read_run(service.pool, location_id, None, None, forecast_type=forecast_type,
+                                   tenant_id=tenant_id)
     except LookupError:
         of_type = "" if forecast_type is None else f" of forecast_type {forecast_type}"
         raise validation.field_error("location_id", f"{location_id} has no forecast run{of_type} to score",

@@ -254,6 +254,8 @@ def test_a_later_run_never_overwrites_an_earlier_one(db_url):
     np.testing.assert_array_equal(kept["p50"], early[1].loc[early[1]["location_id"] == lid, "p50"])
     latest, _ = run(db_url, lambda conn: store.read_forecast(conn, lid, None, None))
     assert latest["run_id"] == late_ids[lid]
+    # the run row alone (an accuracy read's latest end) is the same run as the values' read
+    assert run(db_url, lambda conn: store.read_run(conn, lid, None, None)) == latest
 
 
 def test_latest_run_is_chosen_within_the_window(db_url):
@@ -264,6 +266,7 @@ def test_latest_run_is_chosen_within_the_window(db_url):
     window = (ISSUE + pd.Timedelta(hours=1), ISSUE + pd.Timedelta(hours=5))
     chosen, frame = run(db_url, lambda conn: store.read_forecast(conn, lid, *window))
     assert chosen["run_id"] == early_ids[lid]
+    assert run(db_url, lambda conn: store.read_run(conn, lid, *window)) == chosen
     assert len(frame) == 17 and frame["valid_time"].min() == window[0] and frame["valid_time"].max() == window[1]
 
 
