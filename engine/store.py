@@ -435,6 +435,25 @@ def location_filter(ids, tenant_id):
     return [None if ids is None else [int(i) for i in ids], tenant_id]
 
 
+# Each probe reads the first key of the table's primary key in its order, LIMIT 1: a correlated EXISTS may be
+# planned as a sequential scan that stops at the plant's first row (cheap when the statistics say every plant has
+# many rows, i.e. when few plants have them all), so it scans the whole table for each plant without any (measured:
+# 20 plants with 730 calibration versions, 10,000 plants asked: 8 s; bench/bench_actuals_history.py).
+PLANT_EXTRAS = """
+        SELECT array_agg(id ORDER BY k) FILTER (WHERE p.plane IS NOT NULL) AS planes,
+               array_agg(id ORDER BY k) FILTER (WHERE h.azimuth IS NOT NULL) AS horizon,
+               array_agg(id ORDER BY k) FILTER (WHERE c.version IS NOT NULL) AS calibrations,
+               array_agg(id ORDER BY k) FILTER (WHERE l.actuals_since IS NOT NULL) AS actuals
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)
+        LEFT JOIN LATERAL (SELECT p.plane FROM location_planes p WHERE p.location_id = ids.id
+                           ORDER BY p.location_id, p.plane LIMIT 1) p ON true
+        LEFT JOIN LATERAL (SELECT h.azimuth FROM location_horizons h WHERE h.location_id = ids.id
+                           ORDER BY h.location_id, h.azimuth LIMIT 1) h ON true
+        LEFT JOIN LATERAL (SELECT c.version FROM plant_calibrations c WHERE c.location_id = ids.id
+                           ORDER BY c.location_id, c.version LIMIT 1) c ON true
+        LEFT JOIN locations l ON l.location_id = ids.id"""
+
+
 async def plant_extras(db, location_ids):
     """Which of the locations have stored planes, a stored horizon, a calibration, actuals: one statement.
 
@@ -455,18 +474,10 @@ async def plant_extras(db, location_ids):
         ``planes``, ``horizon``, ``calibrations``, ``actuals``: list of int,
         the location ids (in the order given) with rows in
         ``location_planes``, ``location_horizons``, ``plant_calibrations``,
-        ``actuals``.
+        ``actuals`` (the last: ``locations.actuals_since``, set by the plant's first
+        :func:`write_actuals`, not a probe of each chunk of the actuals hypertable).
     """
-    row = await db.fetchrow("""
-        SELECT array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_planes p
-                                                              WHERE p.location_id = id)) AS planes,
-               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM location_horizons h
-                                                              WHERE h.location_id = id)) AS horizon,
-               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM plant_calibrations c
-                                                              WHERE c.location_id = id)) AS calibrations,
-               array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM actuals a
-                                                              WHERE a.location_id = id)) AS actuals
-        FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)""", [int(i) for i in location_ids])
+    row = await db.fetchrow(PLANT_EXTRAS, [int(i) for i in location_ids])
     return {name: list(row[name] or []) for name in ("planes", "horizon", "calibrations", "actuals")}
 
 
@@ -612,7 +623,8 @@ async def write_weather(db, df, *, tenant_id=None):
 async def write_actuals(db, df, *, tenant_id=None):
     """Store measured power (COPY + one upsert on location_id, time; a re-sent value replaces).
 
-    Upserted in key order: concurrent writers of the same keys never deadlock.
+    Upserted in key order: concurrent writers of the same keys never deadlock. A
+    plant's first actuals set its ``locations.actuals_since`` (:func:`plant_extras`).
 
     Parameters
     ----------
@@ -636,7 +648,7 @@ async def write_actuals(db, df, *, tenant_id=None):
     async with connection(db) as conn, conn.transaction():
         await refuse_other_tenants(conn, df["location_id"], tenant_id)
         try:
-            return await copy_upsert(
+            stored = await copy_upsert(
                 conn, "actuals_staging", "location_id bigint, time_us bigint, power_kw float8, period_minutes int4",
                 rows, f"""
                 INSERT INTO actuals (location_id, time, power_kw, period_minutes)
@@ -645,6 +657,10 @@ async def write_actuals(db, df, *, tenant_id=None):
                 ON CONFLICT (location_id, time) DO UPDATE {upsert_set("actuals", ["power_kw", "period_minutes"])}""")
         except asyncpg.ForeignKeyViolationError as exc:
             raise unknown_location(exc) from None
+        # a plant's first actuals mark it (plant_extras); rows already marked are neither written nor locked
+        await conn.execute("UPDATE locations SET actuals_since = now() WHERE location_id = ANY($1::bigint[]) "
+                           "AND actuals_since IS NULL", np.unique(df["location_id"].to_numpy("int64")).tolist())
+        return stored
 
 
 async def read_weather(db, location_ids, start, end, issued_before, sources=None, columns=WEATHER_COLUMNS):
