@@ -24,7 +24,8 @@ state: nothing new to count; the versions' bands are empty: the reads do not ope
   under a
   ``--timeout`` (60 s; its median of ``--rounds`` only when one round takes < 1 s);
 - ``refit_counts`` of the plants with actuals with the (location_id, ingested_at) index of migration
-  0015 and without it (dropped in a transaction that is rolled back).
+  0015 and without it (dropped in a transaction that is rolled back), each with PostgreSQL's JIT on (the
+  server's default) and off (the service's sessions: configs/service.yaml ``database.jit``).
 
 Prints median milliseconds and the ratios.
 
@@ -128,20 +129,25 @@ async def main(args, url):
             rows = await conn.fetchval("SELECT count(*) FROM actuals WHERE location_id = $1", measured[0])
             extras_after = await median_ms(args.rounds, lambda: store.plant_extras(conn, ids))
             extras_before = await before_extras(conn, ids, args)
-            counts_after = await median_ms(args.rounds, lambda: store.refit_counts(conn, measured))
-            before = conn.transaction()  # the index dropped for the baseline, restored by the rollback
-            await before.start()
-            try:
-                await conn.execute("DROP INDEX actuals_location_ingested")
-                counts_before = await median_ms(args.rounds, lambda: store.refit_counts(conn, measured))
-            finally:
-                await before.rollback()
+            counts = {}
+            for jit in ("on", "off"):  # the server's default, and the service's sessions (configs/service.yaml)
+                await conn.execute(f"SET jit = {jit}")
+                counts[jit] = await median_ms(args.rounds, lambda: store.refit_counts(conn, measured))
+                baseline = conn.transaction()  # the index dropped for the baseline, restored by the rollback
+                await baseline.start()
+                try:
+                    await conn.execute("DROP INDEX actuals_location_ingested")
+                    counts[jit, "no index"] = await median_ms(args.rounds, lambda: store.refit_counts(conn, measured))
+                finally:
+                    await baseline.rollback()
+            await conn.execute("RESET jit")
             before = f"> {args.timeout:g} s" if np.isinf(extras_before) else f"{extras_before:.1f} ms"
+            n = len(measured)
             print(f"{years:g} y: {rows:,} actuals per plant, {chunks} chunks | plant_extras of {len(ids):,} plants: "
                   f"before {before}, after {extras_after:.1f} ms (x{extras_before / extras_after:.0f}) | "
-                  f"refit_counts of {len(measured)} plants: {counts_before:.1f} -> {counts_after:.1f} ms "
-                  f"(x{counts_before / counts_after:.1f}; {counts_before / len(measured):.2f} -> "
-                  f"{counts_after / len(measured):.2f} ms per plant)", flush=True)
+                  f"refit_counts of {n} plants, ms per plant: JIT on {counts['on', 'no index'] / n:.2f} without the "
+                  f"index, {counts['on'] / n:.2f} with it; JIT off {counts['off', 'no index'] / n:.2f}, "
+                  f"{counts['off'] / n:.2f} (x{counts['on', 'no index'] / counts['off']:.0f} in all)", flush=True)
     finally:
         await conn.close()
 

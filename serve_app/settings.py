@@ -30,8 +30,9 @@ def pool_options(settings):
     database host that stops answering (a partition, a hung server) held every
     request that had a connection for ever (docs/ARCHITECTURE.md "Probes").
     A released connection goes back as it is (``reset``: ``engine.store.release_as_is``, which says why that is
-    safe): no reset query per release.
+    safe): no reset query per release. ``jit`` false: the sessions run without PostgreSQL's JIT
+    (``server_settings``; configs/service.yaml says why).
     """
     conf = settings["database"]
     return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(conf["command_timeout_seconds"]),
-            "reset": store.release_as_is}
+            "reset": store.release_as_is, **({} if conf["jit"] else {"server_settings": {"jit": "off"}})}

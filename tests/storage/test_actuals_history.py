@@ -6,6 +6,7 @@ ingested after the latest calibration through the (location_id, ingested_at) ind
 (bench/bench_actuals_history.py measures both as the history grows).
 """
 
+import asyncio
 import shutil
 
 import pandas as pd
@@ -118,3 +119,24 @@ def test_plant_extras_probe_each_plant_by_index_when_few_plants_have_many_rows(s
     plan = "\n".join(r[0] for r in run(url, lambda conn: conn.fetch("EXPLAIN " + store.PLANT_EXTRAS, ids)))
     assert "Seq Scan on plant_calibrations" not in plan and "plant_calibrations_pkey" in plan, plan
     assert run(url, lambda conn: store.plant_extras(conn, ids))["calibrations"] == ids[:20]
+
+
+def test_the_service_pools_run_without_jit(db_url):
+    """configs/service.yaml database.jit false: every pooled session of the service has jit off (a hypertable's
+    per-chunk plans made PostgreSQL compile hundreds of functions for a few-millisecond statement)."""
+    import asyncpg
+
+    from serve_app.settings import load_settings, pool_options
+
+    settings = load_settings()
+    assert settings["database"]["jit"] is False
+
+    async def jit_of(options):
+        pool = await asyncpg.create_pool(db_url, min_size=2, max_size=2, **options)
+        try:
+            return {await pool.fetchval("SHOW jit") for _ in range(4)}
+        finally:
+            await pool.close()
+    assert asyncio.run(jit_of(pool_options(settings))) == {"off"}
+    on = {**settings, "database": {**settings["database"], "jit": True}}
+    assert asyncio.run(jit_of(pool_options(on))) == {run(db_url, lambda conn: conn.fetchval("SHOW jit"))}
