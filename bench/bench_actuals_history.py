@@ -3,7 +3,7 @@
 Every forecast pass asks which of its plants have actuals (``engine.store.plant_extras``) and, in
 the background, counts the actuals each plant with some received since its latest calibration (the
 refit policy: ``engine.store.refit_counts``). Neither read depends on the actuals' measurement time,
-so TimescaleDB cannot skip chunks. Before migration 0015 the first was an ``EXISTS`` per plant on the
+so TimescaleDB cannot skip chunks. Before migration 0016 the first was an ``EXISTS`` per plant on the
 actuals table (and on the calibrations, planes and horizons): when few plants of a fleet have rows (the
 usual state: most plants send no actuals), the statistics say every plant has thousands and the planner
 answers each ``EXISTS`` with a sequential scan that stops at the plant's first row, which a plant without
@@ -19,12 +19,12 @@ each with a calibration version per day of history, the last stored after its ac
 state: nothing new to count; the versions' bands are empty: the reads do not open them), then
 ``VACUUM ANALYZE`` (the statistics autovacuum keeps). After each history length, in one process:
 
-- ``plant_extras`` of all plants as served (``locations.actuals_since``, migration 0015; the other probes as
+- ``plant_extras`` of all plants as served (``locations.actuals_since``, migration 0016; the other probes as
   lateral first-key reads) and as before (its statement until then, copied here as ``BEFORE_EXTRAS``), the latter
   under a
   ``--timeout`` (60 s; its median of ``--rounds`` only when one round takes < 1 s);
 - ``refit_counts`` of the plants with actuals with the (location_id, ingested_at) index of migration
-  0015 and without it (dropped in a transaction that is rolled back), each with PostgreSQL's JIT on (the
+  0016 and without it (dropped in a transaction that is rolled back), each with PostgreSQL's JIT on (the
   server's default) and off (the service's sessions: configs/service.yaml ``database.jit``).
 
 Prints median milliseconds and the ratios.
@@ -57,7 +57,7 @@ BEFORE_EXTRAS = """
                                                           WHERE c.location_id = id)) AS calibrations,
            array_agg(id ORDER BY k) FILTER (WHERE EXISTS (SELECT 1 FROM actuals a
                                                           WHERE a.location_id = id)) AS actuals
-    FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)"""  # store.plant_extras before migration 0015
+    FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, k)"""  # store.plant_extras before migration 0016
 
 
 def plants(n):

@@ -1,4 +1,4 @@
-"""Reads of a plant's actuals that do not depend on their measurement time (migration 0015).
+"""Reads of a plant's actuals that do not depend on their measurement time (migration 0016).
 
 ``store.plant_extras`` asks ``locations.actuals_since`` (set by a plant's first actuals) instead of
 probing every chunk of the actuals hypertable, and ``store.refit_counts`` reads only the actuals
@@ -66,28 +66,28 @@ def test_refit_counts_read_the_new_actuals_through_the_arrival_index(db_url):
 
 
 @pytest.fixture
-def before_0015(server_url, tmp_path):
-    """A database migrated only up to the files before 0015."""
+def before_0016(server_url, tmp_path):
+    """A database migrated only up to the files before 0016."""
     url = fresh_database(server_url, "pvcast_actuals_migration")
     for path in schema.migration_files():
-        if path.name < "0015":
+        if path.name < "0016":
             shutil.copy(path, tmp_path / path.name)
     run(url, lambda conn: schema.apply_migrations(conn, tmp_path))
     yield url
     drop_database(url)
 
 
-def test_migration_0015_marks_the_plants_that_already_have_actuals(before_0015):
-    ids = run(before_0015, lambda conn: store.upsert_locations(conn, demo_locations(" [old]")))["location_id"].tolist()
+def test_migration_0016_marks_the_plants_that_already_have_actuals(before_0016):
+    ids = run(before_0016, lambda conn: store.upsert_locations(conn, demo_locations(" [old]")))["location_id"].tolist()
     actuals = real_actuals(ids[1], 2)
-    run(before_0015, lambda conn: conn.executemany(  # the write of the code before 0015 (no mark to set)
+    run(before_0016, lambda conn: conn.executemany(  # the write of the code before 0016 (no mark to set)
         "INSERT INTO actuals (location_id, time, power_kw) VALUES ($1, $2, $3)",
         list(zip(actuals["location_id"], actuals["time"], actuals["power_kw"]))))
-    first_ingest = run(before_0015, lambda conn: conn.fetchval("SELECT min(ingested_at) FROM actuals"))
-    assert "0015_actuals_arrival.sql" in run(before_0015, schema.apply_migrations)
-    got = marks(before_0015, ids)
+    first_ingest = run(before_0016, lambda conn: conn.fetchval("SELECT min(ingested_at) FROM actuals"))
+    assert "0016_actuals_arrival.sql" in run(before_0016, schema.apply_migrations)
+    got = marks(before_0016, ids)
     assert got[ids[1]] == first_ingest and all(got[i] is None for i in ids if i != ids[1])
-    assert run(before_0015, lambda conn: store.plant_extras(conn, ids))["actuals"] == [ids[1]]
+    assert run(before_0016, lambda conn: store.plant_extras(conn, ids))["actuals"] == [ids[1]]
 
 
 @pytest.fixture
