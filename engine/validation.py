@@ -185,10 +185,12 @@ PLANT_ERRORS = {
                           "retry": "after sending weather that replaces the rows at fault"},
     "weather_short": {"meaning": "the weather starts after the first forecast time or ends before the last",
                       "retry": "after sending weather covering the forecast times (or with a shorter horizon)"},
-    "weather_gap": {"meaning": "the weather has a gap longer than the allowed one with forecast times inside it",
+    "weather_gap": {"meaning": "the weather has a gap longer than engine.resample.MAX_GAP_MINUTES with forecast "
+                                "times inside it",
                     "retry": "after sending the missing weather rows"},
     # the plant's model (engine.forecast.forecast_batch)
-    "model_not_loaded": {"meaning": "the plant's model_id is not a model the service has loaded",
+    "model_not_loaded": {"meaning": "the plant's model_id is not a model the service has loaded (a plant stored "
+                                    "while another service's models were loaded)",
                          "retry": "no: give the plant a loaded model_id (or the operator loads the model)"},
     "physics_not_finite": {"meaning": "the physical model gives non-finite power for the plant's parameters",
                            "retry": "no: correct the plant's parameters"},
