@@ -12,7 +12,9 @@ actual may hold: these checks use them, and the HTTP schemas
 (``serve_app/schemas.py``, hence ``/openapi.json``) are generated from them.
 Every raised ``ValueError`` carries the offending column as data in its
 ``field`` attribute and its stable reason in ``code`` (one of :data:`ERRORS`; the
-HTTP layer reports both; nobody parses the message).
+HTTP layer reports both; nobody parses the message). A plant that cannot be
+forecast is data, not an exception: :func:`plant_error` (a code of :data:`PLANT_ERRORS`
+and its sentence).
 """
 
 import re
