@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from engine import calibration, conformal, intraday, quantiles
-from engine.validation import FORECAST_TYPES  # the one definition (also the SQL CHECK, tested)
+from engine.validation import FORECAST_TYPES, plant_error  # the one definition (also the SQL CHECK, tested)
 
 
 def forecast_times(issue_time, horizon_hours, resolution_minutes):
@@ -268,16 +268,19 @@ def forecast_batch(features, locations, models, forecast_type, issue_time, threa
     frame : DataFrame
         The forecast frame of the plants that could be forecast.
     errors : dict
-        location_id -> reason, for the others.
+        location_id -> error, for the others (``engine.validation.plant_error``: code ``model_not_loaded``
+        or ``physics_not_finite`` and the sentence).
     """
     lid = np.asarray(features.index.get_level_values("location_id"), dtype="int64")
     errors = {}
     unknown = ~locations["model_id"].isin(list(models)).to_numpy()
     for location_id, model_id in zip(locations["location_id"].to_numpy()[unknown], locations["model_id"][unknown]):
-        errors[int(location_id)] = f"model_id {model_id!r} is not loaded (loaded: {sorted(models)})"
+        errors[int(location_id)] = plant_error("model_not_loaded",
+                                               f"model_id {model_id!r} is not loaded (loaded: {sorted(models)})")
     broken = np.unique(lid[~np.isfinite(features["physical_ac_kw"].to_numpy(dtype=float))])
     for location_id in broken.tolist():
-        errors.setdefault(int(location_id), "the physical model gives non-finite power for this plant's parameters")
+        errors.setdefault(int(location_id), plant_error(
+            "physics_not_finite", "the physical model gives non-finite power for this plant's parameters"))
     good = locations[~locations["location_id"].isin(list(errors))] if errors else locations
 
     def rows_of(group):  # the whole batch (one model, no error): the frame itself, not a copy of it

@@ -22,6 +22,8 @@ References
 import numpy as np
 import pandas as pd
 
+from engine.validation import plant_error
+
 MAX_GAP_MINUTES = 180  # longest gap between weather instants bridged by interpolation
 CSI_MAX = 2.0  # clear-sky index cap: period averages at sunrise over a near-zero clear-sky midpoint
 MIN_CLEAR_GHI = 1.0  # W/m^2; instants with less clear-sky GHI carry no clear-sky index
@@ -92,9 +94,11 @@ def coverage_problems(location_ids, starts, ends, seconds_support, support_locat
     Returns
     -------
     dict
-        location_id -> reason, for the locations whose weather starts after
-        the first target time, ends before the last one, or has a gap longer
-        than ``max_gap_minutes`` with a target time inside it.
+        location_id -> error (``engine.validation.plant_error``: code
+        ``weather_short`` or ``weather_gap`` and the sentence), for the
+        locations whose weather starts after the first target time, ends
+        before the last one, or has a gap longer than ``max_gap_minutes`` with
+        a target time inside it.
     """
     def fmt(seconds):
         return pd.Timestamp(seconds, unit="s", tz="UTC").isoformat()
@@ -103,17 +107,17 @@ def coverage_problems(location_ids, starts, ends, seconds_support, support_locat
     problems = {}
     short = (starts > t0) | (ends < t1)
     for i in np.flatnonzero(short):  # only the failing locations
-        problems[int(location_ids[i])] = (f"weather covers {fmt(starts[i])} .. {fmt(ends[i])}, not the forecast "
-                                          f"times {fmt(t0)} .. {fmt(t1)}")
+        problems[int(location_ids[i])] = plant_error("weather_short", f"weather covers {fmt(starts[i])} .. "
+                                                     f"{fmt(ends[i])}, not the forecast times {fmt(t0)} .. {fmt(t1)}")
     same = support_location[1:] == support_location[:-1]
     wide = same & (np.diff(seconds_support) > max_gap_minutes * 60.0)
     # a wide gap matters only when a target time falls inside it
     left, right = seconds_support[:-1][wide], seconds_support[1:][wide]
     inside = np.searchsorted(times_seconds, right) - np.searchsorted(times_seconds, left, side="right") > 0
     for k in np.flatnonzero(inside):
-        problems.setdefault(int(location_ids[support_location[:-1][wide][k]]),
-                            f"weather has a gap of {(right[k] - left[k]) / 3600:.1f} h from {fmt(left[k])} "
-                            "inside the forecast times")
+        problems.setdefault(int(location_ids[support_location[:-1][wide][k]]), plant_error(
+            "weather_gap", f"weather has a gap of {(right[k] - left[k]) / 3600:.1f} h from {fmt(left[k])} "
+                           "inside the forecast times"))
     return problems
 
 
@@ -123,8 +127,8 @@ def check_coverage(location_ids, starts, ends, seconds_support, support_location
     problems = coverage_problems(location_ids, starts, ends, seconds_support, support_location, times_seconds,
                                  max_gap_minutes)
     if problems:
-        location_id, reason = next(iter(problems.items()))
-        raise ValueError(f"location_id {location_id}: {reason}")
+        location_id, problem = next(iter(problems.items()))
+        raise ValueError(f"location_id {location_id}: {problem['message']}")
 
 
 def fill_wind_speed(weather, wind_speed_ms):
@@ -172,7 +176,10 @@ def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", 
     Returns
     -------
     dict
-        location_id -> reason (the first failing check of each location).
+        location_id -> error (``engine.validation.plant_error``: the code of the
+        first failing check of each location, ``no_weather``,
+        ``weather_not_finite``, ``duplicate_weather``, ``weather_short`` or
+        ``weather_gap``, and its sentence).
     """
     ids = np.asarray(location_ids, dtype="int64")
     site = pd.Index(ids).get_indexer(weather["location_id"].to_numpy("int64"))
@@ -189,16 +196,19 @@ def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", 
     present = np.zeros(len(ids), dtype=bool)
     present[w_site] = True
     for i in np.flatnonzero(~present):
-        problems[int(ids[i])] = "no weather issued at or before issue_time for the forecast window"
+        problems[int(ids[i])] = plant_error("no_weather",
+                                            "no weather issued at or before issue_time for the forecast window")
     values = np.column_stack([weather[c].to_numpy(dtype="float64")[rows] for c in required])  # no frame of columns
     bad = ~np.isfinite(values)
     for row in np.flatnonzero(bad.any(axis=1)):
         column = required[int(np.argmax(bad[row]))]
-        problems.setdefault(int(ids[w_site[row]]), f"weather {column} is not finite at {at(row)}")
+        problems.setdefault(int(ids[w_site[row]]),
+                            plant_error("weather_not_finite", f"weather {column} is not finite at {at(row)}"))
     dup = np.zeros(len(rows), dtype=bool)  # a later row of the same (location, valid time): adjacent once sorted
     dup[1:] = (w_site[1:] == w_site[:-1]) & (native[1:] == native[:-1])
     for row in np.flatnonzero(dup):
-        problems.setdefault(int(ids[w_site[row]]), f"duplicate weather valid_time {at(row)}")
+        problems.setdefault(int(ids[w_site[row]]),
+                            plant_error("duplicate_weather", f"duplicate weather valid_time {at(row)}"))
     if problems:
         failed = np.zeros(len(ids), dtype=bool)
         failed[pd.Index(ids).get_indexer(list(problems))] = True
@@ -218,8 +228,8 @@ def weather_problems(location_ids, weather, times, required=("ghi", "temp_air", 
     has = np.isfinite(starts)
     coverage = coverage_problems(ids, np.where(has, starts, -np.inf), np.where(has, ends, np.inf), instants, w_site,
                                  t_sec)
-    for location_id, reason in coverage.items():
-        problems.setdefault(location_id, reason)
+    for location_id, problem in coverage.items():
+        problems.setdefault(location_id, problem)
     return problems
 
 

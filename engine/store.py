@@ -1352,7 +1352,8 @@ async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=N
     """Change the given fields of a task; the others stay.
 
     ``run_ids``, ``errors`` and ``timings`` are merged into the stored
-    objects (a key given again replaces its value); ``clear_errors`` (keys)
+    objects (a key given again replaces its value); ``errors`` {location_id
+    or "task": ``engine.validation.plant_error``}; ``clear_errors`` (keys)
     are removed from ``errors`` first (plants forecast again). Status
     'running' sets ``started_at`` (once); a final status (succeeded,
     partial, failed) sets ``finished_at`` and ends the lease.
@@ -1396,7 +1397,8 @@ async def finish_tasks(db, tasks):
     Parameters
     ----------
     tasks : list of (task_id, status, errors, timings)
-        ``status`` one of ``FINAL_STATUSES``; ``errors`` {location_id or "task": reason}; ``timings`` {stage: s}.
+        ``status`` one of ``FINAL_STATUSES``; ``errors`` {location_id or "task": ``engine.validation.plant_error``};
+        ``timings`` {stage: s}.
 
     Returns
     -------
@@ -1432,7 +1434,7 @@ async def read_task(db, task_id, *, tenant_id=None):
     """A task as a JSON-ready dict, computed from what is stored; None when unknown.
 
     ``run_ids`` are the task's stored runs (not what a process said it
-    wrote), ``errors`` the reasons of its plants without a run (and key
+    wrote), ``errors`` the errors of its plants without a run (and key
     ``task``), ``progress_done`` their count; a finished task's status is
     :func:`task_status` of its stored runs. Unknown, not a uuid or another
     tenant's: None.
@@ -1441,7 +1443,8 @@ async def read_task(db, task_id, *, tenant_id=None):
     -------
     dict or None
         task_id, status, progress_done, progress_total, run_ids
-        {location_id: run_id}, errors {location_id or "task": reason},
+        {location_id: run_id}, errors {location_id or "task": {"code", "message"}}
+        (``engine.validation.plant_error``; tasks stored before codes: code ``legacy``, 0015_task_error_codes.sql),
         timings {stage: s}, request, created_at, started_at, finished_at,
         lease_expires_at (ISO-8601 UTC or None), attempts, tenant_id.
     """
@@ -1485,14 +1488,16 @@ async def renew_leases(db, owner, task_ids, lease_seconds):
     return [str(r["task_id"]) for r in rows]
 
 
-async def release_task(db, task_id, owner, reason):
-    """``owner`` gives up an open task (its lease ends now) with ``reason`` under key ``task``.
+async def release_task(db, task_id, owner, error):
+    """``owner`` gives up an open task (its lease ends now) with ``error`` (``engine.validation.plant_error``)
+    under key ``task``.
 
     The task stays open: the next claimer resumes it (:func:`claim_expired_tasks`).
     """
     await db.execute("""
-        UPDATE forecast_tasks SET lease_expires_at = now(), errors = errors || jsonb_build_object('task', $3::text)
-        WHERE task_id = $1::uuid AND owner = $2 AND status IN ('queued', 'running')""", str(task_id), owner, reason)
+        UPDATE forecast_tasks SET lease_expires_at = now(), errors = errors || jsonb_build_object('task', $3::jsonb)
+        WHERE task_id = $1::uuid AND owner = $2 AND status IN ('queued', 'running')""", str(task_id), owner,
+        to_json(error))
 
 
 async def claim_expired_tasks(db, owner, lease_seconds, limit=16):

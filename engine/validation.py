@@ -12,7 +12,9 @@ actual may hold: these checks use them, and the HTTP schemas
 (``serve_app/schemas.py``, hence ``/openapi.json``) are generated from them.
 Every raised ``ValueError`` carries the offending column as data in its
 ``field`` attribute and its stable reason in ``code`` (one of :data:`ERRORS`; the
-HTTP layer reports both; nobody parses the message).
+HTTP layer reports both; nobody parses the message). A plant that cannot be
+forecast is data, not an exception: :func:`plant_error` (a code of :data:`PLANT_ERRORS`
+and its sentence).
 """
 
 import re
@@ -167,6 +169,65 @@ ERRORS = {
     "unavailable": "the database is unreachable: retry after Retry-After (503)",
     "internal_error": "a bug (500, logged)",
 }
+
+
+#: Stable ``code`` of every reason a plant of a forecast has no run (``errors`` of a generate answer, of a task and
+#: its stored errors, key ``task`` of a task's errors too) -> its meaning and whether retrying the same request can
+#: help: the ONE definition. The producer that finds a problem gives its code with its sentence
+#: (:func:`plant_error`); ``serve_app.schemas`` makes the OpenAPI enum of the per-plant ``code`` from it and
+#: docs/api.md "Per-plant error codes" lists it (tests/api/test_error_codes.py). A client branches on the code.
+PLANT_ERRORS = {
+    # the plant's weather (engine.resample.weather_problems)
+    "no_weather": {"meaning": "no weather of the plant issued at or before the issue time for the forecast window",
+                   "retry": "after sending the plant's weather (POST /api/v1/weather, an NWP import)"},
+    "weather_not_finite": {"meaning": "a required weather value (ghi, temp_air, wind_speed, period_minutes) is not "
+                                      "finite at a valid time",
+                           "retry": "after sending weather that replaces the rows at fault"},
+    "duplicate_weather": {"meaning": "two weather rows of the plant have the same valid time",
+                          "retry": "after sending weather that replaces the rows at fault"},
+    "weather_short": {"meaning": "the weather starts after the first forecast time or ends before the last",
+                      "retry": "after sending weather covering the forecast times (or with a shorter horizon)"},
+    "weather_gap": {"meaning": "the weather has a gap longer than engine.resample.MAX_GAP_MINUTES with forecast "
+                                "times inside it",
+                    "retry": "after sending the missing weather rows"},
+    # the plant's model (engine.forecast.forecast_batch)
+    "model_not_loaded": {"meaning": "the plant's model_id is not a model the service has loaded (a plant stored "
+                                    "while another service's models were loaded)",
+                         "retry": "no: give the plant a loaded model_id (or the operator loads the model)"},
+    "physics_not_finite": {"meaning": "the physical model gives non-finite power for the plant's parameters",
+                           "retry": "no: correct the plant's parameters"},
+    # the service (serve_app/tasks.py, serve_app/leases.py, serve_app/ingress.py)
+    "batch_failed": {"meaning": "the plant's batch failed whole in every attempt of the task (the writer lost the "
+                                "database, a Forecaster replica died)",
+                     "retry": "yes"},
+    "overloaded": {"meaning": "the plant's batch was shed: the Forecaster's queue was full",
+                   "retry": "yes, after the answer's Retry-After"},
+    "unavailable": {"meaning": "the database failed the task's pass: every plant left without a run has it",
+                    "retry": "yes, once the database answers (a 503 says when)"},
+    "interrupted": {"meaning": "the task's owner stopped working on it (key task: its replica ended, an error); a "
+                               "live replica resumes it",
+                    "retry": "not needed: the task is resumed (poll it)"},
+    "gave_up": {"meaning": "the task was resumed more than tasks.max_attempts times and ended (key task)",
+                "retry": "yes, as a new request"},
+    "no_run_stored": {"meaning": "the task ended without a stored run of the plant and without another reason",
+                      "retry": "yes"},
+    # stored before codes existed (engine/sql/0015_task_error_codes.sql)
+    "legacy": {"meaning": "a reason stored before per-plant codes existed: only its sentence is known",
+               "retry": "unknown: read the message"},
+}
+
+
+def plant_error(code, message):
+    """A plant's error as data: ``{"code": code, "message": message}``, ``code`` one of :data:`PLANT_ERRORS`.
+
+    Raises
+    ------
+    ValueError
+        ``code`` is not one of :data:`PLANT_ERRORS` (a bug: the answer would break its schema).
+    """
+    if code not in PLANT_ERRORS:
+        raise ValueError(f"code: {code!r} is not one of engine.validation.PLANT_ERRORS")
+    return {"code": code, "message": message}
 
 
 def field_error(field, message, kind=ValueError, row=None, code=None):

@@ -34,7 +34,7 @@ def feature_task(locations, weather, times, planes=None, horizon=None, lookback_
     locations : DataFrame
         The plants of ``features``.
     errors : dict
-        location_id -> reason.
+        location_id -> error (``engine.validation.plant_error``: code and sentence).
     lookback : DataFrame or None
     wind_defaulted : ndarray of int
         Plants whose missing wind speed was replaced (flagged on their runs).

@@ -73,7 +73,8 @@ class Forecaster:
         Returns
         -------
         dict
-            ``run_ids`` {location_id: run_id}, ``errors`` {location_id: reason},
+            ``run_ids`` {location_id: run_id}, ``errors`` {location_id: error}
+            (``engine.validation.plant_error``: code and sentence),
             ``timings`` (s by stage, and ``merged_calls``: calls that shared the
             pass), ``clipped`` (count), ``forecast`` (frame or None).
 

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from ray import serve
 
 from engine import store
+from engine.validation import plant_error
 from serve_app import admission, api, leases, routes_calibration, routes_data, routes_forecast, routes_nwp, schemas
 from serve_app.api import ingress, json_response, responses_doc
 from serve_app.observability import event, reason
@@ -108,7 +109,7 @@ class Ingress:
         why = "cancelled" if done.cancelled() else reason(done.exception())
         event("task_interrupted", task_id=task_id, error=why)
         try:
-            await store.release_task(self.pool, task_id, self.owner, f"interrupted: {why}")
+            await store.release_task(self.pool, task_id, self.owner, plant_error("interrupted", f"interrupted: {why}"))
         except Exception as db_exc:  # the lease lapses by itself
             event("task_state_unsaved", task_id=task_id, error=repr(db_exc))
 

@@ -14,6 +14,7 @@ import socket
 import uuid
 
 from engine import store
+from engine.validation import plant_error
 from serve_app.observability import event
 from serve_app.tasks import run_task
 
@@ -59,7 +60,8 @@ async def resume(service, task):
         stored = await store.task_runs(service.pool, task["task_id"])
         status = store.task_status(len(stored), task["progress_total"])
         why = f"gave up after {task['attempts'] - 1} attempts (owner lost or database unreachable each time)"
-        await store.update_task(service.pool, task["task_id"], status=status, errors={"task": why})
+        await store.update_task(service.pool, task["task_id"], status=status,
+                                errors={"task": plant_error("gave_up", why)})
         event("task_failed", task_id=task["task_id"], reason=why, runs=len(stored))
         return None
     params = {**task["request"], "wait": False, "include_forecast": False}

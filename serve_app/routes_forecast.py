@@ -67,7 +67,8 @@ def generate_result(result, params, locations):
     frames = [f for f in result.pop("frames") if len(f)]
     out = {**result, "issue_time": params["issue_time"], "forecast_type": params["forecast_type"],
            "resolution_minutes": params["resolution_minutes"], "horizon_hours": params["horizon_hours"],
-           "errors": [{"location_id": k, "error": v} for k, v in sorted(result["errors"].items())],
+           "errors": [{"location_id": k, "code": v["code"], "error": v["message"]}
+                      for k, v in sorted(result["errors"].items())],
            "run_ids": {str(k): v for k, v in result["run_ids"].items()}, "locations": []}
     if params["include_forecast"] and frames:
         out["locations"] = locations_payload(pd.concat(frames, ignore_index=True), locations, result["run_ids"],

@@ -255,7 +255,12 @@ def responses(settings):
                                       "code": Annotated[Literal[ERROR_CODES], Field(description=(
                                           "stable machine-readable reason: branch on it, never on the message "
                                           "(docs/api.md \"Error codes\", \"Refusal codes\")"))]})
-    location_error = TypedDict("LocationError", {"location_id": int, "error": str})
+    # a plant's error in a forecast (engine.validation.PLANT_ERRORS, the one definition of the codes)
+    plant_code = Annotated[Literal[tuple(validation.PLANT_ERRORS)], Field(description=(
+        "stable machine-readable reason the plant has no run: branch on it, never on the sentence "
+        "(docs/api.md \"Per-plant error codes\", with whether retrying can help)"))]
+    location_error = TypedDict("LocationError", {"location_id": int, "code": plant_code, "error": str})
+    task_error = TypedDict("TaskError", {"code": plant_code, "message": str})
     plane_out = TypedDict("Plane", {"plane": int, "tracking": str, "backtrack": bool,
                                     **{c: (Optional[float] if c in validation.PLANE_INHERITED else float)
                                        for c in planes.GEOMETRY_COLUMNS}})
@@ -286,7 +291,7 @@ def responses(settings):
         "locations": list[location_forecast]})
     task = TypedDict("Task", {
         "task_id": str, "status": Literal[TASK_STATUSES], "progress_done": int, "progress_total": int,
-        "run_ids": dict[str, int], "errors": dict[str, str], "timings": timings, "request": dict,
+        "run_ids": dict[str, int], "errors": dict[str, task_error], "timings": timings, "request": dict,
         "created_at": Optional[datetime.datetime], "started_at": Optional[datetime.datetime],
         "finished_at": Optional[datetime.datetime], "lease_expires_at": NotRequired[Optional[datetime.datetime]],
         "attempts": NotRequired[int]})

@@ -15,6 +15,7 @@ import asyncpg
 from ray.serve.exceptions import BackPressureError
 
 from engine import store
+from engine.validation import plant_error
 from serve_app import api
 from serve_app.observability import LATENCY, LOCATION_ERRORS, LOCATIONS_PER_REQUEST, event, reason
 
@@ -41,13 +42,14 @@ async def until_reachable(pool, timeout):
 
 
 async def forecast_batches(service, task_id, pending, params, errors, frames, timings, runs):
-    """One pass over the pending plants; returns ({location_id: reason} of the batches that failed whole, shed).
+    """One pass over the pending plants; returns ({location_id: error} of the batches that failed whole, shed).
 
-    Per-plant reasons (data: no weather, unknown model) go into ``errors`` (and,
+    Per-plant errors (data, ``engine.validation.plant_error``: no weather, unknown model) go into ``errors`` (and,
     for a task of several batches, the task's stored errors as each batch
     ends), the runs reported by the writer into ``runs``; a batch that raises
     (the writer gave up on the database, a Forecaster replica died) is an
-    infrastructure failure, returned for another attempt. ``shed``: the
+    infrastructure failure, returned for another attempt (code ``overloaded`` when the
+    Forecaster's queue refused it, else ``batch_failed``). ``shed``: the
     back-pressure error of a batch the Forecaster's full queue refused (Ray
     Serve ``max_queued_requests``), else None.
     """
@@ -65,7 +67,9 @@ async def forecast_batches(service, task_id, pending, params, errors, frames, ti
     for done in asyncio.as_completed([one(b, r) for b, r in calls]):
         batch, result, failure = await done
         if failure is not None:
-            failed.update({int(i): f"batch failed: {reason(failure)}" for i in batch["location_id"]})
+            why = plant_error("overloaded" if isinstance(failure, BackPressureError) else "batch_failed",
+                              f"batch failed: {reason(failure)}")
+            failed.update({int(i): why for i in batch["location_id"]})
             if isinstance(failure, BackPressureError):
                 shed = failure
             continue
@@ -186,11 +190,12 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
             finally:  # the pass ends before anything else happens, even when the mark failed
                 failed, shed = await work
         except DATABASE_ERRORS as exc:
-            failed = {"task": f"database unreachable: {reason(exc)}"}
+            failed = {"task": plant_error("unavailable", f"database unreachable: {reason(exc)}")}
         if not failed:
             break
         clean = False
-        event("task_retry", task_id=task_id, attempt=attempt, failed=len(failed), error=next(iter(failed.values())))
+        event("task_retry", task_id=task_id, attempt=attempt, failed=len(failed),
+              error=next(iter(failed.values()))["message"])
         if shed is not None and params["wait"]:
             await finish(service, task_id, locations, {**failed, **errors}, frames, timings, t0)
             raise api.overloaded(shed)
@@ -247,7 +252,11 @@ def record_end(service, task_id, status, errors, timings):
 
 
 async def finish(service, task_id, locations, errors, frames, timings, t0, stored=None):
-    """Record the end of a task: status of its stored runs, the reasons of the plants without one.
+    """Record the end of a task: status of its stored runs, the errors of the plants without one.
+
+    ``errors``: {location_id or "task": ``engine.validation.plant_error``}; the task-level error (the
+    database failed the pass) becomes the error of every plant left without a run and one, else
+    ``no_run_stored``.
 
     ``stored``: the task's runs as its batches reported them, when those are all
     it can have (a fresh task, one clean pass: every write committed before its
@@ -257,8 +266,8 @@ async def finish(service, task_id, locations, errors, frames, timings, t0, store
         stored = await store.task_runs(service.pool, task_id)
     task_reason = errors.pop("task", None)  # the database failed the pass itself: every plant left has it
     errors = {k: v for k, v in errors.items() if k not in stored}
-    errors.update({i: task_reason or "no run stored" for i in locations["location_id"].tolist()
-                   if i not in stored and i not in errors})
+    left = task_reason or plant_error("no_run_stored", "no run stored")
+    errors.update({i: left for i in locations["location_id"].tolist() if i not in stored and i not in errors})
     status = store.task_status(len(stored), len(locations))
     timings["wall_s"] = time.perf_counter() - t0
     await record_end(service, task_id, status, errors, timings)  # an interruption survived is no reason
@@ -268,6 +277,7 @@ async def finish(service, task_id, locations, errors, frames, timings, t0, store
     event("task_done", task_id=task_id, status=status, locations=len(locations), runs=len(stored),
           errors=len(errors), timings=timings)
     if status == "failed":
-        event("task_failed", task_id=task_id, reason=next(iter(errors.values()), "no plant"), errors=len(errors))
+        event("task_failed", task_id=task_id, reason=next(iter(errors.values()), {"message": "no plant"})["message"],
+              errors=len(errors))
     return {"task_id": task_id, "status": status, "run_ids": stored, "errors": errors, "timings": timings,
             "frames": frames}

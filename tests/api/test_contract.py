@@ -252,6 +252,19 @@ def test_docs_list_every_error_code_with_its_meaning():
     assert list(table("Refusal codes")) == list(tuning.REFUSAL_CODES)
 
 
+def test_docs_list_every_per_plant_error_code_with_its_meaning_and_whether_retrying_helps():
+    rows = table("Per-plant error codes")
+    documented = {code: dict(zip(("meaning", "retry"), cells.split(" | "))) for code, cells in rows.items()}
+    assert list(documented) == list(validation.PLANT_ERRORS) and documented == validation.PLANT_ERRORS
+
+
+def test_a_per_plant_error_without_a_code_of_the_definition_is_a_bug():
+    assert validation.plant_error("no_weather", "no weather") == {"code": "no_weather", "message": "no weather"}
+    for code in (None, "no weather", "unavailable "):
+        with pytest.raises(ValueError, match="not one of engine.validation.PLANT_ERRORS"):
+            validation.plant_error(code, "a sentence")
+
+
 @pytest.mark.parametrize("body, code", [
     ({"rows": [{**ROW, "temp_air": 300.0}]}, "out_of_bounds"), ({"rows": [{**ROW, "ghi": "5"}]}, "wrong_type"),
     ({"rows": [{**ROW, "valid_time": "2013-07-01T18:00:00"}]}, "bad_time"),

@@ -159,7 +159,33 @@ def test_every_code_is_reached_by_a_request_or_listed_with_the_test_that_reaches
         reached | set(REACHED_ELSEWHERE))
 
 
+def test_the_served_enum_of_a_per_plant_error_code_is_the_definition(client):
+    """``errors[].code`` of a generate answer and ``errors.*.code`` of a task: engine.validation.PLANT_ERRORS."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("LocationError", "TaskError"):
+        assert schemas[name]["properties"]["code"]["enum"] == list(validation.PLANT_ERRORS), name
+        assert "code" in schemas[name]["required"], name  # an error without a code breaks the contract
+    assert schemas["Task"]["properties"]["errors"]["additionalProperties"] == {"$ref": "#/components/schemas/TaskError"}
+    assert schemas["GenerateResult"]["properties"]["errors"]["items"] == {"$ref": "#/components/schemas/LocationError"}
+
+
 def test_the_served_enum_of_error_code_is_the_definition(client):
     detail = client.get("/openapi.json").json()["components"]["schemas"]["ErrorDetail"]
     assert detail["properties"]["code"]["enum"] == [*validation.ERRORS, *tuning.REFUSAL_CODES] == list(api.ERROR_CODES)
     assert "code" in detail["required"]  # an answer without a code breaks the contract (assert_error validates it)
+
+
+def test_a_plant_without_weather_is_answered_with_its_code_and_its_task_keeps_it(client):
+    """A careless client forecasts a plant it never sent weather for: the answer's per-plant error says
+    ``no_weather`` (docs/api.md "Per-plant error codes": retrying helps after sending its weather), and
+    the task's stored errors read back with the same code and sentence."""
+    created = plant(client, {"name": "careless plant without weather"})
+    assert created.status_code == 200, created.text
+    lid = created.json()["locations"][0]["location_id"]
+    r = generate(client, location_ids=[lid], wait=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "failed" and [(e["location_id"], e["code"]) for e in body["errors"]] == [
+        (lid, "no_weather")], body
+    task = client.get(f"{API}/forecast/task/{body['task_id']}").json()
+    assert task["errors"] == {str(lid): {"code": "no_weather", "message": body["errors"][0]["error"]}}, task

@@ -242,13 +242,14 @@ def test_location_without_weather_over_the_horizon_is_a_per_location_error(clien
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "failed" and body["locations"] == []
-    assert [e["location_id"] for e in body["errors"]] == [lid]
+    assert [(e["location_id"], e["code"]) for e in body["errors"]] == [(lid, "weather_short")]
     assert "not the forecast times" in body["errors"][0]["error"]
 
 
 def test_bad_plants_in_a_batch_are_errors_and_their_batch_mates_are_forecast(client, plants, training_config):
     """Five plants over two batches (3 per batch in the test service): three whose weather cannot drive
-    the forecast, each with its own reason, and two good ones that are forecast and stored."""
+    the forecast, each with its own code (docs/api.md "Per-plant error codes") and sentence, and two good
+    ones that are forecast and stored. The task's stored errors read back with the same codes."""
     base = demo_plants()[1]
     names = ["mixed good 1", "mixed no weather", "mixed short weather", "mixed gap", "mixed good 2"]
     saved = client.post("/api/v1/locations", json={"locations": [{**base, "name": n} for n in names]})
@@ -265,8 +266,10 @@ def test_bad_plants_in_a_batch_are_errors_and_their_batch_mates_are_forecast(cli
     body = r.json()
     openapi_validator(client, "GenerateResult").validate(body)
     errors = {e["location_id"]: e["error"] for e in body["errors"]}
+    codes = {e["location_id"]: e["code"] for e in body["errors"]}
     assert body["status"] == "partial"
-    assert set(errors) == {ids["mixed no weather"], ids["mixed short weather"], ids["mixed gap"]}
+    assert codes == {ids["mixed no weather"]: "no_weather", ids["mixed short weather"]: "weather_short",
+                     ids["mixed gap"]: "weather_gap"}
     assert "no weather" in errors[ids["mixed no weather"]]
     assert "not the forecast times" in errors[ids["mixed short weather"]]
     assert "gap of" in errors[ids["mixed gap"]]
@@ -274,7 +277,9 @@ def test_bad_plants_in_a_batch_are_errors_and_their_batch_mates_are_forecast(cli
     assert sorted(loc["location_id"] for loc in body["locations"]) == sorted(good)
     task = client.get(f"/api/v1/forecast/task/{body['task_id']}").json()
     assert task["status"] == "partial" and task["progress_done"] == task["progress_total"] == 5
-    assert {int(k) for k in task["errors"]} == set(errors)
+    openapi_validator(client, "Task").validate(task)
+    assert {int(k): (e["code"], e["message"]) for k, e in task["errors"].items()} == {
+        lid: (codes[lid], errors[lid]) for lid in errors}
     for lid in good:  # each good plant's run is stored whole
         stored = client.get(f"/api/v1/forecast/location/{lid}", params={"run_id": body["run_ids"][str(lid)]})
         assert stored.status_code == 200 and len(stored.json()["rows"]) == 192

@@ -93,7 +93,7 @@ def test_a_plant_error_in_a_merged_pass_is_only_its_own_requests(client, service
     assert merged(answers[-1]) > 1
     mixed = answers[-1].json()
     assert answers[-1].status_code == 200 and mixed["status"] == "partial"
-    assert [e["location_id"] for e in mixed["errors"]] == [bad] and "no weather" in mixed["errors"][0]["error"]
+    assert [(e["location_id"], e["code"]) for e in mixed["errors"]] == [(bad, "no_weather")]
     assert list(mixed["run_ids"]) == [str(good[0])]
     for lid, r in zip(good * 2, answers[:-1]):
         assert r.status_code == 200 and r.json()["status"] == "succeeded" and r.json()["errors"] == [], r.text
@@ -183,6 +183,7 @@ def test_beyond_capacity_requests_are_shed_with_503_and_retry_after(tiny):
             assert r.headers["Retry-After"] == str(int(configured["Forecaster"]))
             task = c.get(f"/api/v1/forecast/task/{r.headers['X-Task-Id']}").json()
             assert task["status"] == "failed" and set(task["errors"]) == {str(lid)}, task  # shed: not resumed
+            assert task["errors"][str(lid)]["code"] == "overloaded", task
         assert c.post("/api/v1/forecast/generate", json=body([lid])).status_code == 200  # and it serves on
 
 

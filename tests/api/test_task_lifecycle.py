@@ -26,7 +26,7 @@ import yaml
 
 from apihelpers import WINDOW, count, demo_plants, weather_rows
 from dbproxy import Proxy, pgpass_with_port
-from engine import store
+from engine import store, validation
 from serve_app.routes_forecast import generate_params
 from serve_app.schemas import generate_request
 from serve_app.settings import load_settings
@@ -86,6 +86,7 @@ def assert_task_is_its_runs(task, db, ids):
     assert set(runs) <= set(ids)
     assert task["status"] == store.task_status(len(runs), len(ids))
     assert {int(k) for k in task["errors"] if k != "task"} == set(ids) - set(runs)
+    assert all(e["code"] in validation.PLANT_ERRORS for e in task["errors"].values()), task["errors"]
     assert task["progress_done"] == len(ids) or task["status"] == "failed"
     return runs
 
@@ -361,6 +362,7 @@ def test_a_task_claimed_max_attempts_times_ends_failed_with_its_reason_one_claim
     failed = final(faults["client"], given_up)
     assert failed["status"] == "failed" and failed["attempts"] == max_attempts + 1, failed
     assert set(failed["errors"]) == {"task"} and stored_runs(faults["db"], given_up) == {}
+    assert failed["errors"]["task"]["code"] == "gave_up", failed
 
 
 def test_a_database_that_stops_answering_gets_503s_in_bounded_time_then_serves_again(faults):

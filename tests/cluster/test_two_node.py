@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from apihelpers import ISSUE, ROOT, count, demo_plants, weather_rows
-from engine import store
+from engine import store, validation
 from engine.quantiles import QUANTILE_COLUMNS
 import local_instance as local
 
@@ -149,7 +149,7 @@ def test_a_worker_node_crash_mid_request_leaves_runs_or_reasons_and_nothing_half
     run_ids = {int(k): v for k, v in task["run_ids"].items()}
     errors = {int(k): v for k, v in task["errors"].items()}
     assert set(run_ids) | set(errors) == set(fleet) and not set(run_ids) & set(errors)
-    assert all(isinstance(v, str) and v for v in errors.values())
+    assert all(v["code"] in validation.PLANT_ERRORS and v["message"] for v in errors.values())
     assert task["status"] == store.task_status(len(run_ids), len(fleet)), task  # the status is its runs
 
     # every stored run of the request is complete: 672 steps x 5 quantiles, none half-written

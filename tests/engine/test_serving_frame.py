@@ -87,3 +87,18 @@ def test_serving_frame_is_the_full_frame_by_day_and_geometry_by_night(frames):
     assert (night["physical_ac_kw"] == 0).all() and (full["physical_ac_kw"][~day] == 0).all()
     assert night["csi_mean_3h"].isna().all()  # not computed at night
     assert serving.memory_usage().sum() < 0.5 * full.memory_usage().sum()
+
+
+def test_plants_that_cannot_be_forecast_are_errors_with_their_code_and_their_batch_mates_are_forecast(plants, frames):
+    """``forecast_batch`` gives each plant it cannot forecast its code (engine.validation.PLANT_ERRORS) with its
+    sentence: a model id the service has not loaded, a physical estimate that is not finite."""
+    locations = plants[0].copy()
+    ids = locations["location_id"].tolist()
+    locations.loc[locations["location_id"] == ids[0], "model_id"] = "not loaded"
+    serving = frames[1].copy()
+    serving.loc[serving.index.get_level_values("location_id") == ids[1], "physical_ac_kw"] = np.nan
+    models = {"global": modelio.load_model(resources.folder("models"), "global")}
+    got, errors = forecast.forecast_batch(serving, locations, models, "physics", ISSUE, 1)
+    assert {k: e["code"] for k, e in errors.items()} == {ids[0]: "model_not_loaded", ids[1]: "physics_not_finite"}
+    assert "'not loaded' is not loaded" in errors[ids[0]]["message"]
+    assert sorted(got["location_id"].unique()) == sorted(ids[2:])

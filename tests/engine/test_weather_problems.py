@@ -37,20 +37,21 @@ def test_each_plant_gets_the_reason_of_its_first_problem_and_good_plants_none(fl
     w = w.sample(frac=1.0, random_state=7).reset_index(drop=True)
     got = resample.weather_problems([1, 2, 3, 4, 5, 6, 7, 8], w, TIMES, REQUIRED)
     assert got == {
-        7: "no weather issued at or before issue_time for the forecast window",
-        2: "weather temp_air is not finite at 2013-06-01 12:00:00+00:00",
-        3: "weather ghi is not finite at 2013-06-02 00:00:00+00:00",
-        4: "duplicate weather valid_time 2013-06-01 18:30:00+00:00",
-        5: "weather covers 2013-05-31T00:00:00+00:00 .. 2013-06-02T12:00:00+00:00, not the forecast times "
-           "2013-06-01T06:15:00+00:00 .. 2013-06-03T06:00:00+00:00",
-        6: "weather has a gap of 6.0 h from 2013-06-02T10:00:00+00:00 inside the forecast times"}
+        7: {"code": "no_weather", "message": "no weather issued at or before issue_time for the forecast window"},
+        2: {"code": "weather_not_finite", "message": "weather temp_air is not finite at 2013-06-01 12:00:00+00:00"},
+        3: {"code": "weather_not_finite", "message": "weather ghi is not finite at 2013-06-02 00:00:00+00:00"},
+        4: {"code": "duplicate_weather", "message": "duplicate weather valid_time 2013-06-01 18:30:00+00:00"},
+        5: {"code": "weather_short",
+            "message": "weather covers 2013-05-31T00:00:00+00:00 .. 2013-06-02T12:00:00+00:00, not the forecast "
+                       "times 2013-06-01T06:15:00+00:00 .. 2013-06-03T06:00:00+00:00"},
+        6: {"code": "weather_gap",
+            "message": "weather has a gap of 6.0 h from 2013-06-02T10:00:00+00:00 inside the forecast times"}}
 
 
 def test_rows_of_other_plants_and_a_single_plant_alone(fleet_weather):
     one = fleet_weather[fleet_weather["location_id"] == 3]
     assert resample.weather_problems([3], one, TIMES, REQUIRED) == {}
     assert resample.weather_problems([3], fleet_weather, TIMES, REQUIRED) == {}  # the others' rows are ignored
-    assert resample.weather_problems([9, 3], one, TIMES, REQUIRED) == {
-        9: "no weather issued at or before issue_time for the forecast window"}
-    assert resample.weather_problems([3], one.iloc[:0], TIMES, REQUIRED) == {
-        3: "no weather issued at or before issue_time for the forecast window"}
+    none = {"code": "no_weather", "message": "no weather issued at or before issue_time for the forecast window"}
+    assert resample.weather_problems([9, 3], one, TIMES, REQUIRED) == {9: none}
+    assert resample.weather_problems([3], one.iloc[:0], TIMES, REQUIRED) == {3: none}

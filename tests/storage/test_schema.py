@@ -1,11 +1,13 @@
 """Migration runner and TimescaleDB capability detection on the project's TimescaleDB."""
 
 import asyncio
+import json
+import uuid
 
 import asyncpg
 import pytest
 
-from engine import schema
+from engine import schema, store
 
 from storehelpers import drop_database, fresh_database, run
 
@@ -64,3 +66,33 @@ def test_forecasts_have_only_their_primary_key_index(db_url):
     """Forecasts are read by run: no time index (TimescaleDB's default) slows their writes."""
     rows = run(db_url, lambda conn: conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'forecasts'"))
     assert [r["indexname"] for r in rows] == ["forecasts_pkey"]
+
+
+def test_task_errors_stored_before_codes_are_converted_by_their_migration(empty_url, tmp_path):
+    """0015_task_error_codes.sql: a task stored with sentences only reads back with the code ``legacy``
+    (never one guessed from its text), its coded errors are kept, and the old shape is refused afterwards."""
+    coded = "0015_task_error_codes.sql"
+    for path in schema.migration_files():
+        if path.name < coded:
+            (tmp_path / path.name).write_text(path.read_text())
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    kept = {"code": "no_weather", "message": "no weather issued at or before issue_time for the forecast window"}
+
+    async def before_and_after(conn):
+        await schema.apply_migrations(conn, tmp_path)
+        for task_id in (old, new):
+            await store.create_task(conn, task_id, {"location_ids": [7, 8]}, 2)
+        await conn.execute("UPDATE forecast_tasks SET errors = $2::jsonb WHERE task_id = $1::uuid", old, json.dumps(
+            {"7": "no weather issued at or before issue_time for the forecast window", "task": "interrupted: x"}))
+        await conn.execute("UPDATE forecast_tasks SET errors = $2::jsonb WHERE task_id = $1::uuid", new,
+                           json.dumps({"8": kept}))
+        applied = await schema.apply_migrations(conn)
+        return applied, await store.read_task(conn, old), await store.read_task(conn, new)
+    applied, converted, untouched = run(empty_url, before_and_after)
+    assert applied == [coded]
+    assert converted["errors"] == {
+        "7": {"code": "legacy", "message": "no weather issued at or before issue_time for the forecast window"},
+        "task": {"code": "legacy", "message": "interrupted: x"}}
+    assert untouched["errors"] == {"8": kept}
+    with pytest.raises(asyncpg.CheckViolationError, match="forecast_tasks_errors_coded"):
+        run(empty_url, lambda conn: store.update_task(conn, old, errors={8: "a sentence without a code"}))

@@ -10,6 +10,7 @@ import pytest
 
 from engine import data, store
 from engine.quantiles import QUANTILE_COLUMNS
+from engine.validation import plant_error
 
 from storehelpers import ISSUE, TRAINING, WINDOW, demo_locations, forecast_of, real_weather, run
 
@@ -360,7 +361,8 @@ def test_task_status_and_progress_are_its_stored_runs(db_url):
         queued = await store.read_task(conn, task_id)
         await store.update_task(conn, task_id, status="running")
         written = await store.write_forecasts(conn, runs.assign(task_id=task_id), forecast)
-        await store.update_task(conn, task_id, errors={ids[0]: "batch failed: stale", ids[2]: "no weather"})
+        await store.update_task(conn, task_id, errors={ids[0]: plant_error("batch_failed", "batch failed: stale"),
+                                                       ids[2]: plant_error("no_weather", "no weather")})
         running = await store.read_task(conn, task_id)
         await store.update_task(conn, task_id, status="succeeded", timings={"wall_s": 1.5})  # a wrong claim
         return queued, running, written, await store.read_task(conn, task_id)
@@ -370,7 +372,8 @@ def test_task_status_and_progress_are_its_stored_runs(db_url):
     assert running["status"] == "running" and running["progress_done"] == 3
     # the stored runs, and the reasons of exactly the plants without one; status from the runs
     assert done["run_ids"] == {str(k): v for k, v in written.items()} and len(written) == 2
-    assert done["errors"] == {str(ids[2]): "no weather"} and done["status"] == "partial"
+    assert done["errors"] == {str(ids[2]): {"code": "no_weather", "message": "no weather"}}
+    assert done["status"] == "partial"
     assert done["timings"] == {"wall_s": 1.5} and done["request"]["horizon_hours"] == 48
     assert done["created_at"] <= done["started_at"] <= done["finished_at"] and done["lease_expires_at"] is None
 
@@ -390,7 +393,7 @@ def test_a_lease_is_claimed_only_once_it_expired(db_url):
         await asyncio.sleep(1.5)
         late = [t for t in await store.claim_expired_tasks(conn, "b", 30, limit=1000) if t["task_id"] == task_id]
         held_late = await store.renew_leases(conn, "a", [task_id], 1.0)  # b holds a live lease now
-        await store.release_task(conn, task_id, "b", "interrupted: test")
+        await store.release_task(conn, task_id, "b", plant_error("interrupted", "interrupted: test"))
         again = [t for t in await store.claim_expired_tasks(conn, "c", 30, limit=1000) if t["task_id"] == task_id]
         return early, held_early, late, held_late, again, await store.read_task(conn, task_id)
     early, held_early, late, held_late, again, task = run(db_url, leases)
@@ -398,7 +401,8 @@ def test_a_lease_is_claimed_only_once_it_expired(db_url):
     assert len(late) == 1 and late[0]["attempts"] == 2 and late[0]["request"] == {"location_ids": [1]}
     assert late[0]["tenant_id"] == "default" and held_late == []
     assert len(again) == 1 and again[0]["attempts"] == 3  # released: claimable at once
-    assert task["status"] == "running" and task["errors"] == {"task": "interrupted: test"}
+    assert task["status"] == "running" and task["errors"] == {"task": {"code": "interrupted",
+                                                                        "message": "interrupted: test"}}
 
 
 def test_a_finished_task_has_no_lease_and_is_never_claimed(db_url):
@@ -406,7 +410,7 @@ def test_a_finished_task_has_no_lease_and_is_never_claimed(db_url):
 
     async def finished(conn):
         await store.create_task(conn, task_id, {}, 1, owner="a", lease_seconds=0.0)
-        await store.update_task(conn, task_id, status="failed", errors={"task": "no plant"})
+        await store.update_task(conn, task_id, status="failed", errors={"task": plant_error("gave_up", "no plant")})
         return await store.claim_expired_tasks(conn, "b", 30, limit=1000), await store.read_task(conn, task_id)
     claimed, task = run(db_url, finished)
     assert task_id not in [t["task_id"] for t in claimed]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from engine import store
+from engine.validation import plant_error
 from storehelpers import demo_locations, run
 
 
@@ -81,15 +82,17 @@ def test_ends_of_several_tasks_in_one_statement_equal_their_ends_one_by_one(serv
     a, _, mine, _ = plants_of_two_tenants(service_url)
     ids = mine["location_id"].tolist()
     one, batch = [str(uuid.uuid4()) for _ in range(3)], [str(uuid.uuid4()) for _ in range(3)]
-    ends = [("partial", {ids[0]: "no weather"}, {"wall_s": 0.5}), ("succeeded", {}, {"wall_s": 0.25}),
-            ("failed", {ids[0]: "no run stored", ids[1]: "no run stored"}, {"wall_s": 1.0, "features_s": 0.1})]
+    none, old = plant_error("no_run_stored", "no run stored"), plant_error("batch_failed", "old")
+    ends = [("partial", {ids[0]: plant_error("no_weather", "no weather")}, {"wall_s": 0.5}),
+            ("succeeded", {}, {"wall_s": 0.25}),
+            ("failed", {ids[0]: none, ids[1]: none}, {"wall_s": 1.0, "features_s": 0.1})]
 
     async def go(conn):
         for task_id in one + batch:
             await store.create_task(conn, task_id, {"location_ids": ids}, len(ids), tenant_id=a, owner="o",
                                     lease_seconds=20)
-            await store.update_task(conn, task_id, status="running", errors={"task": "interrupted: x", ids[1]: "old"},
-                                    timings={"read_s": 0.1})
+            await store.update_task(conn, task_id, status="running", timings={"read_s": 0.1},
+                                    errors={"task": plant_error("interrupted", "interrupted: x"), ids[1]: old})
         for task_id, (status, errors, timings) in zip(one, ends):
             await store.update_task(conn, task_id, status=status, errors=errors, timings=timings, clear_errors=["task"])
         unknown = str(uuid.uuid4())
