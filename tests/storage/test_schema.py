@@ -89,7 +89,7 @@ def test_task_errors_stored_before_codes_are_converted_by_their_migration(empty_
         applied = await schema.apply_migrations(conn)
         return applied, await store.read_task(conn, old), await store.read_task(conn, new)
     applied, converted, untouched = run(empty_url, before_and_after)
-    assert applied == [coded]
+    assert applied[0] == coded  # and the migrations after it
     assert converted["errors"] == {
         "7": {"code": "legacy", "message": "no weather issued at or before issue_time for the forecast window"},
         "task": {"code": "legacy", "message": "interrupted: x"}}
