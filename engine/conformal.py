@@ -16,7 +16,11 @@ with much history but few scores in one group uses its own pooled offset there.
 Given the days of the scores, the global calibration's weight ``n0`` is scaled
 per level by its :func:`prior_strength`: the share of its observed miss on the
 plant's own scores that day-to-day noise explains (a prior the plant's scores
-clearly reject weighs less; one they do not reject weighs ``n0``).
+clearly reject weighs less; one they do not reject weighs ``n0``). Given the
+days again (``predictive_days``), each band is widened away from the median by
+:func:`predictive_inflation`, ``sqrt(1 + 1 / D)`` for ``D`` effective days: the
+offsets of a few days are one weather spell's, and the next day's scores vary
+by their own spread plus the error of the spell's location.
 
 Scores can carry weights (:func:`recency_weights`: older scores count less,
 for a plant whose errors drift with the season). The offsets are then
