@@ -40,7 +40,7 @@ def first_days(power, weather, location, model, tz, start, n_days):
 
 def report(rows, label):
     print(f"\n== entered {label}: daylight, % of {b.CAP} kW, {rows['start'].nunique()} starts ==")
-    print(f"{'history':>8} {'forecast':>12} {'nMAE %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
+    print(f"{'history':>8} {'forecast':>12} {'nMAE %':>7} {'CRPS %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
     for lo, hi, name in BUCKETS:
         r = rows[(rows["history_days"] >= lo) & (rows["history_days"] < hi)]
         if not len(r):
@@ -48,8 +48,8 @@ def report(rows, label):
         y, day = r["y"].to_numpy(), r["day"].to_numpy()
         for tag, prefix in (("global", "g_"), ("no inflation", "f_"), ("adapted", "a_")):
             s = b.scores(y, r[[prefix + c for c in b.COLS]].to_numpy(), day)
-            print(f"{name:>8} {tag:>12} {s['nmae_%']:7.2f} {s['cov_p10_p90_%']:9.1f} {s['cov_p25_p75_%']:9.1f} "
-                  f"{s['n']:6d}")
+            print(f"{name:>8} {tag:>12} {s['nmae_%']:7.2f} {s['crps_%']:7.3f} {s['cov_p10_p90_%']:9.1f} "
+                  f"{s['cov_p25_p75_%']:9.1f} {s['n']:6d}")
     for lo, hi, name in BUCKETS[:3]:
         early = rows[(rows["history_days"] >= lo) & (rows["history_days"] < hi)]
         for tag, prefix in (("no inflation", "f_"), ("adapted", "a_")):
