@@ -191,7 +191,7 @@ def report_day_ahead(rows, label):
         for tag, q in (("global (no adaptation)", r[[f"g_{c}" for c in COLS]].to_numpy()),
                        ("adapted, stated orientation", r[[f"n_{c}" for c in COLS]].to_numpy()),
                        ("adapted + orientation", r[[f"a_{c}" for c in COLS]].to_numpy()),
-                       ("... without day inflation", r[[f"f_{c}" for c in COLS]].to_numpy()),
+                       ("... without day inflation", r.reindex(columns=[f"f_{c}" for c in COLS]).to_numpy()),
                        ("... without fitted skyline", r.reindex(columns=[f"s_{c}" for c in COLS]).to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             if np.isnan(q).all():  # not run (--no-stated)
