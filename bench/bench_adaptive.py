@@ -94,6 +94,19 @@ def tuned_location(location, cal):
                                                                            {**cal, "version": 0}}))[0]
 
 
+def without_day_inflation(cal):
+    """The calibration with its bands as fitted before the day inflation (``day_inflation=False``): offsets - widening.
+
+    Equal to the former rule's offsets up to rounding (the widening is added last, to nothing else);
+    the calibration itself when it has no widening.
+    """
+    widen = (cal.get("bands") or {}).get("predictive") if cal.get("ok") else None
+    if widen is None:
+        return cal
+    offsets = np.asarray(cal["bands"]["offsets"]) - np.asarray(widen["widening"])
+    return {**cal, "bands": {**cal["bands"], "offsets": offsets.tolist()}}
+
+
 def adapted_forecast(location, known, times, model, issue, cal, skyline=True):
     """Day-ahead quantiles (kW) of the tuned description with the plant's band offsets; global when not calibrated.
 
@@ -133,6 +146,8 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True, days=None):
         plain = forecast.forecast_quantiles(f, location, model, "ml", issue)[COLS].to_numpy()
         adapted = adapted_forecast(location, known, times, model, issue, cal)
         unshaded = adapted_forecast(location, known, times, model, issue, cal, skyline=False)
+        plain_cal = without_day_inflation(cal)
+        former = adapted if plain_cal is cal else adapted_forecast(location, known, times, model, issue, plain_cal)
         no_orient = adapted_forecast(location, known, times, model, issue, fixed) if stated else \
             np.full_like(adapted, np.nan)
         # one-factor PVWatts on the same past: least-squares scale of the entered physical estimate
@@ -150,6 +165,8 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True, days=None):
             **{f"a_{c}": adapted[:, j] for j, c in enumerate(COLS)},
             **{f"n_{c}": no_orient[:, j] for j, c in enumerate(COLS)},
             **{f"s_{c}": unshaded[:, j] for j, c in enumerate(COLS)},
+            **{f"f_{c}": former[:, j] for j, c in enumerate(COLS)},
+            "inflation": ((cal.get("bands") or {}).get("predictive") or {}).get("factor", 1.0) if cal["ok"] else 1.0,
             "shaded_bins": int(np.count_nonzero((cal.get("shading") or {}).get("elevation", []))),
             "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan,
             "tilt": orient.get("tilt", np.nan) if orient.get("ok") else np.nan,
@@ -174,6 +191,7 @@ def report_day_ahead(rows, label):
         for tag, q in (("global (no adaptation)", r[[f"g_{c}" for c in COLS]].to_numpy()),
                        ("adapted, stated orientation", r[[f"n_{c}" for c in COLS]].to_numpy()),
                        ("adapted + orientation", r[[f"a_{c}" for c in COLS]].to_numpy()),
+                       ("... without day inflation", r.reindex(columns=[f"f_{c}" for c in COLS]).to_numpy()),
                        ("... without fitted skyline", r.reindex(columns=[f"s_{c}" for c in COLS]).to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             if np.isnan(q).all():  # not run (--no-stated)
@@ -306,7 +324,13 @@ def main():
     parser.add_argument("--tuning-half-life", default=None,
                         help="days, or none (equal weights); default: the service's "
                              "(adaptation.fit_calibration's tuning_half_life_days: equal weights)")
+    parser.add_argument("--no-day-inflation", action="store_true",
+                        help="fit_calibration(day_inflation=False): the bands as fitted (the rule before session 9); "
+                             "every walk also reports them as '... without day inflation'")
     args = parser.parse_args()
+    if args.no_day_inflation:
+        adaptation.fit_calibration = functools.partial(adaptation.fit_calibration, day_inflation=False)
+        print("fit_calibration(day_inflation=False)")
     if args.tuning_half_life is not None:
         half_life = None if args.tuning_half_life == "none" else float(args.tuning_half_life)
         adaptation.fit_calibration = functools.partial(adaptation.fit_calibration, tuning_half_life_days=half_life)

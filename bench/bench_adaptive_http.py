@@ -325,6 +325,8 @@ def main():
     parser.add_argument("--until", default=None,
                         help="UTC wall-clock time (ISO-8601) after which no new day starts, as --budget")
     parser.add_argument("--report", action="store_true", help="only print the report of the saved walk of --out")
+    parser.add_argument("--no-day-inflation", action="store_true",
+                        help="the service's adaptation.day_inflation false: bands as fitted (the rule before session 9)")
     parser.add_argument("--out", default="out/bench",
                         help="folder of the service's logs and of the walk's rows (adaptive_http.pkl)")
     args = parser.parse_args()
@@ -336,8 +338,9 @@ def main():
     budget = args.budget if args.until is None else min(
         args.budget, (pd.Timestamp(args.until) - pd.Timestamp.now(tz="UTC")).total_seconds())
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
-    overrides = (None if args.refit_after_hours is None
-                 else {"adaptation": {"refit_after_daylight_hours": args.refit_after_hours}})
+    adapt = {**({} if args.refit_after_hours is None else {"refit_after_daylight_hours": args.refit_after_hours}),
+             **({"day_inflation": False} if args.no_day_inflation else {})}
+    overrides = {"adaptation": adapt} if adapt else None
     conf = {**settings["adaptation"], **(overrides or {}).get("adaptation", {})}
     days = WALK_DAYS[:args.days]
     power, weather = data.load_serf_east_2016(1, ba.CONFIG["data"]["wind_speed_ms"])

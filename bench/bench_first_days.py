@@ -40,22 +40,27 @@ def first_days(power, weather, location, model, tz, start, n_days):
 
 def report(rows, label):
     print(f"\n== entered {label}: daylight, % of {b.CAP} kW, {rows['start'].nunique()} starts ==")
-    print(f"{'history':>8} {'forecast':>12} {'nMAE %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
+    print(f"{'history':>8} {'forecast':>12} {'nMAE %':>7} {'CRPS %':>7} {'P10-P90 %':>9} {'P25-P75 %':>9} {'n':>6}")
     for lo, hi, name in BUCKETS:
         r = rows[(rows["history_days"] >= lo) & (rows["history_days"] < hi)]
         if not len(r):
             continue
         y, day = r["y"].to_numpy(), r["day"].to_numpy()
-        for tag, prefix in (("global", "g_"), ("adapted", "a_")):
+        for tag, prefix in (("global", "g_"), ("no inflation", "f_"), ("adapted", "a_")):
             s = b.scores(y, r[[prefix + c for c in b.COLS]].to_numpy(), day)
-            print(f"{name:>8} {tag:>12} {s['nmae_%']:7.2f} {s['cov_p10_p90_%']:9.1f} {s['cov_p25_p75_%']:9.1f} "
-                  f"{s['n']:6d}")
-    for lo, hi, name in BUCKETS[:2]:
+            print(f"{name:>8} {tag:>12} {s['nmae_%']:7.2f} {s['crps_%']:7.3f} {s['cov_p10_p90_%']:9.1f} "
+                  f"{s['cov_p25_p75_%']:9.1f} {s['n']:6d}")
+    for lo, hi, name in BUCKETS[:3]:
         early = rows[(rows["history_days"] >= lo) & (rows["history_days"] < hi)]
-        print(f"{name} adapted by start (nMAE % / P10-P90 % / P25-P75 %): " + "; ".join(
-            "{} {nmae_%:.2f} / {cov_p10_p90_%:.1f} / {cov_p25_p75_%:.1f}".format(
-                start, **b.scores(r["y"].to_numpy(), r[["a_" + c for c in b.COLS]].to_numpy(), r["day"].to_numpy()))
-            for start, r in early.groupby("start")))
+        for tag, prefix in (("no inflation", "f_"), ("adapted", "a_")):
+            print(f"{name} {tag} by start (nMAE % / P10-P90 % / P25-P75 %): " + "; ".join(
+                "{} {nmae_%:.2f} / {cov_p10_p90_%:.1f} / {cov_p25_p75_%:.1f}".format(
+                    start, **b.scores(r["y"].to_numpy(), r[[prefix + c for c in b.COLS]].to_numpy(),
+                                      r["day"].to_numpy()))
+                for start, r in early.groupby("start")))
+    factor = rows.groupby(["start", "history_days"])["inflation"].first().unstack("history_days")
+    print("day inflation factor by start (columns: history days):")
+    print(factor.round(3).to_string())
     first = rows[rows["calibrated"]].groupby("start")["history_days"].min()
     scale = rows.groupby(["start", "history_days"])["dc_scale"].first().unstack("history_days")
     print("first calibrated run (history days) by start: " + ", ".join(f"{k} {v}" for k, v in first.items()))
@@ -72,12 +77,16 @@ def main():
                         help="adaptation.fit_calibration's min_band_days (default: the service's)")
     parser.add_argument("--n0", type=float, default=None,
                         help="adaptation.fit_calibration's band shrinkage n0 (default: engine.conformal.N0)")
+    parser.add_argument("--no-day-inflation", action="store_true",
+                        help="fit_calibration(day_inflation=False): the bands as fitted, not widened by sqrt(1 + 1/D) "
+                             "(the rule before session 9; every walk also reports them as 'no inflation')")
     parser.add_argument("--no-prior-evidence", action="store_true",
                         help="fit_calibration(prior_evidence=False): the global bands weigh n0 whatever the plant's "
                              "scores say (the rule before session 8)")
     args = parser.parse_args()
     options = {k: v for k, v in (("min_band_days", args.min_band_days), ("n0", args.n0),
-                                 ("prior_evidence", False if args.no_prior_evidence else None)) if v is not None}
+                                 ("prior_evidence", False if args.no_prior_evidence else None),
+                                 ("day_inflation", False if args.no_day_inflation else None)) if v is not None}
     if options:
         b.adaptation.fit_calibration = functools.partial(b.adaptation.fit_calibration, **options)
         print(f"fit_calibration options {options}")

@@ -511,7 +511,7 @@ def within_period_term(period_minutes, y, clear, table):
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
                     folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None,
-                    min_band_days=MIN_BAND_DAYS, prior_evidence=True):
+                    min_band_days=MIN_BAND_DAYS, prior_evidence=True, day_inflation=True):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -569,6 +569,12 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         the evidence against them on the plant's own scores, counted in local
         days (:func:`engine.conformal.prior_strength`); False: ``n0`` whatever
         the scores say (the former rule, kept to measure the difference).
+    day_inflation : bool, default True
+        Each band widened away from the median by ``sqrt(1 + 1 / D)``, ``D``
+        the effective number of local days of its scores
+        (:func:`engine.conformal.predictive_inflation`): the offsets of a few
+        days are one weather spell's; False: the offsets as fitted (the former
+        rule, kept to measure the difference).
 
     Returns
     -------
@@ -602,7 +608,9 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         the daylight actuals rows the offsets are fitted on; ``band_prior``: the
         bands' ``prior`` (:func:`engine.conformal.fit_band_offsets`: the global
         bands' strength per level left by the evidence against them; None with
-        ``prior_evidence`` False); daylight P10-P90/P25-P75 coverage of their scores before/after the band offsets
+        ``prior_evidence`` False); ``band_predictive``: the bands' ``predictive``
+        (``factor``, ``days_effective``, ``widening``; None with ``day_inflation``
+        False); daylight P10-P90/P25-P75 coverage of their scores before/after the band offsets
         (of period means: of the means spread along the clear-sky shape at
         their instants, so "after" is above nominal, the bands being of
         instants), None without rows); ``tuned`` (False: the tuning lacked
@@ -761,12 +769,14 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     lead, csi = lead[inst], csi[inst]  # csi: the weather's clear-sky index, the same under every description
     local_day = pd.factorize(times.tz_convert(str(loc.loc[0, "timezone"])).tz_localize(None).normalize())[0]
     bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[at_row][inst], within=within,
-                                       days=local_day[at_row][inst] if prior_evidence else None)
+                                       days=local_day[at_row][inst] if prior_evidence else None,
+                                       predictive_days=local_day[at_row][inst] if day_inflation else None)
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
     q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
     diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how,
                    "band_prior": bands.get("prior"),  # the evidence against the global bands (None: not weighed)
+                   "band_predictive": bands.get("predictive"),  # the widening for the next days (None: not widened)
                    "tuned": untuned is None, "untuned_code": None if untuned is None else fit["code"],
                    "untuned_reason": None if untuned is None else fit["reason"]}
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)

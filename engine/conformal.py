@@ -16,7 +16,11 @@ with much history but few scores in one group uses its own pooled offset there.
 Given the days of the scores, the global calibration's weight ``n0`` is scaled
 per level by its :func:`prior_strength`: the share of its observed miss on the
 plant's own scores that day-to-day noise explains (a prior the plant's scores
-clearly reject weighs less; one they do not reject weighs ``n0``).
+clearly reject weighs less; one they do not reject weighs ``n0``). Given the
+days again (``predictive_days``), each band is widened away from the median by
+:func:`predictive_inflation`, ``sqrt(1 + 1 / D)`` for ``D`` effective days: the
+offsets of a few days are one weather spell's, and the next day's scores vary
+by their own spread plus the error of the spell's location.
 
 Scores can carry weights (:func:`recency_weights`: older scores count less,
 for a plant whose errors drift with the season). The offsets are then
@@ -179,6 +183,25 @@ def group_index(lead_hours, csi):
             bin_index(np.nan_to_num(np.asarray(csi, dtype=float), nan=0.0), CSI_EDGES))
 
 
+def effective_days(days, weights):
+    """Kish's effective number of local days of weighted scores: :func:`effective_n` of the days' total weights.
+
+    Parameters
+    ----------
+    days : ndarray
+        Shape (n,): a label of each score's local day.
+    weights : ndarray
+        Shape (n,), >= 0.
+
+    Returns
+    -------
+    float
+        Equal days of equal weight: their number; 0 without scores.
+    """
+    _, day = np.unique(np.asarray(days), return_inverse=True)
+    return effective_n(np.bincount(day.ravel(), weights=np.asarray(weights, dtype=float)))
+
+
 def prior_strength(scores, weights, days, alphas=ALPHAS):
     """How much of the global bands' miss on a plant's scores day-to-day noise explains, per level, in (0, 1].
 
@@ -225,17 +248,44 @@ def prior_strength(scores, weights, days, alphas=ALPHAS):
         return np.ones(len(alphas)), np.full(len(alphas), np.nan), 0.0
     inside = np.column_stack([below(scores[:, j], np.zeros(len(scores)), a) for j, a in enumerate(alphas)])
     exceed = (w[:, None] * inside).sum(axis=0) / w.sum()
-    _, day = np.unique(np.asarray(days), return_inverse=True)
-    day_weight = np.bincount(day.ravel(), weights=w)
-    d_eff = effective_n(day_weight)
+    d_eff = effective_days(days, w)
     gap = (exceed - alphas) ** 2
     noise = alphas * (1.0 - alphas) / d_eff
     strength = np.where(gap > noise, noise / np.where(gap > 0, gap, 1.0), 1.0)
     return strength, exceed, float(d_eff)
 
 
+def predictive_inflation(days_effective):
+    """How much wider than its scores' quantiles a plant's band must be for its next day: ``sqrt(1 + 1 / D)``.
+
+    A plant's offsets are quantiles of its scores over ``D`` (effective)
+    local days. Samples of one day share its weather, so its scores sit
+    around a location of their day that the next day does not share: the
+    offsets carry the error of that location, at most ``1 / D`` of the
+    scores' variance (whole days in or out, the upper bound of any
+    within-day correlation, as in :func:`prior_strength`). A new day's score
+    varies by the scores' own variance plus that error, so its predictive
+    spread is ``sqrt(1 + 1 / D)`` times the scores' (the prediction interval
+    of a new observation, ``x_bar +- z s sqrt(1 + 1 / n)``, with ``n`` counted
+    in days). Nothing is fitted: the error is its bound. 2 days: 1.22; 4: 1.12;
+    14 equal days: 1.035; the effective days of a long history under
+    :data:`HALF_LIFE_DAYS` (~40): 1.012.
+
+    Parameters
+    ----------
+    days_effective : float
+        ``D``, Kish's effective number of the days' total weights (> 0).
+
+    Returns
+    -------
+    float
+        >= 1; 1 without days.
+    """
+    return float(np.sqrt(1.0 + 1.0 / days_effective)) if days_effective > 0 else 1.0
+
+
 def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None,
-                     counts=None, days=None):
+                     counts=None, days=None, predictive_days=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -274,6 +324,15 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         prior's weight in the plant's pooled offsets is ``n0`` times its
         :func:`prior_strength` per level (the evidence against it on the
         plant's own scores, counted in days); None: ``n0`` (bit for bit).
+    predictive_days : ndarray, optional
+        Shape (n,): a label of each row's local day (as ``days``). Given, each
+        level's band is widened away from the median by
+        :func:`predictive_inflation` of the scores' effective days
+        (:func:`effective_days`), added to
+        its offsets as ``(factor - 1)`` times the band's mean distance from the
+        median over the group's scores (the plant's scores for a group without
+        any): the offsets of a few days are those of one weather spell, not of
+        the next days. None: bit for bit without it.
 
     Returns
     -------
@@ -288,7 +347,10 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         ``lead_edges_hours``, ``csi_edges`` (JSON-ready: inf as None); with
         ``days``, ``prior``: ``strength``, ``exceedance``, ``days_effective``
         (:func:`prior_strength`) and ``pooled_weight`` per level
-        (``N / (N + strength x n0)``, the weight used).
+        (``N / (N + strength x n0)``, the weight used); with ``predictive_days``,
+        ``predictive``: ``factor``, ``days_effective`` and ``widening`` (shape
+        (n_lead, n_regime, k), fraction of capacity_ac_kw, already in
+        ``offsets``).
     """
     y = np.asarray(y, dtype=float)
     q = np.asarray(q, dtype=float)
@@ -331,12 +393,67 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
                       "pooled_weight": level_weight.tolist()}
     weight = np.where(n_eff >= min_group, n_eff / (n_eff + float(n0)), 0.0)
     offsets = weight[:, :, None] * raw + (1.0 - weight[:, :, None]) * prior[None, None, :]
+    predictive_info = None
+    if predictive_days is not None and len(scores):
+        offsets, predictive_info = widen_offsets(offsets, q[row], flat_scores, w_scores, effective_days(
+            np.asarray(predictive_days)[row], w_scores), alphas)
     return {"offsets": offsets.tolist(), "raw": raw.tolist(), "n": n.tolist(), "n_effective": n_eff.tolist(),
             "weight": weight.tolist(), "pooled": pooled.tolist(), "pooled_n_effective": total,
             "pooled_weight": float(pooled_weight), "n0": float(n0), **({} if prior_info is None else
                                                                           {"prior": prior_info}),
+            **({} if predictive_info is None else {"predictive": predictive_info}),
             "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
             "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
+
+
+def widen_offsets(offsets, q, group, weights, days_effective, alphas=ALPHAS):
+    """Offsets whose bands are :func:`predictive_inflation` times as far from the median, in the mean of a group.
+
+    Row ``i`` of group ``g`` has the band ``q[i] + offsets[g]``; its distance
+    from the median level is ``h[i, a] = (q[i, a] + o[g, a]) - (q[i, m] +
+    o[g, m])``. Each group's offsets get ``(factor - 1)`` times the weighted
+    mean of ``h`` over its rows (over all rows, each with its own group's
+    offsets, for a group without rows): the band is widened in the mean of
+    the group, additively like the offsets themselves; the median is not
+    moved.
+
+    Parameters
+    ----------
+    offsets : ndarray
+        Shape (n_lead, n_regime, k), fraction of capacity_ac_kw.
+    q : ndarray
+        Shape (n, k): the scores' quantiles, same unit.
+    group : ndarray of int
+        Shape (n,): flat group ``lead * n_regime + regime`` of each row.
+    weights : ndarray
+        Shape (n,), >= 0.
+    days_effective : float
+        :func:`predictive_inflation`'s ``D``.
+    alphas : sequence of float
+        k levels, 0.5 among them.
+
+    Returns
+    -------
+    offsets : ndarray
+        Shape of ``offsets``.
+    info : dict
+        ``factor``, ``days_effective``, ``widening`` (list, shape of ``offsets``).
+    """
+    offsets = np.asarray(offsets, dtype=float)
+    n_lead, n_regime, k = offsets.shape
+    mid = list(np.round(alphas, 6)).index(0.5)
+    band = q + offsets.reshape(n_lead * n_regime, k)[group]
+    h = band - band[:, [mid]]
+    w = np.asarray(weights, dtype=float)
+    total = np.zeros((n_lead * n_regime, k))
+    np.add.at(total, group, w[:, None] * h)
+    mass = np.bincount(group, weights=w, minlength=n_lead * n_regime)
+    pooled = (w[:, None] * h).sum(axis=0) / w.sum()
+    mean_h = np.where(mass[:, None] > 0, total / np.where(mass > 0, mass, 1.0)[:, None], pooled[None, :])
+    factor = predictive_inflation(days_effective)
+    widening = ((factor - 1.0) * mean_h).reshape(n_lead, n_regime, k)
+    return offsets + widening, {"factor": factor, "days_effective": float(days_effective),
+                                "widening": widening.tolist()}
 
 
 def apply_band_offsets(q, plant, lead_hours, csi, offsets):

@@ -408,6 +408,80 @@ def test_early_bands_weighed_by_the_evidence_cover_the_next_days_closer_to_nomin
     assert abs(cover["evidence"] - 0.8) < abs(cover["fixed"] - 0.8), cover
 
 
+def band_distance(offsets, q, lead, csi):
+    """Each level's band minus the median's, per row, with the offsets of the row's group (fraction of capacity)."""
+    shifted = conformal.apply_band_offsets(q, np.zeros(len(q), dtype=int), lead, csi, np.asarray(offsets)[None])
+    return shifted - shifted[:, [2]]
+
+
+def test_a_few_days_of_scores_widen_the_bands_by_sqrt_one_plus_one_over_their_days(early_scores):
+    """predictive_days: 4 local days give the factor sqrt(1 + 1/4); in every group with scores the band's mean
+    distance from the median is that factor times the one without it, the median does not move, and without
+    predictive_days the offsets are bit for bit the former ones (no 'predictive' entry)."""
+    scores, day = early_scores
+    n = len(scores)
+    rng = np.random.default_rng(0)  # real scores; the groups (lead bucket, regime) as a plant's
+    y, q = np.zeros(n), -scores
+    lead, csi = rng.choice([0.5, 3.0, 30.0], n), rng.choice([0.3, 0.7, 0.95], n)
+    plain = conformal.fit_band_offsets(y, q, lead, csi, days=day)
+    wide = conformal.fit_band_offsets(y, q, lead, csi, days=day, predictive_days=day)
+    again = conformal.fit_band_offsets(y, q, lead, csi, days=day)
+    assert "predictive" not in plain and np.array_equal(plain["offsets"], again["offsets"])
+    assert wide["predictive"]["days_effective"] == pytest.approx(4.0, abs=0.1)
+    factor = wide["predictive"]["factor"]
+    assert factor == pytest.approx(np.sqrt(1.0 + 1.0 / wide["predictive"]["days_effective"]))
+    np.testing.assert_allclose(np.asarray(wide["offsets"])[..., 2], np.asarray(plain["offsets"])[..., 2], atol=1e-15)
+    before, after = band_distance(plain["offsets"], q, lead, csi), band_distance(wide["offsets"], q, lead, csi)
+    lead_bucket, regime = conformal.group_index(lead, csi)
+    groups = lead_bucket * (len(conformal.CSI_EDGES) - 1) + regime
+    for g in np.unique(groups):
+        sel = groups == g
+        np.testing.assert_allclose(after[sel].mean(axis=0), factor * before[sel].mean(axis=0), atol=1e-12)
+    assert (np.abs(after.mean(axis=0)) > np.abs(before.mean(axis=0)))[[0, 1, 3, 4]].all()
+
+
+def test_the_same_scores_read_as_fewer_days_widen_more_and_a_long_history_barely(early_scores):
+    """The widening is counted in days: the same scores as one day get sqrt(2), as 4 days sqrt(1.25); the days of a
+    long history under the bands' half-life (Kish ~40) leave ~1 %."""
+    scores, day = early_scores
+    y, q, lead, csi = np.zeros(len(scores)), -scores, np.full(len(scores), 30.0), np.full(len(scores), 0.95)
+    one = conformal.fit_band_offsets(y, q, lead, csi, predictive_days=np.zeros(len(scores)))["predictive"]
+    four = conformal.fit_band_offsets(y, q, lead, csi, predictive_days=day)["predictive"]
+    assert one["factor"] == pytest.approx(np.sqrt(2.0)) and one["factor"] > four["factor"] > 1.0
+    long_days = np.arange(90.0)  # 90 days, each weighted by its age under HALF_LIFE_DAYS
+    d = conformal.effective_days(long_days, 0.5 ** (long_days / conformal.HALF_LIFE_DAYS))
+    assert 35 < d < 45 and 1.0 < conformal.predictive_inflation(d) < 1.015
+
+
+def test_day_inflated_early_bands_cover_the_next_days_closer_to_nominal(plant, early):
+    """The wrong description's 4-day calibration with the bands widened by sqrt(1 + 1/D) covers the next 4 days'
+    daylight P10-P90 and P25-P75 closer to 80 % and 50 % than with day_inflation=False, and states its widening."""
+    power, weather, _, model = plant
+    loc, actuals, cal, _ = early
+    plain = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, day_inflation=False)
+    assert plain["diagnostics"]["band_predictive"] is None and "predictive" not in plain["bands"]
+    widen = cal["diagnostics"]["band_predictive"]
+    assert widen == cal["bands"]["predictive"] and widen["days_effective"] == pytest.approx(4.0, abs=0.5)
+    np.testing.assert_allclose(np.asarray(cal["bands"]["offsets"]) - widen["widening"], plain["bands"]["offsets"],
+                               atol=1e-12)
+    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
+    f = features.feature_frame(loc, weather, times)
+    cap = np.full(len(times), 5.5)
+    lead = adaptation.weather_lead_hours(weather, times)
+    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
+    ok = day & np.isfinite(y)
+    cover = {}
+    for name, c in (("inflated", cal), ("plain", plain)):
+        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(c["bands"]["offsets"])[None],
+                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+        q = forecast.adapt_quantiles(forecast.ml_quantiles(f, cap, model), f, np.ones(len(times), dtype="int64"),
+                                     lead, cap, adapt)
+        kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
+        cover[name] = (metrics.coverage(y[ok], kw[ok, 0], kw[ok, 4]), metrics.coverage(y[ok], kw[ok, 1], kw[ok, 3], (0.25, 0.75)))
+    assert abs(cover["inflated"][0] - 0.8) < abs(cover["plain"][0] - 0.8), cover
+    assert abs(cover["inflated"][1] - 0.5) < abs(cover["plain"][1] - 0.5), cover
+
+
 def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
     """Every local day in exactly one block, blocks in time order, 5 of them, as equal as the days allow."""
     power = plant[0]
