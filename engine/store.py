@@ -1336,12 +1336,13 @@ async def insert_tasks(db, tasks, most):
                    CASE WHEN r.running THEN 'running' ELSE 'queued' END, CASE WHEN r.running THEN now() END
             FROM req r JOIN counts c USING (k) JOIN ranked n USING (k)
             WHERE $11::int IS NULL OR n.before + n.nth <= $11::int)
-        SELECT f.k, CASE WHEN n.before + n.nth > $11::int THEN n.before + n.nth - 1 END AS refused, f.*
-        FROM found f LEFT JOIN ranked n USING (k) ORDER BY f.k, f.location_id""",
+        SELECT r.k, CASE WHEN n.before + n.nth > $11::int THEN n.before + n.nth - 1 END AS refused, f.*
+        FROM req r LEFT JOIN ranked n USING (k) LEFT JOIN found f USING (k) ORDER BY r.k, f.location_id""",
         *[list(c) for c in req], [a[0] for a in asked], [a[1] for a in asked], most)
     out, refused = [[] for _ in tasks], [None] * len(tasks)
-    for r in rows:
-        out[r[0]].append(tuple(r)[3:])
+    for r in rows:  # a task of no plant found: one row, its plant's columns null
+        if r[3] is not None:
+            out[r[0]].append(tuple(r)[3:])
         refused[r[0]] = r[1]
     return [(location_frame(part), None if n is None else int(n)) for part, n in zip(out, refused)]
 
