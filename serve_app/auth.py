@@ -11,7 +11,8 @@ key is remembered by the replica (``Ingress.accepted_keys``) for ``auth.cache_se
 lacking -> 403.
 
 A router of ``/api/v1`` routes is made with :func:`api_router` (every route requires a
-key: read for GET, write otherwise; 401/403 documented), and a route takes the caller
+key: read for GET, write otherwise; 401/403 documented; the request then counts as one of its
+tenant's in flight, :func:`admitted`: 429 beyond ``http.max_ongoing_per_tenant``), and a route takes the caller
 as ``who: Caller`` and passes ``who.tenant_id`` to every store call, so another
 tenant's objects answer 404 like unknown ones.
 """
