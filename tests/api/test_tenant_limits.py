@@ -131,20 +131,22 @@ def test_the_task_bound_refuses_the_next_task_and_accepts_again_once_one_ended(b
                 await store.create_task(conn, task_id, {"location_ids": ids[tenant][:1], "wait": False}, 1,
                                         tenant_id=tenant, owner="elsewhere:1", lease_seconds=3600.0)
         run(url, record)
-        before = count(url, "SELECT count(*) FROM forecast_tasks WHERE tenant_id = $1", tenant)
-        r = generate(c, ids[tenant][:1], False)
-        assert_error(c, r, 429, "wait", "task_limit")
-        assert r.headers["retry-after"].isdigit()
-        assert count(url, "SELECT count(*) FROM forecast_tasks WHERE tenant_id = $1", tenant) == before  # none
-        # a waiting client is bounded by its request, not by this; another tenant's queue is its own
-        assert generate(c, ids[tenant][:1], True).status_code == 200
-        assert generate(quiet, ids["quiet"], False).status_code == 202
-        run(url, lambda conn: store.update_task(conn, elsewhere[0], status="succeeded"))
-        again = generate(c, ids[tenant][:1], False)
-        assert again.status_code == 202, again.text
-        assert ended(c, again.json()["task_id"])["status"] == "succeeded"
-        run(url, lambda conn: conn.execute("UPDATE forecast_tasks SET status = 'failed', owner = NULL, "
-                                           "lease_expires_at = NULL WHERE task_id = ANY($1::uuid[])", elsewhere))
+        try:
+            before = count(url, "SELECT count(*) FROM forecast_tasks WHERE tenant_id = $1", tenant)
+            r = generate(c, ids[tenant][:1], False)
+            assert_error(c, r, 429, "wait", "task_limit")
+            assert r.headers["retry-after"].isdigit()
+            assert count(url, "SELECT count(*) FROM forecast_tasks WHERE tenant_id = $1", tenant) == before  # none
+            # a waiting client is bounded by its request, not by this; another tenant's queue is its own
+            assert generate(c, ids[tenant][:1], True).status_code == 200
+            assert generate(quiet, ids["quiet"], False).status_code == 202
+            run(url, lambda conn: store.update_task(conn, elsewhere[0], status="succeeded"))
+            again = generate(c, ids[tenant][:1], False)
+            assert again.status_code == 202, again.text
+            assert ended(c, again.json()["task_id"])["status"] == "succeeded"
+        finally:  # the other replica's tasks end: the next test starts without unfinished tasks
+            run(url, lambda conn: conn.execute("UPDATE forecast_tasks SET status = 'failed', owner = NULL, "
+                                               "lease_expires_at = NULL WHERE task_id = ANY($1::uuid[])", elsewhere))
 
 
 def test_concurrent_task_creations_over_http_never_pass_the_bound_together(bounded):
