@@ -1316,6 +1316,39 @@ async def create_tasks_of_locations(db, tasks):
     list of DataFrame
         Per task, the locations frame of its known ids, ordered by id.
     """
+    return [found for found, _ in await insert_tasks(db, tasks, None)]
+
+
+async def create_tasks_within(db, tasks, most):
+    """:func:`create_tasks_of_locations` of asynchronous tasks (``wait`` false), each refused when its tenant would
+    then have more than ``most`` unfinished ones (one transaction).
+
+    Unfinished: 'queued' or 'running', of a request whose ``wait`` is not true (a ``wait=true`` task is bounded by
+    its client's request, not by this). The tenants' rows are locked (``FOR NO KEY UPDATE``, in tenant order)
+    before their tasks are counted, as in :func:`write_plants_within`: concurrent creations of one tenant (other
+    Ingress replicas, other statements) are counted one after the other and together never pass ``most``; the
+    tasks of one call are counted in their order. Other tenants' creations, task updates and ``wait=true`` task
+    creations do not wait.
+
+    Returns
+    -------
+    list of tuple
+        Per task (locations frame as :func:`create_tasks_of_locations`, None) when recorded or refused for an
+        unknown plant (the frame lacks it), else (frame, unfinished tasks of its tenant before it): not recorded.
+    """
+    if not tasks:
+        return []
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id "
+                           "FOR NO KEY UPDATE", sorted({t[3] or keys.DEFAULT_TENANT for t in tasks}))
+        return await insert_tasks(conn, tasks, int(most))
+
+
+async def insert_tasks(db, tasks, most):
+    """The statement of :func:`create_tasks_of_locations` (``most`` None) and :func:`create_tasks_within`.
+
+    Returns, per task, (locations frame, None) or, refused by ``most``, (frame, unfinished tasks of its tenant).
+    """
     if not tasks:
         return []
     req = list(zip(*[(k, str(t), to_json(request), tenant or keys.DEFAULT_TENANT, owner,
@@ -1334,17 +1367,29 @@ async def create_tasks_of_locations(db, tasks):
         counts AS (
             SELECT r.k, (SELECT count(*) FROM asked a WHERE a.k = r.k) AS asked,
                    (SELECT count(*) FROM found f WHERE f.k = r.k) AS found FROM req r),
+        unfinished AS (  -- only with a bound: the tenants' asynchronous tasks queued or running (forecast_tasks_open)
+            SELECT t.tenant_id AS tenant, count(*) AS n FROM forecast_tasks t
+            WHERE $11::int IS NOT NULL AND t.status IN ('queued', 'running') AND t.tenant_id = ANY($4::text[])
+              AND (t.request->>'wait') IS DISTINCT FROM 'true'
+            GROUP BY t.tenant_id),
+        ranked AS (  -- the tasks of every plant known, numbered in their order within their tenant
+            SELECT r.k, coalesce(u.n, 0) AS before, row_number() OVER (PARTITION BY r.tenant ORDER BY r.k) AS nth
+            FROM req r JOIN counts c USING (k) LEFT JOIN unfinished u ON u.tenant = r.tenant WHERE c.asked = c.found),
         task AS (
             {TASK_INSERT[:-1]}, status, started_at)
             SELECT r.task_id, r.request, r.tenant, r.owner, now() + r.lease_s * interval '1 second', c.found,
                    CASE WHEN r.running THEN 'running' ELSE 'queued' END, CASE WHEN r.running THEN now() END
-            FROM req r JOIN counts c USING (k) WHERE c.asked = c.found)
-        SELECT * FROM found ORDER BY k, location_id""",
-        *[list(c) for c in req], [a[0] for a in asked], [a[1] for a in asked])
-    out = [[] for _ in tasks]
-    for r in rows:
-        out[r[0]].append(tuple(r)[1:])
-    return [location_frame(part) for part in out]
+            FROM req r JOIN counts c USING (k) JOIN ranked n USING (k)
+            WHERE $11::int IS NULL OR n.before + n.nth <= $11::int)
+        SELECT r.k, CASE WHEN n.before + n.nth > $11::int THEN n.before + n.nth - 1 END AS refused, f.*
+        FROM req r LEFT JOIN ranked n USING (k) LEFT JOIN found f USING (k) ORDER BY r.k, f.location_id""",
+        *[list(c) for c in req], [a[0] for a in asked], [a[1] for a in asked], most)
+    out, refused = [[] for _ in tasks], [None] * len(tasks)
+    for r in rows:  # a task of no plant found: one row, its plant's columns null
+        if r[3] is not None:
+            out[r[0]].append(tuple(r)[3:])
+        refused[r[0]] = r[1]
+    return [(location_frame(part), None if n is None else int(n)) for part, n in zip(out, refused)]
 
 
 async def update_task(db, task_id, *, status=None, progress_done=None, run_ids=None, errors=None, timings=None,

@@ -153,6 +153,10 @@ ERRORS = {
     "body_too_large": "the body (or upload, or its form fields, or number of files) is over its limit (413)",
     "body_timeout": "the body did not arrive in time (408)",
     "too_many_slow_bodies": "too many bodies of this tenant still arriving at once (429, Retry-After)",
+    "too_many_requests": "more than http.max_ongoing_per_tenant requests of this tenant in flight at once in one "
+                         "Ingress replica (429, Retry-After)",
+    "task_limit": "the tenant has tasks.max_unfinished_per_tenant asynchronous forecast tasks (wait=false) queued "
+                  "or running (429, Retry-After)",
     "unknown_path": "no route has this path (404)",
     "method_not_allowed": "the route does not take this method (405, Allow)",
     # who asks

@@ -14,11 +14,21 @@ an admitted fit waits for a policy refit of the plant that holds its lock
 ``calibrate.lock_wait_seconds``, then answers 409 too. An
 admitted fit runs to its end and keeps its slot even if its client
 disconnects (a fit that cannot be cancelled is still counted).
+
+Requests of one tenant in flight: an Ingress replica serves at most
+``http.max_ongoing_per_tenant`` requests of a tenant at once
+(:func:`tenant_request`, counted in ``Ingress.ongoing``); beyond, the request is
+answered at once 429 with Retry-After (code ``too_many_requests``), so one tenant's
+slow requests (a leaked key, a retry loop) never hold every one of the replica's
+``max_ongoing_requests`` slots (serve_config.yaml) and other tenants are still served.
 """
 
 import asyncio
+import contextlib
 import contextvars
 import types
+
+from fastapi import HTTPException
 
 from engine import store, validation
 from serve_app.api import Conflict, Overloaded
@@ -78,3 +88,27 @@ async def admitted_fit(service, location_id, call):
     fits.jobs.add(job)
     job.add_done_callback(fits.jobs.discard)
     return await asyncio.shield(job)
+
+
+@contextlib.contextmanager
+def tenant_request(service, tenant_id):
+    """Count a request of ``tenant_id`` in flight in this replica (``service.ongoing``) while the block runs.
+
+    Raises
+    ------
+    HTTPException
+        429 (field ``authorization``, code ``too_many_requests``, Retry-After): the tenant has
+        ``http.max_ongoing_per_tenant`` requests in flight here already (null: no bound); not counted.
+    """
+    most, ongoing = service.settings["http"]["max_ongoing_per_tenant"], service.ongoing
+    if most is not None and ongoing[tenant_id] >= most:
+        raise HTTPException(429, ("authorization", f"authorization: {ongoing[tenant_id]} requests of this tenant are "
+                                                   f"in flight; at most {most} at once (http.max_ongoing_per_tenant)",
+                                  "too_many_requests"))
+    ongoing[tenant_id] += 1
+    try:
+        yield
+    finally:
+        ongoing[tenant_id] -= 1
+        if ongoing[tenant_id] <= 0:
+            del ongoing[tenant_id]

@@ -11,7 +11,8 @@ key is remembered by the replica (``Ingress.accepted_keys``) for ``auth.cache_se
 lacking -> 403.
 
 A router of ``/api/v1`` routes is made with :func:`api_router` (every route requires a
-key: read for GET, write otherwise; 401/403 documented), and a route takes the caller
+key: read for GET, write otherwise; 401/403 documented; the request then counts as one of its
+tenant's in flight, :func:`admitted`: 429 beyond ``http.max_ongoing_per_tenant``), and a route takes the caller
 as ``who: Caller`` and passes ``who.tenant_id`` to every store call, so another
 tenant's objects answer 404 like unknown ones.
 """
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBearer
 
 from engine import keys, store, validation
+from serve_app import admission
 from serve_app.api import Unauthenticated, ingress, ref
 
 READ_METHODS = ("GET", "HEAD")
@@ -102,10 +104,21 @@ def authorized(scope=None):
 Caller = Annotated[Principal, Depends(principal)]
 
 
+async def admitted(who: Caller, service=Depends(ingress)):
+    """A dependency: the request counts as one of its tenant's in flight until it ends
+    (:func:`serve_app.admission.tenant_request`: 429 beyond ``http.max_ongoing_per_tenant``).
+
+    Every key of a tenant counts against its tenant's bound, whatever its scopes (an admin key too).
+    """
+    with admission.tenant_request(service, who.tenant_id):
+        yield who
+
+
 def api_router(prefix, **kwargs):
-    """An ``APIRouter`` whose every route needs a key with the method's scope (:func:`authorized`).
+    """An ``APIRouter`` whose every route needs a key with the method's scope (:func:`authorized`) and counts as
+    one of its tenant's requests in flight (:func:`admitted`; after the key's checks: 401/403 first).
 
     A route that needs more (``admin``) adds ``Depends(authorized("admin"))``.
     """
-    return APIRouter(prefix=prefix, dependencies=[Depends(authorized())],
+    return APIRouter(prefix=prefix, dependencies=[Depends(authorized()), Depends(admitted)],
                      responses={**AUTH_RESPONSES, **kwargs.pop("responses", {})}, **kwargs)

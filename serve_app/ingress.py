@@ -77,6 +77,7 @@ class Ingress:
         self.statements = {}  # task rows waiting for their batched statement, by kind (tasks.in_statement)
         self.fits = admission.fit_admission(settings)  # refits asked through HTTP (serve_app/admission.py)
         self.slow_bodies = collections.Counter()  # tenant id -> its bodies arriving for long (api.body_chunks)
+        self.ongoing = collections.Counter()  # tenant id -> its requests in flight here (admission.tenant_request)
         self.accepted_keys = {}  # sha256 of a key -> (monotonic expiry, Principal) (auth.principal)
         self.owner = leases.owner_id()
         self.leases = asyncio.get_running_loop().create_task(leases.keep(self))  # resumes orphaned tasks at once

@@ -1,13 +1,14 @@
 """Forecast endpoints: generate, task status, location read (json/csv/energy), plot, accuracy."""
 
 import asyncio
+import functools
 import io
 import uuid
 from typing import Annotated, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
@@ -76,7 +77,7 @@ def generate_result(result, params, locations):
     return to_json(out)
 
 
-async def start_task(service, params, tenant_id):
+async def start_task(service, params, tenant_id, bounded=False):
     """Record a forecast task of ``params`` for ``tenant_id``, leased to this replica, and start it in the background.
 
     Used by ``generate`` and the NWP import trigger. The task runs as an
@@ -87,6 +88,9 @@ async def start_task(service, params, tenant_id):
     else 'queued' until its first pass starts. The task rows of requests that
     start while the previous such statement runs are created by one
     (``store.create_tasks_of_locations``, :func:`serve_app.tasks.in_statement`).
+    ``bounded`` (a ``wait=false`` generate): the task is recorded only while its tenant has fewer than
+    ``tasks.max_unfinished_per_tenant`` asynchronous tasks queued or running (null: no bound), counted in the
+    database (``store.create_tasks_within``: concurrent creations never pass it together).
 
     Returns
     -------
@@ -101,16 +105,27 @@ async def start_task(service, params, tenant_id):
     ------
     LookupError
         An unknown location id, or another tenant's (field ``location_ids``); no task is recorded.
+    HTTPException
+        429 (code ``task_limit``, Retry-After): the tenant has its unfinished tasks already; no task is recorded.
     """
     task_id = str(uuid.uuid4())
+    most = service.settings["tasks"]["max_unfinished_per_tenant"] if bounded and not params["wait"] else None
+    item = (task_id, params, params["location_ids"], tenant_id, service.owner,
+            service.settings["tasks"]["lease_seconds"], params["wait"])
     # the task row only if every plant is known: one statement, shared by the tasks that start meanwhile
-    locations = await in_statement(service, "starts", (task_id, params, params["location_ids"], tenant_id,
-                                                       service.owner, service.settings["tasks"]["lease_seconds"],
-                                                       params["wait"]), store.create_tasks_of_locations)
+    if most is None:
+        locations, unfinished = await in_statement(service, "starts", item, store.create_tasks_of_locations), None
+    else:
+        locations, unfinished = await in_statement(service, "bounded starts", item,
+                                                   functools.partial(store.create_tasks_within, most=most))
     unknown = sorted(set(params["location_ids"]) - set(locations["location_id"].tolist()))
     if unknown:
         raise validation.field_error("location_ids", f"unknown location {unknown[:5]} ({len(unknown)} unknown)",
                                      LookupError, code="unknown_location")
+    if unfinished is not None:
+        raise HTTPException(429, ("wait", f"wait: this tenant has {unfinished} asynchronous forecast tasks queued or "
+                                          f"running; at most {most} (tasks.max_unfinished_per_tenant): retry once "
+                                          "one ended, or wait=true", "task_limit"))
     job = service.start_background(task_id, run_task(service, task_id, params, locations, fresh=True,
                                                      running=params["wait"]))
     return {"task_id": task_id, "status": "queued", "status_url": f"/api/v1/forecast/task/{task_id}"}, locations, job
@@ -122,7 +137,7 @@ async def start_task(service, params, tenant_id):
 async def generate(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "GenerateRequest")
     params = generate_params(body, service.settings, pd.Timestamp.now(tz="UTC").floor("s"))
-    task, locations, job = await start_task(service, params, who.tenant_id)
+    task, locations, job = await start_task(service, params, who.tenant_id, bounded=True)
     headers = {TASK_HEADER: task["task_id"]}
     if not params["wait"]:
         return json_response(task, 202, headers)

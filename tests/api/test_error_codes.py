@@ -130,6 +130,8 @@ REACHED_ELSEWHERE = {
     "too_many_slow_bodies": "tests/api/test_abuse.py: one slow body too many (429; raw socket, status line)",
     "conflict": "tests/api/test_abuse.py: concurrent refits of one plant (409)",
     "location_limit": "tests/api/test_location_limits.py (409)",
+    "too_many_requests": "tests/api/test_tenant_limits.py: one request of a tenant in flight too many (429)",
+    "task_limit": "tests/api/test_tenant_limits.py: one unfinished asynchronous task too many (429)",
     "overloaded": "tests/api/test_merged_calls.py: a burst shed by the Forecaster's queue (503)",
     "unavailable": "tests/api/test_task_lifecycle.py: the database stalled (503)",
     "internal_error": "a bug: no request may cause it (tests/api/test_schemathesis.py finds none)",
