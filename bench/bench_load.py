@@ -344,8 +344,8 @@ def main(args):
     with service.scratch_database("pvcast_load") as (url, _):
         database = url.rsplit("/", 1)[-1]
         key = service.api_key(url, "bench", "read,write", "bench/bench_load.py")
-        # every client presents the one key of one tenant: the per-tenant bound (http.max_ongoing_per_tenant, 32 <
-        # --clients 50) is off here, this measures the service's capacity, not a tenant's share (bench_tenants.py)
+        # every client presents the one key of one tenant: the per-tenant bound (http.max_ongoing_per_tenant, 56) is off
+        # here, this measures the service's capacity (its burst too), not a tenant's share (bench_tenants.py)
         with service.serve_instance(url, out_dir / "serve_load_merged", service_settings=ONE_TENANT) as (base, sessions):
             with httpx.Client(base_url=base, timeout=600, headers=service.bearer(key)) as client:
                 ids, report["ingestion"] = bench_fleet.ingest(client, plants, settings)

@@ -86,3 +86,13 @@ def test_ray_token_authentication_is_on_and_nothing_secret_is_written():
     secret_env = [e for c in containers() for e in c.get("env", []) if re.search("PASSWORD|TOKEN", e["name"])]
     assert secret_env and all("value" not in e and "secretKeyRef" in e["valueFrom"] for e in secret_env), secret_env
     assert not re.search(r"^\s*(ENV|ARG)\s+\S*(PASSWORD|TOKEN|SECRET)", (ROOT / "Dockerfile").read_text(), re.M | re.I)
+
+
+def test_one_tenant_never_holds_every_ingress_slot():
+    """configs/service.yaml http.max_ongoing_per_tenant stays below the Ingress' max_ongoing_requests
+    (serve_config.yaml): the slots between them are always left to the other tenants (docs/api.md
+    "Limits of one tenant"); a bound at or above it would keep nothing."""
+    serve = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    ingress, = [d for a in serve["applications"] for d in a["deployments"] if d["name"] == "Ingress"]
+    most = yaml.safe_load((ROOT / "configs/service.yaml").read_text())["http"]["max_ongoing_per_tenant"]
+    assert most is not None and 0 < most < ingress["max_ongoing_requests"]
