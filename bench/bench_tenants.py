@@ -34,11 +34,11 @@ from pathlib import Path
 
 import aiohttp
 import httpx
-import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fleet  # noqa: E402
+from bench_load import summary  # noqa: E402
 import fleet  # noqa: E402
 import service  # noqa: E402
 
@@ -70,14 +70,6 @@ async def call(session, ids):
 def session_of(base, key, limit):
     return aiohttp.ClientSession(base, headers=service.bearer(key), timeout=aiohttp.ClientTimeout(total=900),
                                  connector=aiohttp.TCPConnector(limit=limit))
-
-
-def summary(latencies):
-    if not latencies:
-        return {"n": 0}
-    a = np.asarray(latencies) * 1000
-    return {"n": len(a), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "max_ms": float(a.max())}
 
 
 async def quiet_loop(session, ids, k, until, out):

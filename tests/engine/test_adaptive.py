@@ -254,25 +254,36 @@ def test_bands_are_fitted_before_the_tuning_can_be_and_served_with_the_entered_d
     assert cal["diagnostics"]["band_rows"] > 0 and not np.allclose(cal["bands"]["offsets"], 0.0)
 
 
+def next_days(plant, loc, offsets, days=4):
+    """Daylight measured power (kW) and bands (kW, columns p10..p90) over the ``days`` after :data:`EARLY_CUTOFF`:
+    the global model's quantiles with a calibration's band ``offsets`` (None: the global bands)."""
+    power, weather, _, model = plant
+    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=days))]
+    f = features.feature_frame(loc, weather, times)
+    cap = np.full(len(times), 5.5)
+    q = forecast.ml_quantiles(f, cap, model)
+    if offsets is not None:
+        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(offsets)[None],
+                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+        q = forecast.adapt_quantiles(q, f, np.ones(len(times), dtype="int64"),
+                                     adaptation.weather_lead_hours(weather, times), cap, adapt)
+    kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
+    y = power.reindex(times).to_numpy()
+    ok = (f["solar_elevation"].to_numpy() > 0) & np.isfinite(y)
+    return y[ok], kw[ok]
+
+
+def covered(y, kw, low=0, high=4):
+    """Share of ``y`` within the bands' columns ``low``..``high`` (p10..p90 by default)."""
+    return np.mean((y >= kw[:, low]) & (y <= kw[:, high]))
+
+
 def test_bands_before_the_tuning_cover_the_next_days_closer_to_nominal_than_the_global_ones(plant, early):
     """The wrong description under-forecasts (DC = AC for a 1.2 ratio, plane turned): over the 4 days after the
     cutoff the plant's early bands bring daylight P10-P90 coverage closer to 80 % than the global bands."""
-    power, weather, _, model = plant
     loc, _, cal, _ = early
-    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
-    f = features.feature_frame(loc, weather, times)
-    cap = np.full(len(times), 5.5)
-    lead = adaptation.weather_lead_hours(weather, times)
-    q = forecast.ml_quantiles(f, cap, model)
-    adapt = {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
-             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
-    banded = forecast.adapt_quantiles(q.copy(), f, np.ones(len(times), dtype="int64"), lead, cap, adapt)
-    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
-    cover = {}
-    for name, qq in (("global", q), ("early", banded)):
-        kw = quantiles.apply_limits(qq, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
-        ok = day & np.isfinite(y)
-        cover[name] = np.mean((y[ok] >= kw[ok, 0]) & (y[ok] <= kw[ok, 4]))
+    cover = {name: covered(*next_days(plant, loc, offsets)) for name, offsets in (
+        ("global", None), ("early", cal["bands"]["offsets"]))}
     assert abs(cover["early"] - 0.8) < abs(cover["global"] - 0.8), cover
 
 
@@ -385,26 +396,14 @@ def test_a_rejected_prior_weighs_less_in_the_plants_pooled_offsets(early_scores)
 def test_early_bands_weighed_by_the_evidence_cover_the_next_days_closer_to_nominal(plant, early):
     """The wrong description's 4-day calibration with the prior weighed by the evidence against it covers the
     next 4 days' daylight P10-P90 closer to 80 % than with the fixed n0 (prior_evidence=False); it states it."""
-    power, weather, _, model = plant
+    _, weather, _, model = plant
     loc, actuals, cal, _ = early
     fixed = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, prior_evidence=False)
     assert "prior" in cal["bands"] and "prior" not in fixed["bands"] and fixed["diagnostics"]["band_prior"] is None
     assert cal["diagnostics"]["band_prior"] == cal["bands"]["prior"]
     assert min(cal["bands"]["prior"]["strength"]) < 0.5
-    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
-    f = features.feature_frame(loc, weather, times)
-    cap = np.full(len(times), 5.5)
-    lead = adaptation.weather_lead_hours(weather, times)
-    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
-    ok = day & np.isfinite(y)
-    cover = {}
-    for name, c in (("evidence", cal), ("fixed", fixed)):
-        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(c["bands"]["offsets"])[None],
-                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
-        q = forecast.adapt_quantiles(forecast.ml_quantiles(f, cap, model), f, np.ones(len(times), dtype="int64"),
-                                     lead, cap, adapt)
-        kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
-        cover[name] = np.mean((y[ok] >= kw[ok, 0]) & (y[ok] <= kw[ok, 4]))
+    cover = {name: covered(*next_days(plant, loc, c["bands"]["offsets"])) for name, c in (
+        ("evidence", cal), ("fixed", fixed))}
     assert abs(cover["evidence"] - 0.8) < abs(cover["fixed"] - 0.8), cover
 
 
@@ -456,7 +455,7 @@ def test_the_same_scores_read_as_fewer_days_widen_more_and_a_long_history_barely
 def test_day_inflated_early_bands_cover_the_next_days_closer_to_nominal(plant, early):
     """The wrong description's 4-day calibration with the bands widened by sqrt(1 + 1/D) covers the next 4 days'
     daylight P10-P90 and P25-P75 closer to 80 % and 50 % than with day_inflation=False, and states its widening."""
-    power, weather, _, model = plant
+    _, weather, _, model = plant
     loc, actuals, cal, _ = early
     plain = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, day_inflation=False)
     assert plain["diagnostics"]["band_predictive"] is None and "predictive" not in plain["bands"]
@@ -464,20 +463,10 @@ def test_day_inflated_early_bands_cover_the_next_days_closer_to_nominal(plant, e
     assert widen == cal["bands"]["predictive"] and widen["days_effective"] == pytest.approx(4.0, abs=0.5)
     np.testing.assert_allclose(np.asarray(cal["bands"]["offsets"]) - widen["widening"], plain["bands"]["offsets"],
                                atol=1e-12)
-    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=4))]
-    f = features.feature_frame(loc, weather, times)
-    cap = np.full(len(times), 5.5)
-    lead = adaptation.weather_lead_hours(weather, times)
-    y, day = power.reindex(times).to_numpy(), f["solar_elevation"].to_numpy() > 0
-    ok = day & np.isfinite(y)
     cover = {}
     for name, c in (("inflated", cal), ("plain", plain)):
-        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(c["bands"]["offsets"])[None],
-                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
-        q = forecast.adapt_quantiles(forecast.ml_quantiles(f, cap, model), f, np.ones(len(times), dtype="int64"),
-                                     lead, cap, adapt)
-        kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
-        cover[name] = (metrics.coverage(y[ok], kw[ok, 0], kw[ok, 4]), metrics.coverage(y[ok], kw[ok, 1], kw[ok, 3], (0.25, 0.75)))
+        y, kw = next_days(plant, loc, c["bands"]["offsets"])
+        cover[name] = (metrics.coverage(y, kw[:, 0], kw[:, 4]), metrics.coverage(y, kw[:, 1], kw[:, 3], (0.25, 0.75)))
     assert abs(cover["inflated"][0] - 0.8) < abs(cover["plain"][0] - 0.8), cover
     assert abs(cover["inflated"][1] - 0.5) < abs(cover["plain"][1] - 0.5), cover
 
