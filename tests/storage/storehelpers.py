@@ -106,3 +106,17 @@ def fresh_database(server_url, prefix):
 def drop_database(url):
     name = url.rsplit("/", 1)[1]
     run(url.rsplit("/", 1)[0] + "/postgres", lambda conn: conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def migrated_before(server_url, tmp_path, first_missing, prefix):
+    """A fresh database migrated with the files named before ``first_missing`` (e.g. ``"0016"``); returns its URL.
+
+    The later migrations are then applied by ``schema.apply_migrations`` as on an existing database.
+    """
+    from engine import schema
+    url = fresh_database(server_url, prefix)
+    for path in schema.migration_files():
+        if path.name < first_missing:
+            (tmp_path / path.name).write_text(path.read_text())
+    run(url, lambda conn: schema.apply_migrations(conn, tmp_path))
+    return url

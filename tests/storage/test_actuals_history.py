@@ -7,14 +7,13 @@ ingested after the latest calibration through the (location_id, ingested_at) ind
 """
 
 import asyncio
-import shutil
 
 import pandas as pd
 import pytest
 
 from engine import data, schema, store
 
-from storehelpers import demo_locations, drop_database, fresh_database, run
+from storehelpers import demo_locations, drop_database, fresh_database, migrated_before, run
 
 
 def real_actuals(location_id, days=3, start="2016-07-01"):
@@ -68,11 +67,7 @@ def test_refit_counts_read_the_new_actuals_through_the_arrival_index(db_url):
 @pytest.fixture
 def before_0016(server_url, tmp_path):
     """A database migrated only up to the files before 0016."""
-    url = fresh_database(server_url, "pvcast_actuals_migration")
-    for path in schema.migration_files():
-        if path.name < "0016":
-            shutil.copy(path, tmp_path / path.name)
-    run(url, lambda conn: schema.apply_migrations(conn, tmp_path))
+    url = migrated_before(server_url, tmp_path, "0016", "pvcast_actuals_migration")
     yield url
     drop_database(url)
 

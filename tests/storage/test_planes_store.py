@@ -1,7 +1,6 @@
 """Planes and horizon profiles in the database: one transaction with their location, set-based reads,
 and locations stored before migration 0004 staying one-plane plants with unchanged features."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,7 +8,7 @@ import pytest
 
 from engine import features, forecast, planes, schema, store
 
-from storehelpers import demo_frames, drop_database, fresh_database, real_weather, run
+from storehelpers import demo_frames, drop_database, migrated_before, real_weather, run
 
 ISSUE = pd.Timestamp("2013-07-01T12:00:00Z")
 TIMES = forecast.forecast_times(ISSUE, 24, 15)
@@ -88,11 +87,7 @@ def test_stored_plants_give_the_features_of_the_frames_written(db_url, plants):
 @pytest.fixture
 def before_0004(server_url, tmp_path):
     """A database migrated only up to the files before 0004, holding one location."""
-    url = fresh_database(server_url, "pvcast_planes_migration")
-    for path in schema.migration_files():
-        if path.name < "0004":
-            shutil.copy(path, tmp_path / path.name)
-    run(url, lambda conn: schema.apply_migrations(conn, tmp_path))
+    url = migrated_before(server_url, tmp_path, "0004", "pvcast_planes_migration")
     yield url
     drop_database(url)
 
