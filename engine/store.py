@@ -1582,8 +1582,8 @@ async def refuse_other_tenants(conn, location_ids, tenant_id):
 
     Raises
     ------
-    ValueError
-        ``location_id: not a known location (...)``, the message of an
+    LookupError
+        Code ``unknown_location``, field ``location_id``: the refusal of an
         unknown id, so a tenant cannot tell another tenant's plant from none.
     """
     if tenant_id is None:
@@ -1594,7 +1594,8 @@ async def refuse_other_tenants(conn, location_ids, tenant_id):
         WHERE NOT EXISTS (SELECT 1 FROM locations l WHERE l.location_id = i AND l.tenant_id = $2)""",
         ids.tolist(), tenant_id)
     if missing:
-        raise ValueError(f"location_id: not a known location (ids {missing[:10]})")
+        raise validation.field_error("location_id", f"not a known location (ids {missing[:10]})", LookupError,
+                                     code="unknown_location")
 
 
 def key_dict(row):
@@ -1772,7 +1773,8 @@ async def write_calibration(db, location_id, calibration, *, tenant_id=None):
         locked = await conn.fetchval("SELECT location_id FROM locations WHERE location_id = $1 FOR UPDATE",
                                      int(location_id))  # one writer per location at a time: versions 1, 2, ...
         if locked is None:
-            raise LookupError(f"location_id {location_id} is unknown")
+            raise validation.field_error("location_id", f"{location_id} is unknown", LookupError,
+                                         code="unknown_location")
         await conn.execute("DELETE FROM plant_calibration_refusals WHERE location_id = $1", int(location_id))
         return await conn.fetchval("""
             INSERT INTO plant_calibrations (location_id, version, cutoff, window_start, window_end, n_samples,
@@ -1813,9 +1815,9 @@ async def write_refusal(db, location_id, cutoff, reason, diagnostics, *, code, t
     Raises
     ------
     LookupError
-        Unknown location.
+        Unknown location, or another tenant's (:func:`refuse_other_tenants`).
     ValueError
-        Another tenant's location (:func:`refuse_other_tenants`), or a code not in ``REFUSAL_CODES``.
+        A code not in ``REFUSAL_CODES``.
     """
     if code not in REFUSAL_CODES:
         raise ValueError(f"code: {code!r} is not one of {REFUSAL_CODES}")

@@ -47,8 +47,9 @@ def test_actuals_refused_whole_mark_no_plant(db_url):
     ids = run(db_url, lambda conn: store.upsert_locations(conn, demo_locations(" [refused mark]")))["location_id"].tolist()
     with pytest.raises(LookupError):  # one unknown plant: the whole write is refused, nothing stored or marked
         run(db_url, lambda conn: store.write_actuals(conn, pd.concat([real_actuals(ids[0]), real_actuals(10 ** 12)])))
-    with pytest.raises(ValueError, match="not a known location"):  # another tenant's plant: refused as unknown
+    with pytest.raises(LookupError) as foreign:  # another tenant's plant: refused as unknown
         run(db_url, lambda conn: store.write_actuals(conn, real_actuals(ids[1]), tenant_id="someone-else"))
+    assert (foreign.value.code, foreign.value.field) == ("unknown_location", "location_id")
     assert set(marks(db_url, ids).values()) == {None}
     assert run(db_url, lambda conn: store.plant_extras(conn, ids))["actuals"] == []
 

@@ -88,8 +88,9 @@ def test_a_refusal_is_kept_replaced_and_removed_by_the_next_version(db_url, cali
     got = run(db_url, lambda conn: store.read_refusal(conn, lid))
     assert got["diagnostics"]["clock"]["night_share"] is None and got["code"] == "clock"
     assert run(db_url, lambda conn: store.read_refusal(conn, lid, tenant_id="nobody")) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(LookupError) as foreign:  # another tenant's plant: refused as an unknown one (404)
         run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "x", {}, code="clock", tenant_id="nobody"))
+    assert (foreign.value.code, foreign.value.field) == ("unknown_location", "location_id")
     with pytest.raises(ValueError, match="code"):
         run(db_url, lambda conn: store.write_refusal(conn, lid, CUTOFF, "x", {}, code="clock: 1 h off"))
     with pytest.raises(LookupError):
