@@ -22,11 +22,13 @@ def load_settings(path="configs/service.yaml"):
     return settings
 
 
-def pool_options(settings):
+def pool_options(settings, command_timeout=None):
     """Keyword arguments of ``asyncpg.create_pool`` bounding the wait for the database (``database`` settings).
 
     ``timeout``: seconds to open a connection; ``command_timeout``: seconds a
-    statement may take (then ``TimeoutError``, answered 503). Without them a
+    statement may take (then ``TimeoutError``, answered 503; the argument, when
+    given, replaces ``database.command_timeout_seconds``: the Writer's COPYs
+    have their own, ``writer.command_timeout_seconds``). Without them a
     database host that stops answering (a partition, a hung server) held every
     request that had a connection for ever (docs/ARCHITECTURE.md "Probes").
     A released connection goes back as it is (``reset``: ``engine.store.release_as_is``, which says why that is
@@ -34,5 +36,6 @@ def pool_options(settings):
     (``server_settings``; configs/service.yaml says why).
     """
     conf = settings["database"]
-    return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(conf["command_timeout_seconds"]),
+    command_timeout = conf["command_timeout_seconds"] if command_timeout is None else command_timeout
+    return {"timeout": float(conf["connect_timeout_seconds"]), "command_timeout": float(command_timeout),
             "reset": store.release_as_is, **({} if conf["jit"] else {"server_settings": {"jit": "off"}})}

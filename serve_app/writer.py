@@ -7,6 +7,7 @@ from ray import serve
 
 from engine import store
 from serve_app.observability import FORECASTS, event
+from serve_app.settings import pool_options
 
 #: Errors that mean "the database is unreachable": the part is written again after a wait.
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
@@ -25,9 +26,8 @@ class Writer:
         self.parts = int(settings["writer"]["parallel_parts"])
         self.min_part = int(settings["writer"]["min_part_locations"])
         # a database that stops answering fails a part (then its retries) instead of holding the batch for ever
-        self.pool_options = {"timeout": float(settings["database"]["connect_timeout_seconds"]),
-                             "command_timeout": float(settings["writer"]["command_timeout_seconds"]),
-                             "reset": store.release_as_is}  # no reset query per release (it says why)
+        # the service's pool options (no reset query per release, no JIT), with the Writer's statement timeout
+        self.pool_options = pool_options(settings, command_timeout=settings["writer"]["command_timeout_seconds"])
         self.pool = None
 
     async def write(self, runs, forecast):

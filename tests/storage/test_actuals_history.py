@@ -123,6 +123,7 @@ def test_the_service_pools_run_without_jit(db_url):
     import asyncpg
 
     from serve_app.settings import load_settings, pool_options
+    from serve_app.writer import Writer
 
     settings = load_settings()
     assert settings["database"]["jit"] is False
@@ -134,5 +135,8 @@ def test_the_service_pools_run_without_jit(db_url):
         finally:
             await pool.close()
     assert asyncio.run(jit_of(pool_options(settings))) == {"off"}
+    writer = Writer.func_or_class(settings).pool_options  # the Writer's own pool: the same options, its own timeout
+    assert asyncio.run(jit_of(writer)) == {"off"}
+    assert writer["command_timeout"] == settings["writer"]["command_timeout_seconds"]
     on = {**settings, "database": {**settings["database"], "jit": True}}
     assert asyncio.run(jit_of(pool_options(on))) == {run(db_url, lambda conn: conn.fetchval("SHOW jit"))}

@@ -9,12 +9,14 @@ import pytest
 
 from dbproxy import Proxy, pgpass_with_port
 from engine import store
+from serve_app.settings import load_settings
 from serve_app.writer import Writer
 import local_instance as local
 
 from storehelpers import demo_locations, forecast_of, run
 
-DATABASE = {"connect_timeout_seconds": 2}  # configs/service.yaml database (the connect timeout the Writer shares)
+#: configs/service.yaml's database settings (the Writer's pool shares them), with a short connect timeout
+DATABASE = {**load_settings()["database"], "connect_timeout_seconds": 2}
 
 
 def write(parts, min_part, runs, forecast):
