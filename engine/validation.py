@@ -157,6 +157,11 @@ ERRORS = {
                          "Ingress replica (429, Retry-After)",
     "task_limit": "the tenant has tasks.max_unfinished_per_tenant asynchronous forecast tasks (wait=false) queued "
                   "or running (429, Retry-After)",
+    "rate_limited": "more requests of this API key or client address per second than the edge proxy allows "
+                    "(configs/service.yaml edge; 429, Retry-After)",
+    "too_many_connections": "more requests of this client address in progress at once than the edge proxy allows "
+                            "(429, Retry-After)",
+    "malformed_request": "the request line or headers are malformed or too large (400, the edge proxy)",
     "unknown_path": "no route has this path (404)",
     "method_not_allowed": "the route does not take this method (405, Allow)",
     # who asks
@@ -171,6 +176,7 @@ ERRORS = {
     # the service
     "overloaded": "over capacity, the request was shed: retry after Retry-After (503)",
     "unavailable": "the database is unreachable: retry after Retry-After (503)",
+    "service_unavailable": "the service behind the edge proxy does not answer (503, Retry-After)",
     "internal_error": "a bug (500, logged)",
 }
 

@@ -218,6 +218,24 @@ ERROR_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 429: {"Retry-After": str(R
                  503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}
 
 
+def error_body(status, field, message, code):
+    """``{"error": {"status", "field", "message", "code"}}``: every refusal's body (here and the edge proxy's).
+
+    ``message`` is cut to :data:`MESSAGE_MAX_CHARS`.
+
+    Raises
+    ------
+    ValueError
+        ``code`` is not one of :data:`ERROR_CODES` (a bug: the answer would break its schema).
+    """
+    if code not in ERROR_CODES:
+        raise ValueError(f"error code {code!r} is not one of serve_app.api.ERROR_CODES")
+    message = str(message)
+    if len(message) > MESSAGE_MAX_CHARS:
+        message = message[:MESSAGE_MAX_CHARS - 3] + "..."
+    return {"error": {"status": status, "field": field, "message": message, "code": code}}
+
+
 def error_response(status, field, message, code, task_id=None, retry_after_s=None, headers=None):
     """The error body; ``task_id``: the task the request created (body and header); ``retry_after_s``: a 503's wait.
 
@@ -229,20 +247,15 @@ def error_response(status, field, message, code, task_id=None, retry_after_s=Non
     ValueError
         ``code`` is not one of :data:`ERROR_CODES` (a bug: the answer would break its schema).
     """
-    if code not in ERROR_CODES:
-        raise ValueError(f"error code {code!r} is not one of serve_app.api.ERROR_CODES")
+    body = error_body(status, field, message, code)
     headers = {**ERROR_HEADERS.get(status, {}), **(headers or {})}
-    message = str(message)
-    if len(message) > MESSAGE_MAX_CHARS:
-        message = message[:MESSAGE_MAX_CHARS - 3] + "..."
-
     if retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
-    error = {"status": status, "field": field, "message": message, "code": code}
+    error = body["error"]
     if task_id is not None:
         error["task_id"] = task_id
         headers[TASK_HEADER] = task_id
-    return json_response({"error": error}, status, headers or None)
+    return json_response(body, status, headers or None)
 
 
 # --- errors -> statuses ---------------------------------------------------------------------
