@@ -11,7 +11,6 @@ how many the service served and refused, and another key's single request meanwh
 
 import argparse
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,8 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import local_instance as local  # noqa: E402
-from serve_app import edge  # noqa: E402
-from serve_app.settings import ROOT, load_settings  # noqa: E402
+from serve_app.settings import load_settings  # noqa: E402
 
 
 def half_headers(url, n):
@@ -80,41 +78,28 @@ def main():
     args = parser.parse_args()
     settings = load_settings()
     with tempfile.TemporaryDirectory() as tmp, local.scratch_database("pvcast_bench_edge") as (db, _), \
-            local.serve_instance(db, Path(tmp) / "serve") as (service, _):
-        port = local.free_port()
-        settings["edge"]["listen"] = f"127.0.0.1:{port}"
-        prefix = Path(tmp) / "edge"
-        conf = edge.write_config(prefix, settings, service.split("://", 1)[1])
-        nginx = subprocess.run(["bash", str(ROOT / "scripts/edge"), "bin"], check=True, capture_output=True,
-                               text=True).stdout.strip()
-        proc = subprocess.Popen([nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
-                                 "-g", "daemon off;"])
-        try:
-            time.sleep(1)
-            front = f"http://127.0.0.1:{port}"
-            print(f"header timeout {settings['edge']['header_timeout_seconds']} s; {args.slow} connections send half "
-                  f"their headers, then nothing; after {args.hold:.0f} s:")
-            for name, url in (("Ray Serve's proxy alone", service), ("through the edge", front)):
-                alive, status, took = slow_probe(url, args.slow, args.hold)
-                print(f"  {name:24s}: {alive} of {args.slow} still open; /healthz meanwhile {status} in "
-                      f"{took * 1000:.0f} ms")
-            noisy = local.api_key(db, "noisy", "read", "bench_edge")
-            quiet = local.api_key(db, "quiet", "read", "bench_edge")
-            for name, url in (("Ray Serve's proxy alone", service), ("through the edge", front)):
-                result = {}
-                thread = threading.Thread(target=lambda: result.update(flood(url, noisy, args.seconds)))
-                thread.start()
-                time.sleep(args.seconds / 2)
-                t0 = time.monotonic()
-                other = httpx.get(url + "/api/v1/locations?limit=1", headers=local.bearer(quiet), timeout=60)
-                took = time.monotonic() - t0
-                thread.join()
-                print(f"  one key's sequential flood, {name}: {dict(sorted(result.items()))} in {args.seconds:.0f} s "
-                      f"({sum(v for k, v in result.items() if k == 200) / args.seconds:.0f}/s served); "
-                      f"another key meanwhile {other.status_code} in {took * 1000:.0f} ms")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            local.serve_instance(db, Path(tmp) / "serve") as (service, _), \
+            local.edge_instance(service.split("://", 1)[1], tmp) as front:
+        print(f"header timeout {settings['edge']['header_timeout_seconds']} s; {args.slow} connections send half "
+              f"their headers, then nothing; after {args.hold:.0f} s:")
+        for name, url in (("Ray Serve's proxy alone", service), ("through the edge", front)):
+            alive, status, took = slow_probe(url, args.slow, args.hold)
+            print(f"  {name:24s}: {alive} of {args.slow} still open; /healthz meanwhile {status} in "
+                  f"{took * 1000:.0f} ms")
+        noisy = local.api_key(db, "noisy", "read", "bench_edge")
+        quiet = local.api_key(db, "quiet", "read", "bench_edge")
+        for name, url in (("Ray Serve's proxy alone", service), ("through the edge", front)):
+            result = {}
+            thread = threading.Thread(target=lambda: result.update(flood(url, noisy, args.seconds)))
+            thread.start()
+            time.sleep(args.seconds / 2)
+            t0 = time.monotonic()
+            other = httpx.get(url + "/api/v1/locations?limit=1", headers=local.bearer(quiet), timeout=60)
+            took = time.monotonic() - t0
+            thread.join()
+            print(f"  one key's sequential flood, {name}: {dict(sorted(result.items()))} in {args.seconds:.0f} s "
+                  f"({sum(v for k, v in result.items() if k == 200) / args.seconds:.0f}/s served); "
+                  f"another key meanwhile {other.status_code} in {took * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,19 @@ tenant's answers by status and plants forecast per second. Every request is 48 h
 
 The same runs twice in this process on the same database: the bound off (configs/service.yaml
 ``http.max_ongoing_per_tenant: null``, the before) and on (the shipped value, or each of ``--bounds``).
+``--edge both``: each bound's instance is loaded directly, then through the edge proxy (serve_app/edge.py,
+the shipped configs/service.yaml ``edge``) in front of the same instance; ``--edge on``: only through it.
 
     .venv/bin/python bench/bench_tenants.py [--duration 40] [--noisy-clients 60] [--noisy-plants 100]
-                                            [--quiet-clients 2] [--bounds null,32] [--out out/bench]
+                                            [--quiet-clients 2] [--bounds null,32] [--edge off|on|both]
+                                            [--out out/bench]
 
 Writes ``<out>/bench_tenants.json``.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -167,10 +171,15 @@ def main(args):
                     for tenant, n, seed in (("noisy", args.noisy_plants, args.seed), ("quiet", 20, args.seed + 1)):
                         with httpx.Client(base_url=base, timeout=600, headers=service.bearer(keys[tenant])) as c:
                             ids[tenant], _ = bench_fleet.ingest(c, fleet.plants(n, seed, list(fleet.SITES)), settings)
-                print(f"{name}:", flush=True)
-                got = asyncio.run(run_load(base, keys, ids, args))
-                print_run(name, got)
-                report["runs"][name] = got
+                for through in {"off": [False], "on": [True], "both": [False, True]}[args.edge]:
+                    run_name = f"{name}, through the edge" if through else name
+                    print(f"{run_name}:", flush=True)
+                    with contextlib.ExitStack() as stack:
+                        url = stack.enter_context(service.edge_instance(base.split("://", 1)[1],
+                                                                        out_dir)) if through else base
+                        got = asyncio.run(run_load(url, keys, ids, args))
+                    print_run(run_name, got)
+                    report["runs"][run_name] = got
     report["load_average_end"] = os.getloadavg()
     (out_dir / "bench_tenants.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out_dir / 'bench_tenants.json'}")
@@ -188,6 +197,8 @@ if __name__ == "__main__":
     parser.add_argument("--bounds", default=None,
                         help="comma-separated http.max_ongoing_per_tenant values to run (null: off); default: "
                              "null and the shipped value")
+    parser.add_argument("--edge", choices=("off", "on", "both"), default="off",
+                        help="load the instance directly (off), through the edge proxy (on), or both in turn")
     parser.add_argument("--seed", type=int, default=20130630)
     parser.add_argument("--out", default="out/bench")
     parser.add_argument("--worker-niceness", type=int, default=0,

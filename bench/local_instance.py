@@ -219,6 +219,40 @@ def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num
         stop(head)
 
 
+@contextlib.contextmanager
+def edge_instance(upstream, workdir, edge_settings=None, max_body_bytes=None):
+    """Base URL of the edge proxy (nginx, ``serve_app/edge.py``) in front of ``upstream`` (``host:port``).
+
+    The shipped configs/service.yaml ``edge`` with ``edge_settings`` over it, on a free loopback port
+    (``http.max_body_bytes`` replaced when given); stopped with SIGTERM at the end.
+    """
+    from serve_app import edge
+    from serve_app.settings import load_settings
+
+    settings = load_settings()
+    port = free_port()
+    settings["edge"].update({**(edge_settings or {}), "listen": f"127.0.0.1:{port}"})
+    if max_body_bytes is not None:
+        settings["http"]["max_body_bytes"] = max_body_bytes
+    prefix = Path(workdir) / f"edge-{port}"
+    conf = edge.write_config(prefix, settings, upstream)
+    nginx = subprocess.run(["bash", str(ROOT / "scripts/edge"), "bin"], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    proc = subprocess.Popen([nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the edge proxy did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+        yield f"{'https' if settings['edge']['tls_certificate'] else 'http'}://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 #: Node addresses of the multi-node cluster of :func:`cluster_instance`: two loopback addresses.
 #: A multi-node cluster needs RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 (with 0, scripts/ray_env's
 #: single-node mode, ``ray start --address`` refuses to add a node), and then Ray replaces a

@@ -9,7 +9,8 @@ import threading
 
 import psutil
 
-from local_instance import BIN, ROOT, api_key, bearer, scratch_database, serve_instance, session_of  # noqa: F401
+from local_instance import (BIN, ROOT, api_key, bearer, edge_instance, scratch_database, serve_instance,  # noqa: F401
+                            session_of)
 
 
 def memory_bytes(sessions):

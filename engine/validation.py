@@ -159,8 +159,8 @@ ERRORS = {
                   "or running (429, Retry-After)",
     "rate_limited": "more requests of this API key or client address per second than the edge proxy allows "
                     "(configs/service.yaml edge; 429, Retry-After)",
-    "too_many_connections": "more requests of this client address in progress at once than the edge proxy allows "
-                            "(429, Retry-After)",
+    "too_many_connections": "more requests of this API key or client address in progress at once than the edge "
+                            "proxy allows (429, Retry-After)",
     "malformed_request": "the request line or headers are malformed or too large (400, the edge proxy)",
     "unknown_path": "no route has this path (404)",
     "method_not_allowed": "the route does not take this method (405, Allow)",

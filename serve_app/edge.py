@@ -11,8 +11,9 @@ client can hold before a request reaches Ray Serve:
   (413), an idle keep-alive connection is closed after ``keepalive_seconds``;
 - requests of one API key (the ``Authorization`` header) at most ``rate_per_key`` per second with a burst of
   ``burst_per_key``, of one client address ``rate_per_address`` / ``burst_per_address`` (429
-  ``rate_limited``), and at most ``connections_per_address`` requests of one address in progress at once
-  (429 ``too_many_connections``);
+  ``rate_limited``), and at most ``connections_per_key`` requests of one key and ``connections_per_address``
+  of one address in progress at once (429 ``too_many_connections``: one key's many clients cannot fill Ray
+  Serve's queue, whose overflow is shed for every tenant alike);
 - TLS when ``tls_certificate`` and ``tls_key`` are set.
 
 Every refusal of the edge is the service's error body (``serve_app.api.error_body``, a ``code`` of
@@ -38,8 +39,8 @@ from serve_app.settings import ROOT, load_settings
 REFUSALS = {
     429: (429, "authorization", "too many requests of this API key or client address per second: retry after "
           "Retry-After", "rate_limited"),
-    430: (429, "connection", "too many requests of this client address in progress at once: retry after "
-          "Retry-After", "too_many_connections"),
+    430: (429, "connection", "too many requests of this API key or client address in progress at once: retry "
+          "after Retry-After", "too_many_connections"),
     413: (413, "body", "larger than the service accepts (configs/service.yaml http.max_body_bytes)",
           "body_too_large"),
     400: (400, "request", "the request line or headers are malformed or too large", "malformed_request"),
@@ -146,6 +147,7 @@ http {{
   limit_req_zone $http_authorization zone=per_key:{mb}m rate={edge["rate_per_key"]}r/s;
   limit_req_zone $binary_remote_addr zone=per_address:{mb}m rate={edge["rate_per_address"]}r/s;
   limit_conn_zone $binary_remote_addr zone=connections:{mb}m;
+  limit_conn_zone $http_authorization zone=key_connections:{mb}m;
   limit_req_status 429;
   limit_conn_status 430;
   limit_req_log_level warn;
@@ -159,6 +161,7 @@ http {{
 {tls}    limit_req zone=per_key burst={edge["burst_per_key"]} nodelay;
     limit_req zone=per_address burst={edge["burst_per_address"]} nodelay;
     limit_conn connections {edge["connections_per_address"]};
+    limit_conn key_connections {edge["connections_per_key"]};
 {pages}    location / {{
       proxy_pass http://ray_serve;
       proxy_http_version 1.1;

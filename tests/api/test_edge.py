@@ -3,12 +3,11 @@
 Real nginx (``scripts/edge bin``) in front of the session's real service: answers pass unchanged; an API key
 beyond its rate is answered 429 ``rate_limited`` while another key is served; headers that never finish
 close the connection after ``edge.header_timeout_seconds``; a body over ``http.max_body_bytes`` is 413, headers
-too large 400; an address's requests in progress are bounded (429 ``too_many_connections``); a service that
-does not answer is 503 ``service_unavailable``; TLS when a certificate is set. Every refusal is the service's
-error body (the OpenAPI ``Error`` schema, a code of ``engine.validation.ERRORS``).
+too large 400; a key's and an address' requests in progress are bounded (429 ``too_many_connections``); a
+service that does not answer is 503 ``service_unavailable``; TLS when a certificate is set. Every refusal is the
+service's error body (the OpenAPI ``Error`` schema, a code of ``engine.validation.ERRORS``).
 """
 
-import contextlib
 import copy
 import socket
 import subprocess
@@ -27,7 +26,8 @@ pytestmark = pytest.mark.slow
 
 #: Small limits, so that a few requests reach them (the shipped ones: configs/service.yaml edge).
 LIMITS = {"header_timeout_seconds": 2, "body_timeout_seconds": 2, "keepalive_seconds": 5, "rate_per_key": 2,
-          "burst_per_key": 3, "rate_per_address": 1000, "burst_per_address": 1000, "connections_per_address": 4}
+          "burst_per_key": 3, "rate_per_address": 1000, "burst_per_address": 1000, "connections_per_address": 4,
+          "connections_per_key": 3}
 MAX_BODY = 65536
 
 
@@ -36,27 +36,9 @@ def nginx():
                           text=True).stdout.strip()
 
 
-@contextlib.contextmanager
 def running_edge(tmp_path, upstream, **changes):
-    """Base URL of an nginx edge in front of ``upstream`` with :data:`LIMITS` and ``changes`` (stopped after)."""
-    settings = copy.deepcopy(load_settings())
-    port = local.free_port()
-    settings["edge"].update({**LIMITS, "listen": f"127.0.0.1:{port}", **changes})
-    settings["http"]["max_body_bytes"] = MAX_BODY
-    prefix = tmp_path / f"edge-{port}"
-    conf = edge.write_config(prefix, settings, upstream)
-    proc = subprocess.Popen([nginx(), "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
-        yield f"{'https' if settings['edge']['tls_certificate'] else 'http'}://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """Base URL of an edge in front of ``upstream`` with :data:`LIMITS` and ``changes`` (stopped after)."""
+    return local.edge_instance(upstream, tmp_path, {**LIMITS, **changes}, max_body_bytes=MAX_BODY)
 
 
 @pytest.fixture(scope="module")
@@ -110,27 +92,35 @@ def test_a_body_over_the_limit_and_headers_too_large_are_refused_with_the_error_
     assert_error(client, huge, 400, "request", "malformed_request")
 
 
-def held(front, declared=MAX_BODY // 2):
+def held(front, authorization=None, declared=MAX_BODY // 2):
     """A socket whose request sent its headers and the start of a body, then waits (held by the edge)."""
     host, port = front.split("://", 1)[1].split(":")
     s = socket.create_connection((host, int(port)))
-    s.sendall(f"POST /api/v1/weather HTTP/1.1\r\nHost: pvcast\r\nContent-Type: application/json\r\n"
+    key = f"Authorization: {authorization}\r\n" if authorization else ""
+    s.sendall(f"POST /api/v1/weather HTTP/1.1\r\nHost: pvcast\r\n{key}Content-Type: application/json\r\n"
               f"Content-Length: {declared}\r\n\r\n{{\"rows\": [".encode())
     return s
 
 
-def test_requests_of_one_address_in_progress_are_bounded(tmp_path, upstream, client):
-    # its own edge: no other test's requests in progress; bodies held longer than the test
-    with running_edge(tmp_path, upstream, body_timeout_seconds=60) as url:
-        sockets = [held(url) for _ in range(LIMITS["connections_per_address"])]
+def test_requests_in_progress_of_one_key_and_of_one_address_are_bounded(tmp_path, upstream, client):
+    """One key's requests in progress are bounded (another key's pass), and one address' whatever their keys."""
+    def healthz(authorization=None):
+        return httpx.get(url + "/healthz", headers={"Authorization": authorization} if authorization else {})
+    # its own edge: no other test's requests in progress; bodies held longer than the test; no rate limit
+    with running_edge(tmp_path, upstream, body_timeout_seconds=60, rate_per_key=1000, burst_per_key=1000) as url:
+        sockets = [held(url, "Bearer one") for _ in range(LIMITS["connections_per_key"])]
         try:
             time.sleep(0.5)  # their headers are read: they count
-            assert_error(client, httpx.get(url + "/healthz"), 429, "connection", "too_many_connections")
+            assert_error(client, healthz("Bearer one"), 429, "connection", "too_many_connections")
+            assert healthz("Bearer two").status_code == 200  # another key (the address has 3 of its 4)
+            sockets += [held(url) for _ in range(LIMITS["connections_per_address"] - len(sockets))]
+            time.sleep(0.5)
+            assert_error(client, healthz("Bearer two"), 429, "connection", "too_many_connections")
         finally:
             for s in sockets:
                 s.close()
         time.sleep(0.5)
-        assert httpx.get(url + "/healthz").status_code == 200
+        assert healthz("Bearer one").status_code == 200
 
 
 def test_a_service_that_does_not_answer_is_503_with_retry_after(tmp_path, client):
@@ -158,6 +148,9 @@ def test_the_shipped_edge_is_loopback_bounded_and_valid_for_nginx(tmp_path):
     text = edge.nginx_config(settings, edge.upstream_address(), tmp_path, tmp_path / "temp")
     assert f"client_max_body_size {settings['http']['max_body_bytes']};" in text
     assert edge.upstream_address() == "127.0.0.1:8000"
+    # one key never holds more requests than the Ingress serves of its tenant (the rest would queue in Ray Serve's
+    # proxy, whose overflow is shed for every tenant alike)
+    assert settings["edge"]["connections_per_key"] <= settings["http"]["max_ongoing_per_tenant"]
     conf = edge.write_config(tmp_path / "shipped", settings)
     check = subprocess.run([nginx(), "-t", "-p", str(tmp_path / "shipped"), "-e", str(tmp_path / "error.log"),
                             "-c", str(conf)], capture_output=True, text=True)

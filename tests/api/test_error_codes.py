@@ -137,7 +137,7 @@ REACHED_ELSEWHERE = {
     "internal_error": "a bug: no request may cause it (tests/api/test_schemathesis.py finds none)",
     # the edge proxy's refusals (serve_app/edge.py), in front of the service
     "rate_limited": "tests/api/test_edge.py: a key beyond its rate (429)",
-    "too_many_connections": "tests/api/test_edge.py: an address's requests in progress (429)",
+    "too_many_connections": "tests/api/test_edge.py: a key's or an address' requests in progress (429)",
     "malformed_request": "tests/api/test_edge.py: headers too large (400)",
     "service_unavailable": "tests/api/test_edge.py: the service does not answer (503)",
 }
