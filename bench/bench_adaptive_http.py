@@ -35,7 +35,7 @@ Run (the walk is bounded by ``--days``; the whole period: 103 days)::
 
     .venv/bin/python bench/bench_adaptive_http.py [--policy auto daily] [--description right wrong]
         [--days 103] [--actuals day|issue] [--actual-period 0|30|60] [--refit-after-hours H]
-        [--refit-wait 300] [--in-process]
+        [--refit-wait 300] [--in-process] [--no-day-inflation] [--no-relative-untuned]
 """
 
 import argparse
