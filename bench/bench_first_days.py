@@ -11,7 +11,8 @@ untuned calibration refitted with ``relative_untuned=False``, its offsets in kW:
 and "adapted" (the service's).
 
 Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_first_days.py`` (``--starts 2016-07-01,...``,
-``--days 14``, ``--description right|wrong``, ``--no-prior-evidence``: the global bands' weight n0 whatever the
+``--days 14``, ``--description right|wrong``, ``--no-relative-untuned``: untuned offsets in kW for every
+forecast, ``--no-prior-evidence``: the global bands' weight n0 whatever the
 plant's scores say). On another checkout's engine: that checkout first on
 ``PYTHONPATH``.
 """
