@@ -30,7 +30,9 @@ stated-orientation calibration, halving the walk's cost; each calibration tunes 
 line on the measured power, :func:`imposed_skyline`; ``--tuning-half-life 14`` weighs the tuning's
 samples by age, ``engine.conformal.recency_weights``; the service's default is equal weights). Every
 adapted forecast is also made without the calibration's fitted skyline (``engine.shading``), reported as
-"... without fitted skyline".
+"... without fitted skyline"; while a calibration is untuned (the plant's first days) its forecast is also made with
+the same actuals' calibration fitted with kW offsets (``relative_untuned=False``, the rule before session 11),
+reported as "... untuned offsets in kW".
 """
 
 import argparse
@@ -107,6 +109,16 @@ def without_day_inflation(cal):
     return {**cal, "bands": {**cal["bands"], "offsets": offsets.tolist()}}
 
 
+def absolute_untuned(location, known, actuals, model, issue, cal):
+    """The calibration as fitted with ``relative_untuned=False`` (absolute offsets), when its bands are relative.
+
+    An untuned calibration costs no tuning: refitting it is cheap. A tuned one (or one fitted absolute) is itself.
+    """
+    if not cal["ok"] or cal["bands"].get("level_floor") is None:
+        return cal
+    return adaptation.fit_calibration(location, known, actuals, model, issue, tau_hours=0.0, relative_untuned=False)
+
+
 def adapted_forecast(location, known, times, model, issue, cal, skyline=True):
     """Day-ahead quantiles (kW) of the tuned description with the plant's band offsets; global when not calibrated.
 
@@ -117,7 +129,8 @@ def adapted_forecast(location, known, times, model, issue, cal, skyline=True):
                                            issue)[COLS].to_numpy()
     tuned = tuned_location(location, cal)
     adapt = {"location_ids": tuned["location_id"].to_numpy(), "offsets": np.asarray(cal["bands"]["offsets"])[None],
-             "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+             "level_floor": conformal.level_floors([cal["bands"]]), "k_meas": np.array([np.nan]),
+             "tau_hours": np.array([0.0])}
     horizon = shading.served_horizon(None, {int(location["location_id"].iloc[0]): cal.get("shading")}) \
         if skyline else None
     return forecast.forecast_quantiles(features.feature_frame(tuned, known, times, horizon=horizon), tuned, model,
@@ -146,6 +159,8 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True, days=None):
         plain = forecast.forecast_quantiles(f, location, model, "ml", issue)[COLS].to_numpy()
         adapted = adapted_forecast(location, known, times, model, issue, cal)
         unshaded = adapted_forecast(location, known, times, model, issue, cal, skyline=False)
+        absolute = absolute_untuned(location, known, actuals, model, issue, cal)
+        kw_bands = adapted if absolute is cal else adapted_forecast(location, known, times, model, issue, absolute)
         plain_cal = without_day_inflation(cal)
         former = adapted if plain_cal is cal else adapted_forecast(location, known, times, model, issue, plain_cal)
         no_orient = adapted_forecast(location, known, times, model, issue, fixed) if stated else \
@@ -166,6 +181,8 @@ def day_ahead_walk(power, weather, location, model, tz, stated=True, days=None):
             **{f"n_{c}": no_orient[:, j] for j, c in enumerate(COLS)},
             **{f"s_{c}": unshaded[:, j] for j, c in enumerate(COLS)},
             **{f"f_{c}": former[:, j] for j, c in enumerate(COLS)},
+            **{f"u_{c}": kw_bands[:, j] for j, c in enumerate(COLS)},
+            "relative": absolute is not cal,
             "inflation": ((cal.get("bands") or {}).get("predictive") or {}).get("factor", 1.0) if cal["ok"] else 1.0,
             "shaded_bins": int(np.count_nonzero((cal.get("shading") or {}).get("elevation", []))),
             "dc_scale": cal.get("dc_scale", np.nan), "clip_kw": cal.get("clip_kw") or np.nan,
@@ -192,6 +209,7 @@ def report_day_ahead(rows, label):
                        ("adapted, stated orientation", r[[f"n_{c}" for c in COLS]].to_numpy()),
                        ("adapted + orientation", r[[f"a_{c}" for c in COLS]].to_numpy()),
                        ("... without day inflation", r.reindex(columns=[f"f_{c}" for c in COLS]).to_numpy()),
+                       ("... untuned offsets in kW", r.reindex(columns=[f"u_{c}" for c in COLS]).to_numpy()),
                        ("... without fitted skyline", r.reindex(columns=[f"s_{c}" for c in COLS]).to_numpy()),
                        ("PVWatts 1-factor", np.repeat(r[["base"]].to_numpy(), 5, axis=1))):
             if np.isnan(q).all():  # not run (--no-stated)
@@ -327,7 +345,13 @@ def main():
     parser.add_argument("--no-day-inflation", action="store_true",
                         help="fit_calibration(day_inflation=False): the bands as fitted (the rule before session 9); "
                              "every walk also reports them as '... without day inflation'")
+    parser.add_argument("--no-relative-untuned", action="store_true",
+                        help="fit_calibration(relative_untuned=False): untuned band offsets in kW (the rule before "
+                             "session 11); every walk also reports them as '... untuned offsets in kW'")
     args = parser.parse_args()
+    if args.no_relative_untuned:
+        adaptation.fit_calibration = functools.partial(adaptation.fit_calibration, relative_untuned=False)
+        print("fit_calibration(relative_untuned=False)")
     if args.no_day_inflation:
         adaptation.fit_calibration = functools.partial(adaptation.fit_calibration, day_inflation=False)
         print("fit_calibration(day_inflation=False)")

@@ -35,7 +35,7 @@ Run (the walk is bounded by ``--days``; the whole period: 103 days)::
 
     .venv/bin/python bench/bench_adaptive_http.py [--policy auto daily] [--description right wrong]
         [--days 103] [--actuals day|issue] [--actual-period 0|30|60] [--refit-after-hours H]
-        [--refit-wait 300] [--in-process]
+        [--refit-wait 300] [--in-process] [--no-day-inflation] [--no-relative-untuned]
 """
 
 import argparse
@@ -327,6 +327,9 @@ def main():
     parser.add_argument("--report", action="store_true", help="only print the report of the saved walk of --out")
     parser.add_argument("--no-day-inflation", action="store_true",
                         help="the service's adaptation.day_inflation false: bands as fitted (the rule before session 9)")
+    parser.add_argument("--no-relative-untuned", action="store_true",
+                        help="the service's adaptation.relative_untuned false: an untuned calibration's band offsets in "
+                             "kW like a tuned one's (the rule before session 11)")
     parser.add_argument("--out", default="out/bench",
                         help="folder of the service's logs and of the walk's rows (adaptive_http.pkl)")
     args = parser.parse_args()
@@ -339,7 +342,8 @@ def main():
         args.budget, (pd.Timestamp(args.until) - pd.Timestamp.now(tz="UTC")).total_seconds())
     settings = yaml.safe_load((ROOT / "configs/service.yaml").read_text())
     adapt = {**({} if args.refit_after_hours is None else {"refit_after_daylight_hours": args.refit_after_hours}),
-             **({"day_inflation": False} if args.no_day_inflation else {})}
+             **({"day_inflation": False} if args.no_day_inflation else {}),
+             **({"relative_untuned": False} if args.no_relative_untuned else {})}
     overrides = {"adaptation": adapt} if adapt else None
     conf = {**settings["adaptation"], **(overrides or {}).get("adaptation", {})}
     days = WALK_DAYS[:args.days]

@@ -5,10 +5,14 @@ as issued the day before at 18:00 UTC, the calibration refitted before every run
 strictly before it, orientation tuning on), but the plant's history begins at each of several start
 days (its actuals before the start are not sent): every start gives a plant's first 14 runs.
 Scores (daylight, % of the 5.5 kW entered AC capacity) by days of history at the issue: 0-2 (no
-calibration possible: ``adaptation.MIN_BAND_DAYS``), 3-6 (before the tuning's 7 days), 7-13.
+calibration possible: ``adaptation.MIN_BAND_DAYS``), 3-6 (before the tuning's 7 days), 7-13. Forecasts:
+global (no adaptation), "no inflation" (the calibration's offsets minus its day inflation), "kW untuned" (an
+untuned calibration refitted with ``relative_untuned=False``, its offsets in kW: the rule before session 11)
+and "adapted" (the service's).
 
 Run: ``PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_first_days.py`` (``--starts 2016-07-01,...``,
-``--days 14``, ``--description right|wrong``, ``--no-prior-evidence``: the global bands' weight n0 whatever the
+``--days 14``, ``--description right|wrong``, ``--no-relative-untuned``: untuned offsets in kW for every
+forecast, ``--no-prior-evidence``: the global bands' weight n0 whatever the
 plant's scores say). On another checkout's engine: that checkout first on
 ``PYTHONPATH``.
 """
@@ -46,13 +50,13 @@ def report(rows, label):
         if not len(r):
             continue
         y, day = r["y"].to_numpy(), r["day"].to_numpy()
-        for tag, prefix in (("global", "g_"), ("no inflation", "f_"), ("adapted", "a_")):
+        for tag, prefix in (("global", "g_"), ("no inflation", "f_"), ("kW untuned", "u_"), ("adapted", "a_")):
             s = b.scores(y, r[[prefix + c for c in b.COLS]].to_numpy(), day)
             print(f"{name:>8} {tag:>12} {s['nmae_%']:7.2f} {s['crps_%']:7.3f} {s['cov_p10_p90_%']:9.1f} "
                   f"{s['cov_p25_p75_%']:9.1f} {s['n']:6d}")
     for lo, hi, name in BUCKETS[:3]:
         early = rows[(rows["history_days"] >= lo) & (rows["history_days"] < hi)]
-        for tag, prefix in (("no inflation", "f_"), ("adapted", "a_")):
+        for tag, prefix in (("kW untuned", "u_"), ("adapted", "a_")):
             print(f"{name} {tag} by start (nMAE % / P10-P90 % / P25-P75 %): " + "; ".join(
                 "{} {nmae_%:.2f} / {cov_p10_p90_%:.1f} / {cov_p25_p75_%:.1f}".format(
                     start, **b.scores(r["y"].to_numpy(), r[[prefix + c for c in b.COLS]].to_numpy(),
@@ -83,8 +87,12 @@ def main():
     parser.add_argument("--no-prior-evidence", action="store_true",
                         help="fit_calibration(prior_evidence=False): the global bands weigh n0 whatever the plant's "
                              "scores say (the rule before session 8)")
+    parser.add_argument("--no-relative-untuned", action="store_true",
+                        help="fit_calibration(relative_untuned=False): untuned offsets in kW (the rule before session "
+                             "11; every walk also reports them as 'kW untuned')")
     args = parser.parse_args()
     options = {k: v for k, v in (("min_band_days", args.min_band_days), ("n0", args.n0),
+                                 ("relative_untuned", False if args.no_relative_untuned else None),
                                  ("prior_evidence", False if args.no_prior_evidence else None),
                                  ("day_inflation", False if args.no_day_inflation else None)) if v is not None}
     if options:

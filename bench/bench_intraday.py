@@ -61,7 +61,8 @@ SHORT = pd.Timedelta(minutes=15)  # the last sample only
 def adaptation_of(cal, k=np.nan, tau=0.0):
     """``forecast_quantiles``' adaptation argument of one plant (location_id 1)."""
     return {"location_ids": np.array([1]), "offsets": np.asarray(cal["bands"]["offsets"])[None],
-            "k_meas": np.array([k]), "tau_hours": np.array([tau])}
+            "level_floor": conformal.level_floors([cal["bands"]]), "k_meas": np.array([k]),
+            "tau_hours": np.array([tau])}
 
 
 def window_ratio(times, measured, reference, issues, window, floor_kw):

@@ -511,7 +511,7 @@ def within_period_term(period_minutes, y, clear, table):
 def fit_calibration(location, weather, actuals, model, cutoff, planes=None, horizon=None, tau_hours=0.0,
                     window_minutes=60, min_days=tuning.MIN_DAYS, n0=conformal.N0, orientation=True,
                     folds=BAND_FOLDS, half_life_days=conformal.HALF_LIFE_DAYS, tuning_half_life_days=None,
-                    min_band_days=MIN_BAND_DAYS, prior_evidence=True, day_inflation=True):
+                    min_band_days=MIN_BAND_DAYS, prior_evidence=True, day_inflation=True, relative_untuned=True):
     """A plant's calibration from its actuals before ``cutoff``.
 
     Parameters
@@ -575,6 +575,16 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         (:func:`engine.conformal.predictive_inflation`): the offsets of a few
         days are one weather spell's; False: the offsets as fitted (the former
         rule, kept to measure the difference).
+    relative_untuned : bool, default True
+        An untuned calibration's (:func:`untuned_description`) offsets are
+        fractions of the forecast level (``level_floor``
+        :data:`engine.conformal.LEVEL_FLOOR`,
+        :func:`engine.conformal.fit_band_offsets`): the entered description
+        may be wrong by a factor (DC entered as AC), an error that grows with
+        the power; a tuned calibration's stay fractions of capacity_ac_kw
+        (its DC scale removes the factor). False: absolute offsets for every
+        calibration (the former rule, kept to measure the difference;
+        ``configs/service.yaml`` ``adaptation.relative_untuned``).
 
     Returns
     -------
@@ -610,7 +620,10 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
         bands' strength per level left by the evidence against them; None with
         ``prior_evidence`` False); ``band_predictive``: the bands' ``predictive``
         (``factor``, ``days_effective``, ``widening``; None with ``day_inflation``
-        False); daylight P10-P90/P25-P75 coverage of their scores before/after the band offsets
+        False); ``band_level_floor``: the bands' ``level_floor`` (None: offsets in
+        fractions of capacity_ac_kw; a float: of the forecast level, an untuned
+        calibration with ``relative_untuned``); daylight P10-P90/P25-P75 coverage of their scores
+        before/after the band offsets
         (of period means: of the means spread along the clear-sky shape at
         their instants, so "after" is above nominal, the bands being of
         instants), None without rows); ``tuned`` (False: the tuning lacked
@@ -770,13 +783,17 @@ def fit_calibration(location, weather, actuals, model, cutoff, planes=None, hori
     local_day = pd.factorize(times.tz_convert(str(loc.loc[0, "timezone"])).tz_localize(None).normalize())[0]
     bands = conformal.fit_band_offsets(y, q, lead, csi, n0=n0, weights=age_weight[at_row][inst], within=within,
                                        days=local_day[at_row][inst] if prior_evidence else None,
-                                       predictive_days=local_day[at_row][inst] if day_inflation else None)
+                                       predictive_days=local_day[at_row][inst] if day_inflation else None,
+                                       level_floor=conformal.LEVEL_FLOOR if untuned is not None and relative_untuned
+                                       else None)  # untuned: the entered description's error grows with the level
     bands["actuals_period_minutes"] = period  # > 0: residuals of means, widened by the within-period deviations
     plant = np.zeros(len(y), dtype=int)
-    q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None]), axis=1)
+    q_after = np.sort(conformal.apply_band_offsets(q, plant, lead, csi, np.asarray(bands["offsets"])[None],
+                                                   conformal.level_floors([bands])), axis=1)
     diagnostics = {**fit["diagnostics"], "clock": clock, "band_rows": int(rows.sum()), "band_residuals": how,
                    "band_prior": bands.get("prior"),  # the evidence against the global bands (None: not weighed)
                    "band_predictive": bands.get("predictive"),  # the widening for the next days (None: not widened)
+                   "band_level_floor": bands["level_floor"],  # None: offsets of capacity; a float: of the P50
                    "tuned": untuned is None, "untuned_code": None if untuned is None else fit["code"],
                    "untuned_reason": None if untuned is None else fit["reason"]}
     for name, q_ in (("before", q), ("after", q_after)):  # None: no residual rows (the global bands)
@@ -1009,7 +1026,7 @@ def fit_intraday_blend(times, power, p50_kw, feats, location, model, bands, tau_
     lead = np.asarray((times[lj] - issues[li]).total_seconds(), dtype=float) / 3600.0
     q = forecast.ml_quantiles(feats.iloc[lj], np.full(len(lj), cap), model)
     q = conformal.apply_band_offsets(q, np.zeros(len(lj), dtype=int), lead, feats["csi"].to_numpy()[lj],
-                                     np.asarray(bands["offsets"], dtype=float)[None])
+                                     np.asarray(bands["offsets"], dtype=float)[None], conformal.level_floors([bands]))
     base = q[:, 2]
     fit = intraday.fit_blend(lead, y[lj] / cap, base, intraday.candidates(base, clear[lj] / cap, index[li]),
                              tau_hours)
@@ -1084,6 +1101,7 @@ def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookba
     -------
     dict
         ``location_ids``, ``offsets`` (plants, lead buckets, regimes, 5),
+        ``level_floor`` (plants: :func:`engine.conformal.level_floors`, NaN: absolute offsets),
         ``indices`` (plants, candidates: :func:`engine.intraday.window_indices`,
         NaN: none), ``k_meas`` (its power index column), ``tau_hours``,
         ``blend`` (:func:`stacked_blends`).
@@ -1111,7 +1129,8 @@ def serving_adaptation(calibrations, locations, issue_time, actuals=None, lookba
         indices.loc[measured.index.intersection(indices.index)] = measured
     values = indices.to_numpy(dtype=float)
     blend = stacked_blends(calibrations, ids)
-    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets, "indices": values,
+    return {"location_ids": np.asarray(ids, dtype="int64"), "offsets": offsets,
+            "level_floor": conformal.level_floors([calibrations[i]["bands"] for i in ids]), "indices": values,
             "k_meas": values[:, 0], "tau_hours": blend["tau_hours"], "blend": blend}
 
 

@@ -47,6 +47,16 @@ of clear-sky power), and :func:`fit_band_offsets` convolves each residual of a
 mean with those deviations (``within``, :func:`instant_deviations`) and counts
 it as the instants of its period (``counts``).
 
+A plant served on its entered description before the tuning has its days
+(``engine.adaptation.untuned_description``) may be wrong by a factor (DC entered
+as AC: ~17 % low), an error that grows with the power. Its offsets can be
+relative to the forecast level (``level_floor``): the scores are divided by
+:func:`forecast_level` (the P50 before the offsets, at least ``level_floor`` x
+capacity) and the offsets multiplied back by it where they are served
+(:func:`apply_band_offsets`), a locally weighted (normalised) conformal score
+(Lei, G'Sell, Rinaldo, Tibshirani & Wasserman 2018, JASA 113:1094, section 5.2:
+the residual divided by a spread estimate of its row).
+
 Invariants are not enforced here: the shifted quantiles go through
 :func:`engine.quantiles.apply_limits` (sort, 0 <= q <= limit, zero at night).
 """
@@ -74,6 +84,14 @@ and 50 a point lower at 14-29 days; 100 was taken (docs/model.md "Bands before t
 how many forward residuals the bands need before they replace the served tuning's own (``adaptation``).
 Given the scores' days, :func:`fit_band_offsets` weighs the global prior as ``strength x N0`` per level
 (:func:`prior_strength`: less where the plant's own scores reject it beyond day-to-day noise)."""
+
+LEVEL_FLOOR = 0.05
+"""Floor of :func:`forecast_level`, fraction of capacity_ac_kw: relative offsets (``level_floor``) are of the
+forecast's P50 but never of less than this, so the bands at dawn, dusk and under dark clouds (P50 near 0) keep
+the width of a 5 % level instead of collapsing onto the P50, and a score is never divided by ~0. 0.05 is the
+threshold under which the within-period deviations are not normalised either (:data:`WITHIN_MIN_CLEAR`) and
+the clearest summer days of the plant run at 0.9-1.0: the floor spans one order of magnitude below them. Chosen
+a priori, not fitted."""
 
 MIN_GROUP = 30
 """Groups with fewer scores keep the global calibration (weight 0)."""
@@ -162,6 +180,45 @@ def weighted_quantiles(scores, weights, alphas):
     cum = np.cumsum(w, axis=0) - 0.5 * w - 0.5 * w[:1]
     pos = cum / cum[-1:]
     return np.array([np.interp(a, pos[:, c], s[:, c]) for c, a in enumerate(alphas)])
+
+
+def forecast_level(q, level_floor=LEVEL_FLOOR, alphas=ALPHAS):
+    """The level relative offsets are of: each row's median quantile, at least ``level_floor``.
+
+    Parameters
+    ----------
+    q : ndarray
+        Shape (n, k): forecast quantiles before any plant offset, fraction of capacity_ac_kw.
+    level_floor : float or ndarray
+        Fraction of capacity_ac_kw (a scalar, or shape (n,)).
+    alphas : sequence of float
+        The k levels of ``q``, 0.5 among them.
+
+    Returns
+    -------
+    ndarray
+        Shape (n,), >= ``level_floor`` (the floor where the median is not finite).
+    """
+    mid = list(np.round(alphas, 6)).index(0.5)
+    median = np.asarray(q, dtype=float)[:, mid]
+    return np.fmax(median, level_floor)
+
+
+def level_floors(bands):
+    """Per plant, the ``level_floor`` of its stored bands (NaN: absolute offsets, stored so or before the key).
+
+    Parameters
+    ----------
+    bands : sequence of dict
+        :func:`fit_band_offsets` results, one per plant.
+
+    Returns
+    -------
+    ndarray
+        Shape (plants,).
+    """
+    return np.array([np.nan if b.get("level_floor") is None else float(b["level_floor"]) for b in bands],
+                    dtype=float)
 
 
 def group_index(lead_hours, csi):
@@ -285,7 +342,7 @@ def predictive_inflation(days_effective):
 
 
 def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=ALPHAS, weights=None, within=None,
-                     counts=None, days=None, predictive_days=None):
+                     counts=None, days=None, predictive_days=None, level_floor=None):
     """Shrunk conformal offsets of one plant per (lead bucket, regime) and quantile level.
 
     Parameters
@@ -333,6 +390,13 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         median over the group's scores (the plant's scores for a group without
         any): the offsets of a few days are those of one weather spell, not of
         the next days. None: bit for bit without it.
+    level_floor : float, optional
+        Relative offsets: every score (``y - q``, the within-period
+        deviations, the band widths the widening is of) divided by its row's
+        :func:`forecast_level` (``q``'s median, at least ``level_floor``), so
+        the offsets are fractions of the forecast level, multiplied back by
+        it where served (:func:`apply_band_offsets` with this floor). None:
+        fractions of capacity_ac_kw (bit for bit without it).
 
     Returns
     -------
@@ -350,10 +414,17 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
         (``N / (N + strength x n0)``, the weight used); with ``predictive_days``,
         ``predictive``: ``factor``, ``days_effective`` and ``widening`` (shape
         (n_lead, n_regime, k), fraction of capacity_ac_kw, already in
-        ``offsets``).
+        ``offsets``); ``level_floor`` (None: the offsets and everything above
+        are fractions of capacity_ac_kw; a float: of the forecast level,
+        :func:`forecast_level`).
     """
     y = np.asarray(y, dtype=float)
     q = np.asarray(q, dtype=float)
+    if level_floor is not None:  # the scores in units of each row's forecast level
+        level = forecast_level(q, float(level_floor), alphas)
+        y, q = y / level, q / level[:, None]
+        if within is not None:
+            within = np.asarray(within, dtype=float).reshape(len(level), -1) / level[:, None]
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     c = None if counts is None else np.asarray(counts, dtype=float)
     w_rows = w if c is None else w * c  # the weight of a row's scores among all scores
@@ -402,6 +473,7 @@ def fit_band_offsets(y, q, lead_hours, csi, n0=N0, min_group=MIN_GROUP, alphas=A
             "pooled_weight": float(pooled_weight), "n0": float(n0), **({} if prior_info is None else
                                                                           {"prior": prior_info}),
             **({} if predictive_info is None else {"predictive": predictive_info}),
+            "level_floor": None if level_floor is None else float(level_floor),
             "lead_edges_hours": [None if np.isinf(e) else e for e in LEAD_EDGES_HOURS],
             "csi_edges": [None if np.isinf(e) else e for e in CSI_EDGES]}
 
@@ -456,8 +528,12 @@ def widen_offsets(offsets, q, group, weights, days_effective, alphas=ALPHAS):
                                 "widening": widening.tolist()}
 
 
-def apply_band_offsets(q, plant, lead_hours, csi, offsets):
+def apply_band_offsets(q, plant, lead_hours, csi, offsets, level_floor=None):
     """Shift each row's quantiles by its plant's offsets of its (lead bucket, regime).
+
+    A plant with a ``level_floor`` has relative offsets (:func:`fit_band_offsets`):
+    its rows' shift is the offset times the row's :func:`forecast_level` (of
+    ``q`` as given: before any offset).
 
     Parameters
     ----------
@@ -469,6 +545,9 @@ def apply_band_offsets(q, plant, lead_hours, csi, offsets):
         Shape (n,).
     offsets : ndarray
         Shape (n_plants, n_lead, n_regime, k) (:func:`fit_band_offsets` ``offsets``).
+    level_floor : ndarray, optional
+        Shape (n_plants,): each plant's ``level_floor`` (:func:`level_floors`;
+        NaN: absolute offsets). None: every plant's offsets absolute.
 
     Returns
     -------
@@ -484,6 +563,12 @@ def apply_band_offsets(q, plant, lead_hours, csi, offsets):
     lead, regime = group_index(lead_hours, csi)
     shift = np.zeros_like(q)
     shift[has] = np.asarray(offsets, dtype=float)[plant[has], lead[has], regime[has]]
+    if level_floor is not None:
+        floor = np.full(len(q), np.nan)
+        floor[has] = np.asarray(level_floor, dtype=float)[plant[has]]
+        relative = np.isfinite(floor)
+        if relative.any():
+            shift[relative] *= forecast_level(q[relative], floor[relative])[:, None]
     return q + shift
 
 

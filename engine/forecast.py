@@ -145,7 +145,9 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
         Shape (n,), kW.
     adaptation : dict
         ``location_ids`` (plants with a calibration), ``offsets`` (shape
-        (plants, lead buckets, regimes, 5)), ``indices`` (shape (plants, 3),
+        (plants, lead buckets, regimes, 5)), optionally ``level_floor``
+        (shape (plants,): relative offsets of those with a finite one,
+        ``engine.conformal.apply_band_offsets``; absent: all absolute), ``indices`` (shape (plants, 3),
         NaN = no actuals) and ``blend`` (``engine.adaptation.stacked_blends``)
         of ``engine.adaptation.serving_adaptation``; without those two,
         ``k_meas`` and ``tau_hours`` (shape (plants,)): the prior blend on the
@@ -162,7 +164,8 @@ def adapt_quantiles(q_norm, features, location_ids, lead_hours, capacity_ac_kw, 
     pos = np.minimum(pos, len(ids) - 1)
     plant = np.where(ids[order][pos] == location_ids, order[pos], -1) if len(ids) else np.full(len(location_ids), -1)
     csi = features["csi"].to_numpy(dtype=float)
-    q = conformal.apply_band_offsets(q_norm, plant, lead_hours, csi, adaptation["offsets"])
+    q = conformal.apply_band_offsets(q_norm, plant, lead_hours, csi, adaptation["offsets"],
+                                     adaptation.get("level_floor"))
     has = plant >= 0
     p = np.maximum(plant, 0)
     if "indices" in adaptation:

@@ -290,7 +290,7 @@ class Forecaster:
                 loc, resample.fill_wind_speed(weather, self.wind_speed_ms)[0], actuals, model, cutoff,
                 plants["planes"], plants["horizon"],
                 conf["intraday_tau_hours"], conf["intraday_window_minutes"],
-                day_inflation=conf["day_inflation"]))
+                day_inflation=conf["day_inflation"], relative_untuned=conf["relative_untuned"]))
         if not fit["ok"]:  # kept (the latest refusal), so a refit the policy started says why it stored nothing
             await store.write_refusal(self.pool, location_id, cutoff, fit["reason"], fit.get("diagnostics", {}),
                                       code=fit["code"], tenant_id=tenant_id)

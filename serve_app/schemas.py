@@ -348,6 +348,10 @@ def calibration_out():
         "n_effective": NotRequired[list[list[float]]], "pooled_n_effective": NotRequired[float],
         # longest averaging period of the actuals fitted (0: instants); absent: stored before actuals had periods
         "actuals_period_minutes": NotRequired[int],
+        # offsets relative to the forecast level (engine.conformal.forecast_level: the P50 before them, at least this
+        # fraction of capacity_ac_kw): an untuned calibration's with adaptation.relative_untuned; null: fractions of
+        # capacity_ac_kw; absent: stored before session 11 (fractions of capacity_ac_kw)
+        "level_floor": NotRequired[Optional[float]],
         "lead_edges_hours": list[Optional[float]],
         "csi_edges": list[Optional[float]]})
     orientation = TypedDict("CalibrationOrientation", {  # engine.tuning.fit_orientation; null: not fitted

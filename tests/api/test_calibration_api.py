@@ -139,6 +139,26 @@ def test_four_days_give_bands_before_the_tuning_through_http(client, training_co
     assert got.status_code == 200 and got.json()["version"] == cal["version"]
 
 
+def test_an_untuned_calibration_shows_bands_relative_to_the_forecast_level_and_forecasts_keep_the_invariant(
+        client, training_config):
+    """adaptation.relative_untuned (configs/service.yaml: true): the 4-day calibration's band offsets are fractions of
+    the forecast level, floored at 0.05 of capacity (bands.level_floor, diagnostics.band_level_floor, in the
+    OpenAPI document); a forecast issued after it records its version and keeps 0 <= p10 <= ... <= p90 <= limit,
+    0 at night."""
+    loc, _ = stored_plant(client, training_config, "SERF East 2016 [4 days, relative]",
+                          until="2016-07-05T06:00:00+00:00", settle=False, export_limit_kw=4.0)
+    r = client.post(f"/api/v1/locations/{loc['location_id']}/calibrate", json={"cutoff": "2016-07-05T06:00:00+00:00"})
+    assert r.status_code == 200, r.text
+    cal = client.get(f"/api/v1/locations/{loc['location_id']}/calibration").json()
+    openapi_validator(client, "Calibration").validate(cal)
+    assert cal["diagnostics"]["tuned"] is False
+    assert cal["bands"]["level_floor"] == cal["diagnostics"]["band_level_floor"] == 0.05
+    values, run_id = forecast(client, loc["location_id"], "2016-07-05T18:00:00+00:00", 30)
+    assert_forecast_invariant(values["valid_time"], values, loc, 15)
+    run = client.get(f"/api/v1/forecast/location/{loc['location_id']}", params={"run_id": run_id}).json()["run"]
+    assert run["calibration_version"] == cal["version"]
+
+
 def test_actuals_an_hour_off_the_sun_are_refused_not_learnt(client, training_config):
     """A logger an hour off (DST ignored): calibrate is 422 on the actuals saying the clock is off, and
     nothing is stored (neither by the call nor by the refit policy), so the plant keeps the global forecast."""

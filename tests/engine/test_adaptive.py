@@ -254,17 +254,19 @@ def test_bands_are_fitted_before_the_tuning_can_be_and_served_with_the_entered_d
     assert cal["diagnostics"]["band_rows"] > 0 and not np.allclose(cal["bands"]["offsets"], 0.0)
 
 
-def next_days(plant, loc, offsets, days=4):
+def next_days(plant, loc, bands, days=4):
     """Daylight measured power (kW) and bands (kW, columns p10..p90) over the ``days`` after :data:`EARLY_CUTOFF`:
-    the global model's quantiles with a calibration's band ``offsets`` (None: the global bands)."""
+    the global model's quantiles with a calibration's ``bands`` (its offsets, relative to the forecast level when
+    it has a ``level_floor``; None: the global bands)."""
     power, weather, _, model = plant
     times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=days))]
     f = features.feature_frame(loc, weather, times)
     cap = np.full(len(times), 5.5)
     q = forecast.ml_quantiles(f, cap, model)
-    if offsets is not None:
-        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(offsets)[None],
-                 "k_meas": np.array([np.nan]), "tau_hours": np.array([0.0])}
+    if bands is not None:
+        adapt = {"location_ids": np.array([1]), "offsets": np.asarray(bands["offsets"])[None],
+                 "level_floor": conformal.level_floors([bands]), "k_meas": np.array([np.nan]),
+                 "tau_hours": np.array([0.0])}
         q = forecast.adapt_quantiles(q, f, np.ones(len(times), dtype="int64"),
                                      adaptation.weather_lead_hours(weather, times), cap, adapt)
     kw = quantiles.apply_limits(q, cap, np.full(len(times), np.nan), f["solar_elevation"].to_numpy())
@@ -282,8 +284,8 @@ def test_bands_before_the_tuning_cover_the_next_days_closer_to_nominal_than_the_
     """The wrong description under-forecasts (DC = AC for a 1.2 ratio, plane turned): over the 4 days after the
     cutoff the plant's early bands bring daylight P10-P90 coverage closer to 80 % than the global bands."""
     loc, _, cal, _ = early
-    cover = {name: covered(*next_days(plant, loc, offsets)) for name, offsets in (
-        ("global", None), ("early", cal["bands"]["offsets"]))}
+    cover = {name: covered(*next_days(plant, loc, bands)) for name, bands in (
+        ("global", None), ("early", cal["bands"]))}
     assert abs(cover["early"] - 0.8) < abs(cover["global"] - 0.8), cover
 
 
@@ -402,7 +404,7 @@ def test_early_bands_weighed_by_the_evidence_cover_the_next_days_closer_to_nomin
     assert "prior" in cal["bands"] and "prior" not in fixed["bands"] and fixed["diagnostics"]["band_prior"] is None
     assert cal["diagnostics"]["band_prior"] == cal["bands"]["prior"]
     assert min(cal["bands"]["prior"]["strength"]) < 0.5
-    cover = {name: covered(*next_days(plant, loc, c["bands"]["offsets"])) for name, c in (
+    cover = {name: covered(*next_days(plant, loc, c["bands"])) for name, c in (
         ("evidence", cal), ("fixed", fixed))}
     assert abs(cover["evidence"] - 0.8) < abs(cover["fixed"] - 0.8), cover
 
@@ -465,10 +467,126 @@ def test_day_inflated_early_bands_cover_the_next_days_closer_to_nominal(plant, e
                                atol=1e-12)
     cover = {}
     for name, c in (("inflated", cal), ("plain", plain)):
-        y, kw = next_days(plant, loc, c["bands"]["offsets"])
+        y, kw = next_days(plant, loc, c["bands"])
         cover[name] = (metrics.coverage(y, kw[:, 0], kw[:, 4]), metrics.coverage(y, kw[:, 1], kw[:, 3], (0.25, 0.75)))
     assert abs(cover["inflated"][0] - 0.8) < abs(cover["plain"][0] - 0.8), cover
     assert abs(cover["inflated"][1] - 0.5) < abs(cover["plain"][1] - 0.5), cover
+
+
+def early_quantiles(plant, loc, days=4):
+    """The global model's normalised quantiles of ``loc`` over the ``days`` after :data:`EARLY_CUTOFF`, with the
+    rows' measured power / capacity, weather lead (h), clear-sky index and daylight mask."""
+    power, weather, _, model = plant
+    times = power.index[(power.index >= EARLY_CUTOFF) & (power.index < EARLY_CUTOFF + pd.Timedelta(days=days))]
+    f = features.feature_frame(loc, weather, times)
+    q = forecast.ml_quantiles(f, np.full(len(times), 5.5), model)
+    y = power.reindex(times).to_numpy() / 5.5
+    day = (f["solar_elevation"].to_numpy() > 0) & np.isfinite(y)
+    return q, y, adaptation.weather_lead_hours(weather, times), f["csi"].to_numpy(), day
+
+
+def test_untuned_band_offsets_are_fractions_of_the_forecast_level(plant, early):
+    """An untuned calibration (4 days, the wrong description) states relative offsets (level_floor 0.05) and each
+    row's shift is its group's offset times the row's P50 before the offsets, floored at 0.05 of capacity: a row
+    forecast at 0.6 of capacity gets twelve times the shift of one at or below 0.05."""
+    loc, _, cal, _ = early
+    assert cal["bands"]["level_floor"] == conformal.LEVEL_FLOOR == cal["diagnostics"]["band_level_floor"] == 0.05
+    q, _, lead, csi, day = early_quantiles(plant, loc)
+    offsets = np.asarray(cal["bands"]["offsets"])
+    shifted = conformal.apply_band_offsets(q, np.zeros(len(q), dtype=int), lead, csi, offsets[None],
+                                           conformal.level_floors([cal["bands"]]))
+    level = np.maximum(q[:, 2], 0.05)
+    g_lead, g_regime = conformal.group_index(lead, csi)
+    np.testing.assert_allclose(shifted - q, level[:, None] * offsets[g_lead, g_regime], rtol=0, atol=1e-12)
+    assert (level[day] > 0.5).any() and (level[day] == 0.05).any()  # both ends of the range are served
+    kw = conformal.apply_band_offsets(q, np.zeros(len(q), dtype=int), lead, csi, offsets[None])  # read as absolute
+    np.testing.assert_allclose(kw - q, offsets[g_lead, g_regime], rtol=0, atol=1e-12)
+
+
+def test_relative_offsets_are_the_offsets_of_the_scores_divided_by_the_level(plant, early):
+    """fit_band_offsets(level_floor=f) is fit_band_offsets of y / level and q / level (level: q's median, at least
+    f), and states the floor; without it the offsets are those of y - q itself, level_floor None."""
+    loc, _, _, _ = early
+    q, y, lead, csi, day = early_quantiles(plant, loc)
+    q, y, lead, csi = q[day], y[day], lead[day], csi[day]
+    days = np.arange(len(y)) // 40
+    level = np.maximum(q[:, 2], 0.05)
+    rel = conformal.fit_band_offsets(y, q, lead, csi, days=days, predictive_days=days, level_floor=0.05)
+    scaled = conformal.fit_band_offsets(y / level, q / level[:, None], lead, csi, days=days, predictive_days=days)
+    assert rel["level_floor"] == 0.05 and scaled["level_floor"] is None
+    np.testing.assert_allclose(rel["offsets"], scaled["offsets"], rtol=0, atol=1e-12)
+    absolute = conformal.fit_band_offsets(y, q, lead, csi, days=days, predictive_days=days)
+    assert not np.allclose(absolute["offsets"], rel["offsets"])
+
+
+def test_relative_untuned_false_gives_the_former_absolute_bands(plant, early):
+    """relative_untuned=False: the same untuned calibration with offsets in fractions of capacity (level_floor None),
+    served as before (a NaN level floor is no level floor); only the bands and what is fitted on them differ."""
+    _, weather, _, model = plant
+    loc, actuals, cal, _ = early
+    kw = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, relative_untuned=False)
+    assert kw["ok"] and kw["diagnostics"]["tuned"] is False
+    assert kw["bands"]["level_floor"] is None and kw["diagnostics"]["band_level_floor"] is None
+    assert not np.allclose(kw["bands"]["offsets"], cal["bands"]["offsets"])
+    same = {k for k in cal if k not in ("bands", "intraday", "diagnostics")}
+    assert {k: kw[k] for k in same} == {k: cal[k] for k in same}
+    q, _, lead, csi, _ = early_quantiles(plant, loc)
+    former = conformal.apply_band_offsets(q, np.zeros(len(q), dtype=int), lead, csi,
+                                          np.asarray(kw["bands"]["offsets"])[None])
+    now = conformal.apply_band_offsets(q, np.zeros(len(q), dtype=int), lead, csi,
+                                       np.asarray(kw["bands"]["offsets"])[None], conformal.level_floors([kw["bands"]]))
+    np.testing.assert_array_equal(now, former)
+
+
+def test_relative_untuned_bands_cover_the_next_days_closer_to_nominal(plant, early):
+    """The wrong description (~17 % low, DC = AC) errs by a factor: its 4-day bands relative to the forecast level
+    cover the next 4 days' daylight P10-P90 and P25-P75 closer to 80 % and 50 % than its bands in kW."""
+    _, weather, _, model = plant
+    loc, actuals, cal, _ = early
+    kw = adaptation.fit_calibration(loc, weather, actuals, model, EARLY_CUTOFF, relative_untuned=False)
+    cover = {}
+    for name, c in (("relative", cal), ("kW", kw)):
+        y, q = next_days(plant, loc, c["bands"])
+        cover[name] = (metrics.coverage(y, q[:, 0], q[:, 4]), metrics.coverage(y, q[:, 1], q[:, 3], (0.25, 0.75)))
+    assert abs(cover["relative"][0] - 0.8) < abs(cover["kW"][0] - 0.8) - 0.05, cover
+    assert abs(cover["relative"][1] - 0.5) < abs(cover["kW"][1] - 0.5) - 0.05, cover
+
+
+def test_tuned_calibrations_keep_offsets_of_capacity(plant, fitted):
+    """A tuned calibration's offsets stay fractions of capacity (its DC scale removes the factor): relative_untuned
+    changes nothing in it."""
+    power, weather, location, model = plant
+    assert fitted["diagnostics"]["tuned"] is True and fitted["bands"]["level_floor"] is None
+    actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
+    assert adaptation.fit_calibration(location, weather, actuals, model, CUTOFF, tau_hours=1.0,
+                                      relative_untuned=False) == fitted
+
+
+def test_served_relative_bands_keep_the_invariants_and_scale_with_the_level(plant, early):
+    """The service's path (forecast_with_calibrations of a stored untuned calibration, intraday on with a wild
+    power index): 0 <= p10 <= ... <= p90 <= export limit, 0 at night, and the bands are the relative offsets'
+    (not the same offsets read in kW)."""
+    power, weather, _, model = plant
+    loc, _, cal, _ = early
+    loc = loc.assign(export_limit_kw=4.0)
+    issue = pd.Timestamp("2016-07-05T18:00:00Z")
+    times = forecast.forecast_times(issue, 30, 15)
+    f = features.feature_frame(loc, weather, times)
+    stored = {1: {**cal, "version": 1}}
+    served = adaptation.forecast_with_calibrations(f, loc, {"global": model}, "ml", issue, -1, stored)[0]
+    adapt = adaptation.serving_adaptation(stored, loc, issue)
+    assert adapt["level_floor"].tolist() == [0.05]
+    absolute = forecast.forecast_quantiles(f, loc, model, "ml", issue, adaptation={**adapt, "level_floor": None})
+    assert not np.allclose(served[COLS].to_numpy(), absolute[COLS].to_numpy())
+    night = f["solar_elevation"].to_numpy() <= 0
+    for k in (np.nan, 0.4, 3.0):
+        back = power[(power.index >= issue - pd.Timedelta(hours=1)) & (power.index < issue)]
+        actuals = pd.DataFrame({"location_id": 1, "time": back.index, "power_kw": k * back.to_numpy()})
+        look = features.feature_frame(loc, weather, back.index) if np.isfinite(k) else None
+        q = adaptation.forecast_with_calibrations(f, loc, {"global": model}, "ml", issue, -1, stored,
+                                                  actuals, look)[0][COLS].to_numpy()
+        assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all() and (q <= 4.0).all()
+        assert (q[night] == 0).all() and (q[~night, 4] > 0).any()
 
 
 def test_band_folds_are_contiguous_blocks_of_whole_local_days(plant):
