@@ -175,16 +175,18 @@ class Forecaster:
         async with (await self.open_pool()).acquire() as conn:  # the pass's reads: one connection, one after another
             extras = await store.plant_extras(conn, ids)  # planes, horizons, calibrations: only of plants with some
             calibrations, actuals = await self.calibration_inputs(conn, extras["calibrations"], issue)
-            planes = await store.fetch_planes(conn, extras["planes"])
-            horizon = await store.fetch_horizons(conn, extras["horizon"])
-            start = min(times[0], actuals["time"].min() if len(actuals) else times[0]) - margin
+            # no plant with stored planes / a horizon: None (one plane each, a free horizon), no empty frame built
+            planes = await store.fetch_planes(conn, extras["planes"]) if extras["planes"] else None
+            horizon = await store.fetch_horizons(conn, extras["horizon"]) if extras["horizon"] else None
+            start = min(times[0], actuals["time"].min() if actuals is not None and len(actuals) else times[0]) - margin
             weather = await store.read_weather(conn, ids, start, times[-1] + margin, issue, columns=WEATHER_COLUMNS)
         if calibrations:  # no calibration: the plants as stated; the tuned ones built off the event loop
             locations, planes, horizon = await asyncio.get_running_loop().run_in_executor(
                 None, served_geometry, locations, planes, horizon, calibrations)
         geometry = {"planes": planes, "horizon": horizon}
         t_read = time.perf_counter()
-        lookback_times = pd.DatetimeIndex(actuals["time"].unique()).sort_values() if len(actuals) else None
+        lookback_times = (pd.DatetimeIndex(actuals["time"].unique()).sort_values()
+                          if actuals is not None and len(actuals) else None)
         local = self.features_here(len(locations), [c[3] for c in calls])
         feats, locs, errors, lookback, wind_defaulted = await self.features(
             local, locations, weather, times, **geometry, lookback_times=lookback_times,
@@ -248,7 +250,7 @@ class Forecaster:
     async def calibration_inputs(self, conn, location_ids, issue):
         """The calibrations for ``issue`` of plants (``location_ids``: those with a calibration,
         ``engine.store.plant_extras``) and, for those, the actuals of the intraday window before it (read on
-        ``conn``, the pass's connection; no plant: no statement).
+        ``conn``, the pass's connection; no plant: no statement, and None for the actuals).
 
         Only actuals strictly before the issue time are read, and only a
         calibration fitted on actuals before it (a forecast issued at T uses
@@ -258,7 +260,7 @@ class Forecaster:
         calibrations = await store.read_calibrations(conn, location_ids, issue) if len(location_ids) else {}
         window = pd.Timedelta(minutes=self.settings["adaptation"]["intraday_window_minutes"])
         if not calibrations:
-            return calibrations, pd.DataFrame(columns=["location_id", "time", "power_kw"])
+            return calibrations, None
         actuals = await store.read_actuals(conn, list(calibrations), issue - window, issue)
         return calibrations, adaptation.actual_instants(actuals, issue)[0]
 

@@ -72,8 +72,8 @@ def generate_result(result, params, locations):
                       for k, v in sorted(result["errors"].items())],
            "run_ids": {str(k): v for k, v in result["run_ids"].items()}, "locations": []}
     if params["include_forecast"] and frames:
-        out["locations"] = locations_payload(pd.concat(frames, ignore_index=True), locations, result["run_ids"],
-                                             params["quantiles"])
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        out["locations"] = locations_payload(frame, locations, result["run_ids"], params["quantiles"])
     return to_json(out)
 
 

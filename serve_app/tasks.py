@@ -177,7 +177,8 @@ async def run_task(service, task_id, params, locations=None, tenant_id=None, fre
         try:
             first = fresh and attempt == 1
             stored = {} if first else await store.task_runs(pool, task_id)
-            pending = locations[~locations["location_id"].isin([*stored, *errors])]
+            done = [*stored, *errors]  # a fresh task's first pass: none (no frame filtered and copied)
+            pending = locations[~locations["location_id"].isin(done)] if done else locations
             if not len(pending):
                 failed = {}
                 break

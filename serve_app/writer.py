@@ -54,8 +54,8 @@ class Writer:
             location_id -> run_id.
         """
         n_parts = max(1, min(self.parts, len(runs) // max(self.min_part, 1)))
-        pending = await asyncio.get_running_loop().run_in_executor(None, store.forecast_parts, runs, forecast,
-                                                                   n_parts)
+        pending = [(runs, forecast)] if n_parts == 1 else await asyncio.get_running_loop().run_in_executor(
+            None, store.forecast_parts, runs, forecast, n_parts)  # one part (a small pass): nothing to split
         run_ids = {}
         for attempt, wait in enumerate([*self.waits, None]):
             try:
