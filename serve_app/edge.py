@@ -150,8 +150,8 @@ http {{
   limit_conn_zone $http_authorization zone=key_connections:{mb}m;
   limit_req_status 429;
   limit_conn_status 430;
-  limit_req_log_level warn;
-  limit_conn_log_level warn;
+  limit_req_log_level info;  # below error_log's level: a flood of refusals does not fill the disk with lines
+  limit_conn_log_level info;
   upstream ray_serve {{
     server {upstream} max_fails=0;
     keepalive 32;
