@@ -219,6 +219,12 @@ def serve_instance(db_url, workdir, serve_config=ROOT / "serve_config.yaml", num
         stop(head)
 
 
+def nginx_binary():
+    """Path of the edge proxy's nginx (``scripts/edge bin``: unpacked on first use)."""
+    return subprocess.run(["bash", str(ROOT / "scripts/edge"), "bin"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 @contextlib.contextmanager
 def edge_instance(upstream, workdir, edge_settings=None, max_body_bytes=None):
     """Base URL of the edge proxy (nginx, ``serve_app/edge.py``) in front of ``upstream`` (``host:port``).
@@ -236,9 +242,7 @@ def edge_instance(upstream, workdir, edge_settings=None, max_body_bytes=None):
         settings["http"]["max_body_bytes"] = max_body_bytes
     prefix = Path(workdir) / f"edge-{port}"
     conf = edge.write_config(prefix, settings, upstream)
-    nginx = subprocess.run(["bash", str(ROOT / "scripts/edge"), "bin"], check=True, capture_output=True,
-                           text=True).stdout.strip()
-    proc = subprocess.Popen([nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
+    proc = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
                              "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _ in range(200):

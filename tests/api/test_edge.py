@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from apihelpers import ROOT, assert_error
+from apihelpers import assert_error
 from engine import validation
 import local_instance as local
 from serve_app import edge
@@ -29,11 +29,6 @@ LIMITS = {"header_timeout_seconds": 2, "body_timeout_seconds": 2, "keepalive_sec
           "burst_per_key": 3, "rate_per_address": 1000, "burst_per_address": 1000, "connections_per_address": 4,
           "connections_per_key": 3}
 MAX_BODY = 65536
-
-
-def nginx():
-    return subprocess.run(["bash", str(ROOT / "scripts/edge"), "bin"], check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def running_edge(tmp_path, upstream, **changes):
@@ -152,8 +147,8 @@ def test_the_shipped_edge_is_loopback_bounded_and_valid_for_nginx(tmp_path):
     # proxy, whose overflow is shed for every tenant alike)
     assert settings["edge"]["connections_per_key"] <= settings["http"]["max_ongoing_per_tenant"]
     conf = edge.write_config(tmp_path / "shipped", settings)
-    check = subprocess.run([nginx(), "-t", "-p", str(tmp_path / "shipped"), "-e", str(tmp_path / "error.log"),
-                            "-c", str(conf)], capture_output=True, text=True)
+    check = subprocess.run([local.nginx_binary(), "-t", "-p", str(tmp_path / "shipped"), "-e",
+                            str(tmp_path / "error.log"), "-c", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     one = copy.deepcopy(settings)
     one["edge"]["tls_certificate"] = "/etc/ssl/cert.pem"
