@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cards import assert_same_table
 from engine import cli, modelio, training
 
 ROOT = Path(__file__).parents[2]
@@ -73,8 +74,8 @@ def test_retrained_model_loads_with_verified_checksum(retrained):
 def test_retrained_card_carries_the_committed_within_period_deviations(retrained):
     """``pvcast train`` writes the within-period table the committed card carries (a function of the training data)."""
     _, out, _ = retrained
-    assert modelio.load_model(out, MODEL_ID)["within_period"] == modelio.load_model(ROOT / "models", MODEL_ID)[
-        "within_period"]
+    assert_same_table(modelio.load_model(out, MODEL_ID)["within_period"],
+                      modelio.load_model(ROOT / "models", MODEL_ID)["within_period"])
 
 
 def test_evaluate_prints_table_and_writes_plots_below_out(tmp_path):

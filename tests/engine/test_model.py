@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cards import assert_same_table
 from engine import data, features, forecast, metrics, modelio, quantiles, training
 
 ROOT = Path(__file__).parents[2]
@@ -45,8 +46,8 @@ def holdout(committed, dataset):
 
 
 def test_card_within_period_deviations_are_those_of_the_training_samples(committed, dataset):
-    """The card's within-period table is what ``pvcast train`` computes from the training period (deterministic)."""
-    assert committed["within_period"] == json.loads(json.dumps(training.within_period_table(dataset, CONFIG)))
+    """The card's within-period table is what ``pvcast train`` computes from the training period (to the last bits of a float)."""
+    assert_same_table(json.loads(json.dumps(training.within_period_table(dataset, CONFIG))), committed["within_period"])
     assert [e["period_minutes"] for e in committed["within_period"]["periods"]] == [30, 60]
 
 
@@ -58,7 +59,7 @@ def test_within_period_deviations_never_read_the_holdout(committed, dataset):
     y = dataset["y_kw"].copy()
     y[holdout] = np.random.default_rng(0).uniform(0.0, 3.0, holdout.sum())
     scrambled = training.within_period_table({**dataset, "y_kw": y}, CONFIG)
-    assert json.loads(json.dumps(scrambled)) == committed["within_period"]
+    assert_same_table(json.loads(json.dumps(scrambled)), committed["within_period"])
 
 
 def test_committed_model_loads_and_is_verified(committed):
