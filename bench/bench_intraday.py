@@ -36,10 +36,21 @@ blend (fitted at calibration time on simulated past issues, ``adaptation.fit_int
 the actuals in [T - window, T) and the lookback features at their times; and the same without
 actuals. The table then has the served columns beside the bench's own (daily refitted) blend.
 
-Run: ``.venv/bin/python bench/bench_intraday.py [--served] [cache prefix]`` (a few minutes; ``--served``
-about twice that).
+With ``--weather persistence`` every run reads a forecast-grade proxy instead of the analysis: daily
+persistence of the PSM3 analysis (:func:`persistence_weather`: a run issued at T reads, for valid time t, the
+record at t - k x 24 h with the smallest k >= 1 known by T, i.e. with t - k x 24 h + :data:`PERSISTENCE_DELAY`
+<= T, stamped issued then). Everything that reads weather reads it: the calibrations (tuning, band offsets and
+the served blend's simulated past issues, fitted on the latest vintage issued by the cutoff, as
+``engine.store.read_weather`` hands it to the service's calibrate), the day-ahead runs, every intraday run (its
+own frame, its power index's reference and its clear-sky power over the last hour) and the served runs. The
+clear-sky irradiance ``ghi_clear`` of the smart-persistence reference stays the analysis file's at t (geometry,
+known in advance); its temperature is the run's.
+
+Run: ``.venv/bin/python bench/bench_intraday.py [--served] [--weather analysis|persistence] [cache prefix]``
+(a few minutes; ``--served`` about twice that).
 """
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -56,6 +67,53 @@ SERVICE = yaml.safe_load(resources.config_path("service.yaml").read_text())["ada
 HORIZON_HOURS = 6
 WINDOW = pd.Timedelta(minutes=SERVICE["intraday_window_minutes"])
 SHORT = pd.Timedelta(minutes=15)  # the last sample only
+PERSISTENCE_DELAY = pd.Timedelta(hours=1)
+"""Latency of an analysis record in the persistence proxy: the record valid at s is known at s + 1 h (an assumed
+latency of a near-real-time satellite analysis; the PSM3 file itself is a retrospective product)."""
+
+
+def persistence_weather(analysis, issue_time, delay=PERSISTENCE_DELAY):
+    """Daily persistence of a weather analysis as a run issued at ``issue_time`` reads it (a forecast-grade proxy).
+
+    For each valid time t of ``analysis`` the weather is the analysis record at
+    s = t - k x 24 h, k the smallest integer >= 1 with s + ``delay`` <= ``issue_time``
+    (so s < ``issue_time``: no record at or after the issue is read), stamped issued at
+    s + ``delay``: per valid time the latest vintage issued by ``issue_time``, as
+    ``engine.store.read_weather`` selects it from a store of every vintage. For t before
+    the issue k = 1 (yesterday's record); for t up to ``issue_time + 24 h - delay``
+    too; later t take k = 2, 3, ... The clear-sky irradiance ``ghi_clear`` stays the
+    analysis' at t (solar geometry, known in advance).
+
+    Parameters
+    ----------
+    analysis : DataFrame
+        One plant's weather analysis (``valid_time`` UTC, unique, on a grid dividing
+        24 h; ``ghi``, ``dni``, ``dhi``, ``ghi_clear`` W/m^2, ``temp_air`` degC,
+        ``wind_speed`` m/s, ...); its ``issue_time`` is not read.
+    issue_time : Timestamp
+        The run's issue time, tz-aware.
+    delay : Timedelta
+        Latency of a record (:data:`PERSISTENCE_DELAY`).
+
+    Returns
+    -------
+    DataFrame
+        ``analysis``' columns at the valid times whose record s is in ``analysis``
+        (the others dropped), with s's values except ``valid_time`` (t) and
+        ``ghi_clear`` (t's); ``issue_time`` = s + ``delay`` (<= ``issue_time``);
+        ``persisted_days`` = k.
+    """
+    day_ns = pd.Timedelta(days=1).value
+    valid = pd.DatetimeIndex(analysis["valid_time"]).tz_convert("UTC").as_unit("ns")
+    known_by = pd.Timestamp(issue_time).tz_convert("UTC") - delay  # latest record time read
+    k = np.maximum(1, -((known_by.value - valid.asi8) // day_ns))  # ceil((t - known_by) / 24 h), at least 1
+    source = valid - pd.to_timedelta(k * day_ns, unit="ns")
+    at = valid.get_indexer(source)
+    have = at >= 0
+    out = analysis.iloc[at[have]].assign(valid_time=valid[have], issue_time=source[have] + delay,
+                                         ghi_clear=analysis["ghi_clear"].to_numpy()[have], persisted_days=k[have])
+    assert (out["issue_time"] <= pd.Timestamp(issue_time)).all()  # no record at or after the issue
+    return out.reset_index(drop=True)
 
 
 def adaptation_of(cal, k=np.nan, tau=0.0):
@@ -86,22 +144,27 @@ def window_ratio(times, measured, reference, issues, window, floor_kw):
     return out
 
 
-def served_day(cal, version, location, known, times, actuals, issues, aheads, model):
+def served_day(cal, version, location, knowns, times, actuals, issues, aheads, model):
     """P50 (kW) of the service's runs of one day, with and without actuals: one array per issue each.
 
     What ``Forecaster.predict`` runs (``adaptation.forecast_with_calibrations``), on the serving feature
     frame of the plant tuned by its calibration, the actuals in [T - window, T) and the lookback features
-    at their times. The day's frame is computed once and sliced: features are computed per (plant, time),
-    which the first issue of the day checks against frames computed for its own times, as the feature
-    task does.
+    at their times. ``knowns``: the weather each issue reads (one frame per issue; the same object for
+    issues that read the same weather). The day's frame of each weather is computed once and sliced:
+    features are computed per (plant, time), which the first issue of the day checks against frames
+    computed for its own times, as the feature task does.
     """
     cal = {**cal, "version": version}
     tuned = tuning.tuned_locations(location, None, adaptation.tuning_table({1: cal}))[0]
-    fs = features.feature_frame(tuned, known, times, serving=True)
+    frames = {}  # id(weather) -> the day's serving frame
     window = pd.Timedelta(minutes=cal["intraday"]["window_minutes"])
     t_act = pd.DatetimeIndex(actuals["time"])
     with_actuals, without = [], []
-    for n, (issue, ahead) in enumerate(zip(issues, aheads)):
+    for n, (issue, ahead, known) in enumerate(zip(issues, aheads, knowns)):
+        assert (known["issue_time"] <= issue).all()  # weather: forecasts available at T
+        if id(known) not in frames:
+            frames[id(known)] = features.feature_frame(tuned, known, times, serving=True)
+        fs = frames[id(known)]
         sel = np.asarray((t_act >= issue - window) & (t_act < issue))
         act = actuals[sel].assign(location_id=1)
         assert (act["time"] < issue).all()  # a forecast issued at T sees actuals with time < T only
@@ -121,8 +184,51 @@ def served_day(cal, version, location, known, times, actuals, issues, aheads, mo
     return with_actuals, without
 
 
-def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="2016-10-12", served=False):
+def issue_inputs(tuned, known, times, y, issues, model, f=None):
+    """What the intraday runs of one day that read the weather ``known`` need, on the day's 15-min ``times``.
+
+    Returns
+    -------
+    dict
+        ``f`` (feature frame at ``times``; ``f`` itself when given, the frame of
+        ``known``), ``clear`` (clear-sky physical power at ``times``, kW,
+        ``bench_adaptive.clear_physical``) and, one value per issue of
+        ``issues``, ``k60``, ``k15`` (power index of the measured ``y`` against
+        the model P50 without plant offsets over the last 60 / 15 min) and
+        ``kc60``, ``kc15`` (clear-sky index of ``y``, same windows).
+    """
+    f = features.feature_frame(tuned, known, times) if f is None else f
+    reference = forecast.forecast_quantiles(f, tuned, model, "ml", times[0])["p50"].to_numpy()  # no offsets
+    clear = clear_physical(tuned, known, times)
+    floor = 0.05 * CAP
+    return {"f": f, "clear": clear,
+            "k60": window_ratio(times, y, reference, issues, WINDOW, floor),
+            "k15": window_ratio(times, y, reference, issues, SHORT, floor),
+            "kc60": window_ratio(times, y, clear, issues, WINDOW, floor),
+            "kc15": window_ratio(times, y, clear, issues, SHORT, floor)}
+
+
+def run_weather(weather, issue, times, source):
+    """The weather a run issued at ``issue`` for ``times`` reads: the stamped analysis issued by then
+    (``source`` "analysis"), or its daily persistence (:func:`persistence_weather`; "persistence"),
+    the valid times within a day of ``times``."""
+    if source == "analysis":
+        return weather[weather["issue_time"] <= issue]
+    valid = pd.DatetimeIndex(weather["valid_time"])
+    near = (valid >= times.min() - pd.Timedelta(days=2)) & (valid <= times.max() + pd.Timedelta(days=1))
+    got = persistence_weather(weather[near], issue)
+    return got[pd.DatetimeIndex(got["valid_time"]) >= times.min() - pd.Timedelta(days=1)]
+
+
+def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="2016-10-12", served=False,
+         source="analysis"):
     """Every intraday (issue, lead) row of the period and every day-ahead row, as a client would have them.
+
+    ``source``: "analysis" (``weather`` as stamped, every run reads the rows issued by
+    its issue time) or "persistence" (every run, and every calibration, reads the daily
+    persistence of ``weather``'s analysis as of its issue time or cutoff,
+    :func:`persistence_weather`; a day whose day-ahead issue is less than a day + the
+    delay after the analysis starts is skipped: its persisted weather has gaps).
 
     Returns
     -------
@@ -140,12 +246,18 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
     actuals = pd.DataFrame({"time": power.index, "power_kw": power.to_numpy()})
     y_all = power.to_numpy()
     threshold = SERVICE["refit_after_daylight_hours"] * 4  # 15-min samples: 4 per hour
+    persisted = source == "persistence"
+    first_issue = pd.DatetimeIndex(weather["valid_time"]).min() + pd.Timedelta(days=1) + PERSISTENCE_DELAY
     cal, version, rows, da_rows = None, 0, [], []
     for d in pd.date_range(first_day, last_day, freq="D"):
         da_issue = (d - pd.Timedelta(days=1) + pd.Timedelta(hours=ISSUE_HOUR_UTC)).tz_localize("UTC")
+        if persisted and da_issue < first_issue:  # the persisted weather of the day would have gaps
+            continue
         since = (power.index >= (cal["cutoff"] if cal else power.index[0])) & (power.index < da_issue)
         if cal is None or (y_all[since] > 0).sum() >= threshold:  # the refit policy
-            fit = adaptation.fit_calibration(location, weather, actuals, model, da_issue)
+            # the calibration reads the latest vintage per valid time issued by its cutoff (engine.store.read_weather)
+            fit = adaptation.fit_calibration(location, persistence_weather(weather, da_issue) if persisted else weather,
+                                             actuals, model, da_issue)
             if fit["ok"]:
                 cal, version = fit, version + 1
         if cal is None:
@@ -155,7 +267,7 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
             tuned = tuned.assign(export_limit_kw=cal["clip_kw"])
         times = pd.DatetimeIndex(pd.date_range(d, d + pd.Timedelta(days=1), freq="15min", inclusive="left")
                                  .tz_localize(tz).tz_convert("UTC"))
-        known = weather[weather["issue_time"] <= da_issue]
+        known = run_weather(weather, da_issue, times, source)
         if times.max() > known["valid_time"].max():
             continue
         f = features.feature_frame(tuned, known, times)
@@ -164,35 +276,38 @@ def walk(power, weather, location, model, tz, first_day="2016-07-02", last_day="
         da = forecast.forecast_quantiles(f, tuned, model, "ml", da_issue, adaptation=adaptation_of(cal))
         da_rows.append(pd.DataFrame({"issue": da_issue, "valid": times, "y": y, "day": elev > 0, "version": version,
                                      **{c: da[c].to_numpy() for c in COLS}}))
-        reference = forecast.forecast_quantiles(f, tuned, model, "ml", times[0])["p50"].to_numpy()  # no offsets
-        clear = clear_physical(tuned, known, times)
         issues = times[(times.minute == 0) & (elev > 0) & (times > times[0])]
-        floor = 0.05 * CAP
-        k60 = window_ratio(times, y, reference, issues, WINDOW, floor)
-        k15 = window_ratio(times, y, reference, issues, SHORT, floor)
-        kc60 = window_ratio(times, y, clear, issues, WINDOW, floor)
-        kc15 = window_ratio(times, y, clear, issues, SHORT, floor)
+        # the weather each intraday run reads: the day-ahead run's (analysis) or its own issue's (persistence)
+        knowns = [run_weather(weather, issue, times, source) for issue in issues] if persisted else \
+            [known] * len(issues)
+        inputs = {}  # id(weather) -> issue_inputs of the issues that read it
+        for w in {id(k): k for k in knowns}.values():
+            at = [n for n, k in enumerate(knowns) if k is w]
+            inputs[id(w)] = (at, issue_inputs(tuned, w, times, y, issues[at], model, f if w is known else None))
         aheads = [(times > issue) & (times <= issue + pd.Timedelta(hours=HORIZON_HOURS)) & (elev > 0)
                   for issue in issues]
         keep = [n for n, a in enumerate(aheads) if a.any()]
         if served:
-            sv, sv_none = served_day(cal, version, location, known, times, actuals, issues[keep],
+            sv, sv_none = served_day(cal, version, location, [knowns[n] for n in keep], times, actuals, issues[keep],
                                      [aheads[n] for n in keep], model)
             served_of = dict(zip(keep, zip(sv, sv_none)))
         for n, issue in enumerate(issues):
-            assert (known["issue_time"] <= issue).all()  # weather: forecasts available at T
+            assert (knowns[n]["issue_time"] <= issue).all()  # weather: forecasts available at T
             ahead = aheads[n]
             if not ahead.any():
                 continue
-            fa = f[ahead]
+            at, got = inputs[id(knowns[n])]
+            j = at.index(n)
+            fa = got["f"][ahead]
+            k60 = got["k60"][j]
             none = forecast.forecast_quantiles(fa, tuned, model, "ml", issue, adaptation=adaptation_of(cal))
             upd = forecast.forecast_quantiles(fa, tuned, model, "ml", issue,
-                                              adaptation=adaptation_of(cal, k60[n], SERVICE["intraday_tau_hours"]))
+                                              adaptation=adaptation_of(cal, k60, SERVICE["intraday_tau_hours"]))
             rows.append(pd.DataFrame({
                 "issue": issue, "valid": times[ahead], "lead": (times[ahead] - issue).total_seconds() / 3600.0,
                 "y": y[ahead], "none": none["p50"].to_numpy(), "update": upd["p50"].to_numpy(),
-                "day_ahead": da["p50"].to_numpy()[ahead], "clear": clear[ahead], "k60": k60[n], "k15": k15[n],
-                "kc60": kc60[n], "kc15": kc15[n], "version": version,
+                "day_ahead": da["p50"].to_numpy()[ahead], "clear": got["clear"][ahead], "k60": k60,
+                "k15": got["k15"][j], "kc60": got["kc60"][j], "kc15": got["kc15"][j], "version": version,
                 **({"served": served_of[n][0], "served_none": served_of[n][1]} if served else {})}))
     return pd.concat(rows, ignore_index=True), pd.concat(da_rows, ignore_index=True)
 
@@ -243,7 +358,7 @@ def _online_blend(rows, candidates, tau, n0, step):
     return np.clip(out, 0.0, 1.0) * CAP, first, fit
 
 
-def served_reference_candidates(rows):
+def served_reference_candidates(rows, source="analysis"):
     """The bench's candidates with the SERVED clear-sky reference (``intraday.clear_sky_power``: physical_ac_kw /
     csi of the plant's features) instead of the physical power under PSM3's clear sky (kW).
 
@@ -251,8 +366,13 @@ def served_reference_candidates(rows):
     each calibration on simulated past issues instead of refitted daily on the bench's own rows). The plant is
     taken with DC = 1.13 x AC for the whole period (the tuned DC of the calibrations; the clear-sky index of
     measured power x the clear-sky power does not depend on the DC scale below clipping).
+    ``source`` "persistence": the features of yesterday's record at every time (:func:`persistence_weather`
+    with k = 1 everywhere, what every intraday run reads for its window and its 6 h ahead).
     """
     _, _, power, weather, location = load()
+    if source == "persistence":
+        weather = persistence_weather(weather, pd.DatetimeIndex(weather["valid_time"]).max())
+        power = power[power.index >= pd.DatetimeIndex(weather["valid_time"]).min()]
     times = power.index
     f = features.feature_frame(location.assign(capacity_dc_kw=CAP * 1.13), weather, times)
     ref = intraday.clear_sky_power(f["physical_ac_kw"].to_numpy(), f["csi"].to_numpy())
@@ -386,20 +506,31 @@ def hindsight(rows, lead_sel):
 
 
 def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("cache", nargs="?", help="a parquet prefix to keep / reuse the walk")
+    parser.add_argument("--served", action="store_true", help="also run what the service computes per issue")
+    parser.add_argument("--weather", choices=("analysis", "persistence"), default="analysis",
+                        help="analysis: PSM3 stamped as issued the day before (default); persistence: its daily "
+                             "persistence as of each run's issue time (persistence_weather)")
+    args = parser.parse_args(argv[1:])
     t0 = time.time()
-    served = "--served" in argv
-    args = [a for a in argv[1:] if a != "--served"]
-    cache = args[0] if args else None  # optional: a parquet prefix to keep / reuse the walk
+    served, cache = args.served, args.cache
     if cache and Path(f"{cache}_rows.parquet").exists():
         rows, da = pd.read_parquet(f"{cache}_rows.parquet"), pd.read_parquet(f"{cache}_da.parquet")
         served = "served" in rows
+        weather_source = rows.attrs.get("weather", "analysis")  # the cached walk's (caches before it: analysis)
     else:
         model, tz, power, weather, location = load()
-        rows, da = walk(power, weather, location, model, tz, served=served)
+        weather_source = args.weather
+        rows, da = walk(power, weather, location, model, tz, served=served, source=weather_source)
         if cache:
+            rows.attrs["weather"] = weather_source
             rows.to_parquet(f"{cache}_rows.parquet")
             da.to_parquet(f"{cache}_da.parquet")
     tau = SERVICE["intraday_tau_hours"]
+    if weather_source == "persistence":
+        print(f"weather: daily persistence of the PSM3 analysis as of each run's issue time (records known "
+              f"{PERSISTENCE_DELAY} after their time)")
     print(f"SERF East 2016, entered DC = AC = {CAP} kW; {rows['issue'].nunique()} intraday issues "
           f"({len(rows)} daylight issue-lead rows), {da['issue'].nunique()} day-ahead runs, "
           f"{da['version'].max()} calibrations (refit policy: {SERVICE['refit_after_daylight_hours']} h of daylight "
@@ -438,7 +569,7 @@ def main(argv):
                    "bench blend": fx[score], "served blend": r["served"].to_numpy()},
                f"the SERVICE's forecasts (adaptation.forecast_with_calibrations), issues {CHOICE_END.date()}.."
                f"2016-10-12: blend weights fitted at each calibration on its simulated past issues")
-        own_ref = online_blend(rows, served_reference_candidates(rows), tau)[0]
+        own_ref = online_blend(rows, served_reference_candidates(rows, weather_source), tau)[0]
         report(r, {"bench blend": fx[score], "bench, served ref": own_ref[score],
                    "served blend": r["served"].to_numpy()},
                "the bench's daily-refitted blend with PSM3's clear sky and with the served clear-sky reference "
@@ -449,8 +580,9 @@ def main(argv):
                                                                           r["lead"].to_numpy(), richest, own), 0, 1)
     report(r, {"day-ahead": r["day_ahead"].to_numpy(), "no actuals": r["none"].to_numpy(), "blend": fx[score],
                "hindsight LS": hindsight(r, SUB_BUCKETS), "hindsight MAE": in_sample * CAP},
-           "the cause: day-ahead error on analysis weather vs the best last-hour corrections fitted IN HINDSIGHT on "
-           "these rows (LS: least squares on the 4 candidates + intercept; MAE: the 4-candidate blend, n0 = 0)")
+           f"the cause: day-ahead error on {weather_source} weather vs the best last-hour corrections fitted IN "
+           "HINDSIGHT on these rows (LS: least squares on the 4 candidates + intercept; MAE: the 4-candidate blend, "
+           "n0 = 0)")
     # online conformal offsets between refits (day-ahead runs)
     start = pd.DatetimeIndex(da["issue"]).min()
     end = pd.DatetimeIndex(da["issue"]).max() + pd.Timedelta(days=1)
