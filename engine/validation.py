@@ -149,7 +149,8 @@ ERRORS = {
     # the request itself
     "malformed_json": "the body is not well-formed JSON (400)",
     "malformed_multipart": "the multipart/form-data body does not parse, or its content type has no boundary (400)",
-    "not_json": "a content type the route does not take (415)",
+    "not_json": "a content type the route does not take, or a content coding (a gzip or deflate body: send it "
+                "uncompressed) (415)",
     "body_too_large": "the body (or upload, or its form fields, or number of files) is over its limit (413)",
     "body_timeout": "the body did not arrive in time (408)",
     "too_many_slow_bodies": "too many bodies of this tenant still arriving at once (429, Retry-After)",
