@@ -59,6 +59,8 @@ MAX_CAPACITY_KW = 1.0e7  # 10 GW: above the largest plant on Earth (catches W en
 
 #: Database ids (bigint identity columns): 1 .. 2**63 - 1.
 ID_BOUNDS = {"ge": 1, "le": 2**63 - 1}
+#: Calibration versions (plant_calibrations.version, an integer column): 1 .. 2**31 - 1.
+VERSION_BOUNDS = {"ge": 1, "le": 2**31 - 1}
 
 #: Physical bounds of every numeric plant parameter, as pydantic/JSON-schema keywords (ge, gt, le,
 #: lt) with the unit. u0 > 0 keeps the Faiman cell temperature finite (u0 = u1 = 0 divides by 0).
