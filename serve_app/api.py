@@ -143,7 +143,10 @@ PYDANTIC_RULES = (
     (("int_from_float", "json_type", "none_required", "_type", "_parsing", "_invalid_encoding"), "wrong_type"),
 )
 
-app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
+# no redirect of a path with a trailing slash: Starlette's 307 points at the request's Host header (a redirect to
+# wherever a client or a proxy says); such a path is unknown like any other (404, the error body)
+app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None,
+              redirect_slashes=False)
 
 
 def head_as_get(app):

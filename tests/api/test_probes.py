@@ -143,3 +143,26 @@ def test_a_calibration_version_beyond_the_stored_integers_is_out_of_bounds(clien
     assert_error(client, r, 422, "version", "out_of_bounds")
     assert "$" not in r.json()["error"]["message"]
 
+
+def test_a_trailing_slash_is_an_unknown_path_not_a_redirect_to_the_host_header(client, plants):
+    """Starlette answered a path with a trailing slash 307 to the URL without it, built from the request's Host
+    header (``Location: http://evil.example/api/v1/locations``: a redirect to wherever the header says, a poisoned
+    cache behind a proxy). It is an unknown path like any other: 404 ``unknown_path`` with the error body."""
+    r = client.get(f"{API}/locations/", headers={"host": "evil.example"})
+    assert_error(client, r, 404, "path", "unknown_path")
+    assert "location" not in r.headers
+
+
+@pytest.mark.parametrize("window", [("2013-07-01T18:07:00Z", "2013-07-01T18:08:00Z"),   # between two steps
+                                    ("2013-07-02T18:00:00Z", "2013-07-01T18:00:00Z")])  # start after end
+def test_the_plot_of_a_window_without_values_is_an_empty_chart(client, plants, window):
+    """A window that holds no value of the run it selects (the JSON read: ``rows: []``) made the fan chart a 500
+    (matplotlib on an empty series). It is the run's chart without values: 200, a PNG."""
+    lid = next(iter(plants))
+    r = client.post(f"{API}/forecast/generate", json={"location_ids": [lid], "issue_time": ISSUE, "wait": True})
+    assert r.status_code == 200, r.text
+    params = {"start": window[0], "end": window[1], "run_id": r.json()["run_ids"][str(lid)]}
+    assert client.get(f"{API}/forecast/location/{lid}", params=params).json()["rows"] == []
+    r = client.get(f"{API}/forecast/location/{lid}/plot.png", params=params)
+    assert (r.status_code, r.headers["content-type"]) == (200, "image/png"), r.text
+    assert r.content.startswith(b"\x89PNG")
