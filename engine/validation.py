@@ -414,8 +414,8 @@ def validate_locations(df, model_ids=None, time_zones=None):
         Column and row of the first problem: missing column or value, NaN/inf,
         a value outside :data:`LOCATION_BOUNDS` (export limit NaN = none),
         DC/AC ratio outside :data:`DC_AC_RATIO`, unknown tracking, unknown IANA
-        timezone (or one the database does not know), unknown model id, repeated name, text too long or holding
-        control characters.
+        timezone (or one the database does not know), unknown model id,
+        repeated name, text too long or holding control characters.
     """
     require_columns(df, LOCATION_COLUMNS, "locations")
     names = labels(df, "name")
