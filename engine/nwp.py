@@ -88,8 +88,12 @@ UNITS = {"K": ("temp_air", -273.15, 1.0), "percent": ("cloud_cover", 0.0, 1.0), 
 
 
 def refuse(path, reason):
-    """``ValueError`` for a file that cannot be imported: ``<file name>: <reason>``."""
-    return ValueError(f"{Path(path).name}: {reason}")
+    """``ValueError`` for a file that cannot be imported: ``<file name>: <reason>``.
+
+    The file's directory is cut from the reason (a reader's own error, netCDF's, quotes the whole path): an
+    answer names the file as its client did, never a directory of the server.
+    """
+    return ValueError(f"{Path(path).name}: {reason.replace(str(path), Path(path).name)}")
 
 
 # --- reading ------------------------------------------------------------------------------------

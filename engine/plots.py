@@ -15,17 +15,18 @@ def fan_chart(times, obs_kw, q_kw, path, title):
     Parameters
     ----------
     times : DatetimeIndex
-        UTC.
+        UTC; empty: the axes without values.
     obs_kw : ndarray, shape (n,)
     q_kw : ndarray, shape (n, 5)
     path : str or Path
     title : str
     """
     fig, ax = plt.subplots(figsize=(11, 4))
-    ax.fill_between(times, q_kw[:, 0], q_kw[:, 4], color="tab:blue", alpha=0.2, step="mid", label="P10-P90")
-    ax.fill_between(times, q_kw[:, 1], q_kw[:, 3], color="tab:blue", alpha=0.35, step="mid", label="P25-P75")
-    ax.plot(times, q_kw[:, 2], color="tab:blue", lw=1.2, label="P50")
-    ax.plot(times, obs_kw, color="black", lw=0.9, marker=".", ms=2, label="measured")
+    if len(times):  # no values (a window between two steps): the axes alone (matplotlib fails on empty dates)
+        ax.fill_between(times, q_kw[:, 0], q_kw[:, 4], color="tab:blue", alpha=0.2, step="mid", label="P10-P90")
+        ax.fill_between(times, q_kw[:, 1], q_kw[:, 3], color="tab:blue", alpha=0.35, step="mid", label="P25-P75")
+        ax.plot(times, q_kw[:, 2], color="tab:blue", lw=1.2, label="P50")
+        ax.plot(times, obs_kw, color="black", lw=0.9, marker=".", ms=2, label="measured")
     ax.set_ylabel("AC power (kW)")
     ax.set_xlabel("time (UTC)")
     ax.set_title(title)

@@ -278,11 +278,20 @@ async def upsert_locations(db, df, planes=None, horizon=None, *, tenant_id=None)
         Bad locations, planes or horizon (:mod:`engine.validation`), or plane
         / horizon rows of a location not in ``df``.
     """
-    df, planes, horizon = checked_plants(df, planes, horizon)
+    df, planes, horizon = checked_plants(df, planes, horizon, time_zones=await time_zones(db))
     return await write_plants(db, df, planes, horizon, tenant_id=tenant_id)
 
 
-def checked_plants(df, planes=None, horizon=None, model_ids=None):
+async def time_zones(db):
+    """Names of the time zones the database knows (``pg_timezone_names``): those a plant's ``timezone`` may be.
+
+    The queries in a plant's local time (:func:`read_energy`, :func:`refit_counts`) need its zone in the
+    database, which may lack aliases Python knows (PostgreSQL on Debian trixie: no ``US/Eastern``).
+    """
+    return frozenset(r["name"] for r in await db.fetch("SELECT name FROM pg_timezone_names"))
+
+
+def checked_plants(df, planes=None, horizon=None, model_ids=None, time_zones=None):
     """Check plants with their planes and horizon and derive the plane summary (CPU work, no I/O).
 
     Parameters
@@ -291,6 +300,8 @@ def checked_plants(df, planes=None, horizon=None, model_ids=None):
         As :func:`upsert_locations` (planes/horizon None: none).
     model_ids : sequence of str, optional
         Model ids a location may name (None: not checked).
+    time_zones : collection of str, optional
+        Time zones a location may name besides being IANA ones (:func:`time_zones`; None: not checked).
 
     Returns
     -------
@@ -318,7 +329,7 @@ def checked_plants(df, planes=None, horizon=None, model_ids=None):
         validation.reject(f"{what}.name", pd.Index(names).get_indexer(given) < 0, "is not a location of this write",
                           given, "invalid_value")  # hashed lookup: numpy.isin on object arrays is quadratic
     df = summarise(df, planes, key="name")
-    validation.validate_locations(df, model_ids)
+    validation.validate_locations(df, model_ids, time_zones)
     return df, planes, horizon
 
 

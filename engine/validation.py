@@ -59,6 +59,8 @@ MAX_CAPACITY_KW = 1.0e7  # 10 GW: above the largest plant on Earth (catches W en
 
 #: Database ids (bigint identity columns): 1 .. 2**63 - 1.
 ID_BOUNDS = {"ge": 1, "le": 2**63 - 1}
+#: Calibration versions (plant_calibrations.version, an integer column): 1 .. 2**31 - 1.
+VERSION_BOUNDS = {"ge": 1, "le": 2**31 - 1}
 
 #: Physical bounds of every numeric plant parameter, as pydantic/JSON-schema keywords (ge, gt, le,
 #: lt) with the unit. u0 > 0 keeps the Faiman cell temperature finite (u0 = u1 = 0 divides by 0).
@@ -149,7 +151,8 @@ ERRORS = {
     # the request itself
     "malformed_json": "the body is not well-formed JSON (400)",
     "malformed_multipart": "the multipart/form-data body does not parse, or its content type has no boundary (400)",
-    "not_json": "a content type the route does not take (415)",
+    "not_json": "a content type the route does not take, or a content coding (a gzip or deflate body: send it "
+                "uncompressed) (415)",
     "body_too_large": "the body (or upload, or its form fields, or number of files) is over its limit (413)",
     "body_timeout": "the body did not arrive in time (408)",
     "too_many_slow_bodies": "too many bodies of this tenant still arriving at once (429, Retry-After)",
@@ -388,7 +391,7 @@ def unique_keys(column, keys, key_names, values):
         reject(column, dup, f"repeats the key ({', '.join(key_names)}) of row {first}", values, "duplicate")
 
 
-def validate_locations(df, model_ids=None):
+def validate_locations(df, model_ids=None, time_zones=None):
     """Check a locations frame (ARCHITECTURE "locations"); ``location_id`` is optional.
 
     Parameters
@@ -397,6 +400,13 @@ def validate_locations(df, model_ids=None):
     model_ids : collection of str, optional
         Model ids the service can forecast with; ``model_id`` must be one of
         them when given.
+    time_zones : collection of str, optional
+        Time zones the service's database knows (``engine.store.time_zones``);
+        ``timezone`` must also be one of them when given: PostgreSQL may lack
+        aliases Python knows (Debian's tzdata-legacy: ``US/Eastern``,
+        ``Asia/Calcutta``), and a plant stored with one failed every query in
+        its local time (its energy read, the refit check of every plant
+        checked with it).
 
     Raises
     ------
@@ -404,8 +414,8 @@ def validate_locations(df, model_ids=None):
         Column and row of the first problem: missing column or value, NaN/inf,
         a value outside :data:`LOCATION_BOUNDS` (export limit NaN = none),
         DC/AC ratio outside :data:`DC_AC_RATIO`, unknown tracking, unknown IANA
-        timezone, unknown model id, repeated name, text too long or holding
-        control characters.
+        timezone (or one the database does not know), unknown model id,
+        repeated name, text too long or holding control characters.
     """
     require_columns(df, LOCATION_COLUMNS, "locations")
     names = labels(df, "name")
@@ -419,6 +429,10 @@ def validate_locations(df, model_ids=None):
     zones = labels(df, "timezone")
     bad_zones = {z for z in set(zones) if z not in zoneinfo.available_timezones()}
     reject("timezone", np.isin(zones.astype(str), list(bad_zones)), "is not an IANA time zone", zones, "not_one_of")
+    if time_zones is not None:
+        alias = {z for z in set(zones) if z not in time_zones}
+        reject("timezone", np.isin(zones.astype(str), list(alias)), "is not a time zone of the database (an alias? "
+               "give its canonical IANA name: America/New_York for US/Eastern)", zones, "not_one_of")
     labels(df, "model_id", None if model_ids is None else sorted(model_ids))
     unique_keys("name", {"name": names}, ("name",), names)
 

@@ -143,7 +143,10 @@ PYDANTIC_RULES = (
     (("int_from_float", "json_type", "none_required", "_type", "_parsing", "_invalid_encoding"), "wrong_type"),
 )
 
-app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None)
+# no redirect of a path with a trailing slash: Starlette's 307 points at the request's Host header (a redirect to
+# wherever a client or a proxy says); such a path is unknown like any other (404, the error body)
+app = FastAPI(title=TITLE, description=DESCRIPTION, docs_url=None, redoc_url=None, openapi_url=None,
+              redirect_slashes=False)
 
 
 def head_as_get(app):
@@ -390,11 +393,17 @@ async def body_chunks(request, limit):
     Raises
     ------
     HTTPException
-        413 as soon as more than ``limit`` bytes are declared or arrive; 429 when the
+        415 for a body with a content coding (``Content-Encoding`` other than identity: RFC 9110 15.5.16, with
+        ``Accept-Encoding: identity``); 413 as soon as more than ``limit`` bytes are declared or arrive; 429 when the
         body turns slow while its tenant already has ``max_slow_bodies_per_tenant`` slow ones;
         408 when the body has not arrived after ``body_grace_seconds`` + bytes received /
         ``body_min_bytes_per_second`` (a stalled or trickling body frees the Ingress' request slot it holds).
     """
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):  # never decompressed (no zip bomb), never read as if it were plain
+        raise HTTPException(415, ("content-encoding", f"content-encoding: {coding[:40]!r} is not taken; send the body "
+                                                      "uncompressed (identity)", "not_json"),
+                            headers={"Accept-Encoding": "identity"})
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, ("body", f"body too large: {declared} bytes > limit {limit} bytes",

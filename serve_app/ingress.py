@@ -71,6 +71,7 @@ class Ingress:
         self.adapters = schemas.adapters(self.schemas)
         self.openapi = document(settings)
         self.pool = await asyncpg.create_pool(store.database_url(), min_size=1, max_size=8, **pool_options(settings))
+        self.time_zones = await store.time_zones(self.pool)  # a plant's timezone must be one (store.checked_plants)
         self.background, self.endings = {}, set()
         self.notices = set()  # calls telling the Forecaster whose actuals arrived (routes_data.notify_arrival)
         self.small_calls, self.small_groups = [], set()  # small Forecaster calls waiting, groups in flight (tasks.py)

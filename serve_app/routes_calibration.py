@@ -17,7 +17,8 @@ from serve_app.auth import Caller, api_router
 
 router = api_router("/api/v1/locations")
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
-Version = Annotated[Optional[int], Query(ge=1, description="a stored version (default: the latest)")]
+Version = Annotated[Optional[int], Query(**validation.VERSION_BOUNDS,
+                                         description="a stored version (default: the latest)")]
 
 
 async def known_location(service, location_id, tenant_id):

@@ -96,11 +96,11 @@ def request_field(exc, origin):
     return name, f"{name}: {getattr(exc, 'reason', exc)}"
 
 
-def checked_plants(body, model_ids):
+def checked_plants(body, model_ids, time_zones=None):
     """Frames of a ``LocationsUpsert`` body checked by ``engine.store.checked_plants`` (CPU: in an executor)."""
     frames, origin = plants_frames(body)
     try:
-        return store.checked_plants(*frames, model_ids=model_ids)
+        return store.checked_plants(*frames, model_ids=model_ids, time_zones=time_zones)
     except ValueError as exc:
         raise HTTPException(422, (*request_field(exc, origin), status_and_code(exc)[1])) from None
 
@@ -112,7 +112,8 @@ def checked_plants(body, model_ids):
 async def upsert_locations(request: Request, who: Caller, service=Depends(ingress)):
     body = await json_body(request, service, "LocationsUpsert")
     loop = asyncio.get_running_loop()
-    frame, plane_rows, horizon = await loop.run_in_executor(None, checked_plants, body, service.settings["model_ids"])
+    frame, plane_rows, horizon = await loop.run_in_executor(None, checked_plants, body, service.settings["model_ids"],
+                                                            service.time_zones)
     most = service.settings["http"]["max_locations_per_tenant"]
     saved, over = await store.write_plants_within(service.pool, frame, plane_rows, horizon, most,
                                                   tenant_id=who.tenant_id)

@@ -10,19 +10,19 @@ import numpy as np
 import pandas as pd
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from engine import data, metrics, plots, quantiles, store, validation
 from serve_app.api import (TASK_HEADER, body_doc, ingress, json_body, json_response, json_response_off_loop,
                            responses_doc, to_json)
 from serve_app.auth import Caller, api_router
+from serve_app.schemas import Instant
 from serve_app.tasks import in_statement, run_task
 
 router = api_router("/api/v1/forecast")
 AGGREGATES = {"hourly": "1 hour", "daily": "1 day"}
 LocationPath = Annotated[int, Path(**validation.ID_BOUNDS, description="location id")]
-Start = Annotated[Optional[AwareDatetime], Query(description="window start (valid_time), ISO-8601 with offset")]
-End = Annotated[Optional[AwareDatetime], Query(description="window end (valid_time), ISO-8601 with offset")]
+Start = Annotated[Optional[Instant], Query(description="window start (valid_time), ISO-8601 with offset")]
+End = Annotated[Optional[Instant], Query(description="window end (valid_time), ISO-8601 with offset")]
 ForecastType = Annotated[Optional[Literal[validation.FORECAST_TYPES]], Query(
     description="only runs of this type (default: any); of a re-generated issue time the latest written run")]
 
@@ -261,7 +261,7 @@ def accuracy_scores(joined, location, runs):
                           if (ahead & daylight).any() else None)}
 
 
-Issued = Annotated[Optional[AwareDatetime], Query(description="only runs issued at or after / before this time")]
+Issued = Annotated[Optional[Instant], Query(description="only runs issued at or after / before this time")]
 
 
 async def latest_run_end(service, location_id, forecast_type, tenant_id):

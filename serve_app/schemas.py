@@ -18,10 +18,11 @@ and nesting deeper than pydantic's JSON parser allows.
 """
 
 import datetime
+import re
 from typing import Annotated, Literal, Optional
 
-from pydantic import (AfterValidator, AwareDatetime, ConfigDict, Field, TypeAdapter, create_model, model_validator,
-                      with_config)
+from pydantic import (AfterValidator, AwareDatetime, ConfigDict, Field, Strict, TypeAdapter, WrapValidator,
+                      create_model, model_validator, with_config)
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
@@ -59,12 +60,6 @@ def text(column, description="", min_length=1):
                                 pattern=TEXT_PATTERN, description=description)]
 
 
-def instant(description=""):
-    """An ISO-8601 time with an explicit UTC offset (naive times are refused), in TIME_RANGE."""
-    return Annotated[AwareDatetime, AfterValidator(in_time_range),
-                     Field(description=f"{description} ISO-8601 with a UTC offset".strip())]
-
-
 def refusal(code, message):
     """A pydantic error whose type is ``code`` (``engine.validation.ERRORS``): the answer's ``error.code``."""
     if code not in validation.ERRORS:
@@ -72,11 +67,34 @@ def refusal(code, message):
     return PydanticCustomError(code, message)  # no context: braces in the message stay as they are
 
 
-def in_time_range(value):
-    first, end = (datetime.datetime.fromisoformat(t) for t in validation.TIME_RANGE)
-    if not first <= value < end:
+#: TIME_RANGE as aware datetimes, [first, end).
+TIME_LIMITS = tuple(datetime.datetime.fromisoformat(t) for t in validation.TIME_RANGE)
+#: The start of an ISO-8601 (RFC 3339) instant in text: its extended-format date and the time's separator.
+ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def checked_instant(value, handler):
+    """An aware datetime of ISO-8601 text (or a datetime) in TIME_RANGE; one call per value (wrap validator).
+
+    Text must start with an ISO-8601 date: pydantic reads digits as Unix seconds (or milliseconds), so the compact
+    date ``"20130701"`` would be 1970-08-22T23:45:01Z and ``"2013"`` 33 minutes after 1970.
+    """
+    if not isinstance(value, datetime.datetime) and not (isinstance(value, str) and ISO_START.match(value)):
+        raise refusal("bad_time", "must be an ISO-8601 time with a UTC offset (YYYY-MM-DDThh:mm:ss+hh:mm)")
+    value = handler(value)
+    if not TIME_LIMITS[0] <= value < TIME_LIMITS[1]:
         raise refusal("bad_time", f"must be in [{validation.TIME_RANGE[0]}, {validation.TIME_RANGE[1]})")
     return value
+
+
+#: An instant: ISO-8601 text with an explicit UTC offset (naive times are refused) in TIME_RANGE, in bodies and query
+#: parameters alike. Not strict: the text reaches the datetime validator as a Python str (a strict one refuses it).
+Instant = Annotated[AwareDatetime, Strict(False), WrapValidator(checked_instant)]
+
+
+def instant(description=""):
+    """:data:`Instant` described (``description``; the format is appended)."""
+    return Annotated[Instant, Field(description=f"{description} ISO-8601 with a UTC offset".strip())]
 
 
 def unique(values):
